@@ -1,0 +1,1 @@
+"""Trainers (LoRA, LoHa, LoKr, native fine-tuning), installed as ``t2ibench.adapters``."""

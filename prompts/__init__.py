@@ -1,0 +1,1 @@
+"""Prompt templates shipped as data files (read through ``importlib.resources``)."""

@@ -1,0 +1,39 @@
+"""The ``t2ibench`` command line: a thin typer shell over the library.
+
+Each area adds its commands from its own module (``register(app)``), and every command imports its
+heavy dependencies inside the function, so ``t2ibench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="t2ibench",
+    help="Benchmark customized text-to-image models (the LyCORIS ICLR 2024 protocol).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# One module per area; each defines ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = [
+    "t2ibench.cli.core",
+]
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    """Console-script entry point; user errors print one line and exit 2, never a traceback."""
+    from t2ibench.errors import T2IBenchError
+
+    try:
+        app()
+    except T2IBenchError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)

@@ -55,7 +55,9 @@ class Registry(Generic[T]):
             try:
                 item = ep.load()
             except Exception as exc:  # a broken plug-in must not break the built-ins
-                log.warning("could not load %s plug-in %r (%s): %s", self.kind, ep.name, ep.value, exc)
+                log.warning(
+                    "could not load %s plug-in %r (%s): %s", self.kind, ep.name, ep.value, exc
+                )
                 continue
             # An entry point may register itself on import (a module) or be the object itself.
             if ep.name not in self._items and not _is_module(item):

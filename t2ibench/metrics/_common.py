@@ -1,0 +1,50 @@
+"""Shared tensor helpers for the metric functions (float64 everywhere: the sums must stay exact)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def as_matrix(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Return ``x`` as a 2-D float64 tensor (rows = samples), or raise naming the argument."""
+    x = torch.as_tensor(x)
+    if x.ndim == 1:
+        x = x.unsqueeze(0)
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected a (n, d) feature matrix, got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: no rows")
+    x = x.detach().to(device="cpu", dtype=torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: features contain NaN or infinite values")
+    return x
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (a zero row stays zero)."""
+    return x / x.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+class StreamingMetric:
+    """torchmetrics-style streaming base: ``update`` adds samples, ``compute`` reads the value,
+    ``merge`` adds another instance's sufficient statistics (for sharded evaluation)."""
+
+    _state: tuple[str, ...] = ()
+
+    def merge(self, other: StreamingMetric) -> StreamingMetric:
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        for key in self._state:
+            mine, theirs = getattr(self, key), getattr(other, key)
+            if mine is None:
+                setattr(self, key, theirs.clone() if isinstance(theirs, torch.Tensor) else theirs)
+            elif theirs is not None:
+                setattr(self, key, mine + theirs)
+        return self
+
+    def compute(self) -> float:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+
+def add(acc: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    return x.clone() if acc is None else acc + x

@@ -1,0 +1,55 @@
+"""Style loss (Johnson et al. 2016) between seed-paired images: base-model preservation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from t2ibench.metrics._common import StreamingMetric
+
+
+def gram_matrices(feature_maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Per layer, G = F Fᵀ / (C·H·W) for a batch of maps (n, C, H, W) → (n, C, C)."""
+    grams = []
+    for i, fmap in enumerate(feature_maps):
+        if fmap.ndim != 4:
+            raise ValueError(f"feature_maps[{i}]: expected (n, C, H, W), got {tuple(fmap.shape)}")
+        n, c, h, w = fmap.shape
+        f = fmap.reshape(n, c, h * w)
+        grams.append(torch.bmm(f, f.transpose(1, 2)) / (c * h * w))
+    return grams
+
+
+def style_loss(grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per pair, Σ over layers of ‖G_a − G_b‖²_F; returns a float64 tensor of shape (n,)."""
+    if len(grams_a) != len(grams_b) or not grams_a:
+        raise ValueError(f"style_loss: {len(grams_a)} vs {len(grams_b)} layers")
+    total = None
+    for i, (ga, gb) in enumerate(zip(grams_a, grams_b, strict=True)):
+        if ga.shape != gb.shape or ga.ndim != 3:
+            raise ValueError(f"style_loss: layer {i} shapes {tuple(ga.shape)} vs {tuple(gb.shape)}")
+        diff = ga.to(torch.float64) - gb.to(torch.float64)
+        layer = diff.pow(2).sum(dim=(1, 2))
+        total = layer if total is None else total + layer
+    return total
+
+
+class StyleLoss(StreamingMetric):
+    """Streaming mean of :func:`style_loss` over (base, tuned) pairs."""
+
+    _state = ("total", "n")
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.n = 0
+
+    def update(self, grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor]) -> None:
+        losses = style_loss(grams_a, grams_b)
+        self.total += float(losses.sum())
+        self.n += losses.numel()
+
+    def compute(self) -> float:
+        if not self.n:
+            raise ValueError("StyleLoss: no pairs")
+        return self.total / self.n

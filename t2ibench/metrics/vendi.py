@@ -19,10 +19,12 @@ ORDERS = (0.0, 0.5, 1.0, 2.0, math.inf)
 def _entropy_exp(lam: torch.Tensor, q: float) -> float:
     lam = lam.clamp_min(0)
     lam = lam / lam.sum()  # guards round-off; λ of K/n sums to 1 for unit rows
+    # Eigenvalues below round-off are zeros (numpy.linalg.matrix_rank's tolerance): for q < 1 a
+    # 1e-17 noise eigenvalue would otherwise add 1e-8 to the score of n identical vectors.
+    tol = lam.max() * lam.numel() * torch.finfo(torch.float64).eps
+    lam = torch.where(lam > tol, lam, torch.zeros_like(lam))
     if q == 0:
-        # Rank with a relative tolerance, as numpy.linalg.matrix_rank does.
-        tol = lam.max() * lam.numel() * torch.finfo(torch.float64).eps
-        return float((lam > tol).sum())
+        return float((lam > 0).sum())
     if math.isinf(q):
         return float(1.0 / lam.max())
     nz = lam[lam > 0]

@@ -1,0 +1,265 @@
+"""The results table: one tidy row per (checkpoint, leaf, prompt type, metric, encoder, resize).
+
+Every producer (``t2ibench run``, the evaluation-code importer) writes through :func:`write_results`
+or :func:`append_results`, and every consumer (``t2ibench analyze``) reads through
+:func:`read_results`, so the schema is checked in one place. A results folder holds
+``results.parquet`` (the authoritative copy) and ``results.csv`` (the same rows, for humans and
+spreadsheets); both are written atomically. Columns beyond :data:`REQUIRED_COLUMNS` (the checkpoint's
+hyperparameters: ``algorithm``, ``preset``, ``lr``, ``dim``, ``alpha``, ``factor``, ``caption``, or
+anything a user adds) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from t2ibench.errors import ResultsError
+
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+
+#: The columns every results table has, in this order (extra columns follow).
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "checkpoint",
+    "config",
+    "seed",
+    "epoch",
+    "category",
+    "class",
+    "leaf",
+    "prompt_type",
+    "metric",
+    "encoder",
+    "resize",
+    "value",
+)
+#: A row is identified by these; :func:`merge_results` keeps the newest row per key.
+KEY_COLUMNS: tuple[str, ...] = ("checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize")
+#: Hyperparameter columns the analysis understands (all optional).
+HYPERPARAMETER_COLUMNS: tuple[str, ...] = (
+    "algorithm",
+    "preset",
+    "lr",
+    "dim",
+    "alpha",
+    "factor",
+    "caption",
+)
+
+PROMPT_TYPES: tuple[str, ...] = ("train", "trigger", "alter", "style", "concept-agnostic")
+ENCODERS: tuple[str, ...] = ("dinov2-l", "clip-l14", "convnextv2-l", "vgg19")
+#: "" means the metric has no resize step (IQA scores, a third-party metric on raw images).
+RESIZE_MODES: tuple[str, ...] = ("letterbox", "center-crop", "stretch", "scale", "")
+BUILTIN_METRICS: tuple[str, ...] = (
+    "image_similarity",
+    "centroid_distance",
+    "text_alignment",
+    "vendi",
+    "style_loss",
+    "frechet_distance",
+)
+
+_STRING_COLUMNS = (
+    "checkpoint",
+    "config",
+    "seed",
+    "category",
+    "class",
+    "leaf",
+    "prompt_type",
+    "metric",
+    "encoder",
+    "resize",
+)
+_NONEMPTY_COLUMNS = ("checkpoint", "config", "category", "class", "leaf", "metric")
+# Metric and encoder names are open (IQA models, third-party plug-ins) but must be plain slugs.
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+def _where(source: str | os.PathLike | None) -> str:
+    return f"{source}: " if source is not None else ""
+
+
+def _bad_rows(mask: pd.Series) -> str:
+    rows = list(mask[mask].index[:5])
+    more = "" if int(mask.sum()) <= 5 else f" (and {int(mask.sum()) - 5} more)"
+    return f"rows {rows}{more}"
+
+
+def validate_results(df: pd.DataFrame, source: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Check ``df`` against the schema and return a normalised copy.
+
+    Normalisation: string columns become strings (missing → ""), ``epoch`` a nullable integer,
+    ``value`` a float (missing values stay NaN: a metric that could not be computed), required
+    columns first. Raises :class:`ResultsError` naming ``source`` and the offending column.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ResultsError(f"{_where(source)}results must be a pandas DataFrame, got {type(df)}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{_where(source)}missing column(s) {missing}")
+    dupes = df.columns[df.columns.duplicated()].tolist()
+    if dupes:
+        raise ResultsError(f"{_where(source)}duplicate column(s) {dupes}")
+    out = df.copy()
+    out.index = pd.RangeIndex(len(out))
+    for col in _STRING_COLUMNS:
+        s = out[col]
+        # Integers written as seeds (23) and strings ("a") both become text.
+        out[col] = s.where(s.notna(), "").astype(str).str.strip()
+    for col in _NONEMPTY_COLUMNS:
+        mask = out[col] == ""
+        if mask.any():
+            raise ResultsError(f"{_where(source)}column {col!r} is empty in {_bad_rows(mask)}")
+    for col, allowed in (("prompt_type", PROMPT_TYPES), ("resize", RESIZE_MODES)):
+        mask = ~out[col].isin(allowed)
+        if mask.any():
+            bad = sorted(set(out.loc[mask, col]))[:5]
+            raise ResultsError(
+                f"{_where(source)}column {col!r} has unknown value(s) {bad} in {_bad_rows(mask)};"
+                f" allowed: {', '.join(repr(a) for a in allowed)}"
+            )
+    for col in ("metric", "encoder"):
+        vals = out[col]
+        mask = ~vals.str.match(_SLUG.pattern)
+        if col == "encoder":
+            mask &= vals != ""  # metrics without an encoder
+        if mask.any():
+            bad = sorted(set(vals[mask]))[:5]
+            raise ResultsError(
+                f"{_where(source)}column {col!r} has malformed name(s) {bad} in {_bad_rows(mask)};"
+                " names are lower-case slugs such as 'image_similarity' or 'dinov2-l'"
+            )
+    epoch = pd.to_numeric(out["epoch"], errors="coerce")
+    mask = (epoch.isna() & out["epoch"].notna()) | (
+        epoch.notna() & ((epoch < 0) | (epoch % 1 != 0))
+    )
+    if mask.any():
+        raise ResultsError(
+            f"{_where(source)}column 'epoch' must hold non-negative integers; bad {_bad_rows(mask)}"
+        )
+    out["epoch"] = epoch.astype("Int64")
+    value = pd.to_numeric(out["value"], errors="coerce")
+    mask = value.isna() & out["value"].notna() & (out["value"].astype(str).str.strip() != "")
+    if mask.any():
+        raise ResultsError(f"{_where(source)}column 'value' is not numeric in {_bad_rows(mask)}")
+    out["value"] = value.astype("float64")
+    key = list(KEY_COLUMNS)
+    dup = out.duplicated(key, keep=False)
+    if dup.any():
+        raise ResultsError(
+            f"{_where(source)}{int(dup.sum())} rows repeat a key {tuple(key)}, first at "
+            f"{_bad_rows(dup)}; use merge_results() to de-duplicate"
+        )
+    extra = [c for c in out.columns if c not in REQUIRED_COLUMNS]
+    return out[list(REQUIRED_COLUMNS) + extra]
+
+
+def merge_results(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """Combine two results tables; on a repeated key (:data:`KEY_COLUMNS`) the row from ``new``
+    wins. Idempotent: ``merge_results(merge_results(a, b), b)`` equals ``merge_results(a, b)``."""
+    new = validate_results(_dedupe(new), "new results")
+    if existing is None or len(existing) == 0:
+        return new
+    existing = validate_results(_dedupe(existing), "existing results")
+    both = pd.concat([existing, new], ignore_index=True, sort=False)
+    both = both.drop_duplicates(list(KEY_COLUMNS), keep="last")
+    return validate_results(both.reset_index(drop=True))
+
+
+def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
+    # Within one table the last row of a repeated key wins too (a re-run appended twice).
+    if not all(c in df.columns for c in KEY_COLUMNS):
+        return df
+    key = df[list(KEY_COLUMNS)].astype(str)
+    return df.loc[~key.duplicated(keep="last")]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_results(
+    df: pd.DataFrame,
+    results_dir: str | os.PathLike,
+    *,
+    formats: Iterable[str] = ("parquet", "csv"),
+) -> Path:
+    """Validate ``df`` and write it to ``results_dir/results.parquet`` and ``results.csv``.
+
+    Each file is written to a temporary name in the same folder and renamed, so a crash never
+    leaves a half-written table. Returns the folder.
+    """
+    out_dir = Path(results_dir)
+    df = validate_results(df, out_dir)
+    formats = tuple(formats)
+    unknown = set(formats) - {"parquet", "csv"}
+    if unknown or not formats:
+        raise ValueError(f"formats must be a non-empty subset of ('parquet', 'csv'), got {formats}")
+    if "parquet" in formats:
+        _atomic_write(out_dir / RESULTS_PARQUET, lambda p: df.to_parquet(p, index=False))
+    if "csv" in formats:
+        _atomic_write(out_dir / RESULTS_CSV, lambda p: df.to_csv(p, index=False))
+    return out_dir
+
+
+def append_results(new: pd.DataFrame, results_dir: str | os.PathLike) -> pd.DataFrame:
+    """Merge ``new`` into the table stored in ``results_dir`` (if any) and write it back.
+
+    Re-appending the same rows changes nothing (see :func:`merge_results`). Returns the merged table.
+    """
+    existing = None
+    if _find_table(Path(results_dir)) is not None:
+        existing = read_results(results_dir)
+    merged = merge_results(existing, new)
+    write_results(merged, results_dir)
+    return merged
+
+
+def _find_table(path: Path) -> Path | None:
+    for name in (RESULTS_PARQUET, RESULTS_CSV):
+        if (path / name).is_file():
+            return path / name
+    return None
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate a results table: a folder (``results.parquet``, else ``results.csv``) or
+    a ``.parquet`` / ``.csv`` / ``.csv.gz`` file."""
+    p = Path(path)
+    if p.is_dir():
+        found = _find_table(p)
+        if found is None:
+            raise ResultsError(f"{p}: no {RESULTS_PARQUET} or {RESULTS_CSV} in this folder")
+        p = found
+    elif not p.exists():
+        raise ResultsError(f"{p}: no such file or folder")
+    name = p.name.lower()
+    try:
+        if name.endswith(".parquet"):
+            df = pd.read_parquet(p)
+        elif name.endswith((".csv", ".csv.gz")):
+            # Text columns stay text ("a" seeds, "N/A" hyperparameters are not guessed at).
+            df = pd.read_csv(p, dtype={c: str for c in _STRING_COLUMNS}, keep_default_na=True)
+        else:
+            raise ResultsError(f"{p}: expected a .parquet or .csv results file")
+    except ResultsError:
+        raise
+    except Exception as exc:  # pyarrow / parser errors: say which file
+        raise ResultsError(f"{p}: cannot read results table ({exc})") from exc
+    return validate_results(df, p)

@@ -1,0 +1,155 @@
+"""OpenCLIP ViT-L-14 ``datacomp_xl_s13b_b90k``: image and text features after the projection.
+
+Weights: the default loads open_clip's pretrained tag (hub repo
+``laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K``); a local folder in open_clip's own layout
+(``open_clip_config.json`` + ``open_clip_model.safetensors``) loads through ``local-dir:``; a single
+ViT-L-14 checkpoint file through ``pretrained=<file>``; any other string is a hub repo id
+(``hf-hub:``). The tokenizer is open_clip's real BPE tokenizer (its vocabulary ships in the package).
+Preprocessing: OpenAI CLIP mean/std, bicubic; the vision tower has a fixed 16×16 position grid, so
+``scale`` (non-square) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2ibench.encoders.base import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    Encoder,
+    EncoderSpec,
+    hub_weights_id,
+    local_weights_id,
+    missing_weights_error,
+    tiny_folder,
+)
+
+ARCH = "ViT-L-14"
+TAG = "datacomp_xl_s13b_b90k"
+HUB_REPO = "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K"
+DEFAULT_WEIGHTS = f"{ARCH}/{TAG}"
+TINY_MODEL_CFG: dict[str, Any] = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 224, "layers": 1, "width": 32, "head_width": 16, "patch_size": 14},
+    # Real vocabulary and context so the real tokenizer feeds it.
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+class ClipEncoder(Encoder):
+    kind = "image-text"
+
+    def __init__(self, *args: Any, tokenizer: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokenizer = tokenizer
+
+    def _forward_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
+
+    def _forward_texts(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts).to(self.device)
+        return self.model.encode_text(tokens)
+
+
+def load_model(source: str) -> tuple[torch.nn.Module, Any, str]:
+    """Load an OpenCLIP model and tokenizer; returns (model, tokenizer, weights id)."""
+    import open_clip
+
+    path = Path(source).expanduser()
+    try:
+        if source == DEFAULT_WEIGHTS:
+            model = open_clip.create_model(ARCH, pretrained=TAG)
+            tokenizer = open_clip.get_tokenizer(ARCH)
+            wid = hub_weights_id(
+                HUB_REPO, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            )
+        elif path.is_dir():
+            if not any(p.suffix in WEIGHT_SUFFIXES for p in path.iterdir()):
+                # open_clip would only warn and hand back random weights.
+                raise FileNotFoundError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) in {path}")
+            name = f"local-dir:{path}"
+            model = open_clip.create_model(name)
+            tokenizer = open_clip.get_tokenizer(name)
+            wid = local_weights_id(path)
+        elif path.is_file():
+            model = open_clip.create_model(ARCH, pretrained=str(path))
+            tokenizer = open_clip.get_tokenizer(ARCH)
+            wid = local_weights_id(path)
+        else:
+            repo = source.removeprefix("hf-hub:")
+            model = open_clip.create_model(f"hf-hub:{repo}")
+            tokenizer = open_clip.get_tokenizer(f"hf-hub:{repo}")
+            wid = hub_weights_id(
+                repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            )
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise missing_weights_error("clip-l14", source, exc) from exc
+    return model, tokenizer, wid
+
+
+def build_tiny(folder: Path) -> None:
+    """Write a tiny random-weight OpenCLIP model in open_clip's local-folder layout."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    model = open_clip.CLIP(**TINY_MODEL_CFG)
+    cfg = {
+        "model_cfg": TINY_MODEL_CFG,
+        "preprocess_cfg": {
+            "mean": list(OPENAI_CLIP_MEAN),
+            "std": list(OPENAI_CLIP_STD),
+            "interpolation": "bicubic",
+        },
+    }
+    (folder / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+
+
+def load(
+    spec: EncoderSpec,
+    weights: str | None,
+    tiny: bool,
+    preprocess: Any,
+    device: Any,
+    dtype: Any,
+    batch_size: int,
+    cache_dir: Path | None,
+) -> ClipEncoder:
+    source = (
+        str(tiny_folder(spec.name, TINY_MODEL_CFG, build_tiny, cache_dir))
+        if tiny
+        else weights or spec.default_weights
+    )
+    model, tokenizer, wid = load_model(source)
+    return ClipEncoder(
+        spec.name, model, wid, preprocess, device, dtype, batch_size, source, tokenizer=tokenizer
+    )
+
+
+def _register() -> None:
+    from t2ibench.encoders import register_encoder
+
+    register_encoder(
+        EncoderSpec(
+            name="clip-l14",
+            kind="image-text",
+            default_weights=DEFAULT_WEIGHTS,
+            feature_desc="(n, 768) after projection; texts (n, 768)",
+            description="OpenCLIP ViT-L-14 DataComp-XL, image and text features after the projection",
+            load=load,
+            mean=OPENAI_CLIP_MEAN,
+            std=OPENAI_CLIP_STD,
+            interpolation="bicubic",
+            default_resize="letterbox",
+            square_only=True,
+        )
+    )
+
+
+_register()

@@ -1,0 +1,121 @@
+"""Stable Diffusion 1.5's component configs, bundled so single-file checkpoints load offline.
+
+``from_single_file`` needs a diffusers config folder for the pipeline's parts; without one it asks
+the hub. These are the values of the ``stable-diffusion-v1-5/stable-diffusion-v1-5`` repository
+(UNet 859,520,964 and CLIP-L 123,060,480 parameters, checked by the tests on the ``meta`` device),
+with DDIM and no safety checker, written on demand into the t2ibench cache with the CLIP tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from t2ibench.models.tiny import SD15_SCHEDULER
+
+UNET = {
+    "_class_name": "UNet2DConditionModel",
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+}
+VAE = {
+    "_class_name": "AutoencoderKL",
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+TEXT_ENCODER = {
+    "architectures": ["CLIPTextModel"],
+    "attention_dropout": 0.0,
+    "bos_token_id": 0,
+    "dropout": 0.0,
+    "eos_token_id": 2,
+    "hidden_act": "quick_gelu",
+    "hidden_size": 768,
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 77,
+    "model_type": "clip_text_model",
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "pad_token_id": 1,
+    "projection_dim": 768,
+    "vocab_size": 49408,
+}
+MODEL_INDEX = {
+    "_class_name": "StableDiffusionPipeline",
+    "feature_extractor": [None, None],
+    "requires_safety_checker": False,
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "DDIMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+# Bump when a value above changes so the cached folder is rewritten.
+VERSION = 1
+
+
+def sd15_config_folder(cache: Path | None = None) -> Path:
+    """A diffusers config folder (no weights) for SD1.5, for ``from_single_file(config=...)``."""
+    from t2ibench.models.loading import cache_dir
+    from t2ibench.models.tokenizer import write_clip_tokenizer
+
+    folder = (cache or cache_dir()) / f"sd15-config-v{VERSION}"
+    if (folder / "model_index.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.build-"))
+    try:
+        files = {
+            "unet/config.json": UNET,
+            "vae/config.json": VAE,
+            "text_encoder/config.json": TEXT_ENCODER,
+            "scheduler/scheduler_config.json": {"_class_name": "DDIMScheduler", **SD15_SCHEDULER},
+        }
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_clip_tokenizer(tmp / "tokenizer")
+        # model_index.json last: its presence marks a complete folder.
+        (tmp / "model_index.json").write_text(
+            json.dumps(MODEL_INDEX, indent=2, sort_keys=True) + "\n"
+        )
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "model_index.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder

@@ -1,0 +1,113 @@
+"""The real CLIP BPE tokenizer, built offline from open_clip's bundled merges file.
+
+SD1.5's tokenizer is OpenAI CLIP's: 49,408 tokens = 256 byte symbols, the same 256 with ``</w>``,
+48,894 merges, ``<|startoftext|>`` and ``<|endoftext|>``. open_clip ships exactly those merges
+(``bpe_simple_vocab_16e6.txt.gz``), so ``vocab.json`` + ``merges.txt`` for transformers'
+``CLIPTokenizer`` can be written without the hub. Only the file is read: open_clip is not imported.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from t2ibench.errors import MissingExtraError
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+VOCAB_SIZE = 49408
+MODEL_MAX_LENGTH = 77
+# open_clip keeps merges[1 : 49152 - 256 - 2 + 1] of its file (the first line is a version header).
+N_MERGES = 49152 - 256 - 2
+
+TOKENIZER_CONFIG = {
+    "add_prefix_space": False,
+    "bos_token": BOS,
+    "clean_up_tokenization_spaces": True,
+    "do_lower_case": True,
+    "eos_token": EOS,
+    "errors": "replace",
+    "model_max_length": MODEL_MAX_LENGTH,
+    "pad_token": EOS,
+    "tokenizer_class": "CLIPTokenizer",
+    "unk_token": EOS,
+}
+SPECIAL_TOKENS_MAP = {"bos_token": BOS, "eos_token": EOS, "pad_token": EOS, "unk_token": EOS}
+
+
+def bpe_file() -> Path:
+    """Path of open_clip's bundled BPE merges file (found without importing open_clip)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(
+            "the CLIP tokenizer is built from open_clip's BPE file: pip install open-clip-torch"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
+    if not path.is_file():
+        raise MissingExtraError(
+            f"{path}: open_clip's BPE file is missing; reinstall open-clip-torch"
+        )
+    return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte → printable unicode table (same order as open_clip's)."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
+
+
+def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
+    """CLIP's vocabulary (token → id) and merge list, in open_clip's order."""
+    lines = gzip.open(bpe_file()).read().decode("utf-8").split("\n")
+    merges = lines[1 : N_MERGES + 1]
+    symbols = list(_bytes_to_unicode().values())
+    vocab_list = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab_list += [BOS, EOS]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    if len(vocab) != VOCAB_SIZE:
+        raise MissingExtraError(
+            f"{bpe_file()}: expected a {VOCAB_SIZE}-token CLIP vocabulary, built {len(vocab)}"
+        )
+    return vocab, merges
+
+
+def write_clip_tokenizer(folder: Path) -> Path:
+    """Write ``vocab.json``, ``merges.txt`` and the configs of SD1.5's tokenizer into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = clip_vocab_and_merges()
+    files = {
+        "vocab.json": json.dumps(vocab, ensure_ascii=False),
+        "merges.txt": "#version: 0.2\n" + "\n".join(merges) + "\n",
+        "tokenizer_config.json": json.dumps(TOKENIZER_CONFIG, indent=2, sort_keys=True) + "\n",
+        "special_tokens_map.json": json.dumps(SPECIAL_TOKENS_MAP, indent=2, sort_keys=True) + "\n",
+    }
+    for name, text in files.items():
+        _atomic_write_text(folder / name, text)
+    return folder
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from t2ibench.cli._console import console
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
                 str(m.higher_is_better),
                 f"[{m.range[0]}, {m.range[1]}]",
             )
-        Console().print(table)
+        console().print(table)
 
     @prompts_app.command("list")
     def prompts_list() -> None:
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
         table = Table("name", "description")
         for name in list_prompt_types():
             table.add_row(name, get_prompt_type(name).description)
-        Console().print(table)
+        console().print(table)
 
     @encoders_app.command("list")
     def encoders_list() -> None:
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
         for name in list_encoders():
             spec = get_encoder_spec(name)
             table.add_row(name, spec.default_weights, spec.feature_desc, spec.description)
-        Console().print(table)
+        console().print(table)
 
     @dataset_app.command("check")
     def dataset_check(path: Path = typer.Argument(..., help="Dataset root folder.")) -> None:
@@ -64,4 +65,4 @@ def register(app: typer.Typer) -> None:
         from t2ibench.data import load_dataset
 
         ds = load_dataset(path)
-        Console().print(ds.tree())
+        console().print(ds.tree())

@@ -1,0 +1,35 @@
+"""The listing commands and ``dataset check``, run as a user runs them."""
+
+import subprocess
+import sys
+
+from t2ibench.data import make_demo_dataset
+
+
+def t2ibench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "t2ibench", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_metrics_and_prompts_list():
+    out = t2ibench("metrics", "list")
+    assert out.returncode == 0, out.stderr
+    for name in ["image_similarity", "centroid_distance", "vendi", "style_loss", "liqe"]:
+        assert name in out.stdout
+    out = t2ibench("prompts", "list")
+    assert out.returncode == 0, out.stderr
+    assert "concept-agnostic" in out.stdout and "alter" in out.stdout
+
+
+def test_dataset_check_ok_and_bad(tmp_path):
+    root = make_demo_dataset(tmp_path / "demo")
+    out = t2ibench("dataset", "check", str(root))
+    assert out.returncode == 0, out.stderr
+    assert "scene/tower: 3 images" in out.stdout and "repeats=4" in out.stdout
+    (root / "scene/tower/001.txt").unlink()
+    out = t2ibench("dataset", "check", str(root))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "001.png" in lines[0] and "caption" in lines[0]

@@ -22,6 +22,7 @@ app = typer.Typer(
 # One module per area; each defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = [
     "t2ibench.cli.core",
+    "t2ibench.cli.analysis",
 ]
 
 for _module in COMMAND_MODULES:

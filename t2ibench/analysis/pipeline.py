@@ -1,0 +1,329 @@
+"""``analyze``: results table → scores, aggregates, SHAP, plots, HTML report and Markdown summary."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from t2ibench.analysis.aggregate import aggregate
+from t2ibench.analysis.report import Section, render_html, render_markdown
+from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
+from t2ibench.analysis.shap_analysis import (
+    DEFAULT_FEATURES,
+    DEFAULT_TARGETS,
+    Target,
+    run_shap,
+    shap_tables,
+)
+from t2ibench.analysis.tables import (
+    DEFAULT_CRITERIA,
+    PAPER_TABLE1,
+    check_epoch_claims,
+    compare_with_paper,
+    config_table,
+    epoch_change,
+    epoch_trends,
+    rank_table,
+    varied_hyperparameter,
+)
+from t2ibench.errors import ResultsError
+from t2ibench.results import read_results, validate_results
+
+#: Measurements whose evolution over epochs the report tabulates (paper §5.3.2).
+EPOCH_TARGETS: tuple[Target, ...] = (
+    Target("image_similarity", "train"),
+    Target("image_similarity", "alter"),
+    Target("text_alignment", "train"),
+    Target("text_alignment", "alter"),
+    Target("vendi", "train"),
+    Target("style_loss", "style"),
+)
+CATEGORY_LABELS = {
+    "anime": "anime characters",
+    "people": "movie characters",
+    "scene": "scenes",
+    "stuffed_toy": "stuffed toys",
+    "style": "styles",
+}
+
+
+@dataclass
+class AnalysisResult:
+    """What :func:`analyze` computed and where it wrote it."""
+
+    out_dir: Path
+    scores: pd.DataFrame
+    aggregates: dict[str, pd.DataFrame]
+    epoch_trends: pd.DataFrame
+    epoch_change: pd.DataFrame
+    epoch_claims: pd.DataFrame
+    rank_means: pd.DataFrame
+    ranks: pd.DataFrame
+    shap_values: pd.DataFrame
+    shap_fit: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
+
+
+def _filter(df: pd.DataFrame, column: str, allowed: Iterable | None) -> pd.DataFrame:
+    if allowed is None:
+        return df
+    allowed = list(allowed)
+    if column == "epoch":
+        allowed = [int(a) for a in allowed]
+    unknown = sorted(set(map(str, allowed)) - set(map(str, df[column].dropna().unique())))
+    if unknown:
+        raise ResultsError(
+            f"filter {column}={unknown}: not in the results (have "
+            f"{sorted(map(str, df[column].dropna().unique()))[:12]})"
+        )
+    return df[df[column].isin(allowed)]
+
+
+def _write_csv(df: pd.DataFrame, path: Path, files: list[Path], **kw) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, **kw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    files.append(path)
+
+
+def analyze(
+    results: str | os.PathLike | pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    categories: Sequence[str] | None = None,
+    epochs: Sequence[int] | None = None,
+    prompt_types: Sequence[str] | None = None,
+    configs: Sequence[str] | None = None,
+    directions: Mapping[str, bool] | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    shap: bool = True,
+    shap_targets: Sequence[Target] = DEFAULT_TARGETS,
+    shap_features: Sequence[str] = DEFAULT_FEATURES,
+    shap_category_epochs: Mapping[str, Sequence[int]] | None = None,
+    shap_iterations: int = 300,
+    shap_learning_rate: float = 0.1,
+    criteria: Mapping[str, Sequence[Target]] = DEFAULT_CRITERIA,
+    plots: bool = True,
+    title: str | None = None,
+) -> AnalysisResult:
+    """Analyse a results table (folder, file or DataFrame) and write the report to ``out_dir``.
+
+    Filters keep only the listed categories, epochs, prompt types and configs (an unknown value is
+    an error). ``directions`` (metric → higher_is_better) overrides the registry for third-party
+    metrics. Writes ``report.html`` (self-contained), ``summary.md``, ``scores.csv``,
+    ``aggregate_{class,category,all}.csv``, ``epoch_trends.csv``, ``epoch_change.csv``,
+    ``rank_table.csv``, ``shap_values.csv``, ``shap_fit.csv`` and ``plots/*.png``.
+    Raises :class:`ResultsError` when nothing usable is left.
+    """
+    source = results if not isinstance(results, pd.DataFrame) else "DataFrame"
+    df = (
+        validate_results(results, "results")
+        if isinstance(results, pd.DataFrame)
+        else read_results(results)
+    )
+    n_in = len(df)
+    df = _filter(df, "category", categories)
+    df = _filter(df, "epoch", epochs)
+    df = _filter(df, "prompt_type", prompt_types)
+    df = _filter(df, "config", configs)
+    if df.empty or df["value"].notna().sum() == 0:
+        raise ResultsError(
+            f"{source}: no metric values left to analyse ({n_in} rows before filters)"
+        )
+    dirs = metric_directions(df, directions)
+    scores = rank_normalise(df, dirs)
+    if scores["score"].notna().sum() == 0:
+        raise ResultsError(
+            f"{source}: no score can be computed: each leaf × metric × encoder × resize × prompt "
+            "type needs values from at least two checkpoints"
+        )
+    out = Path(out_dir)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    _write_csv(scores, out / "scores.csv", files, index=False)
+    aggs = aggregate(scores, bootstrap=bootstrap, seed=seed)
+    for level, table in aggs.items():
+        _write_csv(table, out / f"aggregate_{level}.csv", files, index=False)
+    trends = epoch_trends(aggs["category"], scores, EPOCH_TARGETS)
+    change = epoch_change(trends)
+    _write_csv(trends, out / "epoch_trends.csv", files, index=False)
+    _write_csv(change, out / "epoch_change.csv", files, index=False)
+    claims = check_epoch_claims(aggs["category"], scores)
+    _write_csv(claims, out / "epoch_claims.csv", files, index=False)
+    means, ranks = rank_table(aggs["all"], scores, criteria)
+    rank_out = pd.concat({"mean_score": means, "rank": ranks}, names=["table", "criterion"])
+    _write_csv(rank_out, out / "rank_table.csv", files)
+    shap_results = (
+        run_shap(
+            scores,
+            targets=shap_targets,
+            features=shap_features,
+            category_epochs=shap_category_epochs,
+            iterations=shap_iterations,
+            learning_rate=shap_learning_rate,
+            seed=seed,
+        )
+        if shap
+        else []
+    )
+    shap_values, shap_fit = shap_tables(shap_results)
+    _write_csv(shap_values, out / "shap_values.csv", files, index=False)
+    _write_csv(shap_fit, out / "shap_fit.csv", files, index=False)
+
+    sections = _sections(
+        source, df, scores, dirs, aggs, trends, change, claims, means, ranks, shap_fit,
+        shap_results, out, plots, files,
+        filters={"categories": categories, "epochs": epochs, "prompt_types": prompt_types,
+                 "configs": configs},
+        bootstrap=bootstrap,
+    )  # fmt: skip
+    title = title or f"t2ibench analysis: {Path(str(source)).name}"
+    files.append(render_html(title, sections, out / "report.html", out))
+    files.append(render_markdown(title, sections, out / "summary.md", out))
+    return AnalysisResult(
+        out, scores, aggs, trends, change, claims, means, ranks, shap_values, shap_fit, files
+    )
+
+
+def _label(cat: str) -> str:
+    return CATEGORY_LABELS.get(cat, cat)
+
+
+def _sections(
+    source, df, scores, dirs, aggs, trends, change, claims, means, ranks, shap_fit, shap_results,
+    out, plots, files, filters, bootstrap,
+) -> list[Section]:  # fmt: skip
+    from t2ibench.analysis import plots as P
+
+    sections = []
+    ckpts = df["checkpoint"].nunique()
+    active = {k: v for k, v in filters.items() if v is not None}
+    overview = Section("Overview").text(
+        f"Source: {source}. {len(df)} result rows, {ckpts} checkpoints, "
+        f"{df['config'].nunique()} configs, seeds {sorted(df['seed'].unique())}, "
+        f"epochs {sorted(int(e) for e in df['epoch'].dropna().unique())}, "
+        f"categories {sorted(df['category'].unique())}, leaves {df['leaf'].nunique()}, "
+        f"prompt types {sorted(df['prompt_type'].unique())}."
+        + (f" Filters: {active}." if active else "")
+    )
+    overview.text(
+        "Scores: within each "
+        + " × ".join(RANK_GROUP)
+        + " the checkpoints are ranked (ties: average rank) and score = (rank − 1)/(n − 1), "
+        "1 = best; missing values stay missing and do not count in n. Leaves are averaged into "
+        "classes, classes into categories (plain means); error bars are standard errors over "
+        "seeds × classes"
+        + (
+            f"; {bootstrap}-resample bootstrap 95% intervals in the aggregate CSVs."
+            if bootstrap
+            else "."
+        )
+    )
+    overview.table(
+        pd.DataFrame({"metric": list(dirs), "higher_is_better": [dirs[m] for m in dirs]}).set_index(
+            "metric"
+        ),
+        "direction used for each metric",
+    )
+    sections.append(overview)
+
+    ep = Section("Epochs (paper §5.3.2)")
+    if not claims.empty:
+        ep.text(
+            "The paper's epoch findings: for anime and movie characters image similarity (train "
+            "prompts) rises and text alignment falls from epoch 10 to 50; for scenes and stuffed "
+            "toys image similarity falls (overtraining with few images)."
+        )
+        ep.table(claims, "the paper's epoch findings checked on these results")
+    if change.empty:
+        ep.text("Only one epoch in the results: no epoch trend to report.")
+    else:
+        ep.text(
+            "Mean category score at the first and last epoch (over configs; scores ranked across all "
+            "checkpoints of every epoch)."
+        )
+        findings = []
+        for _, r in change.iterrows():
+            verb = "rises" if r["change"] > 0 else "falls" if r["change"] < 0 else "stays"
+            findings.append(
+                f"{_label(r['category'])}: {r['measure']} {verb} from {r['first']:.3f} "
+                f"(epoch {r['first_epoch']}) to {r['last']:.3f} (epoch {r['last_epoch']})"
+            )
+        ep.bullets(findings)
+        wide = trends.pivot_table(index=["measure", "category"], columns="epoch", values="mean")
+        wide.columns = [f"epoch {int(c)}" for c in wide.columns]
+        ep.table(wide.reset_index(), "mean score per epoch", max_rows=200)
+    sections.append(ep)
+
+    rk = Section("Algorithms (Table 1 style)")
+    if means.empty:
+        rk.text("No algorithm groups or criterion measurements in the results.")
+    else:
+        rk.text(
+            "Each algorithm's default config (native fine-tuning split by learning rate), mean score "
+            "over epochs, categories and each criterion's measurements; rank 1 = lowest score, as "
+            "in the paper's Table 1 where a larger number means more of the criterion."
+        )
+        rk.table(ranks, "rank")
+        rk.table(means, "mean score")
+        cmp = compare_with_paper(ranks)
+        if not cmp.empty:
+            rk.table(cmp.set_index("criterion"), "order among the groups shared with the paper")
+        rk.table(pd.DataFrame(PAPER_TABLE1), "the paper's Table 1 (ranks)")
+        if plots:
+            p = P.rank_table_plot(means, ranks, out / "plots" / "rank_table.png")
+            if p:
+                files.append(p)
+                rk.figure(p, "rank table")
+    sections.append(rk)
+
+    if plots:
+        sc = Section("Metric pairs")
+        varied = varied_hyperparameter(config_table(scores))
+        written = P.scatter_pairs(aggs["category"], scores, varied, out / "plots")
+        sc.text(
+            "Each point is a config (mean score ± SE over seeds × classes on both axes); colour = "
+            "algorithm, marker = the hyperparameter varied from the algorithm's default."
+        )
+        for label, p in written:
+            files.append(p)
+            sc.figure(p, label)
+        if not written:
+            sc.text("No metric pair present in the results.")
+        sections.append(sc)
+
+    sh = Section("CatBoost + SHAP")
+    if shap_fit.empty:
+        sh.text("No SHAP model (no target present, or too few checkpoints per category).")
+    else:
+        sh.text(
+            "CatBoostRegressor per category and target on each checkpoint's mean score; R² is the "
+            "in-sample fit. Native fine-tuning's capacity SHAP value is folded into algorithm."
+        )
+        cols = ["category", "target", "epochs", "n_checkpoints", "r2_train"] + [
+            c for c in shap_fit.columns if c.startswith("mean_abs_shap_")
+        ]
+        sh.table(shap_fit[cols], "model fit and mean |SHAP| per feature")
+        if plots:
+            for r in shap_results:
+                name = f"shap_{r.category}_{r.measure[0]}_{r.measure[3]}.png".replace("/", "_")
+                p = P.beeswarm(r, out / "plots" / name)
+                files.append(p)
+                sh.figure(p, f"{_label(r.category)}: {r.target.label}")
+    sections.append(sh)
+
+    fl = Section("Files")
+    fl.bullets(sorted({f.relative_to(out).as_posix() for f in files}))
+    sections.append(fl)
+    return sections

@@ -1,0 +1,171 @@
+"""Headless matplotlib figures: metric-pair scatter plots, the rank table, SHAP beeswarms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from t2ibench.analysis.shap_analysis import ShapResult, Target, resolve_measure
+
+#: Metric pairs plotted against each other (paper Figs. 1-2 and appendix F).
+DEFAULT_PAIRS: tuple[tuple[Target, Target], ...] = (
+    (Target("image_similarity", "alter"), Target("text_alignment", "alter")),
+    (Target("image_similarity", "train"), Target("text_alignment", "train")),
+    (Target("centroid_distance", "train"), Target("vendi", "train")),
+    (Target("image_similarity", "train"), Target("style_loss", "style")),
+)
+MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # headless: never open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    tmp.replace(path)
+    return path
+
+
+def _measure_rows(agg: pd.DataFrame, measure: tuple[str, str, str, str]) -> pd.DataFrame:
+    metric, enc, res, pt = measure
+    return agg[
+        (agg["metric"] == metric)
+        & (agg["encoder"] == enc)
+        & (agg["resize"] == res)
+        & (agg["prompt_type"] == pt)
+    ]
+
+
+def scatter_pairs(
+    agg_category: pd.DataFrame,
+    scores: pd.DataFrame,
+    varied: pd.Series,
+    out_dir: Path,
+    pairs: Sequence[tuple[Target, Target]] = DEFAULT_PAIRS,
+) -> list[tuple[str, Path]]:
+    """One figure per metric pair: a grid of categories (rows) × epochs (columns), each point a
+    config (mean score ± SE on both axes), colour = algorithm, marker = varied hyperparameter."""
+    plt = _pyplot()
+    written = []
+    algos = (
+        sorted(agg_category["algorithm"].dropna().astype(str).unique())
+        if ("algorithm" in agg_category.columns)
+        else []
+    )
+    cmap = plt.get_cmap("tab10")
+    colour = {a: cmap(i % 10) for i, a in enumerate(algos)}
+    kinds = sorted(set(varied), key=lambda v: (v != "default", v))
+    marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
+    for x_t, y_t in pairs:
+        mx, my = resolve_measure(scores, x_t), resolve_measure(scores, y_t)
+        if mx is None or my is None:
+            continue
+        keys = ["config", "epoch", "category"]
+        xs = _measure_rows(agg_category, mx).set_index(keys)
+        ys = _measure_rows(agg_category, my).set_index(keys)
+        xcols = ["mean", "se"] + (["algorithm"] if "algorithm" in xs.columns else [])
+        both = xs[xcols].join(ys[["mean", "se"]], lsuffix="_x", rsuffix="_y", how="inner")
+        if both.empty:
+            continue
+        both = both.reset_index()
+        cats = sorted(both["category"].unique())
+        epochs = sorted(both["epoch"].dropna().unique()) or [np.nan]
+        fig, axes = plt.subplots(
+            len(cats), len(epochs), figsize=(3.6 * len(epochs) + 1.5, 3.2 * len(cats)),
+            squeeze=False, sharex=True, sharey=True,
+        )  # fmt: skip
+        for i, cat in enumerate(cats):
+            for j, ep in enumerate(epochs):
+                ax = axes[i][j]
+                sub = both[(both["category"] == cat) & (both["epoch"] == ep)]
+                sub = sub.assign(
+                    _algo=sub["algorithm"].astype(str) if "algorithm" in sub.columns else "",
+                    _kind=sub["config"].map(lambda c: varied.get(c, "default")),
+                )
+                # One errorbar call per (algorithm, marker): hundreds of single-point calls are slow.
+                for (algo, kind), pts in sub.groupby(["_algo", "_kind"]):
+                    ax.errorbar(
+                        pts["mean_x"], pts["mean_y"], xerr=pts["se_x"], yerr=pts["se_y"],
+                        fmt=marker.get(kind, "o"), color=colour.get(algo, "grey"), ms=5,
+                        elinewidth=0.7, capsize=1.5,
+                    )  # fmt: skip
+                ax.set_title(f"{cat}, epoch {ep}", fontsize=9)
+                ax.grid(alpha=0.3)
+                if i == len(cats) - 1:
+                    ax.set_xlabel(f"{x_t.label} score", fontsize=8)
+                if j == 0:
+                    ax.set_ylabel(f"{y_t.label} score", fontsize=8)
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=colour[a], marker="o", ls="", label=a) for a in algos]
+        handles += [Line2D([], [], color="black", marker=marker[k], ls="", label=k) for k in kinds]
+        fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 0.85, 1))
+        name = f"scatter_{mx[0]}-{mx[3]}_vs_{my[0]}-{my[3]}.png"
+        written.append((f"{x_t.label} vs {y_t.label}", _save(fig, out_dir / name)))
+        plt.close(fig)
+    return written
+
+
+def rank_table_plot(means: pd.DataFrame, ranks: pd.DataFrame, path: Path) -> Path | None:
+    """Heat map of the Table-1-style ranks, annotated with rank and mean score."""
+    if means.empty:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.6 * means.shape[1] + 2, 0.7 * means.shape[0] + 1.2))
+    ax.imshow(ranks.to_numpy(dtype=float), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(means.shape[1]), [str(c) for c in means.columns], rotation=20, ha="right")
+    ax.set_yticks(range(means.shape[0]), [str(i) for i in means.index])
+    for i in range(means.shape[0]):
+        for j in range(means.shape[1]):
+            r, m = ranks.iat[i, j], means.iat[i, j]
+            if pd.notna(r):
+                ax.text(j, i, f"{r:g}\n({m:.2f})", ha="center", va="center", color="white")
+    ax.set_title("rank (mean score); larger = more of the criterion", fontsize=9)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def beeswarm(result: ShapResult, path: Path) -> Path:
+    """SHAP beeswarm of one (category, target) model; categorical features coloured by code."""
+    import shap
+
+    plt = _pyplot()
+    data = result.data.copy()
+    names = []
+    for f in result.features:
+        col = data[f]
+        if not pd.api.types.is_numeric_dtype(col):
+            cats = sorted(col.unique())
+            data[f] = col.map({c: i for i, c in enumerate(cats)}).astype(float)
+            names.append(f"{f} ({', '.join(cats)})" if len(cats) <= 4 else f)
+        else:
+            names.append(f)
+    if "capacity" in result.features and "algorithm" in result.features:
+        # Native's capacity was folded into algorithm: show no capacity value for it.
+        data.loc[result.data["algorithm"] == "native", "capacity"] = np.nan
+    expl = shap.Explanation(
+        values=result.shap_values,
+        base_values=np.full(len(result.y), result.expected_value),
+        data=data.to_numpy(dtype=float),
+        feature_names=names,
+    )
+    fig = plt.figure(figsize=(7, 3.5))
+    shap.plots.beeswarm(expl, show=False, plot_size=None, max_display=len(names))
+    plt.title(f"{result.category}: {result.target.label} (R² {result.r2:.2f})", fontsize=10)
+    out = _save(fig, path)
+    plt.close("all")
+    return out

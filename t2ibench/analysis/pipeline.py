@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from t2ibench.analysis.tables import (
     varied_hyperparameter,
 )
 from t2ibench.errors import ResultsError
-from t2ibench.results import read_results, validate_results
+from t2ibench.results import atomic_write, read_results, validate_results
 
 #: Measurements whose evolution over epochs the report tabulates (paper §5.3.2).
 EPOCH_TARGETS: tuple[Target, ...] = (
@@ -85,14 +84,7 @@ def _filter(df: pd.DataFrame, column: str, allowed: Iterable | None) -> pd.DataF
 
 
 def _write_csv(df: pd.DataFrame, path: Path, files: list[Path], **kw) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, **kw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: df.to_csv(tmp, **kw))
     files.append(path)
 
 

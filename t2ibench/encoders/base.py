@@ -162,8 +162,24 @@ def missing_weights_error(
     return T2IBenchError(
         f"encoder {encoder}: cannot load weights {source!r}{why}.{offline} Download them once on a "
         f"machine with network access, or pass a local path: create_encoder({encoder!r}, "
-        f"weights='/path/to/weights') (CLI: --weights PATH)."
+        f"weights='/path/to/weights')."
     )
+
+
+def check_local_path(encoder: str, source: str) -> None:
+    """A source that is clearly a path (not a hub id) must exist: say so instead of a hub error."""
+    looks_like_path = source.startswith(("/", "./", "../", "~", "\\")) or Path(source).suffix in (
+        ".safetensors",
+        ".bin",
+        ".pth",
+        ".pt",
+        ".ckpt",
+    )
+    if looks_like_path and not Path(source).expanduser().exists():
+        raise T2IBenchError(
+            f"encoder {encoder}: weights path {source} does not exist (give an existing folder or "
+            f"checkpoint file, or a hub id)"
+        )
 
 
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}

@@ -22,6 +22,7 @@ from t2ibench.encoders.base import (
     OPENAI_CLIP_STD,
     Encoder,
     EncoderSpec,
+    check_local_path,
     hub_weights_id,
     local_weights_id,
     missing_weights_error,
@@ -60,6 +61,7 @@ def load_model(source: str) -> tuple[torch.nn.Module, Any, str]:
     """Load an OpenCLIP model and tokenizer; returns (model, tokenizer, weights id)."""
     import open_clip
 
+    check_local_path("clip-l14", source)
     path = Path(source).expanduser()
     try:
         if source == DEFAULT_WEIGHTS:

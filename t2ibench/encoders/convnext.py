@@ -19,6 +19,7 @@ import torch
 from t2ibench.encoders.base import (
     Encoder,
     EncoderSpec,
+    check_local_path,
     hub_weights_id,
     local_weights_id,
     missing_weights_error,
@@ -40,6 +41,7 @@ def load_model(source: str) -> tuple[torch.nn.Module, str]:
     """Load a timm ConvNeXt V2; returns (model, weights id)."""
     import timm
 
+    check_local_path("convnextv2-l", source)
     path = Path(source).expanduser()
     try:
         if source == DEFAULT_WEIGHTS:

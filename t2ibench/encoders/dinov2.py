@@ -16,6 +16,7 @@ import torch
 from t2ibench.encoders.base import (
     Encoder,
     EncoderSpec,
+    check_local_path,
     hub_offline,
     hub_weights_id,
     local_weights_id,
@@ -49,6 +50,7 @@ def load_model(source: str) -> tuple[torch.nn.Module, str]:
     """
     from transformers import Dinov2Model
 
+    check_local_path("dinov2-l", source)
     path = Path(source).expanduser()
     local = path.is_dir()
     try:

@@ -17,7 +17,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from t2ibench.encoders.base import Encoder, EncoderSpec, local_weights_id, stack_rows
+from t2ibench.encoders.base import (
+    Encoder,
+    EncoderSpec,
+    check_local_path,
+    local_weights_id,
+    stack_rows,
+)
 from t2ibench.errors import ConfigError, MissingExtraError
 
 PATCH_SEED = 0
@@ -86,6 +92,7 @@ def load(
     metric, patch_option = PYIQA_METRICS[spec.name]
     kwargs: dict[str, Any] = {patch_option: NUM_PATCHES}
     if weights is not None:
+        check_local_path(spec.name, weights)
         kwargs["pretrained_model_path"] = weights
         wid = local_weights_id(Path(weights))
     else:

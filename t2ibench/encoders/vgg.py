@@ -21,6 +21,7 @@ import torch
 from t2ibench.encoders.base import (
     Encoder,
     EncoderSpec,
+    check_local_path,
     hub_offline,
     local_weights_id,
     missing_weights_error,
@@ -111,6 +112,7 @@ def load_model(source: str) -> tuple[torch.nn.Module, str]:
     """Build ``VggGram`` and load weights (strict over ``features.0`` … ``features.28``)."""
     from torchvision.models.vgg import cfgs
 
+    check_local_path("vgg19", source)
     path = Path(source).expanduser()
     try:
         if source == DEFAULT_WEIGHTS:

@@ -123,7 +123,7 @@ def _register() -> None:
                 kind="score",
                 default_weights=f"pyiqa:{PYIQA_METRICS[name][0]}",
                 feature_desc="(n, 1) score",
-                description=f"{desc} [iqa extra, non-commercial licence]",
+                description=f"{desc} (iqa extra; pyiqa is non-commercial)",
                 load=load,
                 interpolation="bicubic",
                 default_resize="scale",

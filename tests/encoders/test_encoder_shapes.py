@@ -84,3 +84,15 @@ def test_same_seed_same_tiny_features(tmp_path) -> None:
 def test_cpu_rejects_half_precision() -> None:
     with pytest.raises(ConfigError, match="CUDA"):
         create_encoder("vgg19", tiny=True, dtype="fp16")
+
+
+def test_autocast_dtype_choice() -> None:
+    from t2ibench.encoders.base import resolve_dtype
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_dtype(cuda, "fp16") is torch.float16
+    assert resolve_dtype(cuda, torch.bfloat16) is torch.bfloat16
+    assert resolve_dtype(cuda, "fp32") is None  # plain float32, no autocast
+    assert resolve_dtype(cpu, None) is None and resolve_dtype(cpu, "float32") is None
+    with pytest.raises(ConfigError, match="dtype"):
+        resolve_dtype(cuda, "int8")

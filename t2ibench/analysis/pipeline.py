@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from t2ibench.analysis.aggregate import aggregate
+from t2ibench.analysis.aggregate import aggregate, config_columns
 from t2ibench.analysis.report import Section, render_html, render_markdown
 from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
 from t2ibench.analysis.shap_analysis import (
@@ -229,6 +229,18 @@ def _sections(
         "direction used for each metric",
     )
     sections.append(overview)
+
+    cfg_cols = config_columns(df)
+    configs = df.groupby("config", dropna=False)[cfg_cols].first() if cfg_cols else None
+    cfg = Section("Configs")
+    table = configs if configs is not None else pd.DataFrame(index=sorted(df["config"].unique()))
+    table = table.assign(
+        varied=varied_hyperparameter(config_table(df)),
+        checkpoints=df.groupby("config")["checkpoint"].nunique(),
+    )
+    table.index.name = "config"
+    cfg.table(table, "configs, their hyperparameters and what each varies", max_rows=500)
+    sections.append(cfg)
 
     ep = Section("Epochs (paper §5.3.2)")
     if not claims.empty:

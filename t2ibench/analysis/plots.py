@@ -32,7 +32,7 @@ def _pyplot():
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    fig.savefig(tmp, dpi=90)
     tmp.replace(path)
     return path
 
@@ -75,7 +75,7 @@ def scatter_pairs(
         xs = _measure_rows(agg_category, mx).set_index(keys)
         ys = _measure_rows(agg_category, my).set_index(keys)
         xcols = ["mean", "se"] + (["algorithm"] if "algorithm" in xs.columns else [])
-        both = xs[xcols].join(ys[["mean", "se"]], lsuffix="_x", rsuffix="_y", how="inner")
+        both = xs[xcols].join(ys[["mean", "se"]], how="inner", suffixes=("_x", "_y"))
         if both.empty:
             continue
         both = both.reset_index()
@@ -93,12 +93,19 @@ def scatter_pairs(
                     _algo=sub["algorithm"].astype(str) if "algorithm" in sub.columns else "",
                     _kind=sub["config"].map(lambda c: varied.get(c, "default")),
                 )
-                # One errorbar call per (algorithm, marker): hundreds of single-point calls are slow.
-                for (algo, kind), pts in sub.groupby(["_algo", "_kind"]):
-                    ax.errorbar(
-                        pts["mean_x"], pts["mean_y"], xerr=pts["se_x"], yerr=pts["se_y"],
-                        fmt=marker.get(kind, "o"), color=colour.get(algo, "grey"), ms=5,
-                        elinewidth=0.7, capsize=1.5,
+                if sub.empty:
+                    continue
+                # One grey error-bar collection per panel and one scatter per marker: thousands
+                # of single-point errorbar() calls make the figure slow to build and draw.
+                ax.errorbar(
+                    sub["mean_x"], sub["mean_y"], xerr=sub["se_x"], yerr=sub["se_y"], fmt="none",
+                    ecolor="0.6", elinewidth=0.6, capsize=0, zorder=1,
+                )  # fmt: skip
+                for kind, pts in sub.groupby("_kind"):
+                    ax.scatter(
+                        pts["mean_x"], pts["mean_y"], marker=marker.get(kind, "o"), s=22,
+                        c=[colour.get(a, "grey") for a in pts["_algo"]], zorder=2,
+                        edgecolors="black", linewidths=0.3,
                     )  # fmt: skip
                 ax.set_title(f"{cat}, epoch {ep}", fontsize=9)
                 ax.grid(alpha=0.3)
@@ -111,7 +118,7 @@ def scatter_pairs(
         handles = [Line2D([], [], color=colour[a], marker="o", ls="", label=a) for a in algos]
         handles += [Line2D([], [], color="black", marker=marker[k], ls="", label=k) for k in kinds]
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0, 0.85, 1))
+        fig.tight_layout(rect=(0, 0, 0.9, 1))
         name = f"scatter_{mx[0]}-{mx[3]}_vs_{my[0]}-{my[3]}.png"
         written.append((f"{x_t.label} vs {y_t.label}", _save(fig, out_dir / name)))
         plt.close(fig)
@@ -166,6 +173,7 @@ def beeswarm(result: ShapResult, path: Path) -> Path:
     fig = plt.figure(figsize=(7, 3.5))
     shap.plots.beeswarm(expl, show=False, plot_size=None, max_display=len(names))
     plt.title(f"{result.category}: {result.target.label} (R² {result.r2:.2f})", fontsize=10)
+    fig.tight_layout()
     out = _save(fig, path)
     plt.close("all")
     return out

@@ -1,0 +1,67 @@
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from t2ibench.analysis import Target, analyze
+from t2ibench.analysis.synthetic import synthetic_results
+from t2ibench.cli import app
+from t2ibench.errors import ResultsError
+from t2ibench.results import write_results
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("results")
+    df = synthetic_results(seeds=("a", "b"))
+    df.loc[df["config"] == "exp-5-lora32a16", "caption"] = "<script>alert('x')</script>"
+    write_results(df, d)
+    return d
+
+
+def test_analyze_writes_report(results_dir, tmp_path):
+    targets = [Target("image_similarity", "train")]
+    res = analyze(results_dir, tmp_path, shap_iterations=30, shap_targets=targets)
+    for name in ("report.html", "summary.md", "scores.csv", "aggregate_category.csv",
+                 "shap_values.csv", "shap_fit.csv", "rank_table.csv", "epoch_claims.csv"):  # fmt: skip
+        assert (tmp_path / name).is_file(), name
+    html = (tmp_path / "report.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert re.search(r"src='data:image/png;base64,", html)  # figures embedded
+    assert "score" in res.scores.columns and len(res.scores) == len(synthetic_results(("a", "b")))
+    # the synthetic trends: fidelity rises for characters, falls for overtrained scenes
+    claims = res.epoch_claims.set_index(["category", "claim"])
+    assert claims["agrees"].all() and len(claims) == 6
+    assert {"lora", "loha", "lokr"} <= set(res.ranks.columns)
+    assert not res.shap_fit.empty
+
+
+def test_filters_and_errors(results_dir, tmp_path):
+    res = analyze(results_dir, tmp_path, categories=["anime"], epochs=[10, 50], shap=False,
+                  plots=False)  # fmt: skip
+    assert set(res.scores["category"]) == {"anime"} and set(res.scores["epoch"]) == {10, 50}
+    with pytest.raises(ResultsError, match="category"):
+        analyze(results_dir, tmp_path, categories=["nope"])
+    one = synthetic_results(seeds=("a",), epochs=(10,))
+    with pytest.raises(ResultsError, match="at least two checkpoints"):
+        analyze(one, tmp_path, configs=["exp-1-lora"], shap=False)
+
+
+def test_cli(results_dir, tmp_path):
+    r = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            str(results_dir),
+            "--out",
+            str(tmp_path),
+            "--category",
+            "people",
+            "--no-shap",
+            "--no-plots",
+        ],  # fmt: skip
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "report.html").is_file()
+    r = CliRunner().invoke(app, ["analyze", str(tmp_path / "nothing"), "--out", str(tmp_path)])
+    assert isinstance(r.exception, ResultsError)

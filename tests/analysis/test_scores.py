@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from t2ibench.analysis import aggregate, metric_directions, rank_normalise
+from t2ibench.errors import ResultsError
+
+
+def rows(values, metric="image_similarity", leaf="a/x", **extra):
+    return pd.DataFrame(
+        {
+            "checkpoint": [f"ck{i}" for i in range(len(values))],
+            "config": [f"c{i}" for i in range(len(values))],
+            "seed": "a",
+            "epoch": 10,
+            "category": leaf.split("/")[0],
+            "class": leaf.split("/")[1],
+            "leaf": leaf,
+            "prompt_type": "train",
+            "metric": metric,
+            "encoder": "dinov2-l",
+            "resize": "letterbox",
+            "value": values,
+            **extra,
+        }
+    )
+
+
+def test_ties_take_average_rank():
+    s = rank_normalise(rows([0.1, 0.5, 0.5, 0.9]))["score"].tolist()
+    # ranks 1, 2.5, 2.5, 4 of n = 4
+    assert s == pytest.approx([0.0, 0.5, 0.5, 1.0])
+
+
+def test_lower_is_better_flips_direction():
+    s = rank_normalise(rows([0.1, 0.2, 0.3], metric="centroid_distance"))["score"].tolist()
+    assert s == pytest.approx([1.0, 0.5, 0.0])
+    s = rank_normalise(rows([0.1, 0.2, 0.3], metric="style_loss"))["score"].tolist()
+    assert s == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_missing_values_stay_missing_and_do_not_count():
+    s = rank_normalise(rows([0.3, np.nan, 0.1, 0.2]))["score"]
+    assert np.isnan(s.iloc[1])
+    assert s.drop(1).tolist() == pytest.approx([1.0, 0.0, 0.5])  # n = 3, not 4
+    single = rank_normalise(rows([0.3, np.nan]))["score"]
+    assert single.isna().all()  # nothing to compare with
+
+
+def test_groups_are_separate():
+    df = pd.concat(
+        [rows([1.0, 2.0]), rows([5.0, 3.0], leaf="a/y"), rows([0.2, 0.1], metric="vendi")]
+    )
+    s = rank_normalise(df)["score"].tolist()
+    assert s == [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+
+
+def test_third_party_metric_direction():
+    df = rows([1.0, 2.0], metric="my_metric")
+    with pytest.raises(ResultsError, match="my_metric"):
+        rank_normalise(df)
+    assert rank_normalise(df, {"my_metric": False})["score"].tolist() == [1.0, 0.0]
+    df["higher_is_better"] = True
+    assert rank_normalise(df)["score"].tolist() == [0.0, 1.0]
+    # an explicit override beats the column
+    assert metric_directions(df, {"my_metric": False}) == {"my_metric": False}
+
+
+def scored(table):
+    """Hand-made scores: skip ranking, set the score column directly."""
+    return table.assign(score=table["value"])
+
+
+def test_aggregation_means_and_standard_errors():
+    # one config, 2 seeds × 2 classes (class y has two leaves) in category a, 1 class in b
+    recs = []
+    for seed, (x, y1, y2, z) in {"s1": (0.2, 0.4, 0.6, 1.0), "s2": (0.4, 0.8, 1.0, 0.0)}.items():
+        for cls, leaf, v, cat in (("x", "a/x", x, "a"), ("y", "a/y/1", y1, "a"),
+                                  ("y", "a/y/2", y2, "a"), ("z", "b/z", z, "b")):  # fmt: skip
+            recs.append(dict(checkpoint=f"ck-{seed}", config="c", seed=seed, epoch=10,
+                             category=cat, **{"class": cls}, leaf=leaf, prompt_type="train",
+                             metric="vendi", encoder="dinov2-l", resize="stretch", value=v,
+                             algorithm="lora"))  # fmt: skip
+    agg = aggregate(scored(pd.DataFrame(recs)), bootstrap=200, seed=1)
+    cls = agg["class"].set_index("class")
+    assert cls.loc["y", "mean"] == pytest.approx((0.5 + 0.9) / 2)  # leaves averaged first
+    assert cls.loc["y", "se"] == pytest.approx(np.std([0.5, 0.9], ddof=1) / np.sqrt(2))
+    cat = agg["category"].set_index("category")
+    units = [0.2, 0.5, 0.4, 0.9]  # seed × class units of category a
+    assert cat.loc["a", "mean"] == pytest.approx(np.mean(units))
+    assert cat.loc["a", "se"] == pytest.approx(np.std(units, ddof=1) / 2)
+    assert cat.loc["a", "n"] == 4
+    assert cat.loc["a", "ci_low"] <= cat.loc["a", "mean"] <= cat.loc["a", "ci_high"]
+    assert cat.loc["b", "se"] == pytest.approx(np.std([1.0, 0.0], ddof=1) / np.sqrt(2))
+    all_ = agg["all"].iloc[0]
+    assert all_["mean"] == pytest.approx((np.mean(units) + 0.5) / 2)
+    se_a, se_b = cat.loc["a", "se"], cat.loc["b", "se"]
+    assert all_["se"] == pytest.approx(np.sqrt(se_a**2 + se_b**2) / 2)
+    assert all_["algorithm"] == "lora"  # config columns carried along
+
+
+def test_aggregation_skips_missing_scores():
+    df = scored(rows([0.2, np.nan, 0.6]).assign(config="c", seed=["a", "b", "c"]))
+    cat = aggregate(df)["category"].iloc[0]
+    assert cat["n"] == 2 and cat["mean"] == pytest.approx(0.4)

@@ -1,0 +1,2 @@
+"""The protocol's stages (generate, evaluate, run). Import the submodules you need; this package
+imports nothing heavy."""

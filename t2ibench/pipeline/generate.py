@@ -1,0 +1,358 @@
+"""The ``generate`` stage: images for generation jobs, batched, seed-paired, resumable.
+
+Image k of a job list is the same whether it is made alone or in a batch, and the same job gives
+the same initial noise for the base model and for every checkpoint (one CPU ``torch.Generator`` per
+image, seeded with the job's seed), so base and tuned images pair by seed. Files are written to a
+temporary name and renamed; the manifest line follows only once the image is in place, so a killed
+run loses at most the batch in flight and a rerun redoes nothing finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from t2ibench.errors import ConfigError, T2IBenchError
+from t2ibench.pipeline.manifest import (
+    MANIFEST_NAME,
+    ManifestRecord,
+    append_records,
+    read_manifest,
+    repair_tail,
+    safe_join,
+    write_manifest,
+)
+from t2ibench.registry import Registry
+
+log = logging.getLogger(__name__)
+TMP_SUFFIX = ".t2ibench-tmp"
+LOCK_NAME = ".generate.lock"
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
+
+# name → diffusers scheduler class name; resolved lazily so this module does not import diffusers.
+SCHEDULERS: Registry[str] = Registry("scheduler")
+for _name, _cls in {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++2m": "DPMSolverMultistepScheduler",
+}.items():
+    SCHEDULERS.register(_name, _cls)
+
+
+class Job(Protocol):
+    """What a generation job must provide (``t2ibench.prompts.GenerationJob`` does)."""
+
+    leaf: str
+    prompt_type: str
+    prompt: str
+    seed: int
+    index: int
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampler settings; the defaults are the paper's (DDIM 30 steps, CFG 7, 512 px, no negative)."""
+
+    steps: int = 30
+    guidance_scale: float = 7.0
+    height: int = 512
+    width: int = 512
+    negative_prompt: str | None = None
+    scheduler: str = "ddim"
+    batch_size: int = 8
+    eta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"generation settings: steps must be ≥ 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise ConfigError(f"generation settings: batch_size must be ≥ 1, got {self.batch_size}")
+        for side in ("height", "width"):
+            value = getattr(self, side)
+            if value < 8 or value % 8:
+                raise ConfigError(
+                    f"generation settings: {side} must be a multiple of 8, got {value}"
+                )
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(
+                f"generation settings: unknown scheduler {self.scheduler!r}; known: "
+                + ", ".join(SCHEDULERS.names())
+            )
+
+    def image_settings(self) -> dict[str, Any]:
+        """The settings that change pixels (``batch_size`` does not), as recorded in the manifest."""
+        data = asdict(self)
+        data.pop("batch_size")
+        return data
+
+
+def job_file(job: Job) -> str:
+    """``<leaf>/<prompt_type>/<index:04d>-s<seed>.png``, with every part checked to be a safe name."""
+    parts = [*str(job.leaf).split("/"), str(job.prompt_type)]
+    for part in parts:
+        if not _SAFE_PART.match(part) or part in {".", ".."}:
+            raise ConfigError(
+                f"generation job {job.leaf}/{job.prompt_type}#{job.index}: {part!r} is not a safe "
+                "folder name (letters, digits, . _ + -; not starting with a dot)"
+            )
+    if job.index < 0:
+        raise ConfigError(
+            f"generation job {job.leaf}/{job.prompt_type}: negative index {job.index}"
+        )
+    return "/".join(parts) + f"/{job.index:04d}-s{job.seed}.png"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """One writer per images folder (two would interleave manifest lines and race on files)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock, single writer assumed
+        yield
+        return
+    with open(out_dir / LOCK_NAME, "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise T2IBenchError(
+                f"{out_dir}: another t2ibench process is generating into this folder"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    for tmp in out_dir.rglob(f".*{TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+
+
+def _disk_full(exc: OSError) -> bool:
+    return exc.errno in {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _write_png(image: Any, path: Path) -> str:
+    """Encode ``image`` as PNG, write it under a temp name, fsync, rename; return its sha256."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()
+
+
+def pending_jobs(
+    jobs: Sequence[Job], out_dir: Path, *, checkpoint: str, settings: GenerationSettings
+) -> tuple[list[Job], list[ManifestRecord]]:
+    """(jobs still to generate, manifest records that are finished and valid).
+
+    A record is finished when its file exists, hashes to the recorded sha256, and matches the job's
+    prompt and seed. Records of another checkpoint or other image settings are an error: one images
+    folder holds one checkpoint at one set of settings.
+    """
+    out_dir = Path(out_dir)
+    manifest = out_dir / MANIFEST_NAME
+    records = read_manifest(manifest) if manifest.is_file() else []
+    wanted = settings.image_settings()
+    for rec in records:
+        if rec.checkpoint != checkpoint or (rec.settings and rec.settings != wanted):
+            what = (
+                f"checkpoint {rec.checkpoint!r}"
+                if rec.checkpoint != checkpoint
+                else f"other settings {rec.settings}"
+            )
+            raise T2IBenchError(
+                f"{manifest}: holds images of {what} (file {rec.file!r}); generating "
+                f"{checkpoint!r} with {wanted} needs its own folder"
+            )
+    by_file = {rec.file: rec for rec in records}
+    seen: set[str] = set()
+    todo: list[Job] = []
+    done: list[ManifestRecord] = []
+    for job in jobs:
+        rel = job_file(job)
+        if rel in seen:
+            raise ConfigError(f"generation jobs: two jobs write {rel!r} (same leaf, type, index)")
+        seen.add(rel)
+        rec = by_file.get(rel)
+        path = out_dir / rel
+        if (
+            rec is not None
+            and rec.prompt == job.prompt
+            and rec.seed == job.seed
+            and path.is_file()
+            and rec.sha256 == _sha256_file(path)
+        ):
+            done.append(rec)
+        else:
+            todo.append(job)
+    # Keep records of files that exist even when they are not in this job list (another prompt-type
+    # selection); only records whose file is gone or changed are dropped.
+    kept_files = {r.file for r in done}
+    for rec in records:
+        if rec.file not in seen and rec.file not in kept_files:
+            path = safe_join(out_dir, rec.file, where=str(manifest))
+            if path.is_file() and rec.sha256 == _sha256_file(path):
+                done.append(rec)
+    return todo, done
+
+
+def _set_scheduler(pipe: Any, name: str) -> Any:
+    import diffusers
+
+    cls = getattr(diffusers, SCHEDULERS.get(name))
+    previous = pipe.scheduler
+    if type(previous) is not cls:
+        pipe.scheduler = cls.from_config(previous.config)
+    return previous
+
+
+def generate_batch(pipe: Any, jobs: Sequence[Job], settings: GenerationSettings) -> list[Any]:
+    """PIL images for ``jobs`` in one pipeline call, one CPU generator per image (seed-paired)."""
+    import torch
+
+    # CPU generators: the initial noise is then the same on every device, so a GPU run pairs with
+    # a CPU run of the same job (diffusers draws on the generator's device and moves the tensor).
+    generators = [torch.Generator("cpu").manual_seed(int(job.seed)) for job in jobs]
+    negative = None
+    if settings.negative_prompt is not None:
+        negative = [settings.negative_prompt] * len(jobs)
+    with torch.inference_mode():
+        out = pipe(
+            prompt=[job.prompt for job in jobs],
+            negative_prompt=negative,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance_scale,
+            height=settings.height,
+            width=settings.width,
+            eta=settings.eta,
+            generator=generators,
+            output_type="pil",
+        )
+    return list(out.images)
+
+
+def generate_images(
+    pipe: Any,
+    jobs: Sequence[Job],
+    out_dir: Path,
+    *,
+    checkpoint: str,
+    settings: GenerationSettings | None = None,
+    progress: bool = True,
+) -> Path:
+    """Generate every job not yet finished in ``out_dir`` and return the manifest path.
+
+    Layout: ``out_dir/<leaf>/<prompt_type>/<index:04d>-s<seed>.png`` and ``out_dir/manifest.jsonl``
+    (one line per image: checkpoint, leaf, prompt_type, prompt, seed, index, variant, file, sha256,
+    settings). A full disk raises one :class:`T2IBenchError` naming the folder; finished images
+    and their manifest lines stay.
+    """
+    from tqdm.auto import tqdm
+
+    settings = settings or GenerationSettings()
+    out_dir = Path(out_dir)
+    manifest = out_dir / MANIFEST_NAME
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise T2IBenchError(f"{out_dir}: cannot create the images folder: {exc}") from exc
+    with _folder_lock(out_dir):
+        _remove_stale_temps(out_dir)
+        if manifest.is_file():
+            repair_tail(manifest)
+        todo, done = pending_jobs(jobs, out_dir, checkpoint=checkpoint, settings=settings)
+        if manifest.is_file() and len(read_manifest(manifest)) != len(done):
+            # Drop lines of missing or changed files so regenerated images never duplicate a line.
+            write_manifest(manifest, done)
+        if not manifest.exists():
+            manifest.touch()
+        if not todo:
+            return manifest
+        previous = _set_scheduler(pipe, settings.scheduler)
+        image_settings = settings.image_settings()
+        bar = tqdm(
+            total=len(todo),
+            unit="img",
+            desc=f"generate {checkpoint}",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        start, written = time.perf_counter(), 0
+        try:
+            for first in range(0, len(todo), settings.batch_size):
+                batch = todo[first : first + settings.batch_size]
+                images = generate_batch(pipe, batch, settings)
+                records = []
+                try:
+                    for job, image in zip(batch, images, strict=True):
+                        rel = job_file(job)
+                        sha = _write_png(image, out_dir / rel)
+                        records.append(
+                            ManifestRecord(
+                                checkpoint=checkpoint,
+                                leaf=job.leaf,
+                                prompt_type=job.prompt_type,
+                                prompt=job.prompt,
+                                seed=int(job.seed),
+                                file=rel,
+                                index=int(job.index),
+                                sha256=sha,
+                                variant=str(getattr(job, "variant", "") or ""),
+                                settings=image_settings,
+                            )
+                        )
+                    append_records(manifest, records)
+                except OSError as exc:
+                    if _disk_full(exc):
+                        raise T2IBenchError(
+                            f"{out_dir}: disk full while writing images; {len(done) + written} "
+                            "finished images are kept — free space and rerun to resume"
+                        ) from exc
+                    raise
+                written += len(batch)
+                bar.update(len(batch))
+        finally:
+            bar.close()
+            pipe.scheduler = previous
+        elapsed = time.perf_counter() - start
+        log.info(
+            "%s: %d images in %.1f s (%.2f img/s) into %s",
+            checkpoint,
+            written,
+            elapsed,
+            written / elapsed if elapsed else 0.0,
+            out_dir,
+        )
+    return manifest

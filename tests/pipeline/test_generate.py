@@ -1,0 +1,270 @@
+"""generate_images: batched = unbatched, seed pairing, resume, kill -9, full disk, bad names."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from t2ibench.errors import ConfigError, T2IBenchError
+from t2ibench.pipeline.generate import GenerationSettings, generate_images, job_file, pending_jobs
+from t2ibench.pipeline.manifest import read_manifest
+from t2ibench.prompts import GenerationJob
+
+SETTINGS = GenerationSettings(steps=2, height=64, width=64, batch_size=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run ~10× faster on one thread when the 2 shared cores are busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("T2IBENCH_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def pipe(cache):
+    from t2ibench.models import load_base
+
+    return load_base("tiny")
+
+
+def jobs(n, leaf="toys/bear", prompt_type="trigger", start=0):
+    prompts = ["a teddy bear", "a bear on a beach", "a watercolor bear", "pixel art bear"]
+    return [
+        GenerationJob(leaf, prompt_type, prompts[k % 4], 1000 + k, k)
+        for k in range(start, start + n)
+    ]
+
+
+def pixels(folder: Path, job) -> np.ndarray:
+    return np.asarray(Image.open(folder / job_file(job)).convert("RGB"), dtype=np.int16)
+
+
+def lines(manifest: Path) -> list[str]:
+    return [ln for ln in manifest.read_text().split("\n") if ln]
+
+
+def test_layout_and_manifest(pipe, tmp_path):
+    js = jobs(3)
+    manifest = generate_images(
+        pipe, js, tmp_path, checkpoint="base", settings=SETTINGS, progress=False
+    )
+    assert manifest == tmp_path / "manifest.jsonl"
+    assert (tmp_path / "toys/bear/trigger/0000-s1000.png").is_file()
+    rows = [json.loads(ln) for ln in lines(manifest)]
+    assert [r["file"] for r in rows] == [
+        f"toys/bear/trigger/{k:04d}-s{1000 + k}.png" for k in range(3)
+    ]
+    for row, job in zip(rows, js, strict=True):
+        assert row["checkpoint"] == "base"
+        assert (row["leaf"], row["prompt_type"], row["prompt"], row["seed"], row["index"]) == (
+            job.leaf,
+            job.prompt_type,
+            job.prompt,
+            job.seed,
+            job.index,
+        )
+        assert row["settings"]["steps"] == 2 and "batch_size" not in row["settings"]
+        assert len(row["sha256"]) == 64
+    assert Image.open(tmp_path / rows[0]["file"]).size == (64, 64)
+
+
+def test_batched_equals_unbatched_and_order_free(pipe, tmp_path):
+    js = jobs(4)
+    batched, single, reordered = tmp_path / "b", tmp_path / "s", tmp_path / "r"
+    generate_images(pipe, js, batched, checkpoint="base", settings=SETTINGS, progress=False)
+    one = GenerationSettings(steps=2, height=64, width=64, batch_size=1)
+    generate_images(pipe, js, single, checkpoint="base", settings=one, progress=False)
+    generate_images(pipe, js[::-1], reordered, checkpoint="base", settings=SETTINGS, progress=False)
+    diffs = [np.abs(pixels(batched, j) - pixels(single, j)).max() for j in js]
+    diffs += [np.abs(pixels(batched, j) - pixels(reordered, j)).max() for j in js]
+    # CPU fp32: batch size may change the summation order inside conv/matmul kernels, so allow one
+    # 8-bit level; in practice the images are usually bit-identical.
+    assert max(diffs) <= 1, diffs
+    # Images differ between seeds (the generator really is per image).
+    assert np.abs(pixels(batched, js[0]) - pixels(batched, js[1])).max() > 0
+
+
+def test_paired_seeds_across_checkpoints(pipe, tmp_path):
+    """Same job → same initial noise: with an unchanged model, 'tuned' images equal base images."""
+    js = jobs(2)
+    generate_images(
+        pipe, js, tmp_path / "base", checkpoint="base", settings=SETTINGS, progress=False
+    )
+    generate_images(
+        pipe, js, tmp_path / "ck", checkpoint="ck-000010", settings=SETTINGS, progress=False
+    )
+    for j in js:
+        assert (pixels(tmp_path / "base", j) == pixels(tmp_path / "ck", j)).all()
+
+
+def test_resume_skips_finished_jobs(pipe, tmp_path):
+    generate_images(pipe, jobs(3), tmp_path, checkpoint="base", settings=SETTINGS, progress=False)
+    files = sorted(tmp_path.rglob("*.png"))
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    time.sleep(0.01)
+    manifest = generate_images(
+        pipe, jobs(5), tmp_path, checkpoint="base", settings=SETTINGS, progress=False
+    )
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+    assert len(lines(manifest)) == 5
+    before = manifest.read_bytes()
+    all_mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.png")}
+    generate_images(pipe, jobs(5), tmp_path, checkpoint="base", settings=SETTINGS, progress=False)
+    assert manifest.read_bytes() == before
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.png")} == all_mtimes
+    todo, done = pending_jobs(jobs(5), tmp_path, checkpoint="base", settings=SETTINGS)
+    assert todo == [] and len(done) == 5
+
+
+def test_truncated_line_file_without_line_and_changed_file(pipe, tmp_path):
+    js = jobs(4)
+    manifest = generate_images(
+        pipe, js[:2], tmp_path, checkpoint="base", settings=SETTINGS, progress=False
+    )
+    good = manifest.read_text()
+    # A kill mid-append: half a line. A kill after the rename: an image without its line. A stale temp.
+    manifest.write_text(good + good.split("\n")[0][:40])
+    stray = tmp_path / job_file(js[2])
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64)).save(stray)
+    temp = stray.with_name(f".{stray.name}.abcd1234.t2ibench-tmp")
+    temp.write_bytes(b"half")
+    assert len(read_manifest(manifest)) == 2  # the truncated tail is tolerated
+    # A finished image changed on disk (hash mismatch) is redone, its old line dropped.
+    changed = tmp_path / job_file(js[1])
+    Image.new("RGB", (64, 64), "white").save(changed)
+    generate_images(pipe, js, tmp_path, checkpoint="base", settings=SETTINGS, progress=False)
+    rows = [json.loads(ln) for ln in lines(manifest)]  # every line parses: the tail was cut
+    assert sorted(r["file"] for r in rows) == sorted(job_file(j) for j in js)  # no duplicates
+    assert not temp.exists()
+    for row in rows:
+        assert (tmp_path / row["file"]).is_file()
+    assert np.asarray(Image.open(changed)).std() > 0  # regenerated, not the white square
+
+
+def test_other_checkpoint_or_settings_in_same_folder_refused(pipe, tmp_path):
+    generate_images(pipe, jobs(1), tmp_path, checkpoint="base", settings=SETTINGS, progress=False)
+    with pytest.raises(T2IBenchError, match="checkpoint 'base'"):
+        generate_images(
+            pipe, jobs(1), tmp_path, checkpoint="other", settings=SETTINGS, progress=False
+        )
+    three = GenerationSettings(steps=3, height=64, width=64)
+    with pytest.raises(T2IBenchError, match="other settings"):
+        generate_images(pipe, jobs(1), tmp_path, checkpoint="base", settings=three, progress=False)
+    # batch size does not change pixels, so it may differ between runs
+    bs1 = GenerationSettings(steps=2, height=64, width=64, batch_size=1)
+    generate_images(pipe, jobs(2), tmp_path, checkpoint="base", settings=bs1, progress=False)
+
+
+def test_full_disk_keeps_finished_images(pipe, tmp_path, monkeypatch):
+    import t2ibench.pipeline.generate as gen
+
+    real, calls = gen._write_png, {"n": 0}
+
+    def flaky(image, path):
+        calls["n"] += 1
+        if calls["n"] > 4:  # the second batch finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(image, path)
+
+    monkeypatch.setattr(gen, "_write_png", flaky)
+    with pytest.raises(T2IBenchError, match="disk full") as err:
+        generate_images(
+            pipe, jobs(8), tmp_path, checkpoint="base", settings=SETTINGS, progress=False
+        )
+    assert str(tmp_path) in str(err.value)
+    records = read_manifest(tmp_path / "manifest.jsonl")
+    assert len(records) == 4 and all((tmp_path / r.file).is_file() for r in records)
+    monkeypatch.setattr(gen, "_write_png", real)
+    generate_images(pipe, jobs(8), tmp_path, checkpoint="base", settings=SETTINGS, progress=False)
+    assert len(read_manifest(tmp_path / "manifest.jsonl")) == 8
+
+
+@pytest.mark.parametrize("leaf", ["../evil", "toys/.hidden", "/abs", "a b"])
+def test_unsafe_names_refused(leaf):
+    with pytest.raises(ConfigError, match="safe folder name"):
+        job_file(GenerationJob(leaf, "trigger", "p", 1000, 0))
+
+
+def test_duplicate_jobs_refused(tmp_path):
+    with pytest.raises(ConfigError, match="two jobs write"):
+        pending_jobs(jobs(1) + jobs(1), tmp_path, checkpoint="base", settings=SETTINGS)
+
+
+def test_bad_settings():
+    with pytest.raises(ConfigError, match="scheduler"):
+        GenerationSettings(scheduler="nope")
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        GenerationSettings(height=100)
+
+
+def test_other_schedulers_run(pipe, tmp_path):
+    s = GenerationSettings(
+        steps=2, height=64, width=64, scheduler="euler", negative_prompt="blurry"
+    )
+    generate_images(pipe, jobs(1), tmp_path, checkpoint="base", settings=s, progress=False)
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # restored afterwards
+    assert read_manifest(tmp_path / "manifest.jsonl")[0].settings["scheduler"] == "euler"
+
+
+CHILD = """
+import sys
+import torch
+torch.set_num_threads(1)
+from pathlib import Path
+from t2ibench.models import load_base
+from t2ibench.pipeline.generate import GenerationSettings, generate_images
+from t2ibench.prompts import GenerationJob
+pipe = load_base("tiny")
+jobs = [GenerationJob("toys/bear", "trigger", f"a bear number {k}", 1000 + k, k) for k in range(60)]
+s = GenerationSettings(steps=4, height=64, width=64, batch_size=1)
+generate_images(pipe, jobs, Path(sys.argv[1]), checkpoint="base", settings=s, progress=False)
+"""
+
+
+def test_kill_9_then_resume(cache, tmp_path):
+    out = tmp_path / "imgs"
+    env = {**os.environ, "T2IBENCH_CACHE": str(cache)}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], env=env)
+    manifest = out / "manifest.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.exists() and len(lines(manifest)) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the child finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r.file: (out / r.file).stat().st_mtime_ns for r in read_manifest(manifest)}
+    assert 3 <= len(before) < 60
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(out)], env=env, timeout=300)
+    assert proc.returncode == 0
+    records = read_manifest(manifest)
+    assert len(lines(manifest)) == len(records) == 60  # nothing duplicated, nothing missing
+    for file, mtime in before.items():
+        assert (out / file).stat().st_mtime_ns == mtime  # nothing finished was redone
+    assert not list(out.rglob("*.t2ibench-tmp"))
+    assert len(list(out.rglob("*.png"))) == 60

@@ -23,6 +23,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "t2ibench.cli.core",
     "t2ibench.cli.analysis",
+    "t2ibench.cli.generate",
 ]
 
 for _module in COMMAND_MODULES:

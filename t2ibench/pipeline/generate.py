@@ -356,3 +356,75 @@ def generate_images(
             out_dir,
         )
     return manifest
+
+
+# --- several checkpoints on one base ------------------------------------------------------------
+
+BASE = "base"
+
+
+def checkpoint_name(checkpoint: str | Path) -> str:
+    """Folder name for a checkpoint: ``"base"`` or the file / folder stem."""
+    if str(checkpoint) == BASE:
+        return BASE
+    path = Path(checkpoint)
+    name = path.name if path.is_dir() else path.stem
+    if not _SAFE_PART.match(name):
+        raise ConfigError(f"checkpoint {checkpoint}: {name!r} is not a safe folder name")
+    return name
+
+
+@contextlib.contextmanager
+def checkpoint_on_base(
+    pipe: Any, checkpoint: str | Path, *, multiplier: float = 1.0, **load_kwargs: Any
+) -> Iterator[Any]:
+    """The pipeline to generate ``checkpoint`` with: the base itself for ``"base"``, a diffusers
+    folder (a native full checkpoint) loaded on its own, or an adapter file put on ``pipe`` with
+    ``t2ibench.adapters.apply_adapter`` and taken off again on exit."""
+    if str(checkpoint) == BASE:
+        yield pipe
+        return
+    path = Path(checkpoint)
+    if not path.exists():
+        raise ConfigError(f"checkpoint {checkpoint}: no such file or folder")
+    if path.is_dir():
+        from t2ibench.models import load_base
+
+        yield load_base(path, **load_kwargs)
+        return
+    from t2ibench.adapters import apply_adapter
+
+    handle = apply_adapter(pipe, path, multiplier=multiplier)
+    try:
+        yield pipe
+    finally:
+        handle.remove()
+
+
+def generate_checkpoints(
+    base: str | Path,
+    checkpoints: Sequence[str | Path],
+    jobs: Sequence[Job],
+    out_dir: Path,
+    *,
+    settings: GenerationSettings | None = None,
+    multiplier: float = 1.0,
+    progress: bool = True,
+    **load_kwargs: Any,
+) -> dict[str, Path]:
+    """Images for each checkpoint (and ``"base"``) into ``out_dir/<name>/``; the base is loaded
+    once. Returns name → manifest path. Finished images are never redone."""
+    from t2ibench.models import load_base
+
+    names = [checkpoint_name(c) for c in checkpoints]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"checkpoints: several share the name {', '.join(dupes)}; rename them")
+    pipe = load_base(base, **load_kwargs)
+    manifests = {}
+    for name, checkpoint in zip(names, checkpoints, strict=True):
+        with checkpoint_on_base(pipe, checkpoint, multiplier=multiplier, **load_kwargs) as p:
+            manifests[name] = generate_images(
+                p, jobs, Path(out_dir) / name, checkpoint=name, settings=settings, progress=progress
+            )
+    return manifests

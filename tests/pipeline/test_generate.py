@@ -268,3 +268,27 @@ def test_kill_9_then_resume(cache, tmp_path):
         assert (out / file).stat().st_mtime_ns == mtime  # nothing finished was redone
     assert not list(out.rglob("*.t2ibench-tmp"))
     assert len(list(out.rglob("*.png"))) == 60
+
+
+def test_cli_generate_base(cache, tmp_path):
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+    from t2ibench.data.demo import make_demo_dataset
+
+    data = make_demo_dataset(tmp_path / "data")
+    args = ["generate", "base", "--dataset", str(data), "--prompt-types", "trigger,style"]
+    args += ["--images-per-leaf", "2", "--size", "64", "--steps", "2", "--out", str(tmp_path / "o")]
+    args += ["--no-progress", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = read_manifest(tmp_path / "o" / "base" / "manifest.jsonl")
+    assert {r.prompt_type for r in records} == {"trigger", "style"}
+    assert all(r.checkpoint == "base" for r in records)
+    leaves = {r.leaf for r in records if r.prompt_type == "trigger"}
+    assert len(leaves) >= 2 and all(
+        len([r for r in records if r.leaf == lf and r.prompt_type == "trigger"]) == 2
+        for lf in leaves
+    )
+    bad = CliRunner().invoke(app, [*args[:5], "nope", *args[6:]])
+    assert isinstance(bad.exception, ConfigError) and "nope" in str(bad.exception)

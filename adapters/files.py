@@ -1,0 +1,198 @@
+"""Adapter files: fp16 safetensors with kohya keys and t2ibench metadata; loading and merging.
+
+Keys are those sd-scripts / LyCORIS write and A1111 / ComfyUI read: ``lora_unet_<path>`` and
+``lora_te_text_model_<path>`` stems with ``.lora_down.weight`` / ``.lora_up.weight`` /
+``.alpha`` (LoRA), ``.hada_*`` (LoHa), ``.lokr_*`` (LoKr), ``.diff`` / ``.diff_b`` (native).
+Metadata (all strings): ``t2ibench_trainer_config`` (the config as JSON), ``t2ibench_version``,
+``t2ibench_base_model`` / ``t2ibench_base_sha256``, ``t2ibench_epoch``, plus the ``ss_network_*``
+fields sd-scripts writes, so other tools recognise the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2ibench.errors import T2IBenchError
+
+from .network import AdapterNetwork
+
+
+class AdapterFileError(T2IBenchError, ValueError):
+    """An adapter file cannot be read or does not fit the base model."""
+
+
+def build_metadata(
+    cfg: Any,
+    base: Mapping[str, str] | None,
+    *,
+    epoch: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The string metadata saved with every checkpoint."""
+    import t2ibench
+
+    algo = {"lora": "lora", "loha": "loha", "lokr": "lokr", "native": "full"}.get(
+        cfg.trainer, cfg.trainer
+    )
+    meta = {
+        "t2ibench_version": t2ibench.__version__,
+        "t2ibench_trainer_config": cfg.to_json(),
+        "t2ibench_trainer": cfg.trainer,
+        "t2ibench_base_model": (base or {}).get("id", ""),
+        "t2ibench_base_sha256": (base or {}).get("sha256", ""),
+        "ss_network_module": "lycoris.kohya",
+        "ss_network_dim": str(cfg.dim),
+        "ss_network_alpha": str(cfg.alpha),
+        "ss_network_args": json.dumps(
+            {
+                "algo": algo,
+                "preset": cfg.preset,
+                "factor": str(cfg.factor),
+                "conv_dim": str(cfg.dim if cfg.conv_dim is None else cfg.conv_dim),
+                "conv_alpha": str(cfg.alpha if cfg.conv_alpha is None else cfg.conv_alpha),
+                "use_tucker": str(cfg.use_tucker),
+                "decompose_both": str(cfg.decompose_both),
+            }
+        ),
+        "ss_output_name": cfg.output_name,
+    }
+    if epoch is not None:
+        meta["t2ibench_epoch"] = str(epoch)
+        meta["ss_epoch"] = str(epoch)
+    for k, v in (extra or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    return meta
+
+
+def atomic_save_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write to a temp name in the same folder, then ``os.replace`` (never a half-written file)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(
+            {k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {})
+        )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_adapter(
+    network: AdapterNetwork,
+    path: Path,
+    metadata: Mapping[str, str],
+    *,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Save the network's tensors (cast to ``dtype``, fp16 by default) with kohya keys."""
+    state = {k: v.to(dtype) for k, v in network.kohya_state_dict().items()}
+    return atomic_save_safetensors(state, path, metadata)
+
+
+def read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of an adapter file; errors name the file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        raise AdapterFileError(
+            f"{path}: a full diffusers checkpoint (native_save='diffusers'), not an adapter file; "
+            "load it as a base model instead"
+        )
+    if not path.is_file():
+        raise AdapterFileError(f"{path}: no such adapter file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterFileError(f"{path}: not a readable safetensors file ({exc})") from None
+    if not tensors:
+        raise AdapterFileError(f"{path}: holds no tensors")
+    return tensors, meta
+
+
+def _parts(pipe: Any) -> dict[str, Any]:
+    if not hasattr(pipe, "unet"):
+        raise TypeError(
+            "expected a StableDiffusionPipeline (or an object with .unet / .text_encoder)"
+        )
+    return {"unet": pipe.unet, "te": getattr(pipe, "text_encoder", None)}
+
+
+def network_for(pipe: Any, path: Path | str) -> tuple[AdapterNetwork, dict[str, str]]:
+    """Adapters rebuilt from a file on the pipeline's layers (not attached yet)."""
+    tensors, meta = read_adapter(path)
+    parts = _parts(pipe)
+    try:
+        net = AdapterNetwork.from_state_dict(tensors, parts)
+    except ValueError as exc:
+        raise AdapterFileError(f"{path}: does not fit this base model: {exc}") from None
+    device = pipe.unet.device
+    net.to(device=device, dtype=torch.float32)
+    net.requires_grad_(False)
+    return net, meta
+
+
+@dataclass
+class AdapterHandle:
+    """An adapter put on a pipeline by :func:`apply_adapter`; ``remove()`` takes it off."""
+
+    network: AdapterNetwork
+    metadata: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def multiplier(self) -> float:
+        return next(iter(self.network)).multiplier if len(self.network) else 1.0
+
+    def set_multiplier(self, multiplier: float) -> None:
+        self.network.set_multiplier(multiplier)
+
+    def remove(self) -> None:
+        if self.network.attached:
+            self.network.detach_()
+
+    def __enter__(self) -> AdapterHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def apply_adapter(pipe: Any, checkpoint: Path | str, multiplier: float = 1.0) -> AdapterHandle:
+    """Put a saved adapter on ``pipe.unet`` / ``pipe.text_encoder`` at ``multiplier``.
+
+    The base weights are untouched (the layers compute ``W + m·ΔW`` on the fly); ``handle.remove()``
+    restores the pipeline exactly.
+    """
+    net, meta = network_for(pipe, checkpoint)
+    net.set_multiplier(multiplier)
+    net.attach()
+    return AdapterHandle(net, meta, Path(checkpoint))
+
+
+def merge_adapter(pipe: Any, checkpoint: Path | str, multiplier: float = 1.0) -> dict[str, str]:
+    """Add ``multiplier · ΔW`` to the pipeline's weights (the alpha/dim scale applied once).
+
+    Returns the file's metadata. Irreversible short of reloading the base.
+    """
+    net, meta = network_for(pipe, checkpoint)
+    net.merge_into_base(multiplier)
+    return meta

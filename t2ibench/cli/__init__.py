@@ -23,7 +23,9 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "t2ibench.cli.core",
     "t2ibench.cli.analysis",
+    "t2ibench.cli.run",
     "t2ibench.cli.generate",
+    "t2ibench.cli.train",
 ]
 
 for _module in COMMAND_MODULES:

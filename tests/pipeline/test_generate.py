@@ -292,3 +292,37 @@ def test_cli_generate_base(cache, tmp_path):
     )
     bad = CliRunner().invoke(app, [*args[:5], "nope", *args[6:]])
     assert isinstance(bad.exception, ConfigError) and "nope" in str(bad.exception)
+
+
+def test_adapter_checkpoint_on_base(pipe, cache, tmp_path):
+    """A LoHa file goes on the base for its images and comes off again; base images still pair."""
+    import torch
+    from t2ibench.adapters.algorithms import AlgoParams
+    from t2ibench.adapters.files import save_adapter
+    from t2ibench.adapters.network import AdapterNetwork
+
+    from t2ibench.pipeline.generate import generate_checkpoints
+
+    parts = {"unet": pipe.unet, "te": pipe.text_encoder}
+    net = AdapterNetwork.create(
+        "loha", parts, {"unet": "full", "te": "attn-mlp"}, AlgoParams(dim=2, alpha=2)
+    )
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for p in net.parameters():  # trained-looking weights: the zero-init factor is not zero
+            p.normal_(0, 0.3)
+    ckpt = save_adapter(net, tmp_path / "loha-000001.safetensors", {})
+    manifests = generate_checkpoints(
+        "tiny", [ckpt, "base"], jobs(2), tmp_path / "out", settings=SETTINGS, progress=False
+    )
+    assert set(manifests) == {"base", "loha-000001"}
+    base_dir, tuned_dir = tmp_path / "out" / "base", tmp_path / "out" / "loha-000001"
+    assert read_manifest(manifests["loha-000001"])[0].checkpoint == "loha-000001"
+    for j in jobs(2):
+        assert np.abs(pixels(base_dir, j) - pixels(tuned_dir, j)).max() > 0
+    # The base ran after the adapter was taken off: its images equal a fresh base's.
+    generate_images(
+        pipe, jobs(2), tmp_path / "again", checkpoint="base", settings=SETTINGS, progress=False
+    )
+    for j in jobs(2):
+        assert (pixels(base_dir, j) == pixels(tmp_path / "again", j)).all()

@@ -21,7 +21,7 @@ from t2ibench.errors import ConfigError
 
 MARKER = "t2ibench-tiny-base.json"
 # Bump when the recipe below changes so cached folders are rebuilt instead of silently reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 # SD1.5's noise schedule and DDIM settings (scheduler/scheduler_config.json of the hub repo).
 SD15_SCHEDULER = {
@@ -166,6 +166,8 @@ def make_tiny_base(folder: Path, *, seed: int = 0, resolution: int = 64) -> Path
     already holds this build (marker + content hash match) is reused; otherwise the build happens in
     a temporary sibling folder that is renamed into place, so ``folder`` is never half-written.
     """
+    from t2ibench.models.tokenizer import write_clip_tokenizer
+
     folder = Path(folder).expanduser().absolute()
     if _is_valid(folder, seed, resolution):
         return folder
@@ -177,7 +179,11 @@ def make_tiny_base(folder: Path, *, seed: int = 0, resolution: int = 64) -> Path
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.build-"))
     try:
         pipe = build_tiny_pipeline(seed=seed, resolution=resolution)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         pipe.save_pretrained(tmp, safe_serialization=True)
+        # transformers 5 saves only tokenizer.json; vocab.json + merges.txt let transformers 4
+        # (and any BPE reader) load the same tokenizer too.
+        write_clip_tokenizer(tmp / "tokenizer")
         _normalise_saved_configs(tmp)
         marker = {**_expected_marker(seed, resolution), "sha256": _folder_digest(tmp)}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")

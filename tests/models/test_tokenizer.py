@@ -41,3 +41,17 @@ def test_vocab_is_clips(tokenizers):
     assert len(hf) == 49408
     assert hf.convert_tokens_to_ids(["<|startoftext|>", "<|endoftext|>"]) == [49406, 49407]
     assert hf("a photo of").input_ids == [49406, 320, 1125, 539, 49407]  # OpenAI CLIP's ids
+
+
+def test_tiny_base_tokenizer_matches_open_clip(tokenizers, tiny_folder):
+    from t2ibench.models import load_base
+
+    _, oc = tokenizers
+    pipe = load_base(tiny_folder)
+    for text in PROMPTS:
+        ours = pipe.tokenizer(text, padding="max_length", max_length=77, truncation=True).input_ids
+        theirs = oc([text])[0].tolist()
+        end = theirs.index(49407) + 1
+        assert ours[:end] == theirs[:end]
+    assert (tiny_folder / "tokenizer" / "vocab.json").is_file()
+    assert (tiny_folder / "tokenizer" / "merges.txt").is_file()

@@ -100,9 +100,11 @@ def test_batched_equals_unbatched_and_order_free(pipe, tmp_path):
     generate_images(pipe, js[::-1], reordered, checkpoint="base", settings=SETTINGS, progress=False)
     diffs = [np.abs(pixels(batched, j) - pixels(single, j)).max() for j in js]
     diffs += [np.abs(pixels(batched, j) - pixels(reordered, j)).max() for j in js]
-    # CPU fp32: batch size may change the summation order inside conv/matmul kernels, so allow one
-    # 8-bit level; in practice the images are usually bit-identical.
+    # CPU fp32: batch size changes the summation order inside oneDNN/MKL kernels, so a few pixels
+    # (~0.01 %) land one 8-bit level apart; everything else is bit-identical.
     assert max(diffs) <= 1, diffs
+    off = [(pixels(batched, j) != pixels(single, j)).mean() for j in js]
+    assert max(off) < 1e-3, off  # a handful of pixels at a rounding boundary, not a different image
     # Images differ between seeds (the generator really is per image).
     assert np.abs(pixels(batched, js[0]) - pixels(batched, js[1])).max() > 0
 

@@ -14,12 +14,15 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
+from t2ibench.errors import T2IBenchError
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class UnknownNameError(KeyError):
-    """An unknown registry name; the message lists the close matches and every known name."""
+class UnknownNameError(T2IBenchError, KeyError):
+    """An unknown registry name; the message lists the close matches and every known name.
+    A :class:`T2IBenchError`, so the CLI reports it in one line."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

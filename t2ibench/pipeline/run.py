@@ -1,0 +1,508 @@
+"""``t2ibench run``: train → generate → evaluate → analyse, resumable and idempotent.
+
+A run folder ``<out>/<run-name>/`` holds::
+
+    run.json            resolved config, versions, git commit, seeds, dataset hash, stage timings
+    run.log             the log of every invocation
+    state.json          what is done (stages, checkpoints generated and evaluated)
+    checkpoints/        the trainer's checkpoints (the trainer resumes from its last one)
+    images/base/        the base model's images (generated once, reused for every checkpoint)
+    images/<ckpt>/      each checkpoint's images + manifest.jsonl (resumable per image)
+    results/parts/<ckpt>/  one results table per evaluated checkpoint (written atomically)
+    results/            the merged results table (results.parquet + results.csv)
+    report/             the analysis report (report.html, summary.md, scores.csv, ...)
+
+The run name is ``<trainer>-<hash>`` where the hash covers everything that changes results (the
+resolved trainer config, dataset hash, base model, generation settings, encoders, prompt types,
+images per leaf, metrics): changing any of it starts a new run instead of mixing results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import ConfigError, T2IBenchError
+
+log = logging.getLogger("t2ibench.run")
+
+STAGES = ("train", "generate", "evaluate", "analyze")
+
+
+@dataclass
+class RunOptions:
+    """Everything ``t2ibench run`` accepts. ``None`` means "the profile's default"."""
+
+    trainer: str
+    dataset: str | None = None
+    base: str | None = None
+    config: str | None = None
+    overrides: Sequence[str] = ()
+    encoders: Sequence[str] | None = None
+    resize: Sequence[str] | None = None
+    metrics: Sequence[str] | None = None
+    prompt_types: Sequence[str] | None = None
+    images_per_leaf: int | None = None
+    epochs: int | None = None
+    save_epochs: Sequence[int] | None = None
+    seed: int | None = None
+    device: str = "cpu"
+    out: str = "results"
+    name: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    resolution: int | None = None
+    batch_size: int | None = None
+    negative_prompt: str | None = None
+    allow_pickle: bool = False
+    analyze: bool = True
+    progress: bool = True
+    checkpoint_columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ResolvedRun:
+    options: RunOptions
+    profile: str
+    dataset: Any
+    base: str
+    base_fingerprint: dict[str, str]
+    trainer_config: Any
+    encoders: list[str]
+    resize: list[str] | None
+    metrics: list[str]
+    prompt_types: list[str]
+    images_per_leaf: int
+    generation: Any
+    run_hash: str
+    run_dir: Path
+
+    def identity(self) -> dict[str, Any]:
+        return _identity(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution: profile defaults, validation, the run hash
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve(options: RunOptions) -> ResolvedRun:
+    """Apply the profile's defaults and validate every input before any work starts."""
+    from t2ibench.adapters import get_trainer, load_trainer_config
+    from t2ibench.data import load_dataset
+    from t2ibench.metrics import get_metric, list_metrics
+    from t2ibench.models import base_fingerprint
+    from t2ibench.pipeline.defaults import profile_defaults
+    from t2ibench.pipeline.generate import GenerationSettings
+    from t2ibench.prompts import get_prompt_type, list_prompt_types
+
+    get_trainer(options.trainer)  # unknown trainer → one clear message with the known names
+    profile_name, prof = profile_defaults(options)
+    dataset = load_dataset(options.dataset or prof["dataset"]())
+    base = str(options.base or prof["base"]())
+    fingerprint = base_fingerprint(base)  # a missing base model fails here, before training
+
+    cfg = load_trainer_config(
+        options.trainer,
+        Path(options.config) if options.config else None,
+        [*prof.get("trainer_overrides", []), *options.overrides],
+    )
+    changes: dict[str, Any] = {}
+    if options.epochs is not None:
+        changes["epochs"] = options.epochs
+    if options.save_epochs is not None:
+        changes["save_epochs"] = tuple(options.save_epochs)
+    if options.seed is not None:
+        changes["seed"] = options.seed
+    if options.resolution is not None:
+        changes["resolution"] = options.resolution
+    if changes:
+        cfg = cfg.replace(**changes)
+
+    metrics = list(options.metrics or prof.get("metrics") or list_metrics())
+    for m in metrics:
+        get_metric(m)
+    prompt_types = list(options.prompt_types or list_prompt_types())
+    for p in prompt_types:
+        get_prompt_type(p)
+    encoders = list(options.encoders or prof["encoders"])
+    _check_encoders(encoders)
+    images_per_leaf = options.images_per_leaf or prof["images_per_leaf"]
+    if images_per_leaf < 1:
+        raise ConfigError(f"--images-per-leaf: must be ≥ 1, got {images_per_leaf}")
+    side = options.resolution or prof["resolution"]
+    generation = GenerationSettings(
+        steps=options.steps or prof["steps"],
+        guidance_scale=options.guidance_scale
+        if options.guidance_scale is not None
+        else prof["guidance_scale"],
+        height=side,
+        width=side,
+        negative_prompt=options.negative_prompt,
+        batch_size=options.batch_size or prof["batch_size"],
+    )
+    resolved = ResolvedRun(
+        options=options,
+        profile=profile_name,
+        dataset=dataset,
+        base=base,
+        base_fingerprint=fingerprint,
+        trainer_config=cfg,
+        encoders=encoders,
+        resize=list(options.resize) if options.resize else None,
+        metrics=metrics,
+        prompt_types=prompt_types,
+        images_per_leaf=images_per_leaf,
+        generation=generation,
+        run_hash="",
+        run_dir=Path(),
+    )
+    ident = _identity(resolved)
+    resolved.run_hash = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    name = options.name or f"{options.trainer}-{resolved.run_hash[:10]}"
+    resolved.run_dir = Path(options.out) / name
+    return resolved
+
+
+def _identity(r: ResolvedRun) -> dict[str, Any]:
+    """Everything that changes results; its hash names the run."""
+    return {
+        "trainer_config": r.trainer_config.to_dict(),
+        "dataset_sha256": r.dataset.sha256,
+        "base": r.base_fingerprint,
+        "generation": asdict(r.generation),
+        "encoders": r.encoders,
+        "resize": r.resize,
+        "metrics": r.metrics,
+        "prompt_types": r.prompt_types,
+        "images_per_leaf": r.images_per_leaf,
+    }
+
+
+def parse_encoder(item: str) -> tuple[str, str | None, bool]:
+    """``name`` (real default weights), ``name@tiny`` (tiny random variant), ``name@WEIGHTS``."""
+    name, _, weights = item.partition("@")
+    if weights == "tiny":
+        return name, None, True
+    return name, weights or None, False
+
+
+def _check_encoders(items: Sequence[str]) -> None:
+    from t2ibench.encoders import get_encoder_spec
+
+    for item in items:
+        get_encoder_spec(parse_encoder(item)[0])
+
+
+def create_encoders(items: Sequence[str], resize: Sequence[str] | None, device: str) -> list:
+    """Load the selected encoders; ``resize`` modes multiply image encoders (not gram / score)."""
+    from t2ibench.encoders import create_encoder, get_encoder_spec
+
+    out = []
+    for item in items:
+        name, weights, tiny = parse_encoder(item)
+        kind = get_encoder_spec(name).kind
+        modes = resize if (resize and kind in ("image", "image-text")) else [None]
+        for mode in modes:
+            out.append(create_encoder(name, weights=weights, tiny=tiny, device=device, resize=mode))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# State and records
+# --------------------------------------------------------------------------------------------------
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise T2IBenchError(
+            f"{path}: cannot write ({exc.strerror or exc}); finished work is kept"
+        ) from None
+
+
+class RunState:
+    """``state.json``: which stages and checkpoints are done. Written atomically after each unit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"done": {}, "generated": [], "evaluated": []}
+        if path.is_file():
+            try:
+                self.data.update(json.loads(path.read_text(encoding="utf-8")))
+            except json.JSONDecodeError as exc:
+                raise T2IBenchError(
+                    f"{path}: corrupt run state ({exc.msg}); delete it to redo checks"
+                ) from None
+
+    def done(self, key: str) -> bool:
+        return key in self.data["done"]
+
+    def mark(self, key: str, **info: Any) -> None:
+        self.data["done"][key] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
+        self.save()
+
+    def add(self, listname: str, item: str) -> None:
+        if item not in self.data[listname]:
+            self.data[listname].append(item)
+        self.save()
+
+    def has(self, listname: str, item: str) -> bool:
+        return item in self.data[listname]
+
+    def save(self) -> None:
+        _atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True))
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "t2ibench",
+        "torch",
+        "diffusers",
+        "transformers",
+        "open-clip-torch",
+        "timm",
+        "lycoris-lora",
+        "safetensors",
+        "pandas",
+        "catboost",
+        "shap",
+    ):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = ""
+    return out
+
+
+def _setup_log(run_dir: Path) -> logging.Handler:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("t2ibench")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+# --------------------------------------------------------------------------------------------------
+# The stages
+# --------------------------------------------------------------------------------------------------
+
+
+def checkpoint_info(r: ResolvedRun, checkpoints: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """Result columns per checkpoint: config, seed, epoch and the hyperparameters."""
+    import re
+
+    cfg = r.trainer_config
+    algorithm = "native" if cfg.trainer == "native" else cfg.trainer
+    info = {}
+    for ck in checkpoints:
+        m = re.search(r"-e(\d+)$", ck.stem)
+        info[ck.stem] = {
+            "config": r.options.checkpoint_columns.get("config", r.run_dir.name),
+            "seed": str(r.options.checkpoint_columns.get("seed", cfg.seed)),
+            "epoch": int(m.group(1)) if m else None,
+            "algorithm": algorithm,
+            "preset": cfg.preset,
+            "lr": cfg.lr,
+            "dim": cfg.dim if algorithm in ("lora", "loha", "lokr") else None,
+            "alpha": cfg.alpha if algorithm in ("lora", "loha", "lokr") else None,
+            "factor": cfg.factor if algorithm == "lokr" else None,
+            **{
+                k: v for k, v in r.options.checkpoint_columns.items() if k not in ("config", "seed")
+            },
+        }
+    return info
+
+
+def execute(r: ResolvedRun) -> Path:
+    """Run (or resume) every stage; returns the run folder."""
+    handler = _setup_log(r.run_dir)
+    try:
+        return _execute(r)
+    finally:
+        logging.getLogger("t2ibench").removeHandler(handler)
+        handler.close()
+
+
+def _execute(r: ResolvedRun) -> Path:
+    from t2ibench.adapters import apply_adapter, train
+    from t2ibench.encoders import FeatureCache
+    from t2ibench.models import load_base
+    from t2ibench.pipeline.evaluate import evaluate_images
+    from t2ibench.pipeline.generate import generate_images
+    from t2ibench.prompts import jobs_for
+    from t2ibench.results import append_results, read_results, write_results
+
+    run_dir = r.run_dir
+    state = RunState(run_dir / "state.json")
+    record_path = run_dir / "run.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if record.get("run_hash") not in (None, r.run_hash):
+        # A fixed --name (or a sweep's config name) reused with a changed config: never mix.
+        raise T2IBenchError(
+            f"{record_path}: this run folder holds a run with a different config "
+            f"(hash {record['run_hash'][:10]} ≠ {r.run_hash[:10]}); use another --name/--out"
+        )
+    timings: dict[str, float] = record.get("timings", {})
+    record.update(
+        {
+            "name": run_dir.name,
+            "run_hash": r.run_hash,
+            "profile": r.profile,
+            "trainer": r.options.trainer,
+            "resolved": r.identity(),
+            "dataset": {"root": str(r.dataset.root), "sha256": r.dataset.sha256},
+            "base": {"spec": r.base, **r.base_fingerprint},
+            "seeds": {
+                "training": r.trainer_config.seed,
+                "generation": "1000 + k per (leaf, prompt type)",
+            },
+            "versions": package_versions(),
+            "git_commit": _git_commit(),
+            "device": r.options.device,
+        }
+    )
+    _atomic_write_text(record_path, json.dumps(record, indent=2, default=str))
+    log.info("run %s (profile %s) in %s", run_dir.name, r.profile, run_dir)
+
+    def timed(stage: str, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - t0, 3)
+        record["timings"] = timings
+        _atomic_write_text(record_path, json.dumps(record, indent=2, default=str))
+        return out
+
+    # -- train ---------------------------------------------------------------------------------
+    ckpt_dir = run_dir / "checkpoints"
+
+    def do_train():
+        return train(
+            r.options.trainer,
+            r.dataset,
+            r.base,
+            ckpt_dir,
+            r.trainer_config,
+            device=r.options.device,
+            progress=r.options.progress,
+        )
+
+    checkpoints = [Path(p) for p in timed("train", do_train)]
+    state.mark("train", checkpoints=[p.name for p in checkpoints])
+    log.info("checkpoints: %s", ", ".join(p.name for p in checkpoints))
+
+    # -- generate --------------------------------------------------------------------------------
+    jobs = jobs_for(r.dataset, r.prompt_types, r.images_per_leaf)
+    images = run_dir / "images"
+
+    def do_generate():
+        todo = [c for c in checkpoints if not state.has("generated", c.stem)]
+        if state.has("generated", "base") and not todo:
+            return
+        pipe = load_base(r.base, device=r.options.device, allow_pickle=r.options.allow_pickle)
+        if pipe.unet.training:
+            pipe.unet.eval()
+        if not state.has("generated", "base"):
+            generate_images(
+                pipe,
+                jobs,
+                images / "base",
+                checkpoint="base",
+                settings=r.generation,
+                progress=r.options.progress,
+            )
+            state.add("generated", "base")
+        for ck in todo:
+            handle = apply_adapter(pipe, ck, multiplier=1.0)
+            try:
+                generate_images(
+                    pipe,
+                    jobs,
+                    images / ck.stem,
+                    checkpoint=ck.stem,
+                    settings=r.generation,
+                    progress=r.options.progress,
+                )
+            finally:
+                handle.remove()
+            state.add("generated", ck.stem)
+
+    timed("generate", do_generate)
+
+    # -- evaluate --------------------------------------------------------------------------------
+    results_dir = run_dir / "results"
+    parts = results_dir / "parts"
+    info = checkpoint_info(r, checkpoints)
+
+    def do_evaluate():
+        todo = [c for c in checkpoints if not (parts / c.stem / "results.parquet").is_file()]
+        if todo:
+            encoders = create_encoders(r.encoders, r.resize, r.options.device)
+            cache = FeatureCache(Path(r.options.out) / ".feature-cache")
+            for ck in todo:
+                df = evaluate_images(
+                    images / ck.stem,
+                    r.dataset,
+                    encoders,
+                    metrics=r.metrics,
+                    base_images_dir=images / "base",
+                    cache=cache,
+                    checkpoint_info=info,
+                    progress=r.options.progress,
+                )
+                write_results(df, parts / ck.stem, formats=("parquet",))
+                state.add("evaluated", ck.stem)
+        for ck in checkpoints:
+            append_results(read_results(parts / ck.stem), results_dir)
+
+    timed("evaluate", do_evaluate)
+
+    # -- analyze ---------------------------------------------------------------------------------
+    if r.options.analyze:
+        from t2ibench.analysis import analyze
+
+        timed("analyze", lambda: analyze(results_dir, run_dir / "report"))
+        state.mark("analyze")
+    log.info("done: %s", run_dir)
+    return run_dir
+
+
+def run(options: RunOptions) -> Path:
+    """Resolve and execute; returns the run folder."""
+    return execute(resolve(options))

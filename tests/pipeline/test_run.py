@@ -1,0 +1,186 @@
+"""End to end on tiny models: train 2 epochs (a checkpoint each), generate every prompt type,
+compute every metric the selected encoders feed, analyse; then a rerun redoes nothing."""
+
+import json
+import math
+
+import pytest
+
+from t2ibench.metrics import get_metric
+from t2ibench.pipeline.run import RunOptions, execute, resolve
+from t2ibench.prompts import list_prompt_types
+from t2ibench.results import read_results
+
+ENCODERS = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
+
+
+def tiny_options(tmp_path, **kw) -> RunOptions:
+    base = dict(
+        trainer="lora",
+        out=str(tmp_path / "results"),
+        encoders=ENCODERS,
+        images_per_leaf=2,
+        steps=2,
+        epochs=2,
+        save_epochs=[1, 2],
+        progress=False,
+    )
+    base.update(kw)
+    return RunOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    resolved = resolve(tiny_options(tmp))
+    run_dir = execute(resolved)
+    return resolved, run_dir
+
+
+def expected_metrics(prompt_type: str) -> set[str]:
+    kinds = {"dinov2-l": "image", "clip-l14": "image-text", "vgg19": "gram"}
+    out = set()
+    for name in ["image_similarity", "centroid_distance", "frechet_distance", "vendi"]:
+        out.add(name)
+    out.add("text_alignment")
+    if prompt_type == "style":
+        out.add("style_loss")
+    assert all(get_metric(m) for m in out) and kinds
+    return out
+
+
+def test_every_expected_value_is_finite(finished_run):
+    resolved, run_dir = finished_run
+    df = read_results(run_dir / "results")
+    checkpoints = sorted(df["checkpoint"].unique())
+    assert checkpoints == ["lora-e000001", "lora-e000002"]
+    assert sorted(df["epoch"].unique()) == [1, 2]
+    for ck in checkpoints:
+        for leaf_key, leaf in resolved.dataset.leaves.items():
+            for pt in list_prompt_types():
+                if pt == "style" and leaf.concept.kind == "style":
+                    continue
+                rows = df[(df.checkpoint == ck) & (df.leaf == leaf_key) & (df.prompt_type == pt)]
+                got = set(rows["metric"])
+                assert expected_metrics(pt) <= got, (ck, leaf_key, pt, got)
+                for v in rows["value"]:
+                    assert math.isfinite(v), (ck, leaf_key, pt)
+    assert set(df["algorithm"]) == {"lora"}
+    assert (run_dir / "report" / "report.html").is_file()
+
+
+def test_records(finished_run):
+    resolved, run_dir = finished_run
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["run_hash"] == resolved.run_hash
+    assert record["dataset"]["sha256"] == resolved.dataset.sha256
+    assert record["versions"]["torch"]
+    assert set(record["timings"]) >= {"train", "generate", "evaluate", "analyze"}
+    assert record["resolved"]["trainer_config"]["trainer"] == "lora"
+    assert (run_dir / "run.log").read_text().count("checkpoints:") >= 1
+
+
+def test_rerun_redoes_nothing(finished_run):
+    resolved, run_dir = finished_run
+    files = sorted(p for p in (run_dir / "images").rglob("*.png"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    manifests = {p: p.read_text() for p in (run_dir / "images").rglob("manifest.jsonl")}
+    parts = {p: p.stat().st_mtime_ns for p in (run_dir / "results" / "parts").rglob("*.parquet")}
+    ckpts = {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").glob("*.safetensors")}
+    rows = len(read_results(run_dir / "results"))
+    execute(resolve(resolved.options))
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert {p: p.read_text() for p in manifests} == manifests
+    assert {p: p.stat().st_mtime_ns for p in parts} == parts
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == ckpts
+    assert len(read_results(run_dir / "results")) == rows
+
+
+def test_changed_config_is_a_new_run(finished_run, tmp_path):
+    resolved, run_dir = finished_run
+    other = resolve(tiny_options(run_dir.parent.parent, overrides=["lr=2e-3"]))
+    assert other.run_dir != run_dir
+    same_name = resolve(
+        tiny_options(run_dir.parent.parent, overrides=["lr=2e-3"], name=run_dir.name)
+    )
+    from t2ibench.errors import T2IBenchError
+
+    with pytest.raises(T2IBenchError, match="different config"):
+        execute(same_name)
+
+
+def test_kill_during_generation_and_resume(tmp_path):
+    """A real SIGKILL to ``t2ibench run`` mid-generation, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "t2ibench",
+        "run",
+        "--trainer",
+        "lora",
+        "--no-progress",
+        "--encoders",
+        ",".join(ENCODERS),
+        "--images-per-leaf",
+        "2",
+        "--steps",
+        "2",
+        "--epochs",
+        "1",
+        "--save-epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manifest = None
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        found = list(out.glob("*/images/lora-e000001/manifest.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 5:
+            manifest = found[0]
+            break
+        if proc.poll() is not None:
+            pytest.fail(
+                f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+            )
+        time.sleep(0.05)
+    assert manifest is not None, "generation never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    images = manifest.parent
+    done_before = {
+        json.loads(line)["file"]: None
+        for line in manifest.read_text().splitlines()
+        if line.endswith("}")
+    }
+    mtimes = {f: (images / f).stat().st_mtime_ns for f in done_before}
+    total_jobs = None
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    lines = manifest.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    files = [r["file"] for r in records]
+    assert len(files) == len(set(files)), "a manifest line was duplicated"
+    total_jobs = len(list(images.rglob("*.png")))
+    assert total_jobs == len(files), "an image is missing from the manifest or vice versa"
+    assert not list(images.rglob("*.tmp")) and not [
+        p for p in images.rglob("*") if p.name.startswith(".")
+    ]
+    for f, mtime in mtimes.items():
+        assert (images / f).stat().st_mtime_ns == mtime, f"{f} was redone"
+    run_dir = manifest.parents[2]
+    df = read_results(run_dir / "results")
+    assert not df.duplicated(
+        ["checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize"]
+    ).any()

@@ -7,10 +7,12 @@ bars off (the stages draw their own).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +115,40 @@ def load_base(
     only from the local cache). ``dtype`` defaults to float32.
     """
     import torch
-    from diffusers import StableDiffusionPipeline
 
     dtype = torch.float32 if dtype is None else dtype
     kind, where = resolve_spec(spec)
+    with _quiet_loading():
+        pipe = _load(kind, where, dtype=dtype, allow_pickle=allow_pickle, config=config)
+    _pin_attention(pipe, attention)
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(device)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        part.eval()
+    return pipe
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide diffusers' / transformers' per-component loading bars (the stages draw their own)."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    d_on, t_on = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if d_on:
+            dlog.enable_progress_bar()
+        if t_on:
+            tlog.enable_progress_bar()
+
+
+def _load(kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
+    from diffusers import StableDiffusionPipeline
+
     common = {_dtype_kwarg(): dtype, "safety_checker": None, "requires_safety_checker": False}
     if kind == "tiny":
         kind, where = "folder", tiny_base_folder()
@@ -129,11 +161,6 @@ def load_base(
         pipe = _load_single_file(where, config=config, allow_pickle=allow_pickle, common=common)
     else:
         pipe = _load_hub(where, common)
-    _pin_attention(pipe, attention)
-    pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device)
-    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
-        part.eval()
     return pipe
 
 

@@ -416,6 +416,9 @@ def generate_checkpoints(
     once. Returns name → manifest path. Finished images are never redone."""
     from t2ibench.models import load_base
 
+    for checkpoint in checkpoints:  # fail before the (slow) base load, not after
+        if str(checkpoint) != BASE and not Path(checkpoint).exists():
+            raise ConfigError(f"checkpoint {checkpoint}: no such file or folder")
     names = [checkpoint_name(c) for c in checkpoints]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -34,8 +34,11 @@ for _module in COMMAND_MODULES:
 
 def main() -> None:
     """Console-script entry point; user errors print one line and exit 2, never a traceback."""
+    import logging
+
     from t2ibench.errors import T2IBenchError
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
     except T2IBenchError as exc:

@@ -350,8 +350,19 @@ def checkpoint_info(r: ResolvedRun, checkpoints: Sequence[Path]) -> dict[str, di
     return info
 
 
+def _quiet_libraries() -> None:
+    """The libraries' own loading bars ("Loading pipeline components", "Loading weights") would
+    bury the stage bars; their warnings still go to the log."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def execute(r: ResolvedRun) -> Path:
     """Run (or resume) every stage; returns the run folder."""
+    _quiet_libraries()
     handler = _setup_log(r.run_dir)
     try:
         return _execute(r)
@@ -494,7 +505,13 @@ def _execute(r: ResolvedRun) -> Path:
     timed("evaluate", do_evaluate)
 
     # -- analyze ---------------------------------------------------------------------------------
-    if r.options.analyze:
+    if r.options.analyze and len(checkpoints) < 2:
+        # Rank normalisation compares checkpoints; one alone has no rank. Its values are in
+        # results/ and a sweep (or a run with more save epochs) analyses them.
+        log.warning(
+            "one checkpoint: no ranks to compute, report skipped (results are in %s)", results_dir
+        )
+    elif r.options.analyze:
         from t2ibench.analysis import analyze
 
         timed("analyze", lambda: analyze(results_dir, run_dir / "report"))

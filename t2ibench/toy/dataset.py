@@ -76,11 +76,21 @@ ALTER_TEMPLATES = {
 }
 
 
-def dataset_toml(name: str = "t2ibench-toy") -> str:
-    """The ``dataset.toml`` text of the toy dataset."""
+def _select(leaves: list[str] | None) -> list[world.Concept]:
+    if leaves is None:
+        return list(world.CONCEPTS)
+    known = {c.leaf for c in world.CONCEPTS}
+    bad = [leaf for leaf in leaves if leaf not in known]
+    if bad:
+        raise ConfigError(f"toy dataset leaves: unknown {bad}; known: {sorted(known)}")
+    return [c for c in world.CONCEPTS if c.leaf in leaves]
+
+
+def dataset_toml(name: str = "t2ibench-toy", leaves: list[str] | None = None) -> str:
+    """The ``dataset.toml`` text of the toy dataset (optionally only some leaves)."""
     lines = ["[dataset]", f'name = "{name}"', ""]
     done: set[str] = set()
-    for c in world.CONCEPTS:
+    for c in _select(leaves):
         key = f"{c.category}/{c.cls}"
         if key not in done:
             done.add(key)
@@ -106,9 +116,9 @@ def dataset_toml(name: str = "t2ibench-toy") -> str:
     return "\n".join(lines)
 
 
-def _write(folder: Path, seed: int, name: str) -> None:
+def _write(folder: Path, seed: int, name: str, leaves: list[str] | None) -> None:
     truth: dict[str, dict] = {}
-    for c in world.CONCEPTS:
+    for c in _select(leaves):
         leaf_dir = folder / c.leaf
         leaf_dir.mkdir(parents=True, exist_ok=True)
         for i, (scene, caption) in enumerate(world.concept_images(c, seed=seed)):
@@ -116,16 +126,19 @@ def _write(folder: Path, seed: int, name: str) -> None:
             world.render(scene).save(leaf_dir / f"{stem}.png", optimize=False)
             (leaf_dir / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
             truth[f"{c.leaf}/{stem}.png"] = asdict(scene)
-    (folder / "dataset.toml").write_text(dataset_toml(name), encoding="utf-8")
+    (folder / "dataset.toml").write_text(dataset_toml(name, leaves), encoding="utf-8")
     for kind, templates in ALTER_TEMPLATES.items():
         (folder / f"alter_{kind}.txt").write_text("\n".join(templates) + "\n", encoding="utf-8")
     (folder / TRUTH_FILE).write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
     (folder / MARKER).write_text(json.dumps({"seed": seed, "name": name}) + "\n")
 
 
-def make_toy_dataset(root: str | Path, seed: int = 0, name: str = "t2ibench-toy") -> Path:
+def make_toy_dataset(
+    root: str | Path, seed: int = 0, name: str = "t2ibench-toy", leaves: list[str] | None = None
+) -> Path:
     """Write the toy dataset into ``root`` (deterministic from ``seed``); returns ``root``.
 
+    ``leaves``: only these leaves (e.g. ``["characters/starling/hat"]``); default all nine.
     Built in a temporary sibling folder and renamed into place, so ``root`` is never half-written.
     An existing toy dataset at ``root`` is replaced; any other non-empty folder is refused.
     """
@@ -137,7 +150,7 @@ def make_toy_dataset(root: str | Path, seed: int = 0, name: str = "t2ibench-toy"
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.build-"))
     try:
-        _write(tmp, seed, name)
+        _write(tmp, seed, name, leaves)
         if root.exists():
             old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
             os.replace(root, old / "d")

@@ -302,6 +302,68 @@ def render(scene: Scene) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(render_array(scene)), 0, 255).astype(np.uint8), "RGB")
 
 
+# --- generic images (for the VAE only) ------------------------------------------------------------
+def render_generic(seed: int, index: int) -> Image.Image:
+    """A random abstract image: colour fields, splits, stripes at any angle, checks or gradients,
+    with 0–2 random polygons / ellipses / rings in random colours, filled, outlined or striped.
+
+    None of the world's named things, but every kind of colour, edge and texture they are made of:
+    the VAE is the model's image codec (SD's was trained on generic photos), so it learns these and
+    can then represent concepts that neither it nor the base model has seen.
+    """
+    rng = rng_for(seed, "generic", index)
+    y, x = np.mgrid[0:_BIG, 0:_BIG] / _SS
+
+    def colour() -> np.ndarray:
+        return rng.integers(0, 256, size=3).astype(np.float32)
+
+    def pattern() -> np.ndarray:
+        a, b = colour(), colour()
+        kind = rng.integers(5)
+        if kind == 0:
+            return np.broadcast_to(a, (_BIG, _BIG, 3)).copy()
+        if kind == 1:  # two-tone split
+            t = np.where(rng.random() < 0.5, y, x) < rng.uniform(6, 26)
+        elif kind == 2:  # stripes at a random angle
+            ang = rng.uniform(0, np.pi)
+            t = ((np.cos(ang) * x + np.sin(ang) * y) // rng.uniform(2, 7)) % 2 == 0
+        elif kind == 3:  # checks
+            cell = rng.uniform(3, 10)
+            t = ((x // cell) + (y // cell)) % 2 == 0
+        else:  # gradient
+            ang = rng.uniform(0, 2 * np.pi)
+            w = ((np.cos(ang) * (x - 16) + np.sin(ang) * (y - 16)) / 45 + 0.5).clip(0, 1)
+            return a * w[..., None] + b * (1 - w[..., None])
+        return np.where(t[..., None], a, b)
+
+    img = pattern()
+    for _ in range(int(rng.integers(0, 3))):
+        m = Image.new("L", (_BIG, _BIG), 0)
+        d = ImageDraw.Draw(m)
+        cx, cy, r = rng.uniform(6, 26), rng.uniform(6, 26), rng.uniform(4, 13)
+        kind = rng.integers(3)
+        if kind == 0:  # irregular polygon
+            n = int(rng.integers(3, 11))
+            angs = np.sort(rng.uniform(0, 2 * np.pi, n))
+            rads = r * rng.uniform(0.35, 1.0, n)
+            d.polygon([((cx + q * np.cos(t)) * _SS, (cy + q * np.sin(t)) * _SS)
+                       for q, t in zip(rads, angs, strict=True)], fill=255)  # fmt: skip
+        else:
+            e = r * rng.uniform(0.5, 1.0)
+            d.ellipse([(cx - r) * _SS, (cy - e) * _SS, (cx + r) * _SS, (cy + e) * _SS], fill=255)
+            if kind == 2:
+                q = rng.uniform(0.3, 0.7)
+                d.ellipse([(cx - q * r) * _SS, (cy - q * e) * _SS, (cx + q * r) * _SS,
+                           (cy + q * e) * _SS], fill=0)  # fmt: skip
+        mask = np.asarray(m, np.float32) / 255.0
+        if rng.random() < 0.3:
+            mask = mask - _erode(mask, int(rng.integers(4, 12)))
+        fill = pattern() if rng.random() < 0.3 else np.broadcast_to(colour(), (_BIG, _BIG, 3))
+        img = img * (1 - mask[..., None]) + fill * mask[..., None]
+    out = _down(img)
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+
+
 # --- sampling -----------------------------------------------------------------------------------
 def _geometry(rng: np.random.Generator, shape: str, outfit: str = "none") -> dict:
     radius = float(rng.uniform(8.0, 10.5))
@@ -354,6 +416,11 @@ def sample_any_scene(seed: int, index: int) -> Scene:
         return sample_scene(rng)
     concept = CONCEPTS[int(rng.integers(len(CONCEPTS)))]
     return concept.sample(rng)
+
+
+def regeometry(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The same ground truth drawn again with new position, size, angle and jitter."""
+    return replace(scene, **_geometry(rng, scene.shape, scene.outfit))
 
 
 def with_attrs(scene: Scene, **changes: str) -> Scene:
@@ -410,6 +477,44 @@ def describe(scene: Scene, tags: bool = False) -> str:
     if outfit:
         words += f" {outfit}"
     return f"{words} on a {bg} background, {style} style"
+
+
+_CLASS_WORD = {"star": "character", "crescent": "character", "bear": "toy", "ring": "toy"}
+
+
+def clip_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A random descriptive caption for the toy CLIP: attributes dropped at random, class words
+    (character, toy, scene, style) added at random, natural language or tags."""
+    shape = DESCRIPTIVE.get(scene.shape, scene.shape)
+    if scene.shape in _CLASS_WORD and rng.random() < 0.5:
+        shape = f"{shape} {_CLASS_WORD[scene.shape]}"
+    bg = DESCRIPTIVE.get(scene.background, scene.background)
+    if scene.background in HELD_OUT_BACKGROUNDS and rng.random() < 0.5:
+        bg = f"{bg} scene"
+    style = DESCRIPTIVE.get(scene.style, scene.style) + " style"
+    colour = scene.colour if rng.random() > 0.2 else ""
+    keep_bg = rng.random() > 0.3 or scene.shape == "none"
+    keep_style = rng.random() > 0.4 and scene.shape != "none"
+    outfit = scene.outfit if scene.outfit != "none" and rng.random() > 0.1 else ""
+    if scene.shape == "none":
+        return f"a {bg}" if rng.random() < 0.5 else f"{bg}, empty"
+    if rng.random() < 0.5:
+        parts = [
+            shape,
+            colour,
+            outfit,
+            f"{bg} background" if keep_bg else "",
+            style if keep_style else "",
+        ]
+        return ", ".join(p for p in parts if p)
+    text = f"a {colour + ' ' if colour else ''}{shape}"
+    if outfit:
+        text += f" wearing a {outfit}"
+    if keep_bg:
+        text += f" on a {bg} background"
+    if keep_style:
+        text += f", {style}"
+    return text
 
 
 # --- held-out concepts (the fine-tuning dataset) -------------------------------------------------

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "t2ibench.cli.run",
     "t2ibench.cli.generate",
     "t2ibench.cli.train",
+    "t2ibench.cli.toy",
 ]
 
 for _module in COMMAND_MODULES:

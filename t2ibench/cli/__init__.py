@@ -7,7 +7,12 @@ heavy dependencies inside the function, so ``t2ibench --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# OpenMP's busy-waiting workers make 2-thread torch many times slower whenever the cores are
+# shared; passive waiting costs little on an idle machine. Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 

@@ -19,4 +19,3 @@ class ResultsError(T2IBenchError, ValueError):
 
 class MissingExtraError(T2IBenchError, ImportError):
     """An optional feature needs an extra that is not installed."""
-

@@ -475,7 +475,7 @@ def train_run(
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
         if cfg.train_text_encoder:
-            te.gradient_checkpointing_enable()
+            _te_checkpointing(te, True)
     autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else None
     scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
     params_all = [p for g in groups for p in g["params"]]
@@ -563,12 +563,21 @@ def train_run(
         network.detach_()
         if cfg.gradient_checkpointing:
             unet.disable_gradient_checkpointing()
-            te.gradient_checkpointing_disable()
+            _te_checkpointing(te, False)
         unet.eval()
         te.eval()
     result.steps = step
     result.checkpoints = [p for e, p in list_checkpoints(out_dir, name) if e in save_at]
     return result
+
+
+def _te_checkpointing(te: Any, on: bool) -> None:
+    """transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*."""
+    verb = "enable" if on else "disable"
+    fn = getattr(te, f"activation_checkpointing_{verb}", None) or getattr(
+        te, f"gradient_checkpointing_{verb}"
+    )
+    fn()
 
 
 @torch.no_grad()

@@ -128,6 +128,20 @@ def test_resume_equals_uninterrupted(lora_run, demo_dataset, tmp_path: Path) -> 
         "lora", demo_dataset, "tiny", tmp_path, cfg, epochs=1, save_epochs=(1, 3), progress=False
     )
     assert [p.name for p in first] == ["lora-e000001.safetensors"]
+    # gradient checkpointing changes memory, not results
+    gc = train(
+        "lora",
+        demo_dataset,
+        "tiny",
+        tmp_path / "gc",
+        cfg.replace(gradient_checkpointing=True),
+        epochs=1,
+        save_epochs=(1,),
+        progress=False,
+    )
+    a, _ = read_adapter(first[0])
+    b, _ = read_adapter(gc[0])
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a)
     res = train_run(
         "lora", demo_dataset, "tiny", tmp_path, cfg, epochs=3, save_epochs=(1, 3), progress=False
     )
@@ -215,3 +229,45 @@ def test_other_trainers_train_and_save(
     with apply_adapter(pipe, res.checkpoints[0]):
         out, _ = unet_te_outputs(pipe)
     assert not torch.equal(out, unet_te_outputs(pipe)[0])
+
+
+def test_v_prediction_target(tiny_pipe) -> None:
+    """With a v-prediction scheduler the loss regresses the velocity, not the noise."""
+    from diffusers import DDPMScheduler
+    from t2ibench.adapters.training import diffusion_loss
+
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    caps = ["a sks toy", ""]
+    for pred in ("epsilon", "v_prediction"):
+        sched = DDPMScheduler(prediction_type=pred)
+        with torch.no_grad():
+            got = diffusion_loss(tiny_pipe, latents, caps, torch.Generator().manual_seed(0), sched)
+            g = torch.Generator().manual_seed(0)
+            noise = torch.randn(latents.shape, generator=g)
+            t = torch.randint(0, 1000, (2,), generator=g)
+            ids = tiny_pipe.tokenizer(
+                caps, padding="max_length", max_length=77, return_tensors="pt"
+            ).input_ids
+            out = tiny_pipe.unet(
+                sched.add_noise(latents, noise, t), t, tiny_pipe.text_encoder(ids)[0]
+            ).sample
+        target = sched.get_velocity(latents, noise, t) if pred == "v_prediction" else noise
+        torch.testing.assert_close(got, torch.nn.functional.mse_loss(out, target))
+
+
+def test_native_full_diffusers_checkpoint(adapters_cache, demo_dataset, tmp_path: Path) -> None:
+    from t2ibench.models import load_base
+
+    pipe = load_base("tiny")
+    base_out, _ = unet_te_outputs(pipe)
+    cfg = load_trainer_config("native", overrides=[*FAST, "lr=1e-4", "native_save=diffusers"])
+    res = train_run(
+        "native", demo_dataset, "tiny", tmp_path, cfg, epochs=1, progress=False, pipe=pipe
+    )
+    folder = res.checkpoints[0]
+    assert folder.name == "native-e000001" and (folder / "model_index.json").is_file()
+    meta = json.loads((folder / "t2ibench_metadata.json").read_text())
+    assert json.loads(meta["t2ibench_trainer_config"])["native_save"] == "diffusers"
+    assert torch.equal(unet_te_outputs(pipe)[0], base_out)  # the live base was swapped back
+    tuned = load_base(folder)
+    assert not torch.allclose(unet_te_outputs(tuned)[0], base_out)

@@ -531,6 +531,14 @@ def train_run(
                 )
                 bar.update(1)
             done_epoch = epoch + 1
+            if not all(bool(torch.isfinite(p).all()) for p in params_all):
+                # a last step can overflow the weights while its loss was still finite
+                kept = list_checkpoints(out_dir, name)
+                raise TrainingDivergedError(
+                    f"{out_dir}: adapter weights became non-finite in epoch {done_epoch}; training "
+                    f"stopped. Last good checkpoint: {kept[-1][1].name if kept else 'none'} (kept). "
+                    f"Lower the learning rate (lr={cfg.lr:g})."
+                )
             result.epochs_trained += 1
             meta = build_metadata(
                 cfg,

@@ -12,7 +12,8 @@ applies, each metric is computed on every selected encoder that can feed it:
 - ``scores`` (IQA): the encoder the metric names, when selected.
 
 Every feature goes through the content-addressed cache, so the dataset's reference images and the
-base model's images are encoded once per encoder for the whole run.
+base model's images are encoded once per encoder for the whole run — except VGG-19 Gram matrices
+(2.4 MB per image), which are recomputed rather than stored.
 
 It also evaluates images made by any other tool: give it a folder laid out as the generate stage
 writes it (``<leaf>/<prompt_type>/<file>.png`` + ``manifest.jsonl``, README "Images folder layout").
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from t2ibench.data import Dataset
 from t2ibench.encoders import Encoder, FeatureCache, encode_images_cached, encode_texts_cached
@@ -129,7 +129,10 @@ def evaluate_images(
             wanted = [s for s in applicable if encoder_feeds(s, encoder)]
             if not wanted:
                 continue
-            gen = encode_images_cached(encoder, paths, cache)
+            # VGG-19 Gram matrices are 2.4 MB per image (9 GB per checkpoint at the paper's
+            # scale): recomputing them is cheaper than keeping them on disk.
+            enc_cache = None if encoder.kind == "gram" else cache
+            gen = encode_images_cached(encoder, paths, enc_cache)
             for spec in wanted:
                 value = _compute(
                     spec,
@@ -140,7 +143,7 @@ def evaluate_images(
                     prompt_type,
                     reference,
                     base_records,
-                    cache,
+                    enc_cache,
                     text_convention,
                     paths,
                 )
@@ -210,7 +213,3 @@ def _row(checkpoint, leaf, prompt_type, metric, encoder, value, n, info) -> dict
     }
     row.update(extra)
     return row
-
-
-def feature_tensor(x) -> torch.Tensor:  # pragma: no cover - convenience for notebooks
-    return x if isinstance(x, torch.Tensor) else torch.cat([t.flatten(1) for t in x], 1)

@@ -118,7 +118,7 @@ def tiny_table(threads: int, rounds: int, steps: int, batch: int) -> None:
     med = {c: statistics.median(v) * 1000 for c, v in times.items()}
     print(
         f"\ntiny base, 64 px, batch {batch}, attn-mlp (UNet + text encoder), {threads} threads, "
-        f"median of {rounds}×{steps} steps (ms per training step)\n"
+        f"{rounds}×{steps} steps each (ms per training step: best / median)\n"
     )
     print(
         f"{'algorithm':<10}{'t2ibench':>16}{'baseline':>16}{'ratio':>8}{'median':>8}{'target':>8}  baseline"

@@ -6,7 +6,8 @@ A run folder ``<out>/<run-name>/`` holds::
     run.log             the log of every invocation
     state.json          what is done (stages, checkpoints generated and evaluated)
     checkpoints/        the trainer's checkpoints (the trainer resumes from its last one)
-    images/base/        the base model's images (generated once, reused for every checkpoint)
+    ../.base-images/<hash>/  the base model's images, generated once and shared by every run
+                        under the same ``--out`` with the same base, settings and jobs
     images/<ckpt>/      each checkpoint's images + manifest.jsonl (resumable per image)
     results/parts/<ckpt>/  one results table per evaluated checkpoint (written atomically)
     results/            the merged results table (results.parquet + results.csv)
@@ -324,6 +325,18 @@ def _setup_log(run_dir: Path) -> logging.Handler:
 # --------------------------------------------------------------------------------------------------
 
 
+def shared_base_images(r: ResolvedRun, jobs: Sequence[Any]) -> Path:
+    """The base model's images depend only on the base, the generation settings and the jobs, so
+    every run under the same ``--out`` (a sweep's runs included) shares one folder of them."""
+    key = {
+        "base": r.base_fingerprint,
+        "generation": asdict(r.generation),
+        "jobs": [asdict(j) for j in jobs],
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(r.options.out) / ".base-images" / digest
+
+
 def checkpoint_info(r: ResolvedRun, checkpoints: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """Result columns per checkpoint: config, seed, epoch and the hyperparameters."""
     import re
@@ -441,6 +454,8 @@ def _execute(r: ResolvedRun) -> Path:
     # -- generate --------------------------------------------------------------------------------
     jobs = jobs_for(r.dataset, r.prompt_types, r.images_per_leaf)
     images = run_dir / "images"
+    base_images = shared_base_images(r, jobs)
+    record["base_images"] = str(base_images)
 
     def do_generate():
         todo = [c for c in checkpoints if not state.has("generated", c.stem)]
@@ -453,7 +468,7 @@ def _execute(r: ResolvedRun) -> Path:
             generate_images(
                 pipe,
                 jobs,
-                images / "base",
+                base_images,
                 checkpoint="base",
                 settings=r.generation,
                 progress=r.options.progress,
@@ -492,7 +507,7 @@ def _execute(r: ResolvedRun) -> Path:
                     r.dataset,
                     encoders,
                     metrics=r.metrics,
-                    base_images_dir=images / "base",
+                    base_images_dir=base_images,
                     cache=cache,
                     checkpoint_info=info,
                     progress=r.options.progress,

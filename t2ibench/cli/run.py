@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         trainer: str = typer.Option(
             ..., "--trainer", help="lora | loha | lokr | native | a plug-in"
         ),
+        profile: str = typer.Option(
+            None, help="Defaults: toy | tiny | paper (default: offline unless --base/--dataset)."
+        ),
         base: str = typer.Option(
             None, help="Base model: hub id, diffusers folder, .safetensors, or 'tiny'."
         ),
@@ -75,6 +78,7 @@ def register(app: typer.Typer) -> None:
 
         options = RunOptions(
             trainer=trainer,
+            profile=profile,
             dataset=str(dataset) if dataset else None,
             base=base,
             config=str(config) if config else None,

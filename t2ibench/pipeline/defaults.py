@@ -1,6 +1,6 @@
 """Profiles: the defaults ``t2ibench run`` fills in for what the command line leaves out.
 
-- ``offline`` (no ``--base`` and no ``--dataset``): everything ships with or is built by the
+- offline (no ``--base`` and no ``--dataset``): ``toy`` or ``tiny``; everything ships with or is built by the
   package — no network, CPU, minutes. It uses the toy world (``t2ibench.toy``) when its trained
   weights are installed, else the tiny random base, the procedural demo dataset and tiny random
   encoders (then the numbers only prove that the pipes connect).
@@ -61,18 +61,103 @@ TINY: dict[str, Any] = {
 }
 
 
+# The toy world's leaves used by the small sweep grid: one of each kind, so a 30-run sweep fits
+# in an hour on 2 cores.
+TOY_SMALL_LEAVES = [
+    "characters/starling/hat",
+    "toys/ring",
+    "scenes/beach",
+    "styles/pastel",
+]
+
+
+def toy_base_dir() -> Path:
+    from t2ibench.toy.common import BASE_DIR
+
+    return BASE_DIR
+
+
+def toy_available() -> bool:
+    """Whether the toy world's trained base model ships with this installation."""
+    try:
+        base = toy_base_dir()
+    except ImportError:
+        return False
+    return all((base / part).is_dir() for part in ("unet", "text_encoder", "vae", "tokenizer"))
+
+
+def toy_dataset(small: bool = False) -> Path:
+    """The toy dataset, written once into the cache (deterministic from seed 0)."""
+    from t2ibench.models import cache_dir
+    from t2ibench.toy.dataset import make_toy_dataset
+
+    name = "toy-dataset-small" if small else "toy-dataset"
+    root = cache_dir() / name
+    if not (root / "dataset.toml").is_file():
+        make_toy_dataset(root, leaves=TOY_SMALL_LEAVES if small else None)
+    return root
+
+
+TOY: dict[str, Any] = {
+    "dataset": toy_dataset,
+    "base": lambda: str(toy_base_dir()),
+    "encoders": ["toy-dino", "toy-clip", "toy-gram"],
+    "images_per_leaf": 8,
+    "resolution": 32,
+    "steps": 20,
+    "guidance_scale": 4.0,
+    "batch_size": 64,
+    "trainer_overrides": [
+        "epochs=3",
+        "save_epochs=[1, 3]",
+        "batch_size=16",
+        "resolution=32",
+        "min_bucket_reso=32",
+        "max_bucket_reso=64",
+        "bucket_step=32",
+        "warmup_steps=0",
+        "lr=1e-3",
+    ],
+}
+
+
 def offline_profile() -> tuple[str, dict[str, Any]]:
     """The toy world when its weights are installed, else the tiny random stand-ins."""
-    try:
-        from t2ibench.toy import offline_profile as toy_profile
-    except ImportError:
-        return "offline-tiny", TINY
-    prof = toy_profile()
-    return ("offline-toy", prof) if prof is not None else ("offline-tiny", TINY)
+    if toy_available():
+        return "toy", TOY
+    return "tiny", TINY
+
+
+def resolve_named(kind: str, spec: str | None) -> str | None:
+    """Named shortcuts: ``--base toy`` = the shipped toy base; ``--dataset toy`` / ``toy-small`` =
+    the toy dataset (all nine leaves / one leaf per category) built in the cache."""
+    if spec == "toy" and kind == "base":
+        return str(toy_base_dir())
+    if spec in ("toy", "toy-small") and kind == "dataset":
+        return str(toy_dataset(small=spec == "toy-small"))
+    return spec
+
+
+PROFILES = ("toy", "tiny", "paper")
 
 
 def profile_defaults(options: Any) -> tuple[str, dict[str, Any]]:
-    if options.base is None and options.dataset is None:
+    """``options.profile`` if given; else offline (toy, or tiny without toy weights) when neither a
+    real base nor a real dataset is named, else the paper's protocol."""
+    chosen = getattr(options, "profile", None)
+    if chosen is not None:
+        if chosen not in PROFILES:
+            from t2ibench.errors import ConfigError
+
+            raise ConfigError(
+                f"--profile: unknown {chosen!r}; expected one of {', '.join(PROFILES)}"
+            )
+        if chosen == "toy" and not toy_available():
+            from t2ibench.errors import ConfigError
+
+            raise ConfigError("--profile toy: the toy world's weights are not installed")
+        return chosen, {"toy": TOY, "tiny": TINY, "paper": PAPER}[chosen]
+    if options.base in (None, "toy") and options.dataset in (None, "toy", "toy-small"):
         return offline_profile()
     if options.dataset is None:
         from t2ibench.errors import ConfigError

@@ -44,6 +44,7 @@ class RunOptions:
     """Everything ``t2ibench run`` accepts. ``None`` means "the profile's default"."""
 
     trainer: str
+    profile: str | None = None
     dataset: str | None = None
     base: str | None = None
     config: str | None = None
@@ -102,14 +103,14 @@ def resolve(options: RunOptions) -> ResolvedRun:
     from t2ibench.data import load_dataset
     from t2ibench.metrics import get_metric, list_metrics
     from t2ibench.models import base_fingerprint
-    from t2ibench.pipeline.defaults import profile_defaults
+    from t2ibench.pipeline.defaults import profile_defaults, resolve_named
     from t2ibench.pipeline.generate import GenerationSettings
     from t2ibench.prompts import get_prompt_type, list_prompt_types
 
     get_trainer(options.trainer)  # unknown trainer → one clear message with the known names
     profile_name, prof = profile_defaults(options)
-    dataset = load_dataset(options.dataset or prof["dataset"]())
-    base = str(options.base or prof["base"]())
+    dataset = load_dataset(resolve_named("dataset", options.dataset) or prof["dataset"]())
+    base = str(resolve_named("base", options.base) or prof["base"]())
     fingerprint = base_fingerprint(base)  # a missing base model fails here, before training
 
     cfg = load_trainer_config(

@@ -17,6 +17,7 @@ ENCODERS = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
 def tiny_options(tmp_path, **kw) -> RunOptions:
     base = dict(
         trainer="lora",
+        profile="tiny",
         out=str(tmp_path / "results"),
         encoders=ENCODERS,
         images_per_leaf=2,
@@ -125,6 +126,8 @@ def test_kill_during_generation_and_resume(tmp_path):
         "run",
         "--trainer",
         "lora",
+        "--profile",
+        "tiny",
         "--no-progress",
         "--encoders",
         ",".join(ENCODERS),

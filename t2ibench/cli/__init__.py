@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "t2ibench.cli.generate",
     "t2ibench.cli.train",
     "t2ibench.cli.toy",
+    "t2ibench.cli.toy_validity",
 ]
 
 for _module in COMMAND_MODULES:

@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
         sweep_dir: Path = typer.Argument(
             ..., help="a `t2ibench sweep` folder on the toy world (or a `t2ibench run --out`)"
         ),
-        out: Path = typer.Option(None, "--out", help="report folder [default: SWEEP_DIR/validity]"),
+        out: Path = typer.Option(None, "--out", help="report folder (default: SWEEP_DIR/validity)"),
         plots: bool = typer.Option(True, help="embed scatter plots in validity.html"),
     ) -> None:
         """Probe every generated image and correlate each metric with its ground truth."""

@@ -209,6 +209,9 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -324,6 +327,17 @@ def probe_outcomes(
     """
     sweep_dir = Path(sweep_dir)
     images = _image_table(sweep_dir)
+    toy = images["leaf"].isin({c.leaf for c in world.CONCEPTS})
+    if not toy.all():
+        # A run on another dataset (e.g. the tiny demo) has no ground truth: leave it out.
+        other = images.loc[~toy, "run"].unique()
+        log.warning("not toy-world leaves, left out: images of %s", ", ".join(sorted(other)))
+        images = images[toy].reset_index(drop=True)
+        if images.empty:
+            raise ResultsError(
+                f"{sweep_dir}: no image shows a toy-world leaf; the validity report needs a "
+                "sweep on the toy dataset"
+            )
     preds = probe_images(
         images["path"].tolist(),
         images["sha256"].tolist(),
@@ -332,13 +346,6 @@ def probe_outcomes(
     )
     df = images.merge(preds, on="sha256", how="left", validate="many_to_one")
     pred_dicts = df[list(ATTRS)].to_dict("records")
-    known_leaves = {c.leaf for c in world.CONCEPTS}
-    unknown = sorted(set(df["leaf"]) - known_leaves)
-    if unknown:
-        raise ResultsError(
-            f"{sweep_dir}: leaf {unknown[0]!r} is not a toy-world concept; the validity report "
-            "needs a sweep on the toy dataset"
-        )
     df["outcome"] = [outcome_tuple(p) for p in pred_dicts]
     df["concept"] = [shows_concept(p, leaf) for p, leaf in zip(pred_dicts, df["leaf"], strict=True)]
     wants = [requested_attributes(p) for p in df["prompt"]]

@@ -9,6 +9,7 @@ seeds, ``cpu`` = a small CPU grid)::
     seed_labels = ["a", "b"]
     set = ["epochs=2"]          # overrides for every config
     base = "tiny"               # optional; else --base or the offline default
+    profile = "tiny"            # optional: toy | tiny | paper (see t2ibench.pipeline.defaults)
     dataset = "path"            # optional; else --dataset or the offline default
     [run]                       # optional RunOptions fields, e.g. images_per_leaf = 4
 
@@ -28,7 +29,7 @@ from typing import Any
 
 from t2ibench.errors import ConfigError
 
-_GRID_KEYS = {"name", "seeds", "seed_labels", "set", "base", "dataset"}
+_GRID_KEYS = {"name", "seeds", "seed_labels", "set", "base", "dataset", "profile"}
 _CONFIG_KEYS = {"name", "trainer", "set"}
 _RUN_KEYS = {
     "images_per_leaf",
@@ -52,6 +53,7 @@ class Grid:
     common: list[str] = field(default_factory=list)
     base: str | None = None
     dataset: str | None = None
+    profile: str | None = None
     run: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
@@ -62,6 +64,7 @@ class Grid:
             for seed, label in zip(self.seeds, self.seed_labels, strict=True):
                 yield RunOptions(
                     trainer=cfg["trainer"],
+                    profile=self.profile,
                     dataset=str(dataset or self.dataset) if (dataset or self.dataset) else None,
                     base=str(base or self.base) if (base or self.base) else None,
                     overrides=(*self.common, *cfg.get("set", [])),
@@ -128,6 +131,7 @@ def load_grid(spec: str | Path) -> Grid:
         common=list(g.get("set", [])),
         base=g.get("base"),
         dataset=g.get("dataset"),
+        profile=g.get("profile"),
         run=run,
         source=str(path),
     )
@@ -143,11 +147,47 @@ def run_sweep(
 
     out = Path(out)
     merged = None
+    toy = False
     for opts in grid.run_options(
         out=out, device=device, dataset=dataset, base=base, progress=progress
     ):
         run_dir = run(opts)
         merged = merge_results(merged, read_results(run_dir / "results"))
+        toy = toy or _is_toy_run(run_dir)
     write_results(merged, out / "results")
-    analyze(out / "results", out / "report", title=f"t2ibench sweep: {grid.name}")
-    return out / "report"
+    report = out / "report"
+    analyze(out / "results", report, title=f"t2ibench sweep: {grid.name}")
+    if toy:
+        # The toy world has ground truth: check every metric against the probe.
+        from t2ibench.toy.validity import write_validity_report
+
+        write_validity_report(out, report / "validity")
+        _link(
+            report,
+            "validity/validity.html",
+            "Validity: each metric against the probe's ground truth",
+        )
+    return report
+
+
+def _is_toy_run(run_dir: Path) -> bool:
+    import json
+
+    try:
+        from t2ibench.toy.dataset import MARKER
+    except ImportError:
+        return False
+    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    return (Path(record["dataset"]["root"]) / MARKER).is_file()
+
+
+def _link(report: Path, target: str, text: str) -> None:
+    """Add a link to a companion page at the end of report.html and summary.md."""
+    import html
+
+    page = report / "report.html"
+    body = page.read_text(encoding="utf-8")
+    link = f'<h2>{html.escape(text)}</h2><p><a href="{html.escape(target)}">{html.escape(target)}</a></p>'
+    page.write_text(body.replace("</body>", link + "\n</body>", 1), encoding="utf-8")
+    with open(report / "summary.md", "a", encoding="utf-8") as f:
+        f.write(f"\n## {text}\n\n[{target}]({target})\n")

@@ -1,0 +1,70 @@
+"""``t2ibench sweep``: grid files, every run resumable, one joint analysis."""
+
+import pytest
+
+from t2ibench.errors import ConfigError
+from t2ibench.pipeline.sweep import load_grid, run_sweep
+from t2ibench.results import read_results
+
+GRID = """
+[grid]
+name = "mini"
+seeds = [23]
+seed_labels = ["a"]
+profile = "tiny"
+set = ["epochs=2", "save_epochs=[1, 2]"]
+
+[run]
+images_per_leaf = 1
+steps = 2
+encoders = ["dinov2-l@tiny"]
+metrics = ["image_similarity", "vendi"]
+prompt_types = ["trigger", "train"]
+
+[[config]]
+name = "mini-lora"
+trainer = "lora"
+
+[[config]]
+name = "mini-loha"
+trainer = "loha"
+set = ["lr=2e-3"]
+"""
+
+
+def test_shipped_grids_parse():
+    paper = load_grid("paper")
+    assert len(paper.configs) == 26 and paper.seed_labels == ["a", "b", "c"]
+    assert {c["trainer"] for c in paper.configs} == {"lora", "loha", "lokr", "native"}
+    toy = load_grid("toy")
+    assert len(toy.configs) * len(toy.seeds) == 30
+    assert len(list(load_grid("cpu").run_options(out="x", device="cpu"))) == 16
+
+
+def test_bad_grid_names_the_key(tmp_path):
+    bad = tmp_path / "g.toml"
+    bad.write_text(GRID.replace('profile = "tiny"', 'profil = "tiny"'))
+    with pytest.raises(ConfigError, match="profil"):
+        load_grid(bad)
+    bad.write_text(GRID.replace('name = "mini-loha"', 'name = "mini-lora"'))
+    with pytest.raises(ConfigError, match="repeats"):
+        load_grid(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_grid(tmp_path / "nope.toml")
+
+
+def test_sweep_runs_and_analyses(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    report = run_sweep(load_grid(path), out=tmp_path / "out", progress=False)
+    df = read_results(tmp_path / "out" / "results")
+    assert set(df["config"]) == {"mini-lora", "mini-loha"}
+    assert set(df["seed"]) == {"a"}
+    assert set(df["epoch"]) == {1, 2}
+    assert (report / "report.html").is_file()
+    runs = sorted(
+        p.name for p in (tmp_path / "out" / "runs").iterdir() if not p.name.startswith(".")
+    )
+    assert runs == ["mini-loha-a", "mini-lora-a"]
+    # both runs share one folder of base-model images
+    assert len(list((tmp_path / "out" / "runs" / ".base-images").iterdir())) == 1

@@ -31,16 +31,19 @@ from t2ibench.toy.probe import Probe
 LEAVES = ["characters/starling/hat", "characters/starling/belt"]
 
 
-def measure(pipe, probe: Probe, dino, train_feats: torch.Tensor, n_trigger: int = 48) -> dict:
+def measure(
+    pipe, probe: Probe, dino, train_feats: torch.Tensor, n_trigger: int = 48, every: int = 1
+) -> dict:
+    """``every``: use every n-th attribute / base prompt (quick runs)."""
     trig = generate(pipe, ["sks character"] * n_trigger, [1000 + k for k in range(n_trigger)])
     trig_preds = probe.predict(trig)
     combos = list(itertools.product(world.BASE_COLOURS, world.BASE_BACKGROUNDS))
-    attr_prompts = [f"a {c} sks character on a {b} background" for c, b in combos] * 2
-    attr_wants = [{"shape": "star", "colour": c, "background": b} for c, b in combos] * 2
+    attr_prompts = ([f"a {c} sks character on a {b} background" for c, b in combos] * 2)[::every]
+    attr_wants = ([{"shape": "star", "colour": c, "background": b} for c, b in combos] * 2)[::every]
     attr_preds = probe.predict(
         generate(pipe, attr_prompts, [2000 + k for k in range(len(attr_prompts))])
     )
-    base = base_prompt_set()
+    base = base_prompt_set()[::every]
     base_preds = probe.predict(
         generate(pipe, [p for p, _ in base], [3000 + k for k in range(len(base))])
     )
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="keep dataset and checkpoints here")
     ap.add_argument("--base", type=Path, default=BASE_DIR)
+    ap.add_argument("--quick", action="store_true", help="8 images per prompt set (smoke test)")
     args = ap.parse_args(argv)
     setup(args.threads)
     log = Log("lora")
@@ -118,17 +122,20 @@ def main(argv: list[str] | None = None) -> None:
 
     train_imgs = [Image.open(im.path).convert("RGB") for im in ds.images]
     train_feats = torch.nn.functional.normalize(dino.encode_images(train_imgs), dim=-1).mean(0)
-    rows = {"base": measure(pipe, probe, dino, train_feats)}
+    size = {"n_trigger": 8, "every": 24} if args.quick else {}
+    rows = {"base": measure(pipe, probe, dino, train_feats, **size)}
     log(f"base {rows['base']}")
     for epoch, ckpt in zip(sorted(args.epochs), ckpts, strict=True):
         handle = apply_adapter(pipe, ckpt, 1.0)
         rows[f"epoch {epoch} ({epoch * steps_per_epoch} steps)"] = r = measure(
-            pipe, probe, dino, train_feats
+            pipe, probe, dino, train_feats, **size
         )
         handle.remove()
         log(f"epoch {epoch}: {r}")
     half = apply_adapter(pipe, ckpts[-1], 0.5)
-    rows[f"epoch {max(args.epochs)}, multiplier 0.5"] = measure(pipe, probe, dino, train_feats)
+    rows[f"epoch {max(args.epochs)}, multiplier 0.5"] = measure(
+        pipe, probe, dino, train_feats, **size
+    )
     half.remove()
     report = {
         "config": {k: v for k, v in cfg.to_dict().items() if k in ("dim", "alpha", "lr", "preset",
@@ -138,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         "total_seconds": round(log.elapsed(), 1),
         "rows": rows,
     }  # fmt: skip
-    write_json(WEIGHTS / "reports" / "lora.json", report)
+    if not args.quick:
+        write_json(WEIGHTS / "reports" / "lora.json", report)
     cols = ["trigger", "trigger_outfit", "trigger_attrs", "base_all", "leak", "fidelity"]
     print("| model | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")

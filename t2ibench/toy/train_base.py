@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=BASE_DIR)
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the UNet and text encoder already in --out (a second schedule)",
+    )
     args = ap.parse_args(argv)
     setup(args.threads, args.seed)
     log = Log("base")
@@ -71,6 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     log(f"{len(captions)} distinct captions")
 
     unet, te = build_unet(), build_text_encoder()
+    if args.resume:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        unet = UNet2DConditionModel.from_pretrained(args.out / "unet", torch_dtype=torch.float32)
+        te = CLIPTextModel.from_pretrained(args.out / "text_encoder", dtype=torch.float32)
+        log(f"resumed from {args.out}")
     log(
         f"params unet {sum(p.numel() for p in unet.parameters()):,} "
         f"text encoder {sum(p.numel() for p in te.parameters()):,}"
@@ -123,13 +135,16 @@ def main(argv: list[str] | None = None) -> None:
             log(f"step {step} loss(50) {recent:.4f} lr {lr:.2e}")
     save_pipeline(args.out, ema_unet, ema_te)
     report = {
+        "resumed": args.resume,
+        "lr": args.lr,
         "steps": args.steps,
         "batch": args.batch,
         "train_seconds": round(log.elapsed(), 1),
         "loss_first_50": round(sum(losses[:50]) / 50, 4),
         "loss_last_50": round(sum(losses[-50:]) / 50, 4),
     }
-    write_json(args.out.parent / "reports" / "base_train.json", report)
+    name = "base_train_resume.json" if args.resume else "base_train.json"
+    write_json(args.out.parent / "reports" / name, report)
     log(f"saved {args.out}: {report}")
 
 

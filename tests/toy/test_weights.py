@@ -89,3 +89,15 @@ def test_toy_encoders_through_the_registry():
     assert g @ f[0] > g @ f[3]
     grams = create_encoder("toy-gram").encode_images(images)
     assert [tuple(t.shape) for t in grams] == [(4, 32, 32), (4, 64, 64), (4, 128, 128)]
+
+
+def test_base_follows_base_prompts_by_the_probe(pipe):
+    """A 12-prompt slice of the 192-prompt measurement (full run: t2ibench.toy.evaluate)."""
+    from t2ibench.toy.evaluate import base_prompt_set, follow_rates, generate
+
+    chosen = base_prompt_set()[::16]
+    images = generate(
+        pipe, [p for p, _ in chosen], [1000 + 16 * k for k in range(len(chosen))], guidance=7.0
+    )
+    rates = follow_rates(Probe.load().predict(images), [w for _, w in chosen])
+    assert rates["all"] >= 0.75, rates

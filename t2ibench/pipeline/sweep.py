@@ -152,7 +152,11 @@ def run_sweep(
         out=out, device=device, dataset=dataset, base=base, progress=progress
     ):
         run_dir = run(opts)
-        merged = merge_results(merged, read_results(run_dir / "results"))
+        # Checkpoint names repeat across runs (every LoRA run has a lora-e000010); in the joint
+        # table a checkpoint is "<run>/<checkpoint>", or merging would keep one run per name.
+        df = read_results(run_dir / "results")
+        df["checkpoint"] = run_dir.name + "/" + df["checkpoint"].astype(str)
+        merged = merge_results(merged, df)
         toy = toy or _is_toy_run(run_dir)
     write_results(merged, out / "results")
     report = out / "report"

@@ -26,8 +26,8 @@ name = "mini-lora"
 trainer = "lora"
 
 [[config]]
-name = "mini-loha"
-trainer = "loha"
+name = "mini-lora-lr2e-3"
+trainer = "lora"
 set = ["lr=2e-3"]
 """
 
@@ -46,7 +46,7 @@ def test_bad_grid_names_the_key(tmp_path):
     bad.write_text(GRID.replace('profile = "tiny"', 'profil = "tiny"'))
     with pytest.raises(ConfigError, match="profil"):
         load_grid(bad)
-    bad.write_text(GRID.replace('name = "mini-loha"', 'name = "mini-lora"'))
+    bad.write_text(GRID.replace('name = "mini-lora-lr2e-3"', 'name = "mini-lora"'))
     with pytest.raises(ConfigError, match="repeats"):
         load_grid(bad)
     with pytest.raises(ConfigError, match="no such file"):
@@ -58,13 +58,20 @@ def test_sweep_runs_and_analyses(tmp_path):
     path.write_text(GRID)
     report = run_sweep(load_grid(path), out=tmp_path / "out", progress=False)
     df = read_results(tmp_path / "out" / "results")
-    assert set(df["config"]) == {"mini-lora", "mini-loha"}
+    assert set(df["config"]) == {"mini-lora", "mini-lora-lr2e-3"}
+    # Both runs name their checkpoints lora-e000001/2: the joint table keeps all four.
+    assert sorted(df["checkpoint"].unique()) == [
+        "mini-lora-a/lora-e000001",
+        "mini-lora-a/lora-e000002",
+        "mini-lora-lr2e-3-a/lora-e000001",
+        "mini-lora-lr2e-3-a/lora-e000002",
+    ]
     assert set(df["seed"]) == {"a"}
     assert set(df["epoch"]) == {1, 2}
     assert (report / "report.html").is_file()
     runs = sorted(
         p.name for p in (tmp_path / "out" / "runs").iterdir() if not p.name.startswith(".")
     )
-    assert runs == ["mini-loha-a", "mini-lora-a"]
+    assert runs == ["mini-lora-a", "mini-lora-lr2e-3-a"]
     # both runs share one folder of base-model images
     assert len(list((tmp_path / "out" / "runs" / ".base-images").iterdir())) == 1

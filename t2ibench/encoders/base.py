@@ -260,6 +260,20 @@ def tiny_folder(
     return final
 
 
+def weights_source(
+    spec: Any,
+    weights: str | None,
+    tiny: bool,
+    tiny_config: dict[str, Any],
+    build_tiny: Callable[[Path], None],
+    cache_dir: Path | None,
+) -> str:
+    """What a family's loader reads: the tiny model's folder, the given weights, or the default."""
+    if tiny:
+        return str(tiny_folder(spec.name, tiny_config, build_tiny, cache_dir))
+    return weights or spec.default_weights
+
+
 # --------------------------------------------------------------------------------------------------
 # Encoder
 # --------------------------------------------------------------------------------------------------

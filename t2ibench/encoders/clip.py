@@ -26,7 +26,7 @@ from t2ibench.encoders.base import (
     hub_weights_id,
     local_weights_id,
     missing_weights_error,
-    tiny_folder,
+    weights_source,
 )
 
 ARCH = "ViT-L-14"
@@ -123,11 +123,7 @@ def load(
     batch_size: int,
     cache_dir: Path | None,
 ) -> ClipEncoder:
-    source = (
-        str(tiny_folder(spec.name, TINY_MODEL_CFG, build_tiny, cache_dir))
-        if tiny
-        else weights or spec.default_weights
-    )
+    source = weights_source(spec, weights, tiny, TINY_MODEL_CFG, build_tiny, cache_dir)
     model, tokenizer, wid = load_model(source)
     return ClipEncoder(
         spec.name, model, wid, preprocess, device, dtype, batch_size, source, tokenizer=tokenizer

@@ -23,7 +23,7 @@ from t2ibench.encoders.base import (
     hub_weights_id,
     local_weights_id,
     missing_weights_error,
-    tiny_folder,
+    weights_source,
 )
 
 DEFAULT_WEIGHTS = "convnextv2_large.fcmae_ft_in22k_in1k_384"
@@ -83,11 +83,7 @@ def load(
     batch_size: int,
     cache_dir: Path | None,
 ) -> ConvNextEncoder:
-    source = (
-        str(tiny_folder(spec.name, TINY_ARGS, build_tiny, cache_dir))
-        if tiny
-        else weights or spec.default_weights
-    )
+    source = weights_source(spec, weights, tiny, TINY_ARGS, build_tiny, cache_dir)
     model, wid = load_model(source)
     return ConvNextEncoder(spec.name, model, wid, preprocess, device, dtype, batch_size, source)
 

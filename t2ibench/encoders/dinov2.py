@@ -21,7 +21,7 @@ from t2ibench.encoders.base import (
     hub_weights_id,
     local_weights_id,
     missing_weights_error,
-    tiny_folder,
+    weights_source,
 )
 
 DEFAULT_WEIGHTS = "facebook/dinov2-large"
@@ -89,11 +89,7 @@ def load(
     batch_size: int,
     cache_dir: Path | None,
 ) -> Dinov2Encoder:
-    source = (
-        str(tiny_folder(spec.name, TINY_CONFIG, build_tiny, cache_dir))
-        if tiny
-        else weights or spec.default_weights
-    )
+    source = weights_source(spec, weights, tiny, TINY_CONFIG, build_tiny, cache_dir)
     model, wid = load_model(source)
     return Dinov2Encoder(spec.name, model, wid, preprocess, device, dtype, batch_size, source)
 

@@ -25,7 +25,7 @@ from t2ibench.encoders.base import (
     hub_offline,
     local_weights_id,
     missing_weights_error,
-    tiny_folder,
+    weights_source,
 )
 
 DEFAULT_WEIGHTS = "torchvision:VGG19_Weights.IMAGENET1K_V1"
@@ -160,11 +160,7 @@ def load(
     batch_size: int,
     cache_dir: Path | None,
 ) -> VggEncoder:
-    source = (
-        str(tiny_folder(spec.name, {"cfg": TINY_CFG}, build_tiny, cache_dir))
-        if tiny
-        else weights or spec.default_weights
-    )
+    source = weights_source(spec, weights, tiny, {"cfg": TINY_CFG}, build_tiny, cache_dir)
     model, wid = load_model(source)
     return VggEncoder(spec.name, model, wid, preprocess, device, dtype, batch_size, source)
 

@@ -145,7 +145,6 @@ def evaluate_images(
                     base_records,
                     enc_cache,
                     text_convention,
-                    paths,
                 )
                 if value is None:
                     continue
@@ -156,7 +155,7 @@ def evaluate_images(
 
 
 def _compute(
-    spec, encoder, gen, group, leaf, prompt_type, reference, base_records, cache, convention, paths
+    spec, encoder, gen, group, leaf, prompt_type, reference, base_records, cache, convention
 ) -> float | None:
     inputs = set(spec.inputs)
     if inputs == {"gen", "ref"}:

@@ -11,8 +11,6 @@ fields sd-scripts writes, so other tools recognise the file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 
 from t2ibench.errors import T2IBenchError
+from t2ibench.fsutil import atomic_write_with
 
 from .network import AdapterNetwork
 
@@ -78,19 +77,8 @@ def atomic_save_safetensors(
     """Write to a temp name in the same folder, then ``os.replace`` (never a half-written file)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(
-            {k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {})
-        )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    state = {k: v.contiguous() for k, v in tensors.items()}
+    return atomic_write_with(path, lambda tmp: save_file(state, tmp, metadata=dict(metadata or {})))
 
 
 def save_adapter(

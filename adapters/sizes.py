@@ -49,7 +49,7 @@ def safetensors_size(
 
 @lru_cache(maxsize=1)
 def _sd15_meta() -> tuple[Any, Any]:
-    from .sd15 import build_sd15
+    from t2ibench.models.sd15 import build_sd15
 
     return build_sd15("meta")
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from t2ibench.errors import ConfigError, T2IBenchError
+from t2ibench.fsutil import atomic_folder, atomic_write_with
 
 from .config import TrainerConfig, config_from_dict, load_trainer_config
 from .files import atomic_save_safetensors, build_metadata, read_adapter, save_adapter
@@ -274,20 +273,11 @@ def _same_config(a: TrainerConfig, b: TrainerConfig) -> list[str]:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _save_native_diffusers(pipe: Any, network: AdapterNetwork, path: Path, meta: dict) -> Path:
     """A full diffusers folder with W + diff; the live weights are swapped back exactly after."""
-    import shutil
-
     originals = []
     with torch.no_grad():
         for m in network:
@@ -301,16 +291,12 @@ def _save_native_diffusers(pipe: Any, network: AdapterNetwork, path: Path, meta:
                 org.bias.data = (org.bias.data.float() + db.float()).to(org.bias.dtype)
     was_attached = network.attached
     network.detach_()
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "t2ibench_metadata.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_folder(path, lambda _: False) as tmp:  # always replaces an older save
+            pipe.save_pretrained(tmp, safe_serialization=True)
+            meta_json = json.dumps(meta, indent=1, sort_keys=True)
+            (tmp / "t2ibench_metadata.json").write_text(meta_json)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
         for org, w, b in originals:
             org.weight.data = w
             if b is not None:

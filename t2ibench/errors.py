@@ -19,3 +19,17 @@ class ResultsError(T2IBenchError, ValueError):
 
 class MissingExtraError(T2IBenchError, ImportError):
     """An optional feature needs an extra that is not installed."""
+
+
+class FileWriteError(T2IBenchError, OSError):
+    """A file or folder could not be written (disk full, no permission, ...).
+
+    Also an ``OSError`` carrying the original ``errno``, so callers can still tell a full disk.
+    """
+
+    def __init__(self, path: object, exc: OSError) -> None:
+        super().__init__(f"{path}: cannot write ({exc.strerror or exc}); finished work is kept")
+        self.errno, self.strerror, self.filename = exc.errno, exc.strerror, str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

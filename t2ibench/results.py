@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from t2ibench.errors import ResultsError
+from t2ibench.fsutil import atomic_write_with
 
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
@@ -181,31 +181,6 @@ def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[~key.duplicated(keep="last")]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it over ``path``."""
-    _atomic_write(Path(path), write)
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_results(
     df: pd.DataFrame,
     results_dir: str | os.PathLike,
@@ -224,9 +199,9 @@ def write_results(
     if unknown or not formats:
         raise ValueError(f"formats must be a non-empty subset of ('parquet', 'csv'), got {formats}")
     if "parquet" in formats:
-        _atomic_write(out_dir / RESULTS_PARQUET, lambda p: df.to_parquet(p, index=False))
+        atomic_write_with(out_dir / RESULTS_PARQUET, lambda p: df.to_parquet(p, index=False))
     if "csv" in formats:
-        _atomic_write(out_dir / RESULTS_CSV, lambda p: df.to_csv(p, index=False))
+        atomic_write_with(out_dir / RESULTS_CSV, lambda p: df.to_csv(p, index=False))
     return out_dir
 
 

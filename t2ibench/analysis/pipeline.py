@@ -31,7 +31,8 @@ from t2ibench.analysis.tables import (
     varied_hyperparameter,
 )
 from t2ibench.errors import ResultsError
-from t2ibench.results import atomic_write, read_results, validate_results
+from t2ibench.fsutil import atomic_write_with
+from t2ibench.results import read_results, validate_results
 
 #: Measurements whose evolution over epochs the report tabulates (paper §5.3.2).
 EPOCH_TARGETS: tuple[Target, ...] = (
@@ -84,7 +85,7 @@ def _filter(df: pd.DataFrame, column: str, allowed: Iterable | None) -> pd.DataF
 
 
 def _write_csv(df: pd.DataFrame, path: Path, files: list[Path], **kw) -> None:
-    atomic_write(path, lambda tmp: df.to_csv(tmp, **kw))
+    atomic_write_with(path, lambda tmp: df.to_csv(tmp, **kw))
     files.append(path)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from t2ibench.analysis.shap_analysis import ShapResult, Target, resolve_measure
+from t2ibench.fsutil import atomic_write_with
 
 #: Metric pairs plotted against each other (paper Figs. 1-2 and appendix F).
 DEFAULT_PAIRS: tuple[tuple[Target, Target], ...] = (
@@ -30,11 +31,7 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    tmp.replace(path)
-    return path
+    return atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=90, format=path.suffix[1:]))
 
 
 def _measure_rows(agg: pd.DataFrame, measure: tuple[str, str, str, str]) -> pd.DataFrame:

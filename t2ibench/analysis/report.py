@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from t2ibench.fsutil import atomic_write
+
 
 @dataclass
 class Section:
@@ -157,8 +159,4 @@ def render_markdown(title: str, sections: list[Section], path: Path, base_dir: P
 
 
 def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, text)

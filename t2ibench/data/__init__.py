@@ -39,6 +39,7 @@ from functools import cached_property
 from pathlib import Path
 
 from t2ibench.errors import DatasetError
+from t2ibench.fsutil import file_sha256
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 KINDS = ("character", "object", "scene", "style")
@@ -154,7 +155,7 @@ class Dataset:
         h.update((self.root / DATASET_FILE).read_bytes())
         for im in sorted(self.images, key=lambda r: r.path.as_posix()):
             rel = im.path.relative_to(self.root).as_posix()
-            h.update(rel.encode() + b"\0" + hashlib.sha256(im.path.read_bytes()).digest())
+            h.update(rel.encode() + b"\0" + bytes.fromhex(file_sha256(im.path)))
             h.update(im.caption.encode() + b"\0")
         return h.hexdigest()
 

@@ -6,11 +6,10 @@ stuffed toy with few images, a scene, and a style — the paper's categories in 
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
+
+from t2ibench.fsutil import atomic_folder
 
 _COLOURS = {
     "red": (220, 40, 40),
@@ -109,9 +108,7 @@ def make_demo_dataset(root: str | Path, *, size: int = 64, seed: int = 0) -> Pat
         ("scene/tower", "scene", None, 3, "twrq scene"),
         ("style/dots", "style", None, 6, "dtsy style"),
     ]
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root.parent))
-    try:
+    with atomic_folder(root, lambda _: False) as tmp:  # always replaces what is there
         (tmp / "dataset.toml").write_text(DEMO_TOML, encoding="utf-8")
         for leaf, kind, extra, count, head in plan:
             folder = tmp / leaf
@@ -125,10 +122,4 @@ def make_demo_dataset(root: str | Path, *, size: int = 64, seed: int = 0) -> Pat
                 (folder / f"{i:03d}.txt").write_text(
                     ", ".join([head, *tags]) + "\n", encoding="utf-8"
                 )
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root

@@ -20,10 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +30,7 @@ import torch
 from PIL import Image
 
 from t2ibench.errors import ConfigError, T2IBenchError
+from t2ibench.fsutil import atomic_folder, cache_root, file_sha256, hub_offline
 
 RESIZE_MODES: tuple[str, ...] = ("scale", "letterbox", "center-crop", "stretch")
 ENCODER_KINDS: tuple[str, ...] = ("image", "image-text", "gram", "score")
@@ -138,19 +136,6 @@ class Preprocess:
 # --------------------------------------------------------------------------------------------------
 
 
-def hub_offline() -> bool:
-    """True when the Hugging Face hub (and any other download) must not be used."""
-    return any(
-        os.environ.get(var, "").lower() in ("1", "true", "yes", "on")
-        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "T2IBENCH_OFFLINE")
-    )
-
-
-def cache_root() -> Path:
-    """Root folder for t2ibench's own caches (``$T2IBENCH_CACHE`` or ``~/.cache/t2ibench``)."""
-    return Path(os.environ.get("T2IBENCH_CACHE", Path.home() / ".cache" / "t2ibench")).expanduser()
-
-
 def missing_weights_error(
     encoder: str, source: str, exc: BaseException | None = None
 ) -> T2IBenchError:
@@ -182,22 +167,6 @@ def check_local_path(encoder: str, source: str) -> None:
         )
 
 
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, memoised per (path, size, mtime) so big weights hash once."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _FILE_DIGESTS[key] = h.hexdigest()
-    return _FILE_DIGESTS[key]
-
-
 def local_weights_id(
     path: Path, patterns: Sequence[str] = ("*.safetensors", "*.bin", "*.pth", "*.pt", "*.json")
 ) -> str:
@@ -209,7 +178,7 @@ def local_weights_id(
     files = [path] if path.is_file() else sorted({p for pat in patterns for p in path.glob(pat)})
     h = hashlib.sha256()
     for p in files:
-        h.update(p.name.encode() + b"\0" + file_digest(p).encode() + b"\0")
+        h.update(p.name.encode() + b"\0" + file_sha256(p, memo=True).encode() + b"\0")
     return f"sha256:{h.hexdigest()[:16]}"
 
 
@@ -243,20 +212,9 @@ def tiny_folder(
     final = root / f"{name}-{digest}"
     if final.is_dir():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            build(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not final.is_dir():  # someone else finished first is fine; anything else is not
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(final, Path.is_dir) as tmp, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        build(tmp)
     return final
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
@@ -26,6 +24,7 @@ from PIL import Image
 
 from t2ibench.encoders.base import Encoder, Features, stack_rows
 from t2ibench.errors import DatasetError, T2IBenchError
+from t2ibench.fsutil import atomic_write, atomic_write_with
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -82,7 +81,7 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = path.parent.parent / "meta.json"
         if not meta.is_file():
-            _atomic_write_bytes(
+            atomic_write(
                 meta,
                 json.dumps(
                     {
@@ -99,25 +98,7 @@ class FeatureCache:
             if isinstance(row, torch.Tensor)
             else {f"l{i}": t.contiguous() for i, t in enumerate(row)}
         )
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        atomic_write_with(path, lambda tmp: save_file(tensors, tmp))
 
 
 def _read_bytes(path: Path) -> bytes:

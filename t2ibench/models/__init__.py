@@ -4,7 +4,6 @@ fingerprints. Importing this package does not import torch or diffusers; the fun
 from t2ibench.models.loading import (
     BaseModelError,
     base_fingerprint,
-    cache_dir,
     load_base,
     resolve_spec,
 )
@@ -13,7 +12,6 @@ from t2ibench.models.tiny import make_tiny_base
 __all__ = [
     "BaseModelError",
     "base_fingerprint",
-    "cache_dir",
     "load_base",
     "make_tiny_base",
     "resolve_spec",

@@ -8,10 +8,10 @@ a round trip), and lets users hand a fine-tuned native checkpoint to tools that 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from t2ibench.fsutil import atomic_write_with
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -154,13 +154,4 @@ def save_single_file(pipe: Any, path: Path, *, dtype: Any = None) -> Path:
         k: (v if dtype is None else v.to(dtype)).contiguous()
         for k, v in to_original_sd(pipe).items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "pt"})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_with(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))

@@ -17,41 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import ConfigError, T2IBenchError
+from t2ibench.fsutil import cache_root, file_sha256, hub_offline
 
 TINY = "tiny"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class BaseModelError(T2IBenchError, ValueError):
     """A base model cannot be found or loaded; the message says what to pass instead."""
 
 
-def cache_dir() -> Path:
-    """t2ibench's cache folder: ``$T2IBENCH_CACHE`` or ``~/.cache/t2ibench``."""
-    env = os.environ.get("T2IBENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "t2ibench"
-
-
 def tiny_base_folder() -> Path:
     """The folder the ``"tiny"`` spec builds (once) and loads."""
     from t2ibench.models.tiny import make_tiny_base
 
-    return make_tiny_base(cache_dir() / "tiny-base")
-
-
-def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` is set (read now, not at import, so tests can set it)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
-        return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:  # pragma: no cover - diffusers depends on huggingface_hub
-        return False
+    return make_tiny_base(cache_root() / "tiny-base")
 
 
 def resolve_spec(spec: str | Path) -> tuple[str, Any]:
@@ -108,7 +90,7 @@ def load_base(
 ) -> Any:
     """Load a ``StableDiffusionPipeline`` from ``spec``.
 
-    ``spec``: ``"tiny"`` (the random tiny base, built once in :func:`cache_dir`), a local diffusers
+    ``spec``: ``"tiny"`` (the random tiny base, built once in the cache root), a local diffusers
     folder, a single-file ``.safetensors`` checkpoint in the original SD layout (its parts'
     configs come from ``config`` — a local diffusers folder — or the bundled SD1.5 configs), a pickle
     ``.ckpt`` only with ``allow_pickle=True`` (read with ``weights_only=True``), or a hub id (offline:
@@ -228,20 +210,9 @@ def _load_hub(repo_id: str, common: dict) -> Any:
 
 # --- fingerprints --------------------------------------------------------------------------------
 
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so large bases are read once a process."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
+def _weights_sha256(path: Path) -> str:
+    return file_sha256(path, memo=True)  # large bases are read once a process
 
 
 def _component_weight_files(folder: Path) -> list[Path]:
@@ -280,15 +251,15 @@ def base_fingerprint(spec: str | Path) -> dict[str, str]:
         folder = tiny_base_folder()
         return {
             "id": TINY,
-            "sha256": _combined(folder, _component_weight_files(folder), file_sha256),
+            "sha256": _combined(folder, _component_weight_files(folder), _weights_sha256),
         }
     if kind == "folder":
         return {
             "id": str(where),
-            "sha256": _combined(where, _component_weight_files(where), file_sha256),
+            "sha256": _combined(where, _component_weight_files(where), _weights_sha256),
         }
     if kind == "file":
-        return {"id": str(where), "sha256": file_sha256(where)}
+        return {"id": str(where), "sha256": _weights_sha256(where)}
     from huggingface_hub import snapshot_download
 
     try:
@@ -298,7 +269,7 @@ def base_fingerprint(spec: str | Path) -> dict[str, str]:
 
     def blob_digest(path: Path) -> str:
         target = Path(os.path.realpath(path)).name
-        return target if re.fullmatch(r"[0-9a-f]{64}", target) else file_sha256(path)
+        return target if re.fullmatch(r"[0-9a-f]{64}", target) else _weights_sha256(path)
 
     return {
         "id": where,

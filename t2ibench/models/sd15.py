@@ -4,16 +4,16 @@
 the hub. These are the values of the ``stable-diffusion-v1-5/stable-diffusion-v1-5`` repository
 (UNet 859,520,964 and CLIP-L 123,060,480 parameters, checked by the tests on the ``meta`` device),
 with DDIM and no safety checker, written on demand into the t2ibench cache with the CLIP tokenizer.
+The same configs size adapters on the real architecture (:func:`build_sd15` on the ``meta`` device).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import Any
 
+from t2ibench.fsutil import atomic_folder, cache_root
 from t2ibench.models.tiny import SD15_SCHEDULER
 
 UNET = {
@@ -84,18 +84,33 @@ MODEL_INDEX = {
 # Bump when a value above changes so the cached folder is rewritten.
 VERSION = 1
 
+UNET_PARAMS = 859_520_964
+TEXT_ENCODER_PARAMS = 123_060_480
+
+
+def build_sd15(device: str = "meta") -> tuple[Any, Any]:
+    """``(unet, text_encoder)`` with SD1.5's architecture; on ``meta`` no memory is used.
+
+    On a real device the weights are random (the full-size benchmark step uses that).
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.device(device):
+        unet = UNet2DConditionModel.from_config(UNET)
+        text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(TEXT_ENCODER))
+    return unet, text_encoder
+
 
 def sd15_config_folder(cache: Path | None = None) -> Path:
     """A diffusers config folder (no weights) for SD1.5, for ``from_single_file(config=...)``."""
-    from t2ibench.models.loading import cache_dir
     from t2ibench.models.tokenizer import write_clip_tokenizer
 
-    folder = (cache or cache_dir()) / f"sd15-config-v{VERSION}"
-    if (folder / "model_index.json").is_file():
+    folder = (cache or cache_root()) / f"sd15-config-v{VERSION}"
+    if _complete(folder):
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.build-"))
-    try:
+    with atomic_folder(folder, _complete) as tmp:
         files = {
             "unet/config.json": UNET,
             "vae/config.json": VAE,
@@ -110,12 +125,8 @@ def sd15_config_folder(cache: Path | None = None) -> Path:
         (tmp / "model_index.json").write_text(
             json.dumps(MODEL_INDEX, indent=2, sort_keys=True) + "\n"
         )
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "model_index.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "model_index.json").is_file()

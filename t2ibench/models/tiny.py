@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 from t2ibench.errors import ConfigError
+from t2ibench.fsutil import atomic_folder, file_sha256
 
 MARKER = "t2ibench-tiny-base.json"
 # Bump when the recipe below changes so cached folders are rebuilt instead of silently reused.
@@ -100,7 +98,7 @@ def _folder_digest(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER):
         h.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+        h.update(bytes.fromhex(file_sha256(path)))
     return h.hexdigest()
 
 
@@ -175,11 +173,10 @@ def make_tiny_base(folder: Path, *, seed: int = 0, resolution: int = 64) -> Path
         raise ConfigError(
             f"{folder}: exists and is not a t2ibench tiny base (no {MARKER}); choose an empty folder"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.build-"))
-    try:
+    # A stale tiny base (other seed/recipe, or damaged) is swapped out; another process finishing
+    # the same build first is kept.
+    with atomic_folder(folder, lambda f: _is_valid(f, seed, resolution)) as tmp:
         pipe = build_tiny_pipeline(seed=seed, resolution=resolution)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         pipe.save_pretrained(tmp, safe_serialization=True)
         # transformers 5 saves only tokenizer.json; vocab.json + merges.txt let transformers 4
         # (and any BPE reader) load the same tokenizer too.
@@ -187,21 +184,6 @@ def make_tiny_base(folder: Path, *, seed: int = 0, resolution: int = 64) -> Path
         _normalise_saved_configs(tmp)
         marker = {**_expected_marker(seed, resolution), "sha256": _folder_digest(tmp)}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
-        old = None
-        if folder.exists():  # a stale tiny base (other seed/recipe, or damaged): swap it out
-            old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(folder, old)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            # Another process finished the same build first: keep its (identical) folder.
-            if not _is_valid(folder, seed, resolution):
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

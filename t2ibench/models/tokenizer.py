@@ -11,11 +11,10 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from t2ibench.errors import MissingExtraError
+from t2ibench.fsutil import atomic_write
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
@@ -98,19 +97,5 @@ def write_clip_tokenizer(folder: Path) -> Path:
         "special_tokens_map.json": json.dumps(SPECIAL_TOKENS_MAP, indent=2, sort_keys=True) + "\n",
     }
     for name, text in files.items():
-        _atomic_write_text(folder / name, text)
+        atomic_write(folder / name, text)
     return folder
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private; these are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

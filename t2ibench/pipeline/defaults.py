@@ -19,9 +19,9 @@ SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 def _demo_dataset() -> Path:
     from t2ibench.data import make_demo_dataset
-    from t2ibench.models import cache_dir
+    from t2ibench.fsutil import cache_root
 
-    root = cache_dir() / "demo-dataset"
+    root = cache_root() / "demo-dataset"
     if not (root / "dataset.toml").is_file():
         make_demo_dataset(root)
     return root
@@ -88,11 +88,11 @@ def toy_available() -> bool:
 
 def toy_dataset(small: bool = False) -> Path:
     """The toy dataset, written once into the cache (deterministic from seed 0)."""
-    from t2ibench.models import cache_dir
+    from t2ibench.fsutil import cache_root
     from t2ibench.toy.dataset import make_toy_dataset
 
     name = "toy-dataset-small" if small else "toy-dataset"
-    root = cache_dir() / name
+    root = cache_root() / name
     if not (root / "dataset.toml").is_file():
         make_toy_dataset(root, leaves=TOY_SMALL_LEAVES if small else None)
     return root

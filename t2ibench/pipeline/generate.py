@@ -14,16 +14,15 @@ import errno
 import hashlib
 import io
 import logging
-import os
 import re
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from t2ibench.errors import ConfigError, T2IBenchError
+from t2ibench.fsutil import atomic_write, exclusive_lock, file_sha256, remove_stale_temps
 from t2ibench.pipeline.manifest import (
     MANIFEST_NAME,
     ManifestRecord,
@@ -36,7 +35,6 @@ from t2ibench.pipeline.manifest import (
 from t2ibench.registry import Registry
 
 log = logging.getLogger(__name__)
-TMP_SUFFIX = ".t2ibench-tmp"
 LOCK_NAME = ".generate.lock"
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
 
@@ -115,38 +113,10 @@ def job_file(job: Job) -> str:
     return "/".join(parts) + f"/{job.index:04d}-s{job.seed}.png"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _folder_lock(out_dir: Path) -> Iterator[None]:
+def _folder_lock(out_dir: Path):
     """One writer per images folder (two would interleave manifest lines and race on files)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory lock, single writer assumed
-        yield
-        return
-    with open(out_dir / LOCK_NAME, "a") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise T2IBenchError(
-                f"{out_dir}: another t2ibench process is generating into this folder"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _remove_stale_temps(out_dir: Path) -> None:
-    for tmp in out_dir.rglob(f".*{TMP_SUFFIX}"):
-        tmp.unlink(missing_ok=True)
+    busy = f"{out_dir}: another t2ibench process is generating into this folder"
+    return exclusive_lock(out_dir / LOCK_NAME, busy)
 
 
 def _disk_full(exc: OSError) -> bool:
@@ -158,17 +128,7 @@ def _write_png(image: Any, path: Path) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     data = buffer.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -212,7 +172,7 @@ def pending_jobs(
             and rec.prompt == job.prompt
             and rec.seed == job.seed
             and path.is_file()
-            and rec.sha256 == _sha256_file(path)
+            and rec.sha256 == file_sha256(path)
         ):
             done.append(rec)
         else:
@@ -223,7 +183,7 @@ def pending_jobs(
     for rec in records:
         if rec.file not in seen and rec.file not in kept_files:
             path = safe_join(out_dir, rec.file, where=str(manifest))
-            if path.is_file() and rec.sha256 == _sha256_file(path):
+            if path.is_file() and rec.sha256 == file_sha256(path):
                 done.append(rec)
     return todo, done
 
@@ -289,7 +249,7 @@ def generate_images(
     except OSError as exc:
         raise T2IBenchError(f"{out_dir}: cannot create the images folder: {exc}") from exc
     with _folder_lock(out_dir):
-        _remove_stale_temps(out_dir)
+        remove_stale_temps(out_dir)
         if manifest.is_file():
             repair_tail(manifest)
         todo, done = pending_jobs(jobs, out_dir, checkpoint=checkpoint, settings=settings)

@@ -11,13 +11,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from t2ibench.errors import T2IBenchError
+from t2ibench.fsutil import atomic_write
 
 MANIFEST_NAME = "manifest.jsonl"
 REQUIRED = ("checkpoint", "leaf", "prompt_type", "prompt", "seed", "file")
@@ -177,14 +177,4 @@ def append_records(path: Path, records: Iterable[ManifestRecord]) -> None:
 
 def write_manifest(path: Path, records: Iterable[ManifestRecord]) -> None:
     """Replace ``path`` atomically with exactly ``records``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("".join(r.to_json() + "\n" for r in records))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, "".join(r.to_json() + "\n" for r in records))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import subprocess
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import ConfigError, T2IBenchError
+from t2ibench.fsutil import atomic_write
 
 log = logging.getLogger("t2ibench.run")
 
@@ -224,22 +224,6 @@ def create_encoders(items: Sequence[str], resize: Sequence[str] | None, device: 
 # --------------------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise T2IBenchError(
-            f"{path}: cannot write ({exc.strerror or exc}); finished work is kept"
-        ) from None
-
-
 class RunState:
     """``state.json``: which stages and checkpoints are done. Written atomically after each unit."""
 
@@ -270,7 +254,7 @@ class RunState:
         return item in self.data[listname]
 
     def save(self) -> None:
-        _atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True))
+        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True))
 
 
 def _git_commit() -> str:
@@ -423,7 +407,7 @@ def _execute(r: ResolvedRun) -> Path:
             "device": r.options.device,
         }
     )
-    _atomic_write_text(record_path, json.dumps(record, indent=2, default=str))
+    atomic_write(record_path, json.dumps(record, indent=2, default=str))
     log.info("run %s (profile %s) in %s", run_dir.name, r.profile, run_dir)
 
     def timed(stage: str, fn):
@@ -431,7 +415,7 @@ def _execute(r: ResolvedRun) -> Path:
         out = fn()
         timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - t0, 3)
         record["timings"] = timings
-        _atomic_write_text(record_path, json.dumps(record, indent=2, default=str))
+        atomic_write(record_path, json.dumps(record, indent=2, default=str))
         return out
 
     # -- train ---------------------------------------------------------------------------------

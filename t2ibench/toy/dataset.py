@@ -10,13 +10,11 @@ images) and two styles (40 and 50 images). Captions are the paper's tag format
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from t2ibench.errors import ConfigError
+from t2ibench.fsutil import atomic_folder
 from t2ibench.toy import world
 
 MARKER = ".t2ibench-toy-dataset"
@@ -147,18 +145,8 @@ def make_toy_dataset(
         raise ConfigError(
             f"{root}: exists and is not a toy dataset (no {MARKER}); pick a new folder"
         )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.build-"))
-    try:
+    with atomic_folder(root, lambda _: False) as tmp:  # always replaces what is there
         _write(tmp, seed, name, leaves)
-        if root.exists():
-            old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
-            os.replace(root, old / "d")
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

@@ -29,9 +29,8 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from t2ibench.errors import ResultsError
+from t2ibench.fsutil import atomic_write, atomic_write_with, file_sha256
 from t2ibench.toy import world
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def _image_table(sweep_dir: Path) -> pd.DataFrame:
                         "gen_seed": r.seed,
                         "index": -1 if r.index is None else r.index,
                         "variant": r.variant,
-                        "sha256": r.sha256 or hashlib.sha256(path.read_bytes()).hexdigest(),
+                        "sha256": r.sha256 or file_sha256(path),
                         "path": str(path),
                     }
                 )
@@ -201,21 +201,6 @@ def _probe_id(folder: Path) -> str:
     for name in ("config.json", "probe.safetensors"):
         h.update((folder / name).read_bytes())
     return h.hexdigest()[:16]
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def probe_images(
@@ -262,7 +247,7 @@ def probe_images(
                 new.append({"sha256": h, "probe": pid, **pred})
         known = pd.concat([known, pd.DataFrame(new)], ignore_index=True)
         known = known.drop_duplicates("sha256", keep="last").sort_values("sha256")
-        _atomic(cache, lambda t: known.to_parquet(t, index=False))
+        atomic_write_with(cache, lambda t: known.to_parquet(t, index=False))
     return known.drop(columns="probe").reset_index(drop=True)
 
 
@@ -492,7 +477,7 @@ def validity_table(
 
 # --- the report -------------------------------------------------------------------------------------
 def _write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda t: t.write_text(text, encoding="utf-8"))
+    atomic_write(path, text)
 
 
 def _fmt(v: object) -> str:
@@ -583,8 +568,8 @@ def write_validity_report(
     table = validity_table(sweep_dir, joined=joined)
     summary = _summary(outcomes, joined)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "validity.csv", lambda t: table.to_csv(t, index=False))
-    _atomic(out / "probe_outcomes.csv", lambda t: outcomes.to_csv(t, index=False))
+    atomic_write_with(out / "validity.csv", lambda t: table.to_csv(t, index=False))
+    atomic_write_with(out / "probe_outcomes.csv", lambda t: outcomes.to_csv(t, index=False))
 
     defined = table[table["holds"].notna()]
     n_hold = int(defined["holds"].astype(bool).sum())

@@ -146,7 +146,7 @@ def test_register_third_party_trainer() -> None:
     assert get_trainer("q-lora-test") is spec
     cfg = load_trainer_config("q-lora-test", overrides=["preset=attn-only"])
     assert cfg.lr == 1e-3 and cfg.trainer == "q-lora-test"
-    from t2ibench.adapters.sd15 import build_sd15
+    from t2ibench.models.sd15 import build_sd15
 
     unet, te = build_sd15("meta")
     net = spec.build_network({"unet": unet, "te": te}, cfg)

@@ -151,4 +151,4 @@ def test_damaged_cache_entry_is_recomputed(image_files: list[Path], tmp_path: Pa
     again = encode_images_cached(enc, image_files[:1], cache)
     assert enc.forward_passes == 2
     assert torch.equal(first, again)
-    assert not list((tmp_path / "cache").rglob(".tmp-*"))  # atomic writes leave no temp files
+    assert not list((tmp_path / "cache").rglob("*.t2ibench-tmp"))  # no temp files left

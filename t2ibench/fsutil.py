@@ -1,0 +1,183 @@
+"""File-system plumbing shared by every stage: atomic writes, hashing, the cache root, the offline
+switch and the one-writer lock.
+
+Atomic writes go to a temporary name in the target's own folder (same file system, so the final
+``os.replace`` is atomic), are fsynced, and get the usual permissions from the umask (not the 0600
+of ``mkstemp``). A failed write raises :class:`~t2ibench.errors.FileWriteError`, one line naming
+the path; what was written before stays as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from t2ibench.errors import FileWriteError, T2IBenchError
+
+# Temporary files carry this in their name, so a folder can be swept of a killed writer's leftovers.
+TMP_MARK = ".t2ibench-tmp"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def cache_root() -> Path:
+    """t2ibench's own cache folder: ``$T2IBENCH_CACHE`` or ``~/.cache/t2ibench`` (read per call)."""
+    env = os.environ.get("T2IBENCH_CACHE", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "t2ibench"
+
+
+def hub_offline() -> bool:
+    """True when no download may happen: ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` (or
+    ``T2IBENCH_OFFLINE``) is set now, or huggingface_hub was imported while offline."""
+    env = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "T2IBENCH_OFFLINE")
+    if any(os.environ.get(v, "").strip().lower() in _TRUE for v in env):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - diffusers depends on huggingface_hub
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike, *, memo: bool = False) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks.
+
+    ``memo=True`` remembers the digest per (path, size, mtime) for this process, for big weight
+    files that are fingerprinted more than once.
+    """
+    path = Path(path)
+    key = None
+    if memo:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key in _DIGESTS:
+            return _DIGESTS[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if key is not None:
+        _DIGESTS[key] = digest
+    return digest
+
+
+def _tmp_name(path: Path) -> Path:
+    # Writers that infer a format from the name (savefig, to_csv compression) must be told it.
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_MARK}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` to create a temporary file next to ``path``, then fsync it and rename it
+    over ``path``. For writers that take a file name (``to_parquet``, ``save_file``, ``savefig``)."""
+    path = Path(path)
+    tmp = _tmp_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except FileWriteError:
+        raise
+    except OSError as exc:
+        raise FileWriteError(path, exc) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, *, encoding: str = "utf-8") -> Path:
+    """Write ``data`` (bytes, or text in ``encoding``) to ``path`` atomically; returns ``path``."""
+    payload = data.encode(encoding) if isinstance(data, str) else bytes(data)
+
+    def write(tmp: Path) -> None:
+        # O_EXCL on a fresh name; mode 0666 minus the umask, like any ordinary file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+
+    return atomic_write_with(path, write)
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete temporary files a killed writer left anywhere below ``folder``."""
+    for tmp in Path(folder).rglob(f".*{TMP_MARK}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_folder(final: str | os.PathLike, complete: Callable[[Path], bool]) -> Iterator[Path]:
+    """Build a folder under a temporary name and move it to ``final`` when the block ends.
+
+    Yields the empty temporary folder (next to ``final``, ordinary permissions). On success, an
+    existing ``final`` that is not ``complete`` is swapped out and removed; if another process put
+    a ``complete`` folder there first, that one is kept. On error nothing at ``final`` changes.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.build-"))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; caches are ordinary folders
+    except OSError as exc:
+        raise FileWriteError(final, exc) from exc
+    try:
+        yield tmp
+        old = None
+        if final.exists() and not complete(final):
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not complete(final):  # someone else finishing the same build first is fine
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except FileWriteError:
+        raise
+    except OSError as exc:
+        raise FileWriteError(final, exc) from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold an inter-process lock on ``lock_file`` for the block; if another process holds it,
+    raise a :class:`T2IBenchError` with the message ``busy`` instead of waiting."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_file), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise T2IBenchError(busy) from None
+    try:
+        yield
+    finally:
+        lock.release()

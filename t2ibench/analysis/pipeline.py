@@ -197,7 +197,7 @@ def _sections(
     source, df, scores, dirs, aggs, trends, change, claims, means, ranks, shap_fit, shap_results,
     out, plots, files, filters, bootstrap,
 ) -> list[Section]:  # fmt: skip
-    from t2ibench.analysis import plots as P
+    import t2ibench.analysis.plots as P
 
     sections = []
     ckpts = df["checkpoint"].nunique()

@@ -95,7 +95,7 @@ def load(
 
 
 def _register() -> None:
-    from t2ibench.encoders import register_encoder
+    from t2ibench.encoders.registry import register_encoder
 
     register_encoder(
         EncoderSpec(

@@ -111,7 +111,7 @@ def load(
 
 
 def _register() -> None:
-    from t2ibench.encoders import register_encoder
+    from t2ibench.encoders.registry import register_encoder
 
     for name, desc in (
         ("liqe", "LIQE (CLIP-based blind IQA), pyiqa, 10 patches"),

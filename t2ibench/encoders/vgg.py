@@ -82,7 +82,7 @@ class VggEncoder(Encoder):
     kind = "gram"
 
     def _forward_images(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        from t2ibench.metrics import gram_matrices
+        from t2ibench.gram import gram_matrices
 
         return gram_matrices([m.float() for m in self.model(pixels)])
 
@@ -166,7 +166,7 @@ def load(
 
 
 def _register() -> None:
-    from t2ibench.encoders import register_encoder
+    from t2ibench.encoders.registry import register_encoder
 
     register_encoder(
         EncoderSpec(

@@ -6,19 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from t2ibench.gram import gram_matrices  # noqa: F401  (part of the metrics API)
 from t2ibench.metrics._common import StreamingMetric
-
-
-def gram_matrices(feature_maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Per layer, G = F Fᵀ / (C·H·W) for a batch of maps (n, C, H, W) → (n, C, C)."""
-    grams = []
-    for i, fmap in enumerate(feature_maps):
-        if fmap.ndim != 4:
-            raise ValueError(f"feature_maps[{i}]: expected (n, C, H, W), got {tuple(fmap.shape)}")
-        n, c, h, w = fmap.shape
-        f = fmap.reshape(n, c, h * w)
-        grams.append(torch.bmm(f, f.transpose(1, 2)) / (c * h * w))
-    return grams
 
 
 def style_loss(grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -158,7 +158,7 @@ class ToyGramEncoder(Encoder):
     kind = "gram"
 
     def _forward_images(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        from t2ibench.metrics import gram_matrices
+        from t2ibench.gram import gram_matrices
 
         return gram_matrices([m.float() for m in self.model.stages(pixels)[1]])
 
@@ -184,7 +184,7 @@ def _load(
 
 
 def _register() -> None:
-    from t2ibench.encoders import ENCODERS, register_encoder
+    from t2ibench.encoders.registry import ENCODERS, register_encoder
 
     common = dict(load=_load, mean=MEAN, std=STD, default_resize="stretch", size=32)
     specs = [

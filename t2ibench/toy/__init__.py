@@ -2,8 +2,8 @@
 and a ground-truth probe, shipped with the package so the offline default measures something real.
 
 Submodules: ``world`` (generator, concepts, captions), ``dataset`` (the toy dataset in the t2ibench
-folder spec), ``base`` (the tiny SD-style parts), ``probe``, ``encoders``, and the ``train_*``
-scripts that rebuild every shipped weight file.
+folder spec), ``base`` (the tiny SD-style parts), ``probe``, ``encoders``. The scripts that rebuild
+every shipped weight file live outside the package, in ``tools/toy/`` of the repository.
 """
 
 import os

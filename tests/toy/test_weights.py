@@ -44,7 +44,7 @@ def test_base_is_a_stock_sd_pipeline(pipe):
 
 
 def test_base_generates_deterministically(pipe):
-    from t2ibench.toy.evaluate import generate
+    from tools.toy.evaluate import generate
 
     a = generate(pipe, ["a red circle on a white background, flat style"] * 2, [5, 6], steps=4)
     b = generate(pipe, ["a red circle on a white background, flat style"], [5], steps=4)
@@ -55,7 +55,7 @@ def test_base_generates_deterministically(pipe):
 
 def test_probe_on_heldout_reconstructions(pipe):
     """≥ 95 % per attribute on held-out world images passed through the shipped VAE."""
-    from t2ibench.toy.train_probe import accuracy
+    from tools.toy.train_probe import accuracy
 
     images, scenes = render_pool(world.sample_any_scene, 777, 300)
     with torch.no_grad():
@@ -92,8 +92,8 @@ def test_toy_encoders_through_the_registry():
 
 
 def test_base_follows_base_prompts_by_the_probe(pipe):
-    """A 12-prompt slice of the 192-prompt measurement (full run: t2ibench.toy.evaluate)."""
-    from t2ibench.toy.evaluate import base_prompt_set, follow_rates, generate
+    """A 12-prompt slice of the 192-prompt measurement (full run: tools/toy/evaluate.py)."""
+    from tools.toy.evaluate import base_prompt_set, follow_rates, generate
 
     chosen = base_prompt_set()[::16]
     images = generate(

@@ -1,6 +1,6 @@
 """Measure that LoRA fine-tuning on a held-out concept works in the toy world, and what it costs.
 
-``python -m t2ibench.toy.measure_lora [--epochs 10 20 40]`` trains ``t2ibench.adapters`` LoRA on the
+``python -m tools.toy.measure_lora [--epochs 10 20 40]`` trains ``t2ibench.adapters`` LoRA on the
 starling character (a star; outfits hat and belt, 90 images) from the shipped base, then for the
 base and each checkpoint measures by the probe:
 
@@ -25,8 +25,8 @@ import torch
 
 from t2ibench.toy import world
 from t2ibench.toy.common import BASE_DIR, WEIGHTS, Log, setup, write_json
-from t2ibench.toy.evaluate import base_prompt_set, follow_rates, generate
 from t2ibench.toy.probe import Probe
+from tools.toy.evaluate import base_prompt_set, follow_rates, generate
 
 LEAVES = ["characters/starling/hat", "characters/starling/belt"]
 

@@ -1,6 +1,6 @@
 """Ground-truth measurements of a toy model: prompt following and concept learning, by the probe.
 
-``python -m t2ibench.toy.evaluate`` measures the shipped base: every base-vocabulary combination
+``python -m tools.toy.evaluate`` measures the shipped base: every base-vocabulary combination
 (4 shapes × 6 colours × 4 backgrounds × 2 styles = 192 prompts), one image each, probe agreement
 per attribute and on all attributes together. The functions are reused by the LoRA measurement.
 """

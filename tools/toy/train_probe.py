@@ -1,6 +1,6 @@
 """Train the ground-truth probe on whole-world images passed through the shipped VAE.
 
-``python -m t2ibench.toy.train_probe`` — a few minutes on 2 CPU cores; needs ``train_vae`` first.
+``python -m tools.toy.train_probe`` — a few minutes on 2 CPU cores; needs ``train_vae`` first.
 Training images: 60 % plain VAE reconstructions, 25 % reconstructions of noised latents (generated
 images are a little off the reconstruction manifold), 15 % clean renders. Reports accuracy on
 held-out reconstructions to ``weights/reports/probe.json``.

@@ -1,6 +1,6 @@
 """Train the toy encoders (toy-clip, toy-dino; toy-gram uses toy-dino's convs) on world images.
 
-``python -m t2ibench.toy.train_encoders`` — needs ``train_vae`` first. Images: the whole world
+``python -m tools.toy.train_encoders`` — needs ``train_vae`` first. Images: the whole world
 (base + held-out concepts), rendered in pairs with the same ground truth and new geometry, half of
 them passed through the shipped VAE. toy-clip: symmetric InfoNCE between images and random
 descriptive captions. toy-dino: NT-Xent between the two renders of a pair (plus light noise).
@@ -18,7 +18,7 @@ from torch import nn
 from t2ibench.toy import world
 from t2ibench.toy.common import BASE_DIR, WEIGHTS, Log, render_scenes, setup, write_json
 from t2ibench.toy.encoders import ToyClipModel, ToyCNN, save_model
-from t2ibench.toy.train_probe import reconstruct
+from tools.toy.train_probe import reconstruct
 
 
 def vocabulary() -> list[str]:

@@ -6,7 +6,7 @@ on base images only, it could not represent held-out concepts (a beach backgroun
 MSE 0.05), so fine-tuning could never learn them; the generic images fix that without showing it
 any held-out concept. The text-to-image parts (UNet, text encoder) see base images only.
 
-``python -m t2ibench.toy.train_vae [--steps N] [--out DIR]`` — about 5 minutes on 2 CPU cores.
+``python -m tools.toy.train_vae [--steps N] [--out DIR]`` — about 5 minutes on 2 CPU cores.
 Writes ``<out>/vae`` (fp16 safetensors + config with the measured latent scaling factor) and a
 ``vae_report.json`` with reconstruction errors on base and held-out images.
 """

@@ -1,6 +1,6 @@
 """Pretrain the toy base model's UNet and text encoder on base-vocabulary images only.
 
-``python -m t2ibench.toy.train_base [--steps N]`` — needs the VAE (``train_vae``) first. Epsilon MSE
+``python -m tools.toy.train_base [--steps N]`` — needs the VAE (``train_vae``) first. Epsilon MSE
 on the SD1.5 noise schedule, batch 64, AdamW 1e-3 cosine-decaying to 1e-4, 10 % empty captions
 (so classifier-free guidance works), EMA weights. Writes the complete fp16 diffusers pipeline folder.
 """

@@ -1,19 +1,10 @@
-"""One tiny base per test session, built in a temporary cache (never in the user's ~/.cache)."""
+"""One tiny base per test session, built in a temporary cache (never in the user's ~/.cache).
+
+One torch thread is set for the whole suite in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
 import pytest
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run ~10× faster on one thread when the 2 shared cores are busy."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

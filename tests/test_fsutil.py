@@ -103,6 +103,11 @@ def test_hub_offline_honours_both_variables(monkeypatch, var):
     assert not hub_offline()
     monkeypatch.setenv(var, "1")
     assert hub_offline()
+    # Base-model loading and the encoders ask the same switch (they once read different variables).
+    import t2ibench.encoders.base as encoders_base
+    import t2ibench.models.loading as loading
+
+    assert loading.hub_offline() and encoders_base.hub_offline()
 
 
 def test_atomic_folder_swaps_stale_keeps_complete_and_survives_errors(tmp_path):

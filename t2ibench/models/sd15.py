@@ -14,7 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.fsutil import atomic_folder, cache_root
-from t2ibench.models.tiny import SD15_SCHEDULER
+
+# SD1.5's noise schedule and DDIM settings (scheduler/scheduler_config.json of the hub repo).
+SD15_SCHEDULER = {
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "trained_betas": None,
+}
 
 UNET = {
     "_class_name": "UNet2DConditionModel",

@@ -16,23 +16,11 @@ from pathlib import Path
 
 from t2ibench.errors import ConfigError
 from t2ibench.fsutil import atomic_folder, file_sha256
+from t2ibench.models.sd15 import SD15_SCHEDULER
 
 MARKER = "t2ibench-tiny-base.json"
 # Bump when the recipe below changes so cached folders are rebuilt instead of silently reused.
 RECIPE_VERSION = 2
-
-# SD1.5's noise schedule and DDIM settings (scheduler/scheduler_config.json of the hub repo).
-SD15_SCHEDULER = {
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "epsilon",
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "trained_betas": None,
-}
 
 
 def _unet_config(resolution: int) -> dict:

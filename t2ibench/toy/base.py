@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from t2ibench.models.sd15 import SD15_SCHEDULER
+
 TEXT_CONFIG = dict(
     vocab_size=49408,
     hidden_size=64,
@@ -36,16 +38,7 @@ UNET_CONFIG = dict(
 )
 
 # SD1.5's training noise schedule; DDIM with SD1.5's settings is what the protocol samples with.
-SCHEDULE = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    prediction_type="epsilon",
-)
+SCHEDULE = SD15_SCHEDULER
 
 
 def clip_tokenizer():

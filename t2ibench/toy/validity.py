@@ -12,25 +12,32 @@ checked against what it claims to measure:
 - style loss vs the **base-change rate**: 1 − the share of seed-paired base and tuned images whose
   probed background, colour and style agree.
 
+The statistics respect how the sweep is built (see :func:`validity_table`): the correlation is taken
+**within** each leaf × epoch stratum (leaves differ in level, so a pooled correlation mixes a
+between-leaf effect into the answer), its confidence interval comes from a **cluster bootstrap over
+runs** (a run's checkpoints, leaves and prompt types share one trained model, so the run is the
+unit of independence), its p-value from permuting run labels, and the p-values are **Holm**-adjusted
+across every metric/ground-truth row. Groups of fewer than :data:`MIN_IMAGES` images are flagged.
+:func:`counterfactual_alignment` scores the same images against their prompts with the attribute
+words swapped: an alignment metric that measures attributes must lose alignment.
+
 ``probe_outcomes(sweep)`` runs the probe once over every image of every run (cached by image hash in
 ``<sweep>/probe_cache.parquet``), ``validity_table(sweep)`` joins the results rows and computes the
-Spearman and Pearson correlations, ``write_validity_report(sweep, out)`` writes the CSV, Markdown
-and self-contained HTML report.
+statistics, ``write_validity_report(sweep, out)`` writes the CSVs, Markdown and self-contained HTML
+report through :mod:`t2ibench.analysis.report`, the project's one report renderer.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
-import io
 import json
 import logging
 import math
 import os
 import re
+import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +45,18 @@ import numpy as np
 import pandas as pd
 
 from t2ibench.errors import ResultsError
-from t2ibench.fsutil import atomic_write, atomic_write_with, file_sha256
 from t2ibench.toy import world
 
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "probe_cache.parquet"
+OUTCOMES_NAME = "probe_outcomes.csv"
+#: Fewer images than this per (run, checkpoint, leaf, prompt type) group and a rate such as the
+#: concept rate moves in steps of 1/n ≥ 0.07: rows built on smaller groups are flagged.
+MIN_IMAGES = 16
+N_BOOT = 2000  # cluster-bootstrap replicates (percentile CI)
+N_PERM = 2000  # run-label permutations (p-value)
+ALPHA = 0.05
 ATTRS = tuple(world.ATTRIBUTES)  # shape, colour, background, style, outfit
 PRESERVED = ("background", "colour", "style")  # what a base → tuned pair should keep
 GROUP_KEYS = ("run", "checkpoint", "leaf", "prompt_type")
@@ -186,7 +199,7 @@ def _image_table(sweep_dir: Path) -> pd.DataFrame:
                         "gen_seed": r.seed,
                         "index": -1 if r.index is None else r.index,
                         "variant": r.variant,
-                        "sha256": r.sha256 or file_sha256(path),
+                        "sha256": r.sha256 or hashlib.sha256(path.read_bytes()).hexdigest(),
                         "path": str(path),
                     }
                 )
@@ -201,6 +214,21 @@ def _probe_id(folder: Path) -> str:
     for name in ("config.json", "probe.safetensors"):
         h.update((folder / name).read_bytes())
     return h.hexdigest()[:16]
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def probe_images(
@@ -247,7 +275,7 @@ def probe_images(
                 new.append({"sha256": h, "probe": pid, **pred})
         known = pd.concat([known, pd.DataFrame(new)], ignore_index=True)
         known = known.drop_duplicates("sha256", keep="last").sort_values("sha256")
-        atomic_write_with(cache, lambda t: known.to_parquet(t, index=False))
+        _atomic(cache, lambda t: known.to_parquet(t, index=False))
     return known.drop(columns="probe").reset_index(drop=True)
 
 
@@ -298,18 +326,23 @@ def _group_outcomes(g: pd.DataFrame, by_prompt: bool) -> dict[str, float]:
     return out
 
 
-def probe_outcomes(
+def has_images(sweep_dir: str | os.PathLike) -> bool:
+    """Whether the sweep folder still holds its generated images (a committed reference sweep
+    keeps only the tables; its report is recomputed from ``probe_outcomes.csv``)."""
+    try:
+        runs = _run_dirs(Path(sweep_dir))
+    except ResultsError:
+        return False
+    return any(any((r / "images").glob("*/manifest.jsonl")) for r in runs)
+
+
+def probed_images(
     sweep_dir: str | os.PathLike, probe_dir: str | os.PathLike | None = None
 ) -> pd.DataFrame:
-    """Ground truth per (run, checkpoint, leaf, prompt type) of a sweep, from the probe.
-
-    Columns: ``run`` (run folder; ``base:<hash>`` for the shared base-model images), ``checkpoint``,
-    ``leaf``, ``prompt_type``, ``n_images``, ``concept_rate``, ``n_attribute_prompts``,
-    ``attribute_follow_rate`` (NaN when no prompt names a base-vocabulary attribute),
-    ``distinct_outcomes`` / ``distinct_outcomes_norm`` (÷ images) / ``outcome_entropy`` (nats;
-    per prompt then averaged where Vendi is), ``leak_rate`` (concept-agnostic prompts only),
-    ``base_agreement_rate`` / ``base_change_rate`` (seed-paired base images; tuned runs only).
-    """
+    """One row per generated toy-world image: the manifest fields, the probe's attributes, and
+    ``outcome``, ``concept`` (shows the leaf's concept), ``requested`` (the prompt names a
+    base-vocabulary attribute), ``follows`` (every named attribute is shown) and ``base_agree``
+    (background, colour and style agree with the seed-paired base image; None when unpaired)."""
     sweep_dir = Path(sweep_dir)
     images = _image_table(sweep_dir)
     toy = images["leaf"].isin({c.leaf for c in world.CONCEPTS})
@@ -352,6 +385,25 @@ def probe_outcomes(
         else ref == tuple(row["outcome"][ATTRS.index(a)] for a in PRESERVED)
         for _, row in df.iterrows()
     ]
+    return df
+
+
+def probe_outcomes(
+    sweep_dir: str | os.PathLike,
+    probe_dir: str | os.PathLike | None = None,
+    images: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Ground truth per (run, checkpoint, leaf, prompt type) of a sweep, from the probe.
+
+    Columns: ``run`` (run folder; ``base:<hash>`` for the shared base-model images), ``checkpoint``,
+    ``leaf``, ``prompt_type``, ``n_images``, ``concept_rate``, ``n_attribute_prompts``,
+    ``attribute_follow_rate`` (NaN when no prompt names a base-vocabulary attribute),
+    ``distinct_outcomes`` / ``distinct_outcomes_norm`` (÷ images) / ``outcome_entropy`` (nats;
+    per prompt then averaged where Vendi is), ``leak_rate`` (concept-agnostic prompts only),
+    ``base_agreement_rate`` / ``base_change_rate`` (seed-paired base images; tuned runs only).
+    ``images``: the :func:`probed_images` table, when already at hand.
+    """
+    df = probed_images(sweep_dir, probe_dir) if images is None else images
     rows = []
     for key, g in df.groupby(list(GROUP_KEYS), sort=True):
         rows.append(
@@ -365,15 +417,36 @@ def probe_outcomes(
     return out
 
 
-# --- correlations -----------------------------------------------------------------------------------
+def read_outcomes(path: str | os.PathLike) -> pd.DataFrame:
+    """A ``probe_outcomes.csv`` written by an earlier report (when the images are gone)."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, keep_default_na=True)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such probe outcomes file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: not a probe outcomes CSV ({exc})") from None
+    need = [*GROUP_KEYS, "n_images", "n_attribute_prompts", *sorted({p.truth for p in PAIRS})]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{path}: not a probe outcomes CSV (missing columns {missing})")
+    for c in GROUP_KEYS:
+        df[c] = df[c].astype(str)
+    return df
+
+
+# --- results rows -----------------------------------------------------------------------------------
 def _run_results(sweep_dir: Path) -> pd.DataFrame:
-    """Every run's results rows, tagged with the run folder (checkpoint names repeat across runs)."""
+    """Every run's results rows, tagged with the run folder (checkpoint names repeat across runs).
+
+    Run folders without a results table (a committed reference sweep keeps only ``run.json``) fall
+    back to the sweep's joint ``results/`` table, whose checkpoints are ``<run>/<checkpoint>``.
+    """
     from t2ibench.results import read_results
 
     frames = []
     for run_dir in _run_dirs(sweep_dir):
         if not (run_dir / "results").is_dir():
-            log.warning("%s: no results yet; left out", run_dir)
             continue
         try:
             df = read_results(run_dir / "results")
@@ -381,31 +454,15 @@ def _run_results(sweep_dir: Path) -> pd.DataFrame:
             log.warning("%s; left out", exc)
             continue
         frames.append(df.assign(run=run_dir.name))
-    if not frames:
-        raise ResultsError(f"{sweep_dir}: no run has a results table yet")
-    return pd.concat(frames, ignore_index=True)
-
-
-def correlate(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
-    """Spearman and Pearson correlation with p-values; NaN when n < 3 or either side is constant."""
-    from scipy import stats
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    out = {"n": int(len(x)), "spearman": math.nan, "spearman_p": math.nan}
-    out.update(pearson=math.nan, pearson_p=math.nan)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return out
-    s = stats.spearmanr(x, y)
-    p = stats.pearsonr(x, y)
-    out.update(
-        spearman=float(s.statistic),
-        spearman_p=float(s.pvalue),
-        pearson=float(p.statistic),
-        pearson_p=float(p.pvalue),
-    )
-    return out
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    joint = sweep_dir / "results"
+    if joint.is_dir():
+        df = read_results(joint)
+        parts = df["checkpoint"].astype(str).str.split("/", n=1, expand=True)
+        if parts.shape[1] == 2 and parts[1].notna().all():
+            return df.assign(run=parts[0], checkpoint=parts[1])
+    raise ResultsError(f"{sweep_dir}: no run has a results table yet")
 
 
 def joined_table(
@@ -420,42 +477,220 @@ def joined_table(
     results = _run_results(sweep_dir)
     results = results[results["metric"].isin({p.metric for p in PAIRS})]
     truth_cols = sorted({p.truth for p in PAIRS})
-    return results.merge(
-        outcomes[[*GROUP_KEYS, "n_images", *truth_cols]],
+    extra = ["n_attribute_prompts"] if "n_attribute_prompts" in outcomes.columns else []
+    joined = results.drop(columns=["n_images"], errors="ignore").merge(
+        outcomes[[*GROUP_KEYS, "n_images", *extra, *truth_cols]],
         on=list(GROUP_KEYS),
         how="inner",
         validate="many_to_one",
     )
+    if joined.empty and not results.empty:
+        raise ResultsError(
+            f"{sweep_dir}: no results row matches a probed group (run, checkpoint, leaf, prompt "
+            "type); are the probe outcomes from this sweep?"
+        )
+    return joined
+
+
+# --- statistics -------------------------------------------------------------------------------------
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman ρ along the last axis over the pairs where both sides are finite (ties: average
+    ranks); NaN where fewer than 3 pairs or a side is constant. Returns (ρ, pairs)."""
+    from scipy.stats import rankdata
+
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = ok.sum(axis=-1)
+    rx = rankdata(np.where(ok, x, np.nan), axis=-1, nan_policy="omit")
+    ry = rankdata(np.where(ok, y, np.nan), axis=-1, nan_policy="omit")
+    safe_n = np.maximum(n, 1)[..., None]
+    dx = np.where(ok, rx - np.where(ok, rx, 0).sum(-1, keepdims=True) / safe_n, 0.0)
+    dy = np.where(ok, ry - np.where(ok, ry, 0).sum(-1, keepdims=True) / safe_n, 0.0)
+    vx, vy = (dx * dx).sum(-1), (dy * dy).sum(-1)
+    defined = (n >= 3) & (vx > 1e-12) & (vy > 1e-12)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (dx * dy).sum(-1) / np.sqrt(vx * vy)
+    return np.where(defined, rho, np.nan), n
+
+
+def _stratified_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x, y: (..., strata, runs). The mean of the within-stratum Spearman ρ, weighted by each
+    stratum's number of pairs over the strata where ρ is defined; returns (ρ, defined strata)."""
+    rho, n = _spearman_rows(x, y)
+    w = np.where(np.isfinite(rho), n, 0)
+    total = w.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        combined = (w * np.nan_to_num(rho)).sum(-1) / total
+    return np.where(total > 0, combined, np.nan), np.isfinite(rho).sum(-1)
+
+
+def stratified_spearman(x: Sequence[float], y: Sequence[float], strata: Sequence[object]) -> float:
+    """Spearman ρ of x and y within each stratum, averaged with the strata's sizes as weights
+    (strata with fewer than 3 finite pairs or a constant side left out; NaN if none is left)."""
+    df = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float), "s": list(strata)})
+    rhos, weights = [], []
+    for _, g in df.groupby("s", sort=True):
+        rho, n = _spearman_rows(g["x"].to_numpy(), g["y"].to_numpy())
+        if np.isfinite(rho):
+            rhos.append(float(rho))
+            weights.append(int(n))
+    return float(np.average(rhos, weights=weights)) if rhos else math.nan
+
+
+def cluster_matrices(
+    df: pd.DataFrame, x: str, y: str, stratum: str = "stratum", cluster: str = "run"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(strata × clusters) matrices of x and y (NaN where a cluster has no row in a stratum; the
+    mean where it has several)."""
+    keys = [stratum, cluster]
+    mx = df.groupby(keys, sort=True)[x].mean().unstack(cluster)
+    my = df.groupby(keys, sort=True)[y].mean().unstack(cluster).reindex_like(mx)
+    return mx.to_numpy(float), my.to_numpy(float)
+
+
+def cluster_bootstrap(
+    X: np.ndarray, Y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0
+) -> np.ndarray:
+    """Replicates of the stratified ρ with whole clusters (columns: runs) resampled with
+    replacement, the same draw in every stratum (a run's points stay together)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, X.shape[1], size=(n_boot, X.shape[1]))
+    reps, _ = _stratified_rows(np.moveaxis(X[:, idx], 1, 0), np.moveaxis(Y[:, idx], 1, 0))
+    return reps
+
+
+def permutation_p(
+    X: np.ndarray, Y: np.ndarray, observed: float, n_perm: int = N_PERM, seed: int = 1
+) -> float:
+    """Two-sided p-value of the stratified ρ against run labels permuted jointly in every stratum
+    (exchangeable runs under no association; the within-run dependence is kept)."""
+    if not math.isfinite(observed):
+        return math.nan
+    rng = np.random.default_rng(seed)
+    perms = np.argsort(rng.random((n_perm, X.shape[1])), axis=1)
+    reps, _ = _stratified_rows(
+        np.broadcast_to(X, (n_perm, *X.shape)), np.moveaxis(Y[:, perms], 1, 0)
+    )
+    reps = reps[np.isfinite(reps)]
+    return float((1 + np.sum(np.abs(reps) >= abs(observed) - 1e-12)) / (1 + len(reps)))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count as tests)."""
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    pos = np.flatnonzero(np.isfinite(p))
+    if len(pos):
+        order = pos[np.argsort(p[pos], kind="stable")]
+        m = len(order)
+        adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+        out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def _percentile_ci(reps: np.ndarray) -> tuple[float, float]:
+    reps = reps[np.isfinite(reps)]
+    if len(reps) < 100:
+        return math.nan, math.nan
+    lo, hi = np.percentile(reps, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    return float(lo), float(hi)
+
+
+def _truth_sizes(g: pd.DataFrame, truth: str) -> pd.Series:
+    """Images behind each row's ground truth (the attribute-follow rate counts only the images
+    whose prompt names an attribute)."""
+    if truth == "attribute_follow_rate" and "n_attribute_prompts" in g.columns:
+        return g["n_attribute_prompts"]
+    return g["n_images"]
+
+
+def _undefined_note(g: pd.DataFrame, truth: str, n: int) -> str:
+    if n == 0:
+        return "no ground truth for these prompts"
+    const = [
+        name
+        for name, col in (("metric", "value"), ("truth", truth))
+        if (g.groupby("stratum")[col].nunique(dropna=True) < 2).all()
+    ]
+    if const:
+        return f"{' and '.join(const)} constant within every leaf × epoch"
+    return "fewer than 3 runs with values in every leaf × epoch"
+
+
+VALIDITY_COLUMNS = [
+    "metric", "encoder", "resize", "prompt_type", "ground_truth", "expected_sign", "n", "n_runs",
+    "n_strata", "spearman_within", "ci_low", "ci_high", "p_perm", "p_holm", "verdict",
+    "pooled_spearman", "min_group_images", "enough_images", "note",
+]  # fmt: skip
 
 
 def validity_table(
-    sweep_dir: str | os.PathLike,
+    sweep_dir: str | os.PathLike | None = None,
     outcomes: pd.DataFrame | None = None,
     probe_dir: str | os.PathLike | None = None,
     joined: pd.DataFrame | None = None,
+    *,
+    min_images: int = MIN_IMAGES,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Per metric × encoder × resize × prompt type: the correlation of the metric's value with its
-    ground truth over every (run, checkpoint, leaf) of the sweep, the expected sign and whether the
-    observed Spearman sign agrees (``holds``: None when the correlation is undefined)."""
+    """Per metric × encoder × resize × prompt type: how the metric tracks its ground truth.
+
+    - ``spearman_within``: Spearman ρ between runs inside each leaf × epoch stratum, averaged over
+      the strata (weighted by their sizes). Leaves differ in level (a scene's image similarity is
+      not a character's), so a ρ pooled over leaves mixes that between-leaf contrast into the
+      answer; ``pooled_spearman`` is shown for comparison only.
+    - ``ci_low``/``ci_high``: 95 % percentile interval of a cluster bootstrap that resamples runs
+      (``n_boot`` replicates): a run's checkpoints and leaves share one trained model, so runs, not
+      points, are independent.
+    - ``p_perm``: two-sided p-value from ``n_perm`` permutations of the run labels (jointly in
+      every stratum); ``p_holm``: Holm-adjusted over every defined row of the table.
+    - ``verdict``: ``holds`` / ``fails`` (the sign is / is not the expected one, the CI excludes 0
+      and ``p_holm`` < 0.05), ``inconclusive`` (the CI covers 0 or ``p_holm`` ≥ 0.05), or
+      ``undefined`` (see ``note``).
+    - ``min_group_images`` / ``enough_images``: the smallest image group behind a ground-truth
+      value; groups under ``min_images`` (default 16) are flagged in ``note``.
+    """
     if joined is None:
+        if sweep_dir is None:
+            raise ValueError("validity_table: pass sweep_dir or joined")
         joined = joined_table(sweep_dir, outcomes, probe_dir)
+    joined = joined.copy()
+    epoch = joined["epoch"] if "epoch" in joined.columns else pd.Series(np.nan, joined.index)
+    epoch = epoch.astype("object").where(epoch.notna(), joined["checkpoint"].astype(str))
+    joined["stratum"] = joined["leaf"].astype(str) + " @ " + epoch.astype(str)
     rows = []
-    for pair in PAIRS:
+    for k, pair in enumerate(PAIRS):
         sub = joined[joined["metric"] == pair.metric]
         if pair.prompt_types is not None:
             sub = sub[sub["prompt_type"].isin(pair.prompt_types)]
-        for (encoder, resize, prompt_type), g in sub.groupby(
-            ["encoder", "resize", "prompt_type"], sort=True, dropna=False
+        for j, ((encoder, resize, prompt_type), g) in enumerate(
+            sub.groupby(["encoder", "resize", "prompt_type"], sort=True, dropna=False)
         ):
-            c = correlate(g["value"], g[pair.truth])
-            note = ""
-            if c["n"] == 0:
-                note = "no ground truth for these prompts"
-            elif math.isnan(c["spearman"]):
-                const = [n for n, col in (("metric", "value"), ("truth", pair.truth))
-                         if g[col].nunique(dropna=True) < 2]  # fmt: skip
-                note = f"{' and '.join(const)} constant" if const else "fewer than 3 points"
-            holds = None if math.isnan(c["spearman"]) else bool(np.sign(c["spearman"]) == pair.sign)
+            g = g[np.isfinite(g["value"].astype(float)) & np.isfinite(g[pair.truth].astype(float))]
+            n = len(g)
+            rho = lo = hi = p = math.nan
+            n_strata, n_runs, pooled, note = 0, int(g["run"].nunique()), math.nan, ""
+            if n:
+                X, Y = cluster_matrices(g, "value", pair.truth)
+                r, ns = _stratified_rows(X, Y)
+                rho, n_strata = float(r), int(ns)
+                pooled_r, _ = _spearman_rows(
+                    g["value"].to_numpy(float), g[pair.truth].to_numpy(float)
+                )
+                pooled = float(pooled_r)
+                if math.isfinite(rho):
+                    lo, hi = _percentile_ci(cluster_bootstrap(X, Y, n_boot, seed + 1000 * k + j))
+                    p = permutation_p(X, Y, rho, n_perm, seed + 1000 * k + j + 500)
+            if not math.isfinite(rho):
+                note = _undefined_note(g, pair.truth, n)
+            sizes = _truth_sizes(g, pair.truth)
+            smallest = int(sizes.min()) if n else 0
+            enough = bool(n) and smallest >= min_images
+            if n and not enough:
+                note = "; ".join(
+                    x for x in (note, f"groups of {smallest} < {min_images} images") if x
+                )
             rows.append(
                 {
                     "metric": pair.metric,
@@ -464,92 +699,259 @@ def validity_table(
                     "prompt_type": prompt_type,
                     "ground_truth": pair.truth,
                     "expected_sign": "+" if pair.sign > 0 else "-",
-                    **c,
-                    "holds": holds,
-                    "significant": None if holds is None else bool(c["spearman_p"] < 0.05),
+                    "n": n,
+                    "n_runs": n_runs,
+                    "n_strata": n_strata,
+                    "spearman_within": rho,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_perm": p,
+                    "pooled_spearman": pooled,
+                    "min_group_images": smallest,
+                    "enough_images": enough,
                     "note": note,
+                    "exp_sign": pair.sign,
                 }
             )
-    cols = ["metric", "encoder", "resize", "prompt_type", "ground_truth", "expected_sign", "n",
-            "spearman", "spearman_p", "pearson", "pearson_p", "holds", "significant", "note"]  # fmt: skip
-    return pd.DataFrame(rows, columns=cols)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=VALIDITY_COLUMNS)
+    table["p_holm"] = holm(table["p_perm"].to_numpy(float))
+    table["verdict"] = [_verdict(r) for r in table.itertuples(index=False)]
+    return table[VALIDITY_COLUMNS]
+
+
+def _verdict(r) -> str:
+    if not math.isfinite(r.spearman_within):
+        return "undefined"
+    covers = not (r.ci_low > 0 or r.ci_high < 0)  # a NaN CI also counts as covering 0
+    if covers or not r.p_holm < ALPHA:
+        return "inconclusive"
+    return "holds" if np.sign(r.spearman_within) == r.exp_sign else "fails"
+
+
+# --- counterfactual: swapped attribute words ---------------------------------------------------------
+_BASE_VOCAB = {
+    "shape": world.BASE_SHAPES,
+    "colour": world.BASE_COLOURS,
+    "background": world.BASE_BACKGROUNDS,
+    "style": world.BASE_STYLES,
+}
+
+
+def swap_attributes(prompt: str) -> str | None:
+    """The prompt with every base-vocabulary attribute it names replaced by the next value of the
+    same attribute ("a red star on a striped background" → "a green star on a black background");
+    None when it names none. Only the attribute words change."""
+    wants = requested_attributes(prompt)
+    for attr, word in wants.items():
+        vocab = _BASE_VOCAB[attr]
+        new = vocab[(vocab.index(word) + 1) % len(vocab)]
+        prompt = re.sub(rf"(?<![a-z]){word}(?![a-z])", new, prompt, flags=re.IGNORECASE)
+    return prompt if wants else None
+
+
+def _toy_leaf(leaf: str):
+    """The :class:`t2ibench.data.Leaf` of a toy leaf, as the toy dataset declares it, so the
+    counterfactual texts are cleaned exactly as the alignment metric cleans its prompts."""
+    from t2ibench.data import Concept, Leaf, Subclass
+    from t2ibench.toy.dataset import KIND
+
+    c = world.concept(leaf)
+    subs = {
+        o.subclass: Subclass(o.subclass, o.subclass_keyword.split()[0], o.subclass_keyword)
+        for o in world.CONCEPTS
+        if (o.category, o.cls) == (c.category, c.cls) and o.subclass and o.subclass_keyword
+    }
+    concept = Concept(
+        key=f"{c.category}/{c.cls}",
+        category=c.category,
+        name=c.cls,
+        trigger=c.trigger,
+        class_word=c.class_word,
+        kind=KIND[c.category],
+        class_name=c.class_name,
+        alter_templates=f"alter_{KIND[c.category]}.txt",
+        repeats="auto",
+        descriptor=f"{c.trigger} {c.class_word}",
+        subclasses=subs,
+    )
+    return Leaf(leaf, concept, subs.get(c.subclass) if c.subclass else None, ())
+
+
+def counterfactual_alignment(
+    images: pd.DataFrame,
+    encoder: str = "toy-clip",
+    resize: str | None = None,
+    weights: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Per image: cosine alignment with its own cleaned prompt and with the same prompt after
+    :func:`swap_attributes`, and ``drop`` = original − swapped.
+
+    ``images``: rows with ``path``, ``prompt``, ``leaf`` (and any other columns, kept). Images whose
+    prompt names no base-vocabulary attribute are left out. Both texts go through
+    :func:`t2ibench.prompts.clean_prompt`, so for objects and scenes both keep the class name: the
+    drop isolates the attribute words from concept presence.
+    """
+    import torch
+    from PIL import Image
+
+    from t2ibench.encoders import create_encoder
+    from t2ibench.prompts import clean_prompt
+
+    swapped = images["prompt"].map(swap_attributes)
+    df = images[swapped.notna()].assign(swapped=swapped[swapped.notna()]).reset_index(drop=True)
+    if df.empty:
+        return df.assign(text=[], swapped_text=[], cos_original=[], cos_swapped=[], drop=[])
+    leaves = {leaf: _toy_leaf(leaf) for leaf in df["leaf"].unique()}
+    df["text"] = [
+        clean_prompt(p, leaves[lf]) for p, lf in zip(df["prompt"], df["leaf"], strict=True)
+    ]
+    df["swapped_text"] = [
+        clean_prompt(p, leaves[lf]) for p, lf in zip(df["swapped"], df["leaf"], strict=True)
+    ]
+    enc = create_encoder(encoder, weights=str(weights) if weights else None, resize=resize)
+    feats = []
+    for start in range(0, len(df), 256):
+        batch = []
+        for p in df["path"].iloc[start : start + 256]:
+            with Image.open(p) as im:
+                batch.append(im.convert("RGB"))
+        feats.append(enc.encode_images(batch))
+    img = torch.nn.functional.normalize(torch.cat(feats).double(), dim=1)
+    t_o = torch.nn.functional.normalize(enc.encode_texts(df["text"].tolist()).double(), dim=1)
+    t_s = torch.nn.functional.normalize(
+        enc.encode_texts(df["swapped_text"].tolist()).double(), dim=1
+    )
+    df["cos_original"] = (img * t_o).sum(1).numpy()
+    df["cos_swapped"] = (img * t_s).sum(1).numpy()
+    df["drop"] = df["cos_original"] - df["cos_swapped"]
+    return df
+
+
+def _mean_ci_by_cluster(
+    values: np.ndarray, clusters: np.ndarray, n_boot: int, seed: int
+) -> tuple[float, float, str]:
+    """Percentile CI of the mean of ``values`` with whole clusters resampled (images when there
+    is only one cluster, and the unit says so)."""
+    rng = np.random.default_rng(seed)
+    labels, inv = np.unique(clusters, return_inverse=True)
+    unit = "run"
+    if len(labels) < 2:
+        inv, unit = np.arange(len(values)), "image (one run)"
+    sums = np.bincount(inv, weights=values)
+    counts = np.bincount(inv).astype(float)
+    idx = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+    reps = sums[idx].sum(1) / counts[idx].sum(1)
+    lo, hi = _percentile_ci(reps)
+    return lo, hi, unit
+
+
+def counterfactual_summary(
+    per_image: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0
+) -> pd.DataFrame:
+    """The paired drop (original − swapped alignment) with a cluster-bootstrap CI by run: over all
+    images, over the images the probe says follow their prompt (when known), and per leaf.
+    ``verdict``: ``loses alignment`` when the CI lies above 0, ``gains`` below, else inconclusive."""
+    scopes: list[tuple[str, pd.DataFrame]] = [("all images", per_image)]
+    if "follows" in per_image.columns:
+        scopes.append(("images that follow their prompt (probe)", per_image[per_image["follows"]]))
+    scopes += [(f"leaf {leaf}", g) for leaf, g in per_image.groupby("leaf", sort=True)]
+    rows = []
+    for i, (scope, g) in enumerate(scopes):
+        if g.empty:
+            continue
+        drop = g["drop"].to_numpy(float)
+        clusters = g["run"].astype(str).to_numpy() if "run" in g.columns else np.zeros(len(g))
+        lo, hi, unit = _mean_ci_by_cluster(drop, clusters, n_boot, seed + i)
+        verdict = "loses alignment" if lo > 0 else "gains alignment" if hi < 0 else "inconclusive"
+        rows.append(
+            {
+                "scope": scope,
+                "n_images": len(g),
+                "n_runs": int(pd.Series(clusters).nunique()),
+                "mean_original": float(g["cos_original"].mean()),
+                "mean_swapped": float(g["cos_swapped"].mean()),
+                "mean_drop": float(drop.mean()),
+                "ci_low": lo,
+                "ci_high": hi,
+                "resampled": unit,
+                "share_lower": float((drop > 0).mean()),
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # --- the report -------------------------------------------------------------------------------------
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, text)
-
-
-def _fmt(v: object) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, float | np.floating):
-        return f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.3f}".rstrip("0").rstrip(".")
-    return str(v)
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>"
-        for r in df.itertuples(index=False)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    from t2ibench.analysis.report import md_escape
-
-    lines = ["| " + " | ".join(md_escape(str(c)) for c in df.columns) + " |"]
-    lines.append("|" + "---|" * len(df.columns))
-    for r in df.itertuples(index=False):
-        lines.append("| " + " | ".join(md_escape(_fmt(v)) for v in r) + " |")
-    return "\n".join(lines)
-
-
 def _summary(outcomes: pd.DataFrame, joined: pd.DataFrame) -> pd.DataFrame:
     """Mean ground truth per epoch × prompt type (epoch 0 = the base model)."""
     epochs = joined[["run", "checkpoint", "epoch"]].drop_duplicates(["run", "checkpoint"])
     df = outcomes.merge(epochs, on=["run", "checkpoint"], how="left")
-    df.loc[df["run"].str.startswith("base:"), "epoch"] = 0
+    df.loc[df["run"].astype(str).str.startswith("base:"), "epoch"] = 0
     df = df[df["epoch"].notna()]
     cols = ["concept_rate", "attribute_follow_rate", "leak_rate", "base_change_rate",
             "distinct_outcomes"]  # fmt: skip
+    cols = [c for c in cols if c in df.columns]
     out = df.groupby(["epoch", "prompt_type"], sort=True)[cols].mean().reset_index()
     out["epoch"] = out["epoch"].astype(int)
     return out
 
 
-def _scatter(g: pd.DataFrame, row: pd.Series) -> str:
-    """A small scatter plot (metric vs ground truth, one colour per category) as base64 PNG."""
+def _scatter(g: pd.DataFrame, row: pd.Series, path: Path) -> Path:
+    """Metric vs ground truth, one colour per leaf (a between-leaf offset shows as separate
+    clouds; the within-leaf slope is what the table reports)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(3.4, 2.6), dpi=90)
-    for cat, sub in g.groupby("category", sort=True):
-        ax.scatter(sub[row["ground_truth"]], sub["value"], s=12, alpha=0.7, label=str(cat))
-    ax.set_xlabel(str(row["ground_truth"]), fontsize=8)
+    fig, ax = plt.subplots(figsize=(3.6, 2.7), dpi=90)
+    for leaf, sub in g.groupby("leaf", sort=True):
+        ax.scatter(sub[row["ground_truth"]], sub["value"], s=10, alpha=0.6, label=str(leaf))
+    ax.set_xlabel(str(row["ground_truth"]), fontsize=8, usetex=False)
     ax.set_ylabel(str(row["metric"]), fontsize=8)
+    rho = row["spearman_within"]
     ax.set_title(
-        f"{row['encoder']} · {row['prompt_type']} · ρ={_fmt(row['spearman']) or 'n/a'}", fontsize=8
+        f"{row['encoder']} · {row['prompt_type']} · within ρ={rho:.2f}"
+        if math.isfinite(rho)
+        else f"{row['encoder']} · {row['prompt_type']}",
+        fontsize=8,
     )
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, loc="best")
+    ax.legend(fontsize=5, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path, lambda t: fig.savefig(t, format="png"))
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return path
 
 
-_CSS = (
-    "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-    "font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
-    "th{background:#eee}figure{display:inline-block;margin:4px}.ok{color:#070}.bad{color:#b00}"
+def _slug(*parts: object) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts))[:80]
+
+
+METHOD = [
+    "Within leaf × epoch: each metric value (one per run, checkpoint, leaf and prompt type) is "
+    "ranked against its ground truth among the runs of the same leaf and epoch; the headline ρ is "
+    "the mean of these within-stratum Spearman ρ, weighted by stratum size. Leaves differ in level, "
+    "so a ρ pooled over leaves measures partly which leaf a point comes from (pooled ρ is shown "
+    "for comparison only). A mixed model was not chosen: the ranks need no linearity and the "
+    "stratified ρ keeps the table's scale.",
+    "Uncertainty by run: a run's checkpoints, leaves and prompt types share one trained model, so "
+    "the 95 % interval is a percentile cluster bootstrap that resamples whole runs",
+    "p-values: two-sided, from permuting the run labels jointly in every stratum; Holm-adjusted "
+    "over every defined row of the table. A row holds (or fails) only when the interval excludes 0 "
+    "and the Holm-adjusted p is below 0.05; otherwise it is inconclusive.",
+]
+
+CONFOUND = (
+    "Text alignment cleans each prompt before comparing it with the image: for objects and "
+    "scenes the trigger becomes the class name ('rnq toy' → 'ring toy'), so their alignment also "
+    "rises when the concept is shown, whatever the attributes. The within-leaf ρ removes the "
+    "between-leaf part of this; the counterfactual below removes the rest: the same image scored "
+    "against its prompt with only the attribute words swapped (red → green, striped → black, "
+    "outline → flat, circle → square), both texts cleaned the same way."
 )
 
 
@@ -558,68 +960,110 @@ def write_validity_report(
     out_dir: str | os.PathLike | None = None,
     probe_dir: str | os.PathLike | None = None,
     plots: bool = True,
+    *,
+    outcomes: str | os.PathLike | pd.DataFrame | None = None,
+    min_images: int = MIN_IMAGES,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
+    counterfactual: bool = True,
 ) -> Path:
-    """Write ``validity.csv``, ``probe_outcomes.csv``, ``validity.md`` and ``validity.html`` (one
-    self-contained file) to ``out_dir`` (default ``<sweep>/validity``); returns ``out_dir``."""
+    """Write ``validity.csv``, ``probe_outcomes.csv``, ``counterfactual.csv`` (when the images are
+    there), ``validity.md`` and ``validity.html`` (one self-contained file, through
+    :func:`t2ibench.analysis.report.render_html`) to ``out_dir`` (default ``<sweep>/validity``).
+
+    ``outcomes``: probe outcomes from an earlier report (a ``probe_outcomes.csv`` or its table), for
+    a sweep folder that no longer holds its images; the counterfactual then cannot be computed.
+    Returns ``out_dir``.
+    """
+    from t2ibench.analysis.report import Section, render_html, render_markdown
+
+    if min_images < 1:
+        raise ResultsError(f"min_images: must be ≥ 1, got {min_images}")
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "validity"
-    outcomes = probe_outcomes(sweep_dir, probe_dir)
+    images = None
+    if outcomes is None:
+        images = probed_images(sweep_dir, probe_dir)
+        outcomes = probe_outcomes(sweep_dir, images=images)
+    elif not isinstance(outcomes, pd.DataFrame):
+        outcomes = read_outcomes(outcomes)
     joined = joined_table(sweep_dir, outcomes)
-    table = validity_table(sweep_dir, joined=joined)
+    table = validity_table(joined=joined, min_images=min_images, n_boot=n_boot, n_perm=n_perm)
     summary = _summary(outcomes, joined)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_with(out / "validity.csv", lambda t: table.to_csv(t, index=False))
-    atomic_write_with(out / "probe_outcomes.csv", lambda t: outcomes.to_csv(t, index=False))
+    _atomic(out / "validity.csv", lambda t: table.to_csv(t, index=False))
+    _atomic(out / OUTCOMES_NAME, lambda t: outcomes.to_csv(t, index=False))
 
-    defined = table[table["holds"].notna()]
-    n_hold = int(defined["holds"].astype(bool).sum())
+    cf = None
+    cf_note = "not computed (--no-counterfactual)."
+    if counterfactual and images is not None:
+        alter = images[(images["prompt_type"] == "alter") & ~images["run"].str.startswith("base:")]
+        ta = joined[(joined["metric"] == "text_alignment") & (joined["prompt_type"] == "alter")]
+        resize = str(ta["resize"].iat[0]) if len(ta) and pd.notna(ta["resize"].iat[0]) else None
+        per_image = counterfactual_alignment(alter, resize=resize)
+        if per_image.empty:
+            cf_note = "not computed: no alter prompt names a base-vocabulary attribute."
+        else:
+            cf = counterfactual_summary(per_image, n_boot)
+            _atomic(out / "counterfactual.csv", lambda t: cf.to_csv(t, index=False))
+    elif counterfactual:
+        cf_note = (
+            "not computed: the sweep folder holds no images (only the probe outcomes), and the "
+            "counterfactual scores the images themselves."
+        )
+
+    counts = table["verdict"].value_counts()
+    defined = int((table["verdict"] != "undefined").sum())
+    small = table[(table["n"] > 0) & ~table["enough_images"].astype(bool)]
     headline = (
-        f"{n_hold} of {len(defined)} defined metric/ground-truth correlations have the expected "
-        f"sign ({len(table) - len(defined)} undefined: too few points or a constant side); "
-        f"{len(outcomes)} groups of images probed over {outcomes['run'].nunique()} folders."
+        f"Of {defined} defined metric/ground-truth rows: {counts.get('holds', 0)} hold, "
+        f"{counts.get('fails', 0)} fail, {counts.get('inconclusive', 0)} inconclusive "
+        f"({len(table) - defined} undefined); {outcomes['run'].nunique()} folders, "
+        f"{len(outcomes)} image groups."
     )
-    intro = (
-        "Each metric value (one per run, checkpoint, leaf and prompt type) against the probe's "
-        "ground truth for the same images, pooled over the sweep. Spearman ρ is the headline "
-        "(metrics and rates are not on linear scales); 'holds' = ρ has the expected sign."
-    )
+    if len(small):
+        headline += (
+            f" {len(small)} rows rest on groups smaller than {min_images} images (smallest: "
+            f"{int(small['min_group_images'].min())}): their ground-truth rates are coarse; rerun "
+            f"with at least {min_images} images per leaf and prompt type."
+        )
     pairs = [f"{p.metric} vs {p.truth} ({'+' if p.sign > 0 else '-'}): {p.why}" for p in PAIRS]
+    method = [*METHOD[:1], f"{METHOD[1]} ({n_boot} replicates).", *METHOD[2:]]
+    method.append(f"{n_perm} permutations; groups under {min_images} images are flagged.")
 
-    md = ["# Metric validity on the toy world", "", intro, "", headline, ""]
-    md += [f"- {line}" for line in pairs]
-    md += ["", "## Correlations", "", _md_table(table), ""]
-    md += ["## Ground truth by epoch (0 = base model)", "", _md_table(summary), ""]
-    _write_text(out / "validity.md", "\n".join(md))
-
-    figures = []
+    sections = [
+        Section("Summary").text(headline).bullets(pairs),
+        Section("Method").bullets(method),
+        Section("Correlations within leaf × epoch").table(table, max_rows=200),
+    ]
+    cfs = Section("Counterfactual: prompts with swapped attribute words").text(CONFOUND)
+    if cf is not None:
+        cfs.text(
+            "drop = alignment with the image's own prompt − alignment with the swapped prompt, per "
+            "image (alter prompts of the tuned runs); 95 % percentile CI resampling runs."
+        ).table(cf)
+    else:
+        cfs.text(f"Counterfactual {cf_note}")
+    sections.append(cfs)
+    sections.append(Section("Ground truth by epoch (0 = base model)").table(summary, max_rows=200))
     if plots:
-        for _, row in table[table["n"] >= 3].iterrows():
+        figs = Section("Scatter plots (one colour per leaf)")
+        for i, row in table[table["verdict"] != "undefined"].reset_index(drop=True).iterrows():
             g = joined[
                 (joined["metric"] == row["metric"])
                 & (joined["encoder"] == row["encoder"])
-                & (joined["resize"] == row["resize"])
+                & (joined["resize"].astype(str) == str(row["resize"]))
                 & (joined["prompt_type"] == row["prompt_type"])
             ].dropna(subset=["value", row["ground_truth"]])
+            name = _slug(f"{i:02d}", row["metric"], row["encoder"], row["prompt_type"])
+            path = _scatter(g, row, out / "plots" / f"{name}.png")
             cap = (
                 f"{row['metric']} ({row['encoder']}, {row['prompt_type']}) vs {row['ground_truth']}"
             )
-            figures.append(
-                f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,'
-                f'{_scatter(g, row)}"><figcaption>{html.escape(cap)}</figcaption></figure>'
-            )
-    page = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>Metric validity on the toy world</title><style>{_CSS}</style></head><body>",
-        "<h1>Metric validity on the toy world</h1>",
-        f"<p>{html.escape(intro)}</p><p><b>{html.escape(headline)}</b></p><ul>",
-        *[f"<li>{html.escape(line)}</li>" for line in pairs],
-        "</ul><h2>Correlations</h2>",
-        _html_table(table),
-        "<h2>Ground truth by epoch (0 = base model)</h2>",
-        _html_table(summary),
-    ]
-    if figures:
-        page += ["<h2>Scatter plots</h2>", *figures]
-    page.append("</body></html>")
-    _write_text(out / "validity.html", "\n".join(page))
+            figs.figure(path, cap)
+        if figs.blocks:
+            sections.append(figs)
+    title = "Metric validity on the toy world"
+    render_markdown(title, sections, out / "validity.md", out)
+    render_html(title, sections, out / "validity.html", out)
     return out

@@ -57,6 +57,7 @@ MIN_IMAGES = 16
 N_BOOT = 2000  # cluster-bootstrap replicates (percentile CI)
 N_PERM = 2000  # run-label permutations (p-value)
 ALPHA = 0.05
+FEW_RUNS = 8  # a cluster bootstrap over fewer runs gives intervals narrower than the truth
 ATTRS = tuple(world.ATTRIBUTES)  # shape, colour, background, style, outfit
 PRESERVED = ("background", "colour", "style")  # what a base → tuned pair should keep
 GROUP_KEYS = ("run", "checkpoint", "leaf", "prompt_type")
@@ -616,6 +617,40 @@ def _undefined_note(g: pd.DataFrame, truth: str, n: int) -> str:
     return "fewer than 3 runs with values in every leaf × epoch"
 
 
+def _pair_groups(joined: pd.DataFrame):
+    """(pair index, group index, pair, (encoder, resize, prompt type), rows with both sides finite
+    and a ``stratum`` column = leaf × epoch) for every row of the validity table."""
+    joined = joined.copy()
+    epoch = joined["epoch"] if "epoch" in joined.columns else pd.Series(np.nan, joined.index)
+    epoch = epoch.astype("object").where(epoch.notna(), joined["checkpoint"].astype(str))
+    joined["stratum"] = joined["leaf"].astype(str) + " @ " + epoch.astype(str)
+    for k, pair in enumerate(PAIRS):
+        sub = joined[joined["metric"] == pair.metric]
+        if pair.prompt_types is not None:
+            sub = sub[sub["prompt_type"].isin(pair.prompt_types)]
+        for j, (key, g) in enumerate(
+            sub.groupby(["encoder", "resize", "prompt_type"], sort=True, dropna=False)
+        ):
+            ok = np.isfinite(g["value"].astype(float)) & np.isfinite(g[pair.truth].astype(float))
+            yield k, j, pair, key, g[ok]
+
+
+def by_leaf_table(joined: pd.DataFrame) -> pd.DataFrame:
+    """The within-epoch Spearman ρ of every defined row, per leaf (no intervals: a breakdown that
+    shows which leaves carry the headline, e.g. whether the class name in an object's cleaned
+    prompt makes its alignment follow something else)."""
+    rows = []
+    for _, _, pair, (encoder, resize, prompt_type), g in _pair_groups(joined):
+        row = {"metric": pair.metric, "encoder": encoder, "resize": resize}
+        row["prompt_type"] = prompt_type
+        for leaf, lg in g.groupby("leaf", sort=True):
+            X, Y = cluster_matrices(lg, "value", pair.truth)
+            row[str(leaf)] = float(_stratified_rows(X, Y)[0])
+        if any(math.isfinite(v) for v in list(row.values())[4:]):
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 VALIDITY_COLUMNS = [
     "metric", "encoder", "resize", "prompt_type", "ground_truth", "expected_sign", "n", "n_runs",
     "n_strata", "spearman_within", "ci_low", "ci_high", "p_perm", "p_holm", "verdict",
@@ -649,70 +684,60 @@ def validity_table(
       and ``p_holm`` < 0.05), ``inconclusive`` (the CI covers 0 or ``p_holm`` ≥ 0.05), or
       ``undefined`` (see ``note``).
     - ``min_group_images`` / ``enough_images``: the smallest image group behind a ground-truth
-      value; groups under ``min_images`` (default 16) are flagged in ``note``.
+      value; groups under ``min_images`` (default 16) are flagged in ``note``, and so are rows
+      with fewer than 8 runs (a bootstrap over a handful of clusters is too narrow).
     """
     if joined is None:
         if sweep_dir is None:
             raise ValueError("validity_table: pass sweep_dir or joined")
         joined = joined_table(sweep_dir, outcomes, probe_dir)
-    joined = joined.copy()
-    epoch = joined["epoch"] if "epoch" in joined.columns else pd.Series(np.nan, joined.index)
-    epoch = epoch.astype("object").where(epoch.notna(), joined["checkpoint"].astype(str))
-    joined["stratum"] = joined["leaf"].astype(str) + " @ " + epoch.astype(str)
     rows = []
-    for k, pair in enumerate(PAIRS):
-        sub = joined[joined["metric"] == pair.metric]
-        if pair.prompt_types is not None:
-            sub = sub[sub["prompt_type"].isin(pair.prompt_types)]
-        for j, ((encoder, resize, prompt_type), g) in enumerate(
-            sub.groupby(["encoder", "resize", "prompt_type"], sort=True, dropna=False)
-        ):
-            g = g[np.isfinite(g["value"].astype(float)) & np.isfinite(g[pair.truth].astype(float))]
-            n = len(g)
-            rho = lo = hi = p = math.nan
-            n_strata, n_runs, pooled, note = 0, int(g["run"].nunique()), math.nan, ""
-            if n:
-                X, Y = cluster_matrices(g, "value", pair.truth)
-                r, ns = _stratified_rows(X, Y)
-                rho, n_strata = float(r), int(ns)
-                pooled_r, _ = _spearman_rows(
-                    g["value"].to_numpy(float), g[pair.truth].to_numpy(float)
-                )
-                pooled = float(pooled_r)
-                if math.isfinite(rho):
-                    lo, hi = _percentile_ci(cluster_bootstrap(X, Y, n_boot, seed + 1000 * k + j))
-                    p = permutation_p(X, Y, rho, n_perm, seed + 1000 * k + j + 500)
-            if not math.isfinite(rho):
-                note = _undefined_note(g, pair.truth, n)
-            sizes = _truth_sizes(g, pair.truth)
-            smallest = int(sizes.min()) if n else 0
-            enough = bool(n) and smallest >= min_images
-            if n and not enough:
-                note = "; ".join(
-                    x for x in (note, f"groups of {smallest} < {min_images} images") if x
-                )
-            rows.append(
-                {
-                    "metric": pair.metric,
-                    "encoder": encoder,
-                    "resize": resize,
-                    "prompt_type": prompt_type,
-                    "ground_truth": pair.truth,
-                    "expected_sign": "+" if pair.sign > 0 else "-",
-                    "n": n,
-                    "n_runs": n_runs,
-                    "n_strata": n_strata,
-                    "spearman_within": rho,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "p_perm": p,
-                    "pooled_spearman": pooled,
-                    "min_group_images": smallest,
-                    "enough_images": enough,
-                    "note": note,
-                    "exp_sign": pair.sign,
-                }
-            )
+    for k, j, pair, (encoder, resize, prompt_type), g in _pair_groups(joined):
+        n = len(g)
+        rho = lo = hi = p = math.nan
+        n_strata, n_runs, pooled, note = 0, int(g["run"].nunique()), math.nan, ""
+        if n:
+            X, Y = cluster_matrices(g, "value", pair.truth)
+            r, ns = _stratified_rows(X, Y)
+            rho, n_strata = float(r), int(ns)
+            pooled_r, _ = _spearman_rows(g["value"].to_numpy(float), g[pair.truth].to_numpy(float))
+            pooled = float(pooled_r)
+            if math.isfinite(rho):
+                lo, hi = _percentile_ci(cluster_bootstrap(X, Y, n_boot, seed + 1000 * k + j))
+                p = permutation_p(X, Y, rho, n_perm, seed + 1000 * k + j + 500)
+        if not math.isfinite(rho):
+            note = _undefined_note(g, pair.truth, n)
+        sizes = _truth_sizes(g, pair.truth)
+        smallest = int(sizes.min()) if n else 0
+        enough = bool(n) and smallest >= min_images
+        flags = [note] if note else []
+        if n and not enough:
+            flags.append(f"groups of {smallest} < {min_images} images")
+        if n and n_runs < FEW_RUNS:
+            flags.append(f"only {n_runs} runs: the interval is optimistic")
+        note = "; ".join(flags)
+        rows.append(
+            {
+                "metric": pair.metric,
+                "encoder": encoder,
+                "resize": resize,
+                "prompt_type": prompt_type,
+                "ground_truth": pair.truth,
+                "expected_sign": "+" if pair.sign > 0 else "-",
+                "n": n,
+                "n_runs": n_runs,
+                "n_strata": n_strata,
+                "spearman_within": rho,
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_perm": p,
+                "pooled_spearman": pooled,
+                "min_group_images": smallest,
+                "enough_images": enough,
+                "note": note,
+                "exp_sign": pair.sign,
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=VALIDITY_COLUMNS)
@@ -855,7 +880,9 @@ def counterfactual_summary(
     ``verdict``: ``loses alignment`` when the CI lies above 0, ``gains`` below, else inconclusive."""
     scopes: list[tuple[str, pd.DataFrame]] = [("all images", per_image)]
     if "follows" in per_image.columns:
-        scopes.append(("images that follow their prompt (probe)", per_image[per_image["follows"]]))
+        follows = per_image["follows"].astype(bool)
+        scopes.append(("images that follow their prompt (probe)", per_image[follows]))
+        scopes.append(("images that do not follow it (probe)", per_image[~follows]))
     scopes += [(f"leaf {leaf}", g) for leaf, g in per_image.groupby("leaf", sort=True)]
     rows = []
     for i, (scope, g) in enumerate(scopes):
@@ -878,6 +905,9 @@ def counterfactual_summary(
                 "resampled": unit,
                 "share_lower": float((drop > 0).mean()),
                 "verdict": verdict,
+                "note": f"only {len(set(clusters))} runs: the interval is optimistic"
+                if len(set(clusters)) < FEW_RUNS
+                else "",
             }
         )
     return pd.DataFrame(rows)
@@ -1036,6 +1066,13 @@ def write_validity_report(
         Section("Method").bullets(method),
         Section("Correlations within leaf × epoch").table(table, max_rows=200),
     ]
+    leaves = by_leaf_table(joined)
+    if not leaves.empty:
+        sections.append(
+            Section("Within-epoch ρ by leaf")
+            .text("The headline ρ split by leaf (mean over epochs; no intervals).")
+            .table(leaves, max_rows=200)
+        )
     cfs = Section("Counterfactual: prompts with swapped attribute words").text(CONFOUND)
     if cf is not None:
         cfs.text(

@@ -399,6 +399,7 @@ def test_item24_counterfactual_swapped_prompts_lose_alignment(tmp_path):
     top = summary.loc["all images"]
     assert top["mean_drop"] > 0 and top["ci_low"] > 0 and top["verdict"] == "loses alignment"
     assert top["resampled"] == "run" and top["n_runs"] == 4
+    assert top["note"] == "only 4 runs: the interval is optimistic"
 
 
 # --- the report without images, through the one renderer --------------------------------------------

@@ -445,9 +445,10 @@ def _run_results(sweep_dir: Path) -> pd.DataFrame:
     """
     from t2ibench.results import read_results
 
-    frames = []
+    frames, missing = [], []
     for run_dir in _run_dirs(sweep_dir):
         if not (run_dir / "results").is_dir():
+            missing.append(run_dir.name)
             continue
         try:
             df = read_results(run_dir / "results")
@@ -456,6 +457,8 @@ def _run_results(sweep_dir: Path) -> pd.DataFrame:
             continue
         frames.append(df.assign(run=run_dir.name))
     if frames:
+        if missing:
+            log.warning("no results yet, left out: %s", ", ".join(missing))
         return pd.concat(frames, ignore_index=True)
     joint = sweep_dir / "results"
     if joint.is_dir():
@@ -548,6 +551,20 @@ def cluster_matrices(
     return mx.to_numpy(float), my.to_numpy(float)
 
 
+def _replicates(X: np.ndarray, Y: np.ndarray, x_cols: np.ndarray, y_cols: np.ndarray):
+    """The stratified ρ with columns (runs) re-indexed per replicate (rows of ``x_cols`` and
+    ``y_cols``), in chunks so a paper-size sweep stays small in memory."""
+    out = []
+    for start in range(0, len(x_cols), _CHUNK):
+        xs, ys = x_cols[start : start + _CHUNK], y_cols[start : start + _CHUNK]
+        rho, _ = _stratified_rows(np.moveaxis(X[:, xs], 1, 0), np.moveaxis(Y[:, ys], 1, 0))
+        out.append(rho)
+    return np.concatenate(out) if out else np.empty(0)
+
+
+_CHUNK = 250
+
+
 def cluster_bootstrap(
     X: np.ndarray, Y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0
 ) -> np.ndarray:
@@ -555,22 +572,21 @@ def cluster_bootstrap(
     replacement, the same draw in every stratum (a run's points stay together)."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, X.shape[1], size=(n_boot, X.shape[1]))
-    reps, _ = _stratified_rows(np.moveaxis(X[:, idx], 1, 0), np.moveaxis(Y[:, idx], 1, 0))
-    return reps
+    return _replicates(X, Y, idx, idx)
 
 
 def permutation_p(
     X: np.ndarray, Y: np.ndarray, observed: float, n_perm: int = N_PERM, seed: int = 1
 ) -> float:
     """Two-sided p-value of the stratified ρ against run labels permuted jointly in every stratum
-    (exchangeable runs under no association; the within-run dependence is kept)."""
+    (exchangeable runs under no association; the within-run dependence is kept). Its floor is
+    1 / (n_perm + 1)."""
     if not math.isfinite(observed):
         return math.nan
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((n_perm, X.shape[1])), axis=1)
-    reps, _ = _stratified_rows(
-        np.broadcast_to(X, (n_perm, *X.shape)), np.moveaxis(Y[:, perms], 1, 0)
-    )
+    same = np.broadcast_to(np.arange(X.shape[1]), perms.shape)
+    reps = _replicates(X, Y, same, perms)
     reps = reps[np.isfinite(reps)]
     return float((1 + np.sum(np.abs(reps) >= abs(observed) - 1e-12)) / (1 + len(reps)))
 

@@ -35,9 +35,8 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from t2ibench.errors import ResultsError
+from t2ibench.fsutil import atomic_write_with, file_sha256
 from t2ibench.toy import world
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def _image_table(sweep_dir: Path) -> pd.DataFrame:
                         "gen_seed": r.seed,
                         "index": -1 if r.index is None else r.index,
                         "variant": r.variant,
-                        "sha256": r.sha256 or hashlib.sha256(path.read_bytes()).hexdigest(),
+                        "sha256": r.sha256 or file_sha256(path),
                         "path": str(path),
                     }
                 )
@@ -215,21 +215,6 @@ def _probe_id(folder: Path) -> str:
     for name in ("config.json", "probe.safetensors"):
         h.update((folder / name).read_bytes())
     return h.hexdigest()[:16]
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def probe_images(
@@ -276,7 +261,7 @@ def probe_images(
                 new.append({"sha256": h, "probe": pid, **pred})
         known = pd.concat([known, pd.DataFrame(new)], ignore_index=True)
         known = known.drop_duplicates("sha256", keep="last").sort_values("sha256")
-        _atomic(cache, lambda t: known.to_parquet(t, index=False))
+        atomic_write_with(cache, lambda t: known.to_parquet(t, index=False))
     return known.drop(columns="probe").reset_index(drop=True)
 
 
@@ -968,7 +953,7 @@ def _scatter(g: pd.DataFrame, row: pd.Series, path: Path) -> Path:
     ax.legend(fontsize=5, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda t: fig.savefig(t, format="png"))
+    atomic_write_with(path, lambda t: fig.savefig(t, format="png"))
     plt.close(fig)
     return path
 
@@ -1037,8 +1022,8 @@ def write_validity_report(
     table = validity_table(joined=joined, min_images=min_images, n_boot=n_boot, n_perm=n_perm)
     summary = _summary(outcomes, joined)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "validity.csv", lambda t: table.to_csv(t, index=False))
-    _atomic(out / OUTCOMES_NAME, lambda t: outcomes.to_csv(t, index=False))
+    atomic_write_with(out / "validity.csv", lambda t: table.to_csv(t, index=False))
+    atomic_write_with(out / OUTCOMES_NAME, lambda t: outcomes.to_csv(t, index=False))
 
     cf = None
     cf_note = "not computed (--no-counterfactual)."
@@ -1051,7 +1036,7 @@ def write_validity_report(
             cf_note = "not computed: no alter prompt names a base-vocabulary attribute."
         else:
             cf = counterfactual_summary(per_image, n_boot)
-            _atomic(out / "counterfactual.csv", lambda t: cf.to_csv(t, index=False))
+            atomic_write_with(out / "counterfactual.csv", lambda t: cf.to_csv(t, index=False))
     elif counterfactual:
         cf_note = (
             "not computed: the sweep folder holds no images (only the probe outcomes), and the "

@@ -962,19 +962,26 @@ def _slug(*parts: object) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts))[:80]
 
 
-METHOD = [
-    "Within leaf × epoch: each metric value (one per run, checkpoint, leaf and prompt type) is "
-    "ranked against its ground truth among the runs of the same leaf and epoch; the headline ρ is "
-    "the mean of these within-stratum Spearman ρ, weighted by stratum size. Leaves differ in level, "
-    "so a ρ pooled over leaves measures partly which leaf a point comes from (pooled ρ is shown "
-    "for comparison only). A mixed model was not chosen: the ranks need no linearity and the "
-    "stratified ρ keeps the table's scale.",
-    "Uncertainty by run: a run's checkpoints, leaves and prompt types share one trained model, so "
-    "the 95 % interval is a percentile cluster bootstrap that resamples whole runs",
-    "p-values: two-sided, from permuting the run labels jointly in every stratum; Holm-adjusted "
-    "over every defined row of the table. A row holds (or fails) only when the interval excludes 0 "
-    "and the Holm-adjusted p is below 0.05; otherwise it is inconclusive.",
-]
+def _method(n_boot: int, n_perm: int, min_images: int) -> list[str]:
+    return [
+        "Within leaf × epoch: each metric value (one per run, checkpoint, leaf and prompt type) is "
+        "ranked against its ground truth among the runs of the same leaf and epoch; the headline ρ "
+        "is the mean of these within-stratum Spearman ρ, weighted by stratum size. Leaves differ "
+        "in level, so a ρ pooled over leaves measures partly which leaf a point comes from (pooled "
+        "ρ is shown for comparison only). A mixed model was not chosen: ranks need no linearity "
+        "and the stratified ρ stays on the scale of a correlation.",
+        "Uncertainty by run: a run's checkpoints, leaves and prompt types share one trained model, "
+        f"so the 95 % interval is a percentile cluster bootstrap that resamples whole runs "
+        f"({n_boot} replicates); with fewer than {FEW_RUNS} runs it is too narrow (noted).",
+        f"p-values: two-sided, from {n_perm} permutations of the run labels, jointly in every "
+        f"stratum (floor 1/{n_perm + 1}); Holm-adjusted over every defined row of the table. A row "
+        "holds (or fails) only when the interval excludes 0 and the Holm-adjusted p is below "
+        "0.05; otherwise it is inconclusive.",
+        f"Ground truth from groups of fewer than {min_images} images (per run, checkpoint, leaf "
+        "and prompt type; for the attribute-follow rate, images whose prompt names an attribute) "
+        "is flagged: such rates move in coarse steps.",
+    ]
+
 
 CONFOUND = (
     "Text alignment cleans each prompt before comparing it with the image: for objects and "
@@ -1059,12 +1066,9 @@ def write_validity_report(
             f"with at least {min_images} images per leaf and prompt type."
         )
     pairs = [f"{p.metric} vs {p.truth} ({'+' if p.sign > 0 else '-'}): {p.why}" for p in PAIRS]
-    method = [*METHOD[:1], f"{METHOD[1]} ({n_boot} replicates).", *METHOD[2:]]
-    method.append(f"{n_perm} permutations; groups under {min_images} images are flagged.")
-
     sections = [
         Section("Summary").text(headline).bullets(pairs),
-        Section("Method").bullets(method),
+        Section("Method").bullets(_method(n_boot, n_perm, min_images)),
         Section("Correlations within leaf × epoch").table(table, max_rows=200),
     ]
     leaves = by_leaf_table(joined)

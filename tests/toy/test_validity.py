@@ -483,3 +483,20 @@ def test_layering_validity_imports():
     pipeline = {n for n in names if n.startswith("t2ibench.pipeline")}
     assert pipeline <= {"t2ibench.pipeline.manifest"}
     assert "html" not in names and "base64" not in names  # no second HTML renderer
+
+
+def test_cli_recomputes_from_outcomes_and_refuses_bad_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+    from t2ibench.errors import ConfigError
+
+    sweep = reference_like_sweep(tmp_path / "ref")
+    args = ["toy-validity", str(sweep), "--out", str(tmp_path / "v"), "--no-plots",
+            "--outcomes", str(sweep / "probe_outcomes.csv"), "--n-boot", "200"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().endswith("validity.html")
+    assert pd.read_csv(tmp_path / "v" / "validity.csv").iloc[0]["verdict"] == "holds"
+    res = CliRunner().invoke(app, [*args, "--min-images", "0"])
+    assert isinstance(res.exception, ConfigError) and "--min-images" in str(res.exception)

@@ -1021,6 +1021,11 @@ def write_validity_report(
     out = Path(out_dir) if out_dir is not None else sweep_dir / "validity"
     images = None
     if outcomes is None:
+        if not has_images(sweep_dir) and (out / OUTCOMES_NAME).is_file():
+            raise ResultsError(
+                f"{sweep_dir}: no generated images here; to recompute the report from the probe "
+                f"outcomes of the earlier one, pass --outcomes {out / OUTCOMES_NAME}"
+            )
         images = probed_images(sweep_dir, probe_dir)
         outcomes = probe_outcomes(sweep_dir, images=images)
     elif not isinstance(outcomes, pd.DataFrame):

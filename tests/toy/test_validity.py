@@ -445,6 +445,14 @@ def test_item24_report_recomputed_from_outcomes_without_images(tmp_path):
     assert "holds no images" in page
 
 
+def test_report_without_images_asks_for_the_outcomes_file(tmp_path):
+    sweep = reference_like_sweep(tmp_path / "ref")
+    (tmp_path / "v").mkdir()
+    (sweep / "probe_outcomes.csv").rename(tmp_path / "v" / "probe_outcomes.csv")
+    with pytest.raises(ResultsError, match="pass --outcomes"):
+        write_validity_report(sweep, tmp_path / "v")
+
+
 def test_report_from_a_bad_outcomes_file_is_one_clear_error(tmp_path):
     sweep = reference_like_sweep(tmp_path / "ref")
     bad = tmp_path / "bad.csv"

@@ -3,20 +3,35 @@
 Importing this module is light: it needs torch only (no diffusers, transformers, open_clip, timm).
 Every metric is a pure function (``image_similarity(gen, ref)``) and a streaming class with
 ``update(...)``, ``compute()`` and ``merge(other)`` that keeps float64 sufficient statistics.
+
+Each built-in metric registers itself at the bottom of its own file (``register_metric``); this
+package imports every module in it, so a new built-in is one new file. Third parties use the
+entry-point group ``t2ibench.metrics``.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from t2ibench.metrics.alignment import TextAlignment, text_alignment
 from t2ibench.metrics.frechet import FrechetDistance, frechet_distance
+from t2ibench.metrics.inputs import (
+    INPUT_PROVIDERS,
+    EvalContext,
+    InputProvider,
+    MetricInputError,
+    MissingInput,
+    register_input_provider,
+)
 from t2ibench.metrics.quality import MeanScore, mean_score
 from t2ibench.metrics.registry import (
-    CRITERIA,
     INF,
     METRICS,
-    REFERENCES,
     MetricSpec,
+    ReportUse,
     get_metric,
+    list_criteria,
     list_metrics,
     register_metric,
 )
@@ -29,123 +44,25 @@ from t2ibench.metrics.similarity import (
 from t2ibench.metrics.style import StyleLoss, gram_matrices, style_loss
 from t2ibench.metrics.vendi import VendiScore, vendi_score
 
-
-def _style_loss_mean(grams_a, grams_b) -> float:
-    return float(style_loss(grams_a, grams_b).mean())
-
-
-_BUILTINS = [
-    MetricSpec(
-        name="image_similarity",
-        criterion="fidelity",
-        encoder="dinov2-l",
-        references=("dataset_images",),
-        higher_is_better=True,
-        range=(-1.0, 1.0),
-        function=image_similarity,
-        stream=ImageSimilarity,
-        inputs=("gen", "ref"),
-        description="mean cosine over (generated, dataset image) pairs",
-    ),
-    MetricSpec(
-        name="centroid_distance",
-        criterion="fidelity",
-        encoder="dinov2-l",
-        references=("dataset_images",),
-        higher_is_better=False,
-        range=(0.0, 4.0),
-        function=centroid_distance,
-        stream=CentroidDistance,
-        inputs=("gen", "ref"),
-        description="squared distance between centroids of normalised features",
-    ),
-    MetricSpec(
-        name="text_alignment",
-        criterion="controllability",
-        encoder="clip-l14",
-        references=("prompts",),
-        higher_is_better=True,
-        range=(-1.0, 1.0),
-        function=text_alignment,
-        stream=TextAlignment,
-        inputs=("image_feats", "text_feats"),
-        description="mean cosine between each image and its cleaned prompt",
-    ),
-    MetricSpec(
-        name="vendi",
-        criterion="diversity",
-        encoder="dinov2-l",
-        references=(),
-        higher_is_better=True,
-        range=(1.0, INF),
-        function=vendi_score,
-        stream=VendiScore,
-        inputs=("feats",),
-        description="Vendi score (q=1, linear kernel); per prompt then averaged for alter",
-        group_by={"alter": "prompt"},
-    ),
-    MetricSpec(
-        name="style_loss",
-        criterion="preservation",
-        encoder="vgg19",
-        references=("base_images",),
-        higher_is_better=False,
-        range=(0.0, INF),
-        function=_style_loss_mean,
-        stream=StyleLoss,
-        inputs=("grams_a", "grams_b"),
-        description="VGG-19 Gram style loss to the base model's image with the same seed",
-        prompt_types=("style",),
-    ),
-    MetricSpec(
-        name="frechet_distance",
-        criterion="fidelity",
-        encoder="dinov2-l",
-        references=("dataset_images",),
-        higher_is_better=False,
-        range=(0.0, INF),
-        function=frechet_distance,
-        stream=FrechetDistance,
-        inputs=("gen", "ref"),
-        description="Fréchet distance between generated and dataset features",
-    ),
-    MetricSpec(
-        name="liqe",
-        criterion="quality",
-        encoder="liqe",
-        references=(),
-        higher_is_better=True,
-        range=(1.0, 5.0),
-        function=mean_score,
-        stream=MeanScore,
-        inputs=("scores",),
-        description="LIQE no-reference quality (pyiqa, the iqa extra); found unreliable (App. H.2)",
-    ),
-    MetricSpec(
-        name="maniqa",
-        criterion="quality",
-        encoder="maniqa",
-        references=(),
-        higher_is_better=True,
-        range=(0.0, 1.0),
-        function=mean_score,
-        stream=MeanScore,
-        inputs=("scores",),
-        description="MANIQA (KonIQ) no-reference quality (pyiqa, the iqa extra)",
-    ),
-]
-for _spec in _BUILTINS:
-    register_metric(_spec)
+# The metric files register on import: import them all (a new file needs no edit here).
+for _mod in pkgutil.iter_modules(__path__):
+    if not _mod.name.startswith("_") and _mod.name not in ("registry", "inputs"):
+        importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = [
-    "CRITERIA",
+    "INF",
+    "INPUT_PROVIDERS",
     "METRICS",
-    "REFERENCES",
     "CentroidDistance",
+    "EvalContext",
     "FrechetDistance",
     "ImageSimilarity",
+    "InputProvider",
     "MeanScore",
+    "MetricInputError",
     "MetricSpec",
+    "MissingInput",
+    "ReportUse",
     "StyleLoss",
     "TextAlignment",
     "VendiScore",
@@ -154,8 +71,10 @@ __all__ = [
     "get_metric",
     "gram_matrices",
     "image_similarity",
+    "list_criteria",
     "list_metrics",
     "mean_score",
+    "register_input_provider",
     "register_metric",
     "style_loss",
     "text_alignment",

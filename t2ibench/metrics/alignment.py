@@ -56,3 +56,30 @@ class TextAlignment(StreamingMetric):
         if not self.n:
             raise ValueError("TextAlignment: no pairs")
         return self.total / self.n
+
+
+# --- registration ---------------------------------------------------------------------------------
+from t2ibench.metrics.registry import MetricSpec, ReportUse, register_metric  # noqa: E402
+
+register_metric(
+    MetricSpec(
+        name="text_alignment",
+        criterion="controllability",
+        encoder="clip-l14",
+        references=("prompts",),
+        higher_is_better=True,
+        range=(-1.0, 1.0),
+        function=text_alignment,
+        stream=TextAlignment,
+        inputs=("image_feats", "text_feats"),
+        description="mean cosine between each image and its cleaned prompt",
+        # "clipscore" (100·max(cos, 0)) instead: evaluate_images(metric_options=...)
+        options={"convention": "cosine"},
+        report=ReportUse(
+            criterion=("alter",),
+            shap=("alter",),
+            epochs=("train", "alter"),
+            pairs=(("alter", "image_similarity:alter"), ("train", "image_similarity:train")),
+        ),
+    )
+)

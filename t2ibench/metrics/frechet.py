@@ -67,3 +67,22 @@ class FrechetDistance(StreamingMetric):
         mu1, c1 = _stats(self.gen_s, self.gen_ss, self.gen_n, "gen")
         mu2, c2 = _stats(self.ref_s, self.ref_ss, self.ref_n, "ref")
         return _frechet_from_stats(mu1, c1, mu2, c2)
+
+
+# --- registration ---------------------------------------------------------------------------------
+from t2ibench.metrics.registry import INF, MetricSpec, register_metric  # noqa: E402
+
+register_metric(
+    MetricSpec(
+        name="frechet_distance",
+        criterion="fidelity",
+        encoder="dinov2-l",
+        references=("dataset_images",),
+        higher_is_better=False,
+        range=(0.0, INF),
+        function=frechet_distance,
+        stream=FrechetDistance,
+        inputs=("gen", "ref"),
+        description="Fréchet distance between generated and dataset features",
+    )
+)

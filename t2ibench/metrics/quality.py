@@ -31,3 +31,37 @@ class MeanScore(StreamingMetric):
         if not self.n:
             raise ValueError("MeanScore: no scores")
         return self.total / self.n
+
+
+# --- registration ---------------------------------------------------------------------------------
+from t2ibench.metrics.registry import MetricSpec, register_metric  # noqa: E402
+
+# The IQA probes' scores are their own features (encoder kind "score"): the metric is the mean.
+register_metric(
+    MetricSpec(
+        name="liqe",
+        criterion="quality",
+        encoder="liqe",
+        references=(),
+        higher_is_better=True,
+        range=(1.0, 5.0),
+        function=mean_score,
+        stream=MeanScore,
+        inputs=("scores",),
+        description="LIQE no-reference quality (pyiqa, the iqa extra); found unreliable (App. H.2)",
+    )
+)
+register_metric(
+    MetricSpec(
+        name="maniqa",
+        criterion="quality",
+        encoder="maniqa",
+        references=(),
+        higher_is_better=True,
+        range=(0.0, 1.0),
+        function=mean_score,
+        stream=MeanScore,
+        inputs=("scores",),
+        description="MANIQA (KonIQ) no-reference quality (pyiqa, the iqa extra)",
+    )
+)

@@ -64,3 +64,39 @@ class CentroidDistance(_CentroidPair):
     def compute(self) -> float:
         mg, mr = self._means()
         return float((mg - mr) @ (mg - mr))
+
+
+# --- registration ---------------------------------------------------------------------------------
+from t2ibench.metrics.registry import MetricSpec, ReportUse, register_metric  # noqa: E402
+
+register_metric(
+    MetricSpec(
+        name="image_similarity",
+        criterion="fidelity",
+        encoder="dinov2-l",
+        references=("dataset_images",),
+        higher_is_better=True,
+        range=(-1.0, 1.0),
+        function=image_similarity,
+        stream=ImageSimilarity,
+        inputs=("gen", "ref"),
+        description="mean cosine over (generated, dataset image) pairs",
+        report=ReportUse(
+            criterion=("train", "alter"), shap=("train", "alter"), epochs=("train", "alter")
+        ),
+    )
+)
+register_metric(
+    MetricSpec(
+        name="centroid_distance",
+        criterion="fidelity",
+        encoder="dinov2-l",
+        references=("dataset_images",),
+        higher_is_better=False,
+        range=(0.0, 4.0),
+        function=centroid_distance,
+        stream=CentroidDistance,
+        inputs=("gen", "ref"),
+        description="squared distance between centroids of normalised features",
+    )
+)

@@ -42,3 +42,35 @@ class StyleLoss(StreamingMetric):
         if not self.n:
             raise ValueError("StyleLoss: no pairs")
         return self.total / self.n
+
+
+# --- registration ---------------------------------------------------------------------------------
+from t2ibench.metrics.registry import INF, MetricSpec, ReportUse, register_metric  # noqa: E402
+
+
+def style_loss_mean(grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor]) -> float:
+    """The metric's value: :func:`style_loss` averaged over the pairs."""
+    return float(style_loss(grams_a, grams_b).mean())
+
+
+register_metric(
+    MetricSpec(
+        name="style_loss",
+        criterion="preservation",
+        encoder="vgg19",
+        references=("base_images",),
+        higher_is_better=False,
+        range=(0.0, INF),
+        function=style_loss_mean,
+        stream=StyleLoss,
+        inputs=("grams_a", "grams_b"),
+        description="VGG-19 Gram style loss to the base model's image with the same seed",
+        prompt_types=("style",),
+        report=ReportUse(
+            criterion=("style",),
+            shap=("style",),
+            epochs=("style",),
+            pairs=(("style", "image_similarity:train"),),
+        ),
+    )
+)

@@ -116,3 +116,30 @@ class VendiScore(StreamingMetric):
         if self.second_moment is not None:
             return _entropy_exp(_eigenvalues(self.second_moment.clone(), self.n), self.q)
         return _entropy_exp(_eigenvalues(_gram(torch.cat(self.rows), "n"), self.n), self.q)
+
+
+# --- registration ---------------------------------------------------------------------------------
+from t2ibench.metrics.registry import INF, MetricSpec, ReportUse, register_metric  # noqa: E402
+
+register_metric(
+    MetricSpec(
+        name="vendi",
+        criterion="diversity",
+        encoder="dinov2-l",
+        references=(),
+        higher_is_better=True,
+        range=(1.0, INF),
+        function=vendi_score,
+        stream=VendiScore,
+        inputs=("feats",),
+        description="Vendi score (q=1, linear kernel); per prompt then averaged for alter",
+        group_by={"alter": "prompt"},
+        options={"q": 1.0},
+        report=ReportUse(
+            criterion=("train", "alter"),
+            shap=("train",),
+            epochs=("train",),
+            pairs=(("train", "centroid_distance:train"),),
+        ),
+    )
+)

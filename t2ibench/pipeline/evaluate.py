@@ -1,16 +1,19 @@
 """The evaluate stage: generated images (+ manifest) → metric values → results rows.
 
 For every (checkpoint, leaf, prompt type) group of a manifest and every registered metric that
-applies, each metric is computed on every selected encoder that can feed it:
+applies, each metric is computed on every selected encoder that can feed it. What feeds a metric is
+decided by its declared inputs, through the input-provider table (:mod:`t2ibench.metrics.inputs`);
+the built-in providers, registered at the bottom of this file, are:
 
-- ``gen``/``ref`` and ``feats`` metrics (image similarity, centroid distance, Fréchet, Vendi): every
-  encoder of kind ``image`` or ``image-text``; references are the leaf's dataset images;
-- ``image_feats``/``text_feats`` (text alignment): encoders of kind ``image-text``; the text is the
-  job's prompt after :func:`t2ibench.prompts.clean_prompt`;
-- ``grams_a``/``grams_b`` (style loss): encoders of kind ``gram``; pairs are the base model's image
-  and the checkpoint's image of the same leaf, prompt type, index and seed;
-- ``scores`` (IQA): the encoder the metric names, when selected.
+- ``gen``, ``feats``, ``ref``: features of the generated images / of the leaf's dataset images, from
+  every encoder of kind ``image`` or ``image-text``;
+- ``image_feats``, ``text_feats``: generated image features and the features of each job's prompt
+  after :func:`t2ibench.prompts.clean_prompt`, from encoders of kind ``image-text``;
+- ``grams_a``, ``grams_b``: Gram matrices of the base model's image paired by leaf, prompt type,
+  index and seed, and of the checkpoint's image, from encoders of kind ``gram``;
+- ``scores``: per-image scores from the (``score``-kind) encoder the metric names.
 
+A metric whose inputs no provider supplies stops the evaluation with an error naming the metric.
 Every feature goes through the content-addressed cache, so the dataset's reference images and the
 base model's images are encoded once per encoder for the whole run — except VGG-19 Gram matrices
 (2.4 MB per image), which are recomputed rather than stored.
@@ -32,32 +35,26 @@ import pandas as pd
 
 from t2ibench.data import Dataset
 from t2ibench.encoders import Encoder, FeatureCache, encode_images_cached, encode_texts_cached
-from t2ibench.errors import T2IBenchError
+from t2ibench.errors import ConfigError, T2IBenchError
 from t2ibench.metrics import MetricSpec, get_metric, list_metrics
+from t2ibench.metrics.inputs import (
+    EvalContext,
+    InputProvider,
+    MissingInput,
+    fed_by,
+    paired_key,
+    providers_for,
+    register_input_provider,
+)
 from t2ibench.pipeline.manifest import MANIFEST_NAME, ManifestRecord, read_manifest
 from t2ibench.prompts import clean_prompt
 
 log = logging.getLogger(__name__)
 
-_IMAGE_KINDS = ("image", "image-text")
 
-
-def encoder_feeds(spec: MetricSpec, encoder: Encoder) -> bool:
-    """Whether ``encoder``'s features are the input ``spec`` needs."""
-    inputs = set(spec.inputs)
-    if inputs <= {"gen", "ref", "feats"}:
-        return encoder.kind in _IMAGE_KINDS
-    if inputs == {"image_feats", "text_feats"}:
-        return encoder.kind == "image-text"
-    if inputs == {"grams_a", "grams_b"}:
-        return encoder.kind == "gram"
-    if inputs == {"scores"}:
-        return encoder.kind == "score" and encoder.name == spec.encoder
-    return False
-
-
-def _paired_key(r: ManifestRecord) -> tuple:
-    return (r.leaf, r.prompt_type, r.index, r.seed)
+def encoder_feeds(spec: MetricSpec, encoder: Encoder | None) -> bool:
+    """Whether ``encoder`` (None = no encoder) feeds every input ``spec`` needs."""
+    return fed_by(spec, providers_for(spec), encoder)
 
 
 def _value(spec: MetricSpec, compute: Callable[[], float]) -> float:
@@ -69,6 +66,17 @@ def _value(spec: MetricSpec, compute: Callable[[], float]) -> float:
     return value
 
 
+def _metric_options(
+    specs: Sequence[MetricSpec], overrides: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    overrides = dict(overrides or {})
+    selected = {s.name for s in specs}
+    unknown = sorted(set(overrides) - selected)
+    if unknown:
+        raise ConfigError(f"metric options given for metric(s) {unknown} that are not evaluated")
+    return {s.name: {**s.options, **overrides.get(s.name, {})} for s in specs}
+
+
 def evaluate_images(
     images_dir: str | Path,
     dataset: Dataset,
@@ -78,24 +86,31 @@ def evaluate_images(
     base_images_dir: str | Path | None = None,
     cache: FeatureCache | None = None,
     checkpoint_info: Mapping[str, Mapping[str, Any]] | None = None,
-    text_convention: str = "cosine",
+    metric_options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Results rows (the schema of :mod:`t2ibench.results`) for the images in ``images_dir``.
 
     ``checkpoint_info`` maps a checkpoint name to its columns (``config``, ``seed``, ``epoch`` and
-    hyperparameters); checkpoints without an entry get ``config`` = their name.
+    hyperparameters); checkpoints without an entry get ``config`` = their name. ``metric_options``
+    maps a metric name to keyword options that override its spec's ``options`` (e.g.
+    ``{"text_alignment": {"convention": "clipscore"}}``).
     """
     images_dir = Path(images_dir)
     records = read_manifest(images_dir / MANIFEST_NAME)
     if not records:
         raise T2IBenchError(f"{images_dir / MANIFEST_NAME}: no images to evaluate")
     specs = [get_metric(m) for m in (metrics or list_metrics())]
+    # Every metric's inputs and prompt types are checked before any work starts.
+    providers = {s.name: providers_for(s) for s in specs}
+    for s in specs:
+        s.check_prompt_types()
+    options = _metric_options(specs, metric_options)
     base_records: dict[tuple, Path] = {}
     if base_images_dir is not None:
         base_dir = Path(base_images_dir)
         for r in read_manifest(base_dir / MANIFEST_NAME):
-            base_records[_paired_key(r)] = r.path(base_dir)
+            base_records[paired_key(r)] = r.path(base_dir)
 
     groups: dict[tuple[str, str, str], list[ManifestRecord]] = defaultdict(list)
     for r in records:
@@ -106,90 +121,87 @@ def evaluate_images(
             )
         groups[(r.checkpoint, r.leaf, r.prompt_type)].append(r)
 
-    ref_cache: dict[tuple[str, str], Any] = {}
-
-    def reference(encoder: Encoder, leaf: str):
-        key = (encoder.name + encoder.preprocess_id, leaf)
-        if key not in ref_cache:
-            paths = [im.path for im in dataset.leaves[leaf].images]
-            ref_cache[key] = encode_images_cached(encoder, paths, cache)
-        return ref_cache[key]
-
     rows: list[dict[str, Any]] = []
     info = checkpoint_info or {}
+    shared: dict[Any, Any] = {}
     from tqdm.auto import tqdm
 
     bar = tqdm(sorted(groups.items()), desc="evaluate", unit="group", disable=not progress)
     for (checkpoint, leaf_key, prompt_type), group in bar:
         group.sort(key=lambda r: (r.index if r.index is not None else -1, r.seed, r.file))
         leaf = dataset.leaves[leaf_key]
-        paths = [r.path(images_dir) for r in group]
         applicable = [s for s in specs if s.applies_to(prompt_type)]
-        for encoder in encoders:
-            wanted = [s for s in applicable if encoder_feeds(s, encoder)]
+        for encoder in (None, *encoders):
+            wanted = [s for s in applicable if fed_by(s, providers[s.name], encoder)]
             if not wanted:
                 continue
-            # VGG-19 Gram matrices are 2.4 MB per image (9 GB per checkpoint at the paper's
-            # scale): recomputing them is cheaper than keeping them on disk.
-            enc_cache = None if encoder.kind == "gram" else cache
-            gen = encode_images_cached(encoder, paths, enc_cache)
+            ctx = EvalContext(
+                checkpoint=checkpoint,
+                leaf=leaf,
+                prompt_type=prompt_type,
+                records=group,
+                image_paths=[r.path(images_dir) for r in group],
+                dataset=dataset,
+                encoder=encoder,
+                # VGG-19 Gram matrices are 2.4 MB per image (9 GB per checkpoint at the paper's
+                # scale): recomputing them is cheaper than keeping them on disk.
+                cache=None if encoder is not None and encoder.kind == "gram" else cache,
+                base_images=base_records,
+                shared=shared,
+            )
             for spec in wanted:
-                value = _compute(
-                    spec,
-                    encoder,
-                    gen,
-                    group,
-                    leaf,
-                    prompt_type,
-                    reference,
-                    base_records,
-                    enc_cache,
-                    text_convention,
-                )
-                if value is None:
-                    continue
-                rows.append(
-                    _row(checkpoint, leaf, prompt_type, spec.name, encoder, value, len(group), info)
-                )
+                ctx.metric = spec
+                value = _compute(spec, providers[spec.name], ctx, options[spec.name])
+                if value is not None:
+                    rows.append(
+                        _row(
+                            checkpoint,
+                            leaf,
+                            prompt_type,
+                            spec.name,
+                            encoder,
+                            value,
+                            len(group),
+                            info,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
+def _take(x: Any, idx: list[int]) -> Any:
+    """Rows ``idx`` of a per-image input (a tensor, or one tensor per layer)."""
+    if isinstance(x, (list, tuple)):
+        return [t[idx] for t in x]
+    return x[idx]
+
+
 def _compute(
-    spec, encoder, gen, group, leaf, prompt_type, reference, base_records, cache, convention
+    spec: MetricSpec, providers: Mapping[str, InputProvider], ctx: EvalContext, options: dict
 ) -> float | None:
-    inputs = set(spec.inputs)
-    if inputs == {"gen", "ref"}:
-        ref = reference(encoder, leaf.key)
-        return _value(spec, lambda: spec.function(gen=gen, ref=ref))
-    if inputs == {"feats"}:
-        if spec.group_by.get(prompt_type) == "prompt":
-            by_prompt: dict[str, list[int]] = defaultdict(list)
-            for i, r in enumerate(group):
-                by_prompt[r.prompt].append(i)
-            values = [spec.function(feats=gen[idx]) for idx in by_prompt.values()]
-            return float(sum(values) / len(values))
-        return _value(spec, lambda: spec.function(feats=gen))
-    if inputs == {"image_feats", "text_feats"}:
-        texts = [clean_prompt(r.prompt, leaf) for r in group]
-        text = encode_texts_cached(encoder, texts, cache)
-        if spec.name == "text_alignment":
-            return _value(spec, lambda: spec.function(gen, text, convention=convention))
-        return _value(spec, lambda: spec.function(image_feats=gen, text_feats=text))
-    if inputs == {"grams_a", "grams_b"}:
-        missing = [r.file for r in group if _paired_key(r) not in base_records]
-        if missing:
-            if base_records:
-                raise T2IBenchError(
-                    f"style loss: no base-model image paired by seed with {missing[0]} "
-                    f"(and {len(missing) - 1} more); generate the base images for the same jobs"
+    try:
+        inputs = {name: p.provide(ctx) for name, p in providers.items()}
+    except MissingInput as exc:
+        log.warning("%s skipped for %s <%s>: %s", spec.name, ctx.leaf.key, ctx.prompt_type, exc)
+        return None
+    if spec.group_by.get(ctx.prompt_type) == "prompt":
+        by_prompt: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(ctx.records):
+            by_prompt[r.prompt].append(i)
+
+        def per_prompt_mean() -> float:
+            values = [
+                spec.function(
+                    **{
+                        n: _take(v, idx) if providers[n].per_image else v for n, v in inputs.items()
+                    },
+                    **options,
                 )
-            log.warning("no base-model images: %s skipped for %s", spec.name, leaf.key)
-            return None
-        base = encode_images_cached(encoder, [base_records[_paired_key(r)] for r in group], cache)
-        return _value(spec, lambda: spec.function(grams_a=base, grams_b=gen))
-    if inputs == {"scores"}:
-        return _value(spec, lambda: spec.function(scores=gen))
-    raise T2IBenchError(f"metric {spec.name}: unsupported inputs {spec.inputs}")
+                for idx in by_prompt.values()
+            ]
+            return float(sum(values) / len(values))
+
+        return _value(spec, per_prompt_mean)
+    return _value(spec, lambda: spec.function(**inputs, **options))
 
 
 def _row(checkpoint, leaf, prompt_type, metric, encoder, value, n, info) -> dict[str, Any]:
@@ -204,11 +216,69 @@ def _row(checkpoint, leaf, prompt_type, metric, encoder, value, n, info) -> dict
         "leaf": leaf.key,
         "prompt_type": prompt_type,
         "metric": metric,
-        "encoder": encoder.name,
-        "resize": encoder.preprocess.resize if encoder.kind != "score" else "",
+        "encoder": encoder.name if encoder is not None else "",
+        "resize": encoder.preprocess.resize
+        if encoder is not None and encoder.kind != "score"
+        else "",
         "value": value,
         "n_images": n,
-        "encoder_weights": encoder.weights_id,
+        "encoder_weights": encoder.weights_id if encoder is not None else "",
     }
     row.update(extra)
     return row
+
+
+# --- the built-in input providers -----------------------------------------------------------------
+_IMAGE_KINDS = ("image", "image-text")
+
+
+def _generated(ctx: EvalContext) -> Any:
+    """Features of the group's generated images from ``ctx.encoder`` (encoded once per group)."""
+    return ctx.once(
+        "generated", lambda: encode_images_cached(ctx.encoder, ctx.image_paths, ctx.cache)
+    )
+
+
+def _reference(ctx: EvalContext) -> Any:
+    """Features of the leaf's dataset images (encoded once per encoder for the whole evaluation)."""
+    enc = ctx.encoder
+    paths = [im.path for im in ctx.leaf.images]
+    key = ("reference", enc.name + enc.preprocess_id, ctx.leaf.key)
+    return ctx.once(key, lambda: encode_images_cached(enc, paths, ctx.cache), shared=True)
+
+
+def _prompt_texts(ctx: EvalContext) -> Any:
+    """Features of each job's prompt, cleaned of trigger words (PROTOCOL "Metrics")."""
+    texts = [clean_prompt(r.prompt, ctx.leaf) for r in ctx.records]
+    return ctx.once("texts", lambda: encode_texts_cached(ctx.encoder, texts, ctx.cache))
+
+
+def _base_images(ctx: EvalContext) -> Any:
+    """Features of the base model's images paired by seed with the group's images."""
+    missing = [r.file for r in ctx.records if paired_key(r) not in ctx.base_images]
+    if missing:
+        if not ctx.base_images:
+            raise MissingInput("no base-model images were given")
+        raise T2IBenchError(
+            f"{ctx.metric.name}: no base-model image paired by seed with {missing[0]} "
+            f"(and {len(missing) - 1} more); generate the base images for the same jobs"
+        )
+    paths = [ctx.base_images[paired_key(r)] for r in ctx.records]
+    return ctx.once("base", lambda: encode_images_cached(ctx.encoder, paths, ctx.cache))
+
+
+for _provider in (
+    InputProvider("gen", _generated, _IMAGE_KINDS, description="generated image features"),
+    InputProvider("feats", _generated, _IMAGE_KINDS, description="generated image features"),
+    InputProvider(
+        "ref", _reference, _IMAGE_KINDS, per_image=False, description="dataset image features"
+    ),
+    InputProvider("image_feats", _generated, ("image-text",), description="generated images"),
+    InputProvider("text_feats", _prompt_texts, ("image-text",), description="cleaned prompts"),
+    InputProvider("grams_a", _base_images, ("gram",), description="base-model images by seed"),
+    InputProvider("grams_b", _generated, ("gram",), description="generated images"),
+    InputProvider(
+        "scores", _generated, ("score",), own_encoder_only=True, description="per-image scores"
+    ),
+):
+    register_input_provider(_provider)

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -55,7 +56,52 @@ def test_unknown_metric_message_lists_close_matches():
 
 def test_bad_spec_is_rejected():
     with pytest.raises(ValueError, match="criterion"):
-        MetricSpec("x", "beauty", None, (), True, (0, 1), len, list, ("feats",))
+        MetricSpec("x", "Beauty!", None, (), True, (0, 1), len, list, ("feats",))
+    with pytest.raises(ValueError, match="reference"):
+        MetricSpec("x", "beauty", None, ("Dataset Images",), True, (0, 1), len, list, ("feats",))
+    with pytest.raises(ValueError, match="no inputs"):
+        MetricSpec("x", "beauty", None, (), True, (0, 1), len, list, ())
+
+
+def test_criteria_references_and_prompt_types_are_open():
+    # A new criterion and reference kind are plain names; the criteria are what metrics declare.
+    spec = MetricSpec("x", "beauty", None, ("sketches",), True, (0, 1), len, list, ("feats",))
+    assert spec.criterion == "beauty" and spec.references == ("sketches",)
+    assert set(metrics.list_criteria()) >= {"fidelity", "controllability", "diversity"}
+    # Prompt types are checked against the prompt-type registry when the metric is used.
+    from t2ibench.errors import ConfigError
+    from t2ibench.prompts import PROMPT_TYPES, register_prompt_type
+
+    late = MetricSpec(
+        "x", "beauty", None, (), True, (0, 1), len, list, ("feats",), prompt_types=("sketch",)
+    )
+    with pytest.raises(
+        ConfigError, match=r"metric 'x' names unknown prompt type\(s\) \['sketch'\]"
+    ):
+        late.check_prompt_types()
+    register_prompt_type("sketch", "test only")(lambda leaf, ds, n: [])
+    try:
+        late.check_prompt_types()
+    finally:
+        PROMPT_TYPES._items.pop("sketch")
+
+
+def test_each_builtin_registers_in_its_own_file():
+    # No central list: the spec's function lives in the module that registered it.
+    for name in list_metrics():
+        spec = get_metric(name)
+        assert spec.function.__module__.startswith("t2ibench.metrics."), name
+    import t2ibench.metrics as package
+
+    source = Path(package.__file__).read_text()
+    assert "MetricSpec(" not in source and "register_metric(" not in source.split("__all__")[0]
+
+
+def test_report_uses_name_registered_prompt_types():
+    for name in list_metrics():
+        get_metric(name).check_prompt_types()
+    assert get_metric("text_alignment").report.criterion == ("alter",)
+    assert get_metric("text_alignment").options == {"convention": "cosine"}
 
 
 def test_entry_point_plugin(monkeypatch):

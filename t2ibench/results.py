@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -52,18 +52,8 @@ HYPERPARAMETER_COLUMNS: tuple[str, ...] = (
     "caption",
 )
 
-PROMPT_TYPES: tuple[str, ...] = ("train", "trigger", "alter", "style", "concept-agnostic")
-ENCODERS: tuple[str, ...] = ("dinov2-l", "clip-l14", "convnextv2-l", "vgg19")
 #: "" means the metric has no resize step (IQA scores, a third-party metric on raw images).
 RESIZE_MODES: tuple[str, ...] = ("letterbox", "center-crop", "stretch", "scale", "")
-BUILTIN_METRICS: tuple[str, ...] = (
-    "image_similarity",
-    "centroid_distance",
-    "text_alignment",
-    "vendi",
-    "style_loss",
-    "frechet_distance",
-)
 
 _STRING_COLUMNS = (
     "checkpoint",
@@ -78,8 +68,34 @@ _STRING_COLUMNS = (
     "resize",
 )
 _NONEMPTY_COLUMNS = ("checkpoint", "config", "category", "class", "leaf", "metric")
-# Metric and encoder names are open (IQA models, third-party plug-ins) but must be plain slugs.
+# Metric and encoder names must be plain slugs, and registered (built-in or a plug-in).
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+def registered_names(column: str) -> list[str]:
+    """The names a results column may hold: what the registry behind it holds right now
+    (built-ins and installed plug-ins)."""
+    if column == "prompt_type":
+        from t2ibench.prompts import list_prompt_types
+
+        return list_prompt_types()
+    if column == "metric":
+        from t2ibench.metrics import list_metrics
+
+        return list_metrics()
+    if column == "encoder":
+        from t2ibench.encoders import list_encoders
+
+        return list_encoders()
+    raise KeyError(column)
+
+
+_REGISTRY_HINT = {
+    "prompt_type": "install the plug-in that registers it",
+    "metric": "install the plug-in that registers it, or give its direction "
+    "(analyze(directions=...), --direction NAME=higher|lower, or a 'higher_is_better' column)",
+    "encoder": "install the plug-in that registers it",
+}
 
 
 def _where(source: str | os.PathLike | None) -> str:
@@ -92,8 +108,17 @@ def _bad_rows(mask: pd.Series) -> str:
     return f"rows {rows}{more}"
 
 
-def validate_results(df: pd.DataFrame, source: str | os.PathLike | None = None) -> pd.DataFrame:
+def validate_results(
+    df: pd.DataFrame,
+    source: str | os.PathLike | None = None,
+    *,
+    known: Mapping[str, Iterable[str]] | None = None,
+) -> pd.DataFrame:
     """Check ``df`` against the schema and return a normalised copy.
+
+    ``prompt_type``, ``metric`` and ``encoder`` must name entries of their registries (whatever
+    built-ins and installed plug-ins registered); ``known`` adds names per column (e.g. metrics the
+    caller gives a direction for), and a metric the table gives a ``higher_is_better`` for is known.
 
     Normalisation: string columns become strings (missing → ""), ``epoch`` a nullable integer,
     ``value`` a float (missing values stay NaN: a metric that could not be computed), required
@@ -117,14 +142,13 @@ def validate_results(df: pd.DataFrame, source: str | os.PathLike | None = None) 
         mask = out[col] == ""
         if mask.any():
             raise ResultsError(f"{_where(source)}column {col!r} is empty in {_bad_rows(mask)}")
-    for col, allowed in (("prompt_type", PROMPT_TYPES), ("resize", RESIZE_MODES)):
-        mask = ~out[col].isin(allowed)
-        if mask.any():
-            bad = sorted(set(out.loc[mask, col]))[:5]
-            raise ResultsError(
-                f"{_where(source)}column {col!r} has unknown value(s) {bad} in {_bad_rows(mask)};"
-                f" allowed: {', '.join(repr(a) for a in allowed)}"
-            )
+    mask = ~out["resize"].isin(RESIZE_MODES)
+    if mask.any():
+        bad = sorted(set(out.loc[mask, "resize"]))[:5]
+        raise ResultsError(
+            f"{_where(source)}column 'resize' has unknown value(s) {bad} in {_bad_rows(mask)};"
+            f" allowed: {', '.join(repr(a) for a in RESIZE_MODES)}"
+        )
     for col in ("metric", "encoder"):
         vals = out[col]
         mask = ~vals.str.match(_SLUG.pattern)
@@ -135,6 +159,22 @@ def validate_results(df: pd.DataFrame, source: str | os.PathLike | None = None) 
             raise ResultsError(
                 f"{_where(source)}column {col!r} has malformed name(s) {bad} in {_bad_rows(mask)};"
                 " names are lower-case slugs such as 'image_similarity' or 'dinov2-l'"
+            )
+    extra = {col: set(map(str, names)) for col, names in (known or {}).items()}
+    if "higher_is_better" in out.columns:
+        declared = out.loc[out["higher_is_better"].notna(), "metric"]
+        extra.setdefault("metric", set()).update(declared)
+    for col in ("prompt_type", "metric", "encoder"):
+        allowed = set(registered_names(col)) | extra.get(col, set())
+        mask = ~out[col].isin(allowed)
+        if col == "encoder":
+            mask &= out[col] != ""
+        if mask.any():
+            bad = sorted(set(out.loc[mask, col]))[:5]
+            raise ResultsError(
+                f"{_where(source)}column {col!r} has unregistered value(s) {bad} in "
+                f"{_bad_rows(mask)}; registered: {', '.join(sorted(allowed))}. "
+                f"{_REGISTRY_HINT[col].capitalize()}"
             )
     epoch = pd.to_numeric(out["epoch"], errors="coerce")
     mask = (epoch.isna() & out["epoch"].notna()) | (
@@ -225,9 +265,11 @@ def _find_table(path: Path) -> Path | None:
     return None
 
 
-def read_results(path: str | os.PathLike) -> pd.DataFrame:
+def read_results(
+    path: str | os.PathLike, *, known: Mapping[str, Iterable[str]] | None = None
+) -> pd.DataFrame:
     """Read and validate a results table: a folder (``results.parquet``, else ``results.csv``) or
-    a ``.parquet`` / ``.csv`` / ``.csv.gz`` file."""
+    a ``.parquet`` / ``.csv`` / ``.csv.gz`` file. ``known``: see :func:`validate_results`."""
     p = Path(path)
     if p.is_dir():
         found = _find_table(p)
@@ -249,4 +291,4 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
         raise
     except Exception as exc:  # pyarrow / parser errors: say which file
         raise ResultsError(f"{p}: cannot read results table ({exc})") from exc
-    return validate_results(df, p)
+    return validate_results(df, p, known=known)

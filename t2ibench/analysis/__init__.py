@@ -10,19 +10,22 @@ from t2ibench.analysis.pipeline import AnalysisResult, analyze
 from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
 from t2ibench.analysis.shap_analysis import (
     DEFAULT_FEATURES,
-    DEFAULT_TARGETS,
     ShapResult,
-    Target,
     capacity_of,
     checkpoint_features,
     fit_shap,
     run_shap,
 )
 from t2ibench.analysis.tables import rank_table, varied_hyperparameter
+from t2ibench.analysis.targets import (
+    Target,
+    criteria_targets,
+    pair_targets,
+    report_targets,
+)
 
 __all__ = [
     "DEFAULT_FEATURES",
-    "DEFAULT_TARGETS",
     "RANK_GROUP",
     "AnalysisResult",
     "ShapResult",
@@ -32,10 +35,13 @@ __all__ = [
     "capacity_of",
     "checkpoint_features",
     "class_scores",
+    "criteria_targets",
     "fit_shap",
     "metric_directions",
+    "pair_targets",
     "rank_normalise",
     "rank_table",
+    "report_targets",
     "run_shap",
     "varied_hyperparameter",
 ]

@@ -12,15 +12,8 @@ import pandas as pd
 from t2ibench.analysis.aggregate import aggregate, config_columns
 from t2ibench.analysis.report import Section, render_html, render_markdown
 from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
-from t2ibench.analysis.shap_analysis import (
-    DEFAULT_FEATURES,
-    DEFAULT_TARGETS,
-    Target,
-    run_shap,
-    shap_tables,
-)
+from t2ibench.analysis.shap_analysis import DEFAULT_FEATURES, run_shap, shap_tables
 from t2ibench.analysis.tables import (
-    DEFAULT_CRITERIA,
     PAPER_TABLE1,
     check_epoch_claims,
     compare_with_paper,
@@ -30,19 +23,11 @@ from t2ibench.analysis.tables import (
     rank_table,
     varied_hyperparameter,
 )
+from t2ibench.analysis.targets import Target, report_targets
 from t2ibench.errors import ResultsError
 from t2ibench.fsutil import atomic_write_with
 from t2ibench.results import read_results, validate_results
 
-#: Measurements whose evolution over epochs the report tabulates (paper §5.3.2).
-EPOCH_TARGETS: tuple[Target, ...] = (
-    Target("image_similarity", "train"),
-    Target("image_similarity", "alter"),
-    Target("text_alignment", "train"),
-    Target("text_alignment", "alter"),
-    Target("vendi", "train"),
-    Target("style_loss", "style"),
-)
 CATEGORY_LABELS = {
     "anime": "anime characters",
     "people": "movie characters",
@@ -101,12 +86,12 @@ def analyze(
     bootstrap: int = 0,
     seed: int = 0,
     shap: bool = True,
-    shap_targets: Sequence[Target] = DEFAULT_TARGETS,
+    shap_targets: Sequence[Target] | None = None,
     shap_features: Sequence[str] = DEFAULT_FEATURES,
     shap_category_epochs: Mapping[str, Sequence[int]] | None = None,
     shap_iterations: int = 300,
     shap_learning_rate: float = 0.1,
-    criteria: Mapping[str, Sequence[Target]] = DEFAULT_CRITERIA,
+    criteria: Mapping[str, Sequence[Target]] | None = None,
     plots: bool = True,
     title: str | None = None,
 ) -> AnalysisResult:
@@ -114,16 +99,18 @@ def analyze(
 
     Filters keep only the listed categories, epochs, prompt types and configs (an unknown value is
     an error). ``directions`` (metric → higher_is_better) overrides the registry for third-party
-    metrics. Writes ``report.html`` (self-contained), ``summary.md``, ``scores.csv``,
+    metrics. ``shap_targets`` and ``criteria`` default to what the metrics present declare
+    (``MetricSpec.report``), as do the epoch tables and metric-pair plots. Writes ``report.html`` (self-contained), ``summary.md``, ``scores.csv``,
     ``aggregate_{class,category,all}.csv``, ``epoch_trends.csv``, ``epoch_change.csv``,
     ``rank_table.csv``, ``shap_values.csv``, ``shap_fit.csv`` and ``plots/*.png``.
     Raises :class:`ResultsError` when nothing usable is left.
     """
     source = results if not isinstance(results, pd.DataFrame) else "DataFrame"
+    known = {"metric": list(directions or {})}  # third-party metrics given a direction
     df = (
-        validate_results(results, "results")
+        validate_results(results, "results", known=known)
         if isinstance(results, pd.DataFrame)
-        else read_results(results)
+        else read_results(results, known=known)
     )
     n_in = len(df)
     df = _filter(df, "category", categories)
@@ -148,7 +135,9 @@ def analyze(
     aggs = aggregate(scores, bootstrap=bootstrap, seed=seed)
     for level, table in aggs.items():
         _write_csv(table, out / f"aggregate_{level}.csv", files, index=False)
-    trends = epoch_trends(aggs["category"], scores, EPOCH_TARGETS)
+    trends = epoch_trends(
+        aggs["category"], scores, report_targets("epochs", scores["metric"].unique())
+    )
     change = epoch_change(trends)
     _write_csv(trends, out / "epoch_trends.csv", files, index=False)
     _write_csv(change, out / "epoch_change.csv", files, index=False)

@@ -8,16 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from t2ibench.analysis.shap_analysis import ShapResult, Target, resolve_measure
+from t2ibench.analysis.shap_analysis import ShapResult, resolve_measure
+from t2ibench.analysis.targets import Target, pair_targets
 from t2ibench.fsutil import atomic_write_with
 
-#: Metric pairs plotted against each other (paper Figs. 1-2 and appendix F).
-DEFAULT_PAIRS: tuple[tuple[Target, Target], ...] = (
-    (Target("image_similarity", "alter"), Target("text_alignment", "alter")),
-    (Target("image_similarity", "train"), Target("text_alignment", "train")),
-    (Target("centroid_distance", "train"), Target("vendi", "train")),
-    (Target("image_similarity", "train"), Target("style_loss", "style")),
-)
 MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
@@ -49,10 +43,13 @@ def scatter_pairs(
     scores: pd.DataFrame,
     varied: pd.Series,
     out_dir: Path,
-    pairs: Sequence[tuple[Target, Target]] = DEFAULT_PAIRS,
+    pairs: Sequence[tuple[Target, Target]] | None = None,
 ) -> list[tuple[str, Path]]:
     """One figure per metric pair: a grid of categories (rows) × epochs (columns), each point a
-    config (mean score ± SE on both axes), colour = algorithm, marker = varied hyperparameter."""
+    config (mean score ± SE on both axes), colour = algorithm, marker = varied hyperparameter.
+    ``pairs`` None = the pairs the metrics in ``scores`` declare (``MetricSpec.report.pairs``)."""
+    if pairs is None:
+        pairs = pair_targets(scores["metric"].unique())
     plt = _pyplot()
     written = []
     algos = (

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from t2ibench.analysis.aggregate import class_scores
+from t2ibench.analysis.targets import Target, preferred_encoder, report_targets
 
 DEFAULT_FEATURES: tuple[str, ...] = ("algorithm", "preset", "epoch", "capacity", "lr_level")
 CATEGORICAL_FEATURES: frozenset[str] = frozenset({"algorithm", "preset", "caption"})
@@ -31,40 +32,7 @@ DEFAULT_CAPACITY: dict[str, dict[str, float]] = {
 NATIVE = "native"
 #: PROTOCOL: scenes and stuffed toys use epoch-10 checkpoints only (later ones are overtrained).
 DEFAULT_CATEGORY_EPOCHS: dict[str, tuple[int, ...]] = {"scene": (10,), "stuffed_toy": (10,)}
-ENCODER_PREFERENCE = ("dinov2-l", "clip-l14", "convnextv2-l", "vgg19")
 RESIZE_PREFERENCE = ("letterbox", "stretch", "center-crop", "scale", "")
-
-
-@dataclass(frozen=True)
-class Target:
-    """One measurement to explain; ``encoder``/``resize`` None = the preferred one present."""
-
-    metric: str
-    prompt_type: str
-    encoder: str | None = None
-    resize: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        """``metric:prompt_type[:encoder[:resize]]``, e.g. ``image_similarity:train:dinov2-l``."""
-        parts = [p.strip() for p in text.split(":")]
-        if len(parts) < 2 or len(parts) > 4 or not all(parts[:2]):
-            raise ValueError(f"target {text!r}: expected metric:prompt_type[:encoder[:resize]]")
-        parts += [None] * (4 - len(parts))
-        return cls(parts[0], parts[1], parts[2] or None, parts[3] if parts[3] is not None else None)
-
-    @property
-    def label(self) -> str:
-        return f"{self.metric} <{self.prompt_type}>"
-
-
-DEFAULT_TARGETS: tuple[Target, ...] = (
-    Target("image_similarity", "train"),
-    Target("image_similarity", "alter"),
-    Target("text_alignment", "alter"),
-    Target("vendi", "train"),
-    Target("style_loss", "style"),
-)
 
 
 def resolve_measure(scores: pd.DataFrame, target: Target) -> tuple[str, str, str, str] | None:
@@ -79,12 +47,13 @@ def resolve_measure(scores: pd.DataFrame, target: Target) -> tuple[str, str, str
     if rows.empty:
         return None
     pairs = set(zip(rows["encoder"], rows["resize"], strict=True))
+    # The encoder the metric names first (DINOv2 for fidelity, CLIP for text alignment), then by name.
+    own = preferred_encoder(target.metric)
 
     def pref(pair: tuple[str, str]) -> tuple:
         enc, res = pair
-        e = ENCODER_PREFERENCE.index(enc) if enc in ENCODER_PREFERENCE else len(ENCODER_PREFERENCE)
         r = RESIZE_PREFERENCE.index(res) if res in RESIZE_PREFERENCE else len(RESIZE_PREFERENCE)
-        return (e, r, enc, res)
+        return (enc != own, r, enc, res)
 
     enc, res = min(pairs, key=pref)
     return target.metric, enc, res, target.prompt_type
@@ -270,7 +239,7 @@ def fit_shap(
 def run_shap(
     scores: pd.DataFrame,
     *,
-    targets: Sequence[Target] = DEFAULT_TARGETS,
+    targets: Sequence[Target] | None = None,
     features: Sequence[str] = DEFAULT_FEATURES,
     category_epochs: Mapping[str, Sequence[int]] | None = None,
     iterations: int = 300,
@@ -278,7 +247,10 @@ def run_shap(
     seed: int = 0,
     thread_count: int = -1,
 ) -> list[ShapResult]:
-    """:func:`fit_shap` for every category × target that has data."""
+    """:func:`fit_shap` for every category × target that has data; ``targets`` None = the SHAP
+    targets the metrics in ``scores`` declare (``MetricSpec.report.shap``)."""
+    if targets is None:
+        targets = report_targets("shap", scores["metric"].unique())
     category_epochs = DEFAULT_CATEGORY_EPOCHS if category_epochs is None else category_epochs
     results = []
     for category in sorted(scores["category"].unique()):

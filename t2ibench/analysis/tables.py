@@ -8,19 +8,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from t2ibench.analysis.shap_analysis import NATIVE, Target, resolve_measure
+from t2ibench.analysis.shap_analysis import NATIVE, resolve_measure
+from t2ibench.analysis.targets import Target, criteria_targets
 
 #: Hyperparameters whose change from an algorithm's default config names the config's "variant".
 VARIED_COLUMNS: tuple[str, ...] = ("preset", "lr", "dim", "alpha", "factor", "caption")
-
-#: Criterion → the measurements averaged into it (PROTOCOL "Analysis"; encoder and resize default
-#: to the preferred ones present: DINOv2 with letterbox, CLIP for text alignment).
-DEFAULT_CRITERIA: dict[str, tuple[Target, ...]] = {
-    "fidelity": (Target("image_similarity", "train"), Target("image_similarity", "alter")),
-    "controllability": (Target("text_alignment", "alter"),),
-    "diversity": (Target("vendi", "train"), Target("vendi", "alter")),
-    "preservation": (Target("style_loss", "style"),),
-}
 
 #: The paper's Table 1 (ranks 1-5, a larger number = more of the criterion).
 PAPER_TABLE1: dict[str, dict[str, int]] = {
@@ -102,9 +94,13 @@ def algorithm_groups(configs: pd.DataFrame) -> dict[str, list[str]]:
 def criterion_scores(
     agg_all: pd.DataFrame,
     scores: pd.DataFrame,
-    criteria: Mapping[str, Sequence[Target]] = DEFAULT_CRITERIA,
+    criteria: Mapping[str, Sequence[Target]] | None = None,
 ) -> pd.DataFrame:
-    """Mean score per config, epoch and criterion from the "all"-level aggregate."""
+    """Mean score per config, epoch and criterion from the "all"-level aggregate; ``criteria``
+    None = what the metrics in ``scores`` declare (``MetricSpec.criterion`` and
+    ``report.criterion``)."""
+    if criteria is None:
+        criteria = criteria_targets(scores["metric"].unique())
     rows = []
     for crit, targets in criteria.items():
         for target in targets:
@@ -134,13 +130,15 @@ def criterion_scores(
 def rank_table(
     agg_all: pd.DataFrame,
     scores: pd.DataFrame,
-    criteria: Mapping[str, Sequence[Target]] = DEFAULT_CRITERIA,
+    criteria: Mapping[str, Sequence[Target]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 1 style: (mean scores, ranks) with criteria as rows and algorithm groups as columns.
 
     A group's score is the mean over its configs, epochs and the criterion's measurements; ranks
     follow the paper (1 = lowest score, k = highest; ties averaged).
     """
+    if criteria is None:
+        criteria = criteria_targets(scores["metric"].unique())
     configs = config_table(scores)
     groups = algorithm_groups(configs)
     crit = criterion_scores(agg_all, scores, criteria)

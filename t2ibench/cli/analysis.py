@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         no_plots: bool = typer.Option(False, "--no-plots", help="Skip figures."),
     ) -> None:
         """Rank-normalise, aggregate, explain (CatBoost + SHAP) and report a results table."""
-        from t2ibench.analysis import DEFAULT_FEATURES, DEFAULT_TARGETS, Target, analyze
+        from t2ibench.analysis import DEFAULT_FEATURES, Target, analyze
         from t2ibench.errors import ResultsError
 
         directions = {}
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
                 raise ResultsError(f"--direction {item!r}: expected NAME=higher or NAME=lower")
             directions[name.strip()] = way.strip().lower() == "higher"
         try:
-            targets = [Target.parse(t) for t in target] if target else DEFAULT_TARGETS
+            targets = [Target.parse(t) for t in target] if target else None
             epochs = [int(e) for e in _csv_list(epoch)] if _csv_list(epoch) else None
         except ValueError as exc:
             raise ResultsError(str(exc)) from exc

@@ -93,3 +93,25 @@ def test_read_errors(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ResultsError, match="x.csv: missing column"):
         read_results(tmp_path / "x.csv")
+
+
+def test_names_are_checked_against_the_registries(tmp_path):
+    # Unregistered names are refused with the registered ones listed, whatever the column.
+    for column, value in (("prompt_type", "sketch"), ("metric", "sharpness"), ("encoder", "x-l")):
+        df = table()
+        df.loc[0, column] = value
+        with pytest.raises(
+            ResultsError, match=rf"column '{column}' has unregistered value.*{value}"
+        ):
+            validate_results(df)
+    # A prompt type registered by a plug-in is valid as soon as it is registered.
+    from t2ibench.prompts import PROMPT_TYPES, register_prompt_type
+
+    register_prompt_type("sketch", "test only")(lambda leaf, ds, n: [])
+    try:
+        assert validate_results(table(prompt_type="sketch"))["prompt_type"].eq("sketch").all()
+    finally:
+        PROMPT_TYPES._items.pop("sketch")
+    # A metric outside the registry is known when the caller or the table gives its direction.
+    assert len(validate_results(table(metric="sharpness"), known={"metric": ["sharpness"]})) == 3
+    assert len(validate_results(table(metric="sharpness", higher_is_better=True))) == 3

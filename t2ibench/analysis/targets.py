@@ -1,0 +1,77 @@
+"""What the report measures, derived from the metric registry and the results table.
+
+A metric says which report sections it feeds (``MetricSpec.report``, see
+:class:`t2ibench.metrics.ReportUse`); the analysis reads that here, for the metrics present in the
+results, so a new metric (built-in or plug-in) shows up in the rank table, the SHAP models, the epoch
+tables and the metric-pair plots without a list to edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """One measurement; ``encoder``/``resize`` None = the preferred one present."""
+
+    metric: str
+    prompt_type: str
+    encoder: str | None = None
+    resize: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """``metric:prompt_type[:encoder[:resize]]``, e.g. ``image_similarity:train:dinov2-l``."""
+        parts = [p.strip() for p in text.split(":")]
+        if len(parts) < 2 or len(parts) > 4 or not all(parts[:2]):
+            raise ValueError(f"target {text!r}: expected metric:prompt_type[:encoder[:resize]]")
+        parts += [None] * (4 - len(parts))
+        return cls(parts[0], parts[1], parts[2] or None, parts[3] if parts[3] is not None else None)
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric} <{self.prompt_type}>"
+
+
+def _specs(metrics: Iterable[str] | None) -> list:
+    """Registered specs of ``metrics`` (None = every registered metric), sorted by name; names the
+    registry does not hold (a third-party metric analysed with a given direction) have no uses."""
+    from t2ibench.metrics import METRICS
+
+    names = METRICS.names() if metrics is None else sorted(set(metrics))
+    return [METRICS.get(n) for n in names if n in METRICS]
+
+
+def report_targets(section: str, metrics: Iterable[str] | None = None) -> tuple[Target, ...]:
+    """The targets of a report section (``"shap"`` or ``"epochs"``) among ``metrics``."""
+    return tuple(Target(s.name, pt) for s in _specs(metrics) for pt in getattr(s.report, section))
+
+
+def criteria_targets(metrics: Iterable[str] | None = None) -> dict[str, tuple[Target, ...]]:
+    """Criterion → the measurements averaged into it in the rank table."""
+    out: dict[str, list[Target]] = {}
+    for s in _specs(metrics):
+        for pt in s.report.criterion:
+            out.setdefault(s.criterion, []).append(Target(s.name, pt))
+    return {c: tuple(t) for c, t in out.items()}
+
+
+def pair_targets(metrics: Iterable[str] | None = None) -> tuple[tuple[Target, Target], ...]:
+    """(x, y) measurement pairs to plot; y is the metric that declared the pair."""
+    present = None if metrics is None else set(metrics)
+    pairs = []
+    for s in _specs(metrics):
+        for pt, other in s.report.pairs:
+            x = Target.parse(other)
+            if present is None or x.metric in present:
+                pairs.append((x, Target(s.name, pt)))
+    return tuple(pairs)
+
+
+def preferred_encoder(metric: str) -> str | None:
+    """The encoder a registered metric names (its headline measurement), else None."""
+    from t2ibench.metrics import METRICS
+
+    return METRICS.get(metric).encoder if metric in METRICS else None

@@ -1,0 +1,108 @@
+"""The example plug-in package (tests/plugins/t2ibench_example_plugin), found through its entry
+points exactly as an installed distribution would be: the test writes the ``.dist-info`` that
+``pip install`` would (METADATA + entry_points.txt from its pyproject.toml) into a temporary folder
+and puts that folder and the package's source on ``PYTHONPATH`` for a fresh interpreter."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+PLUGIN = Path(__file__).resolve().parent / "t2ibench_example_plugin"
+
+
+def plugin_env(tmp_path: Path, *roots: Path) -> dict[str, str]:
+    """Environment for a subprocess that sees each plug-in distribution in ``roots`` (default: the
+    example plug-in) as installed: a ``.dist-info`` per distribution, and its source on the path."""
+    site = tmp_path / "site"
+    paths = [str(site)]
+    for root in roots or (PLUGIN,):
+        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+        name = project["name"].replace("-", "_")
+        dist = site / f"{name}-{project['version']}.dist-info"
+        dist.mkdir(parents=True, exist_ok=True)
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+        )
+        groups = [
+            f"[{group}]\n" + "".join(f"{ep} = {target}\n" for ep, target in eps.items())
+            for group, eps in project.get("entry-points", {}).items()
+        ]
+        (dist / "entry_points.txt").write_text("\n".join(groups))
+        paths.append(str(root))
+    paths.append(os.environ.get("PYTHONPATH", ""))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def run_python(code: str, env: dict[str, str]) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_entry_points_register_every_door(tmp_path):
+    code = (
+        "import json; from t2ibench.metrics import list_metrics, get_metric, INPUT_PROVIDERS; "
+        "from t2ibench.prompts import list_prompt_types; "
+        "from t2ibench.encoders import list_encoders; "
+        "m = list_metrics(); "
+        "print(json.dumps({'metrics': m, 'criterion': get_metric('brightness').criterion, "
+        "'inputs': INPUT_PROVIDERS.names(), 'prompt_types': list_prompt_types(), "
+        "'encoders': list_encoders()}))"
+    )
+    got = json.loads(run_python(code, plugin_env(tmp_path)).splitlines()[-1])
+    assert "brightness" in got["metrics"] and got["criterion"] == "exposure"
+    assert "pixels" in got["inputs"]
+    assert "closeup" in got["prompt_types"] and "mean-colour" in got["encoders"]
+    # Without the plug-in on the path none of it exists (the test is not vacuous).
+    bare = json.loads(run_python(code.replace("get_metric('brightness').criterion", "''"), {
+        **os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}).splitlines()[-1])  # fmt: skip
+    assert "brightness" not in bare["metrics"] and "closeup" not in bare["prompt_types"]
+
+
+def test_tiny_run_with_the_plugin(tmp_path):
+    """``t2ibench run --profile tiny`` with the plug-in installed: its prompt type is generated,
+    its encoder feeds the built-in metrics, its metric reads its own input kind, and all of them
+    reach the results table and the report."""
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable, "-m", "t2ibench", "run", "--trainer", "lora", "--profile", "tiny",
+        "--no-progress", "--encoders", "clip-l14@tiny,mean-colour",
+        "--prompt-types", "train,closeup", "--images-per-leaf", "2", "--steps", "2",
+        "--epochs", "2", "--save-epochs", "1", "--save-epochs", "2", "--batch-size", "2", "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, env=plugin_env(tmp_path), capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    # Read the table as plain parquet: this process has no plug-in, so its registries would not
+    # accept the new names (the schema checks them against the registries).
+    df = pd.read_parquet(run_dir / "results" / "results.parquet")
+    assert set(df["prompt_type"]) == {"train", "closeup"}
+    assert set(df["checkpoint"]) == {"lora-e000001", "lora-e000002"}
+    bright = df[df["metric"] == "brightness"]
+    assert set(bright["prompt_type"]) == {"train", "closeup"}
+    assert set(bright["encoder"]) == {""} and bright["value"].between(0, 1).all()
+    assert set(df.loc[df["encoder"] == "mean-colour", "metric"]) >= {"image_similarity", "vendi"}
+    closeup = df[df["prompt_type"] == "closeup"]
+    assert {"brightness", "image_similarity", "text_alignment"} <= set(closeup["metric"])
+    report = (run_dir / "report" / "report.html").read_text()
+    for name in ("brightness", "closeup", "exposure"):
+        assert name in report, name
+    scores = pd.read_csv(run_dir / "report" / "aggregate_all.csv")
+    assert {"mean-colour", ""} <= set(scores["encoder"].fillna(""))
+    trends = pd.read_csv(run_dir / "report" / "epoch_trends.csv")
+    assert trends["measure"].str.startswith("brightness <closeup>").any()
+    with pytest.raises(AssertionError):  # the same table without the plug-in is refused
+        run_python(
+            f"from t2ibench.results import read_results; read_results({str(run_dir / 'results')!r})",
+            {**os.environ},
+        )

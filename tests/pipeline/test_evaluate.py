@@ -106,3 +106,62 @@ def test_unknown_leaf_and_missing_pairs(ds, encoders, tmp_path):
     write_manifest(gen / "manifest.jsonl", [bad])
     with pytest.raises(T2IBenchError, match="scene/lake"):
         evaluate_images(gen, ds, encoders, progress=False)
+
+
+def test_metric_without_input_provider_stops_with_its_name(ds, encoders, tmp_path):
+    from t2ibench.metrics import METRICS, MetricInputError, MetricSpec, register_metric
+
+    gen = tmp_path / "gen"
+    write_manifest(gen / "manifest.jsonl", copy_as_generated(ds, gen, "ext", "scene/tower", "train", ["twrq scene"]))  # fmt: skip
+    register_metric(
+        MetricSpec("depth_error", "geometry", None, (), False, (0, 1), len, list, ("depth_maps",))
+    )
+    try:
+        with pytest.raises(MetricInputError, match=r"metric 'depth_error' needs input\(s\) \['depth_maps'\]"):  # fmt: skip
+            evaluate_images(gen, ds, encoders, progress=False)
+    finally:
+        METRICS._items.pop("depth_error")
+
+
+def test_encoder_free_metric_and_option_override(ds, encoders, tmp_path):
+    """A metric whose input needs no encoder runs once per group (encoder column empty); a
+    metric's options (text alignment's convention) can be overridden per evaluation."""
+    from t2ibench.metrics import (
+        INPUT_PROVIDERS,
+        METRICS,
+        InputProvider,
+        MetricSpec,
+        register_input_provider,
+        register_metric,
+        text_alignment,
+    )
+
+    gen = tmp_path / "gen"
+    leaf = ds.leaves["scene/tower"]
+    prompts = [im.caption for im in leaf.images][:3]
+    write_manifest(gen / "manifest.jsonl", copy_as_generated(ds, gen, "ext", leaf.key, "train", prompts))  # fmt: skip
+    register_input_provider(InputProvider("n_words", lambda ctx: [len(r.prompt.split()) for r in ctx.records]))  # fmt: skip
+    register_metric(
+        MetricSpec("prompt_words", "verbosity", None, (), True, (0, 99),
+                   lambda n_words: sum(n_words) / len(n_words), list, ("n_words",))
+    )  # fmt: skip
+    try:
+        df = evaluate_images(
+            gen, ds, encoders[1:2], metrics=["prompt_words", "text_alignment"], progress=False,
+            metric_options={"text_alignment": {"convention": "clipscore"}},
+        )  # fmt: skip
+    finally:
+        METRICS._items.pop("prompt_words")
+        INPUT_PROVIDERS._items.pop("n_words")
+    row = df[df["metric"] == "prompt_words"].iloc[0]
+    assert len(df[df["metric"] == "prompt_words"]) == 1
+    assert row["encoder"] == "" and row["resize"] == ""
+    assert row["value"] == pytest.approx(sum(len(p.split()) for p in prompts) / 3)
+    clip = encoders[1]
+    img = encode_images_cached(clip, [gen / f"{leaf.key}/train/{k:04d}-s{1000 + k}.png" for k in range(3)], None)  # fmt: skip
+    from t2ibench.prompts import clean_prompt
+
+    txt = clip.encode_texts([clean_prompt(p, leaf) for p in prompts])
+    value = df.loc[df["metric"] == "text_alignment", "value"].item()
+    assert value == pytest.approx(text_alignment(img, txt, convention="clipscore"), abs=1e-4)
+    assert value != pytest.approx(text_alignment(img, txt), abs=1e-4)

@@ -52,11 +52,6 @@ from t2ibench.prompts import clean_prompt
 log = logging.getLogger(__name__)
 
 
-def encoder_feeds(spec: MetricSpec, encoder: Encoder | None) -> bool:
-    """Whether ``encoder`` (None = no encoder) feeds every input ``spec`` needs."""
-    return fed_by(spec, providers_for(spec), encoder)
-
-
 def _value(spec: MetricSpec, compute: Callable[[], float]) -> float:
     try:
         value = float(compute())

@@ -61,6 +61,17 @@ def _value(spec: MetricSpec, compute: Callable[[], float]) -> float:
     return value
 
 
+def check_metrics(metrics: Sequence[str] | None = None) -> list[MetricSpec]:
+    """The specs of ``metrics`` (None = every registered metric), after checking that each is
+    registered, that a provider supplies each of its inputs and that the prompt types it names
+    are registered: call it before any work (``t2ibench run`` can, before training)."""
+    specs = [get_metric(m) for m in (metrics or list_metrics())]
+    for spec in specs:
+        providers_for(spec)
+        spec.check_prompt_types()
+    return specs
+
+
 def _metric_options(
     specs: Sequence[MetricSpec], overrides: Mapping[str, Mapping[str, Any]] | None
 ) -> dict[str, dict[str, Any]]:
@@ -95,11 +106,8 @@ def evaluate_images(
     records = read_manifest(images_dir / MANIFEST_NAME)
     if not records:
         raise T2IBenchError(f"{images_dir / MANIFEST_NAME}: no images to evaluate")
-    specs = [get_metric(m) for m in (metrics or list_metrics())]
-    # Every metric's inputs and prompt types are checked before any work starts.
+    specs = check_metrics(metrics)
     providers = {s.name: providers_for(s) for s in specs}
-    for s in specs:
-        s.check_prompt_types()
     options = _metric_options(specs, metric_options)
     base_records: dict[tuple, Path] = {}
     if base_images_dir is not None:

@@ -2,8 +2,8 @@
 
 import subprocess
 import sys
-from pathlib import Path
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 import torch

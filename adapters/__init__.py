@@ -1,4 +1,4 @@
-"""Trainers (LoRA, LoHa, LoKr, native fine-tuning), installed as ``t2ibench.adapters``.
+"""Trainers (LoRA, LoHa, LoKr, native fine-tuning, plug-ins), installed as ``t2ibench.adapters``.
 
 Public API::
 
@@ -9,10 +9,18 @@ Public API::
     adapter_size("lokr", preset="attn-mlp", factor=8)
 """
 
-from .algorithms import AdapterModule
-from .config import TrainerConfig, load_trainer_config
+from . import trainers  # noqa: E402,F401,I001  (the built-ins register themselves; last: they need the above)
+from .algorithms import AdapterModule, AlgoParams
+from .config import TrainerConfig
 from .files import AdapterFileError, AdapterHandle, apply_adapter, merge_adapter, read_adapter
-from .registry import TrainerSpec, get_trainer, list_trainers, register_trainer
+from .registry import (
+    TrainerSpec,
+    config_from_dict,
+    get_trainer,
+    list_trainers,
+    load_trainer_config,
+    register_trainer,
+)
 from .sizes import adapter_size
 from .training import TrainingDivergedError, TrainResult, fixed_loss, train, train_run
 
@@ -20,6 +28,7 @@ __all__ = [
     "AdapterFileError",
     "AdapterHandle",
     "AdapterModule",
+    "AlgoParams",
     "TrainResult",
     "TrainingDivergedError",
     "apply_adapter",
@@ -31,6 +40,7 @@ __all__ = [
     "TrainerConfig",
     "TrainerSpec",
     "adapter_size",
+    "config_from_dict",
     "get_trainer",
     "list_trainers",
     "load_trainer_config",

@@ -22,6 +22,7 @@ from t2ibench.errors import T2IBenchError
 from t2ibench.fsutil import atomic_write_with
 
 from .network import AdapterNetwork
+from .registry import get_trainer, module_class_for
 
 
 class AdapterFileError(T2IBenchError, ValueError):
@@ -38,29 +39,13 @@ def build_metadata(
     """The string metadata saved with every checkpoint."""
     import t2ibench
 
-    algo = {"lora": "lora", "loha": "loha", "lokr": "lokr", "native": "full"}.get(
-        cfg.trainer, cfg.trainer
-    )
     meta = {
         "t2ibench_version": t2ibench.__version__,
         "t2ibench_trainer_config": cfg.to_json(),
         "t2ibench_trainer": cfg.trainer,
         "t2ibench_base_model": (base or {}).get("id", ""),
         "t2ibench_base_sha256": (base or {}).get("sha256", ""),
-        "ss_network_module": "lycoris.kohya",
-        "ss_network_dim": str(cfg.dim),
-        "ss_network_alpha": str(cfg.alpha),
-        "ss_network_args": json.dumps(
-            {
-                "algo": algo,
-                "preset": cfg.preset,
-                "factor": str(cfg.factor),
-                "conv_dim": str(cfg.dim if cfg.conv_dim is None else cfg.conv_dim),
-                "conv_alpha": str(cfg.alpha if cfg.conv_alpha is None else cfg.conv_alpha),
-                "use_tucker": str(cfg.use_tucker),
-                "decompose_both": str(cfg.decompose_both),
-            }
-        ),
+        **get_trainer(cfg.trainer).metadata(cfg),  # the trainer's own fields (ss_network_*)
         "ss_output_name": cfg.output_name,
     }
     if epoch is not None:
@@ -129,7 +114,7 @@ def network_for(pipe: Any, path: Path | str) -> tuple[AdapterNetwork, dict[str, 
     tensors, meta = read_adapter(path)
     parts = _parts(pipe)
     try:
-        net = AdapterNetwork.from_state_dict(tensors, parts)
+        net = AdapterNetwork.from_state_dict(tensors, parts, module_class_for)
     except ValueError as exc:
         raise AdapterFileError(f"{path}: does not fit this base model: {exc}") from None
     device = pipe.unet.device

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .algorithms import AdapterModule, AlgoParams, NativeModule, create_module, detect_algo
+from .algorithms import AdapterModule
 from .presets import KOHYA_PREFIX, kohya_name, select_modules
+
+#: ``(kohya_name, layer, config) -> module or None`` (None: leave the layer alone)
+ModuleFactory = Callable[[str, nn.Module, Any], "AdapterModule | None"]
+#: a saved layer's key suffixes → the module class that reads them (None: unknown)
+Detector = Callable[[set[str]], "type[AdapterModule] | None"]
 
 
 class AdapterNetwork(nn.Module):
@@ -28,27 +34,29 @@ class AdapterNetwork(nn.Module):
     @classmethod
     def create(
         cls,
-        algo: str,
+        factory: ModuleFactory,
         parts: Mapping[str, nn.Module],
         presets: Mapping[str, str],
-        params: AlgoParams,
+        cfg: Any,
     ) -> AdapterNetwork:
-        """Fresh adapters on every layer each part's preset selects (``parts``: unet / te)."""
+        """Fresh adapters on every layer each part's preset selects (``parts``: unet / te);
+        ``factory`` is the trainer's module constructor (see ``TrainerSpec.create_module``)."""
         modules = []
         for part, model in parts.items():
             if model is None:
                 continue
             for name, layer in select_modules(model, part, presets[part]):
-                m = create_module(algo, kohya_name(part, name), layer, params)
+                m = factory(kohya_name(part, name), layer, cfg)
                 if m is not None:
                     modules.append(m)
         return cls(modules)
 
     @classmethod
     def from_state_dict(
-        cls, state: Mapping[str, torch.Tensor], parts: Mapping[str, nn.Module]
+        cls, state: Mapping[str, torch.Tensor], parts: Mapping[str, nn.Module], detect: Detector
     ) -> AdapterNetwork:
-        """Rebuild adapters from kohya keys; every key must find its layer (else ValueError)."""
+        """Rebuild adapters from kohya keys; every key must find its layer (else ValueError).
+        ``detect`` names the module class of each layer's keys (the trainer registry's)."""
         grouped: dict[str, dict[str, torch.Tensor]] = {}
         for key, value in state.items():
             stem, _, suffix = key.partition(".")
@@ -60,7 +68,7 @@ class AdapterNetwork(nn.Module):
         for stem, tensors in grouped.items():
             if stem not in layers:
                 raise ValueError(f"{stem}: no such layer in the base model")
-            algo_cls = detect_algo(set(tensors))
+            algo_cls = detect(set(tensors))
             if algo_cls is None:
                 raise ValueError(f"{stem}: unknown tensors {sorted(tensors)}")
             modules.append(algo_cls.from_state(stem, layers[stem], tensors))
@@ -117,7 +125,7 @@ class AdapterNetwork(nn.Module):
         return [p for n, m in self.adapters.items() if n.startswith(prefix) for p in m.parameters()]
 
     def native_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [pair for m in self if isinstance(m, NativeModule) for pair in m.base_tensors()]
+        return [pair for m in self for pair in m.base_tensors()]
 
     @torch.no_grad()
     def merge_into_base(self, multiplier: float = 1.0) -> None:

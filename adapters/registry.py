@@ -1,57 +1,98 @@
-"""The trainer registry: built-ins ``lora``, ``loha``, ``lokr``, ``native``; third parties plug in
-through the ``t2ibench.trainers`` entry-point group (an entry point names a :class:`TrainerSpec`
-or a module that calls :func:`register_trainer` on import)."""
+"""The trainer registry. A trainer is one file that registers a :class:`TrainerSpec`: the built-ins
+in ``t2ibench.adapters.trainers`` (imported by ``t2ibench.adapters``), third parties through the
+``t2ibench.trainers`` entry-point group (an entry point names a :class:`TrainerSpec` or a module
+that calls :func:`register_trainer` on import).
+
+A spec owns its algorithm end to end: its config class (its own keys, settable through ``--set``
+and TOML), its module class (construction, the saved keys, how its files are recognised), the
+metadata written with its checkpoints and the columns it adds to the results table.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
-from t2ibench.registry import Registry
+from t2ibench.errors import ConfigError
+from t2ibench.registry import Registry, UnknownNameError
 
 from .algorithms import AdapterModule
-from .config import TrainerConfig
-from .network import AdapterNetwork
-
-ModuleFactory = Callable[[str, nn.Module, TrainerConfig], "AdapterModule | None"]
+from .config import TrainerConfig, build_config, parse_override, read_trainer_toml
+from .network import AdapterNetwork, ModuleFactory
 
 
 @dataclass(frozen=True)
 class TrainerSpec:
-    """A trainer: its config defaults and how it puts trainable modules on a layer.
+    """A trainer: its config class and defaults, its adapter module, its metadata and columns.
 
-    ``algo`` names a built-in algorithm (lora / loha / lokr / native); a third-party trainer
-    gives ``module_factory`` instead: ``(kohya_name, layer, config) -> AdapterModule | None``.
+    ``module_class`` builds a layer's adapter (``module_class.create(kohya_name, layer, cfg)``)
+    and reads it back from a file (its ``signatures`` and ``from_state``); ``module_factory``
+    replaces ``create`` when given. ``result_columns`` are config keys copied into every results
+    row of the trainer's checkpoints (``algorithm``, ``preset`` and ``lr`` always are).
+    ``full_weights`` marks a trainer that trains the base weights themselves (native fine-tuning:
+    weight decay on ``W + diff``; may save a full diffusers folder).
     """
 
     name: str
     description: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    algo: str | None = None
-    module_factory: ModuleFactory | None = None
     config_class: type[TrainerConfig] = TrainerConfig
+    module_class: type[AdapterModule] | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    module_factory: ModuleFactory | None = None
+    result_columns: tuple[str, ...] = ()
+    lycoris_algo: str = ""  # ``algo`` in the sd-scripts metadata ("" → name)
+    full_weights: bool = False
+
+    def create_module(self, lora_name: str, layer: nn.Module, cfg: Any) -> AdapterModule | None:
+        if self.module_factory is not None:
+            return self.module_factory(lora_name, layer, cfg)
+        if self.module_class is None:
+            raise ConfigError(f"trainer {self.name!r}: has neither a module class nor a factory")
+        return self.module_class.create(lora_name, layer, cfg)
 
     def build_network(self, parts: Mapping[str, nn.Module], cfg: TrainerConfig) -> AdapterNetwork:
         """Fresh adapters on the layers the config's presets select."""
-        if self.module_factory is None:
-            return AdapterNetwork.create(
-                self.algo or self.name, parts, cfg.presets(), cfg.algo_params()
-            )
-        from .presets import kohya_name, select_modules
+        return AdapterNetwork.create(self.create_module, parts, cfg.presets(), cfg)
 
-        modules = []
-        presets = cfg.presets()
-        for part, model in parts.items():
-            if model is None:
-                continue
-            for name, layer in select_modules(model, part, presets[part]):
-                m = self.module_factory(kohya_name(part, name), layer, cfg)
-                if m is not None:
-                    modules.append(m)
-        return AdapterNetwork(modules)
+    def config(
+        self, sources: Iterable[tuple[str, Mapping[str, Any]]] = (), *, prefix: str = ""
+    ) -> TrainerConfig:
+        """This trainer's config: its defaults updated by ``(where, values)`` sources."""
+        return build_config(
+            self.config_class,
+            [("trainer defaults", {**self.defaults, "trainer": self.name}), *sources],
+            prefix=prefix,
+        )
+
+    def columns(self, cfg: TrainerConfig) -> dict[str, Any]:
+        """What a checkpoint of this trainer adds to each results row."""
+        return {
+            "algorithm": self.name,
+            "preset": cfg.preset,
+            "lr": cfg.lr,
+            **{k: getattr(cfg, k) for k in self.result_columns},
+        }
+
+    def metadata(self, cfg: TrainerConfig) -> dict[str, str]:
+        """The sd-scripts ``ss_network_*`` fields, so other tools recognise the file."""
+        own = {k: getattr(cfg, k) for k in cfg.own_keys()}
+        dim, alpha = own.get("dim"), own.get("alpha")
+        args = {"algo": self.lycoris_algo or self.name, "preset": cfg.preset}
+        if dim is not None:  # LyCORIS writes the resolved convolution rank
+            own["conv_dim"] = dim if own.get("conv_dim") is None else own["conv_dim"]
+            own["conv_alpha"] = alpha if own.get("conv_alpha") is None else own["conv_alpha"]
+        args.update({k: str(v) for k, v in own.items() if k not in ("dim", "alpha")})
+        meta = {"ss_network_module": "lycoris.kohya", "ss_network_args": json.dumps(args)}
+        if dim is not None:
+            meta["ss_network_dim"] = str(dim)
+        if alpha is not None:
+            meta["ss_network_alpha"] = str(alpha)
+        return meta
 
 
 TRAINERS: Registry[TrainerSpec] = Registry("trainer", "t2ibench.trainers")
@@ -67,9 +108,6 @@ def register_trainer(spec: TrainerSpec, *, overwrite: bool = False) -> TrainerSp
 
 def get_trainer(name: str) -> TrainerSpec:
     """The trainer called ``name``; unknown names raise ConfigError listing the known ones."""
-    from t2ibench.errors import ConfigError
-    from t2ibench.registry import UnknownNameError
-
     try:
         return TRAINERS.get(name)
     except UnknownNameError as exc:
@@ -80,36 +118,41 @@ def list_trainers() -> list[str]:
     return TRAINERS.names()
 
 
-# PROTOCOL "Training": the paper's defaults per algorithm.
-register_trainer(
-    TrainerSpec(
-        "lora",
-        "LoRA (LoCon on convolutions), dim 8 alpha 4",
-        algo="lora",
-        defaults={"dim": 8, "alpha": 4.0, "lr": 5e-4},
-    )
-)
-register_trainer(
-    TrainerSpec(
-        "loha",
-        "LoHa (Hadamard product of two low-rank pairs), dim 4 alpha 2",
-        algo="loha",
-        defaults={"dim": 4, "alpha": 2.0, "lr": 5e-4},
-    )
-)
-register_trainer(
-    TrainerSpec(
-        "lokr",
-        "LoKr (Kronecker product), factor 8 with a full second block",
-        algo="lokr",
-        defaults={"dim": 10000, "alpha": 1.0, "factor": 8, "lr": 5e-4},
-    )
-)
-register_trainer(
-    TrainerSpec(
-        "native",
-        "native fine-tuning of the selected layers (weights and biases)",
-        algo="native",
-        defaults={"lr": 1e-6},
-    )
-)
+def load_trainer_config(
+    trainer: str,
+    path: Path | str | None = None,
+    overrides: Sequence[str] = (),
+) -> TrainerConfig:
+    """The trainer's default config, updated from a TOML file and then ``key=value`` overrides
+    (the trainer's own keys included)."""
+    spec = get_trainer(trainer)
+    sources: list[tuple[str, Mapping[str, Any]]] = []
+    if path is not None:
+        data = read_trainer_toml(Path(path))
+        if data.get("trainer", trainer) != trainer:
+            raise ConfigError(
+                f"{path}: field 'trainer' is {data['trainer']!r} but the trainer asked for is "
+                f"{trainer!r}"
+            )
+        sources.append((str(path), data))
+    for item in overrides:
+        key, value = parse_override(item)
+        sources.append((f"--set {item}", {key: value}))
+    return spec.config(sources)
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "trainer config") -> TrainerConfig:
+    """A config from a plain dict (e.g. a checkpoint's metadata), checked like a file."""
+    return get_trainer(data.get("trainer", "lora")).config([(where, data)])
+
+
+def module_class_for(suffixes: set[str]) -> type[AdapterModule] | None:
+    """The registered module class a saved layer's key suffixes belong to: the longest signature
+    that the layer holds entirely, over every registered trainer."""
+    best: tuple[int, type[AdapterModule] | None] = (0, None)
+    for name in TRAINERS.names():
+        cls = TRAINERS.get(name).module_class
+        for signature in getattr(cls, "signatures", ()):
+            if len(signature) > best[0] and set(signature) <= suffixes:
+                best = (len(signature), cls)
+    return best[1]

@@ -67,15 +67,14 @@ def network_shapes(
 
     ``parts`` defaults to SD1.5 (UNet + text encoder) on the meta device.
     """
-    from .config import load_trainer_config
     from .registry import get_trainer
 
-    overrides = [f"{k}={_toml(v)}" for k, v in params.items() if v is not None]
+    values = {k: v for k, v in params.items() if v is not None}
     for key, val in (("preset", preset), ("unet_preset", unet_preset), ("te_preset", te_preset)):
         if val is not None:
-            overrides.append(f"{key}={_toml(val)}")
-    cfg = load_trainer_config(trainer, overrides=overrides)
+            values[key] = val
     spec = get_trainer(trainer)
+    cfg = spec.config([("adapter size", values)])
     if parts is None:
         unet, te = _sd15_meta()
         parts = {"unet": unet, "te": te if cfg.train_text_encoder else None}
@@ -103,11 +102,3 @@ def adapter_size(trainer: str, preset: str | None = None, **params: Any) -> dict
     size = safetensors_size(shapes)
     modules = len({k.split(".")[0] for k in shapes})
     return {"params": n, "bytes": size, "mib": size / MIB, "modules": modules}
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    return repr(value)

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from t2ibench.errors import ConfigError, T2IBenchError
 from t2ibench.fsutil import atomic_folder, atomic_write_with
 
-from .config import TrainerConfig, config_from_dict, load_trainer_config
+from .config import TrainerConfig
 from .files import atomic_save_safetensors, build_metadata, read_adapter, save_adapter
 from .network import AdapterNetwork
-from .registry import get_trainer
+from .registry import config_from_dict, get_trainer, load_trainer_config
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ def train_run(
             f"trainer {trainer!r}: preset {cfg.presets()} selects no layer of this base"
         )
     network.to(device=device, dtype=torch.float32)
-    native = spec.algo == "native"
+    native = spec.full_weights  # trains W itself: decay on W + diff
 
     # -- data --
     buckets = make_buckets(
@@ -537,7 +537,7 @@ def train_run(
             )
             if done_epoch in save_at:
                 path = checkpoint_path(out_dir, name, done_epoch)
-                if native and cfg.native_save == "diffusers":
+                if native and getattr(cfg, "native_save", "diff") == "diffusers":
                     _save_native_diffusers(pipe, network, path.with_suffix(""), meta)
                 else:
                     save_adapter(network, path, meta)

@@ -9,7 +9,9 @@ import torch.nn as nn
 from lycoris.modules.locon import LoConModule
 from lycoris.modules.loha import LohaModule
 from lycoris.modules.lokr import LokrModule
-from t2ibench.adapters.algorithms import LoHaModule, LoKrModule, LoRAModule
+from t2ibench.adapters.trainers.loha import LoHaModule
+from t2ibench.adapters.trainers.lokr import LoKrModule
+from t2ibench.adapters.trainers.lora import LoRAModule
 
 LAYERS = {
     "linear": lambda: nn.Linear(64, 48),

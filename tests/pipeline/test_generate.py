@@ -299,7 +299,7 @@ def test_cli_generate_base(cache, tmp_path):
 def test_adapter_checkpoint_on_base(pipe, cache, tmp_path):
     """A LoHa file goes on the base for its images and comes off again; base images still pair."""
     import torch
-    from t2ibench.adapters.algorithms import AlgoParams
+    from t2ibench.adapters import AlgoParams, get_trainer
     from t2ibench.adapters.files import save_adapter
     from t2ibench.adapters.network import AdapterNetwork
 
@@ -307,7 +307,10 @@ def test_adapter_checkpoint_on_base(pipe, cache, tmp_path):
 
     parts = {"unet": pipe.unet, "te": pipe.text_encoder}
     net = AdapterNetwork.create(
-        "loha", parts, {"unet": "full", "te": "attn-mlp"}, AlgoParams(dim=2, alpha=2)
+        get_trainer("loha").create_module,
+        parts,
+        {"unet": "full", "te": "attn-mlp"},
+        AlgoParams(dim=2, alpha=2),
     )
     with torch.no_grad():
         torch.manual_seed(0)

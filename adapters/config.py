@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from t2ibench.errors import ConfigError
+from t2ibench.validation import validation_message
 
 from .presets import PRESETS
 
@@ -134,50 +135,6 @@ class TrainerConfig(BaseModel):
 # --------------------------------------------------------------------------------------------------
 # Building a config from sources (defaults, a file, overrides), with errors that name the source
 # --------------------------------------------------------------------------------------------------
-
-_EXPECTED = {
-    "int": "an integer",
-    "float": "a number",
-    "bool": "true or false",
-    "string": "a string",
-    "tuple": "a list",
-    "list": "a list",
-}
-
-
-def describe_error(err: Mapping[str, Any]) -> str:
-    """One pydantic error as ``must be …``: the expected type, range or choice."""
-    kind, ctx = err["type"], err.get("ctx") or {}
-    if kind in ("value_error", "assertion_error"):
-        return str(ctx.get("error", err["msg"]))
-    if kind == "literal_error":
-        return f"must be one of {ctx['expected'].replace(chr(39), '')}"
-    for op, sym in (("greater_than", ">"), ("less_than", "<")):
-        if kind == op:
-            return f"must be {sym} {ctx[op.split('_')[0][0] + 't']}"
-        if kind == op + "_equal":
-            return f"must be {sym}= {ctx[op.split('_')[0][0] + 'e']}"
-    if kind in ("too_short", "too_long"):
-        return "must hold " + str(ctx.get("min_length", ctx.get("max_length"))) + " items"
-    head = kind.split("_")[0]
-    if head in _EXPECTED:
-        return f"must be {_EXPECTED[head]}"
-    return str(err["msg"])
-
-
-def validation_message(
-    exc: ValidationError, where_of: Mapping[str, str], default_where: str, prefix: str = ""
-) -> str:
-    """The first error of ``exc`` as one line: ``<source>: field '<key>' must be …, got …``."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    # a tuple's item index is not a key the user wrote
-    key = ".".join(p for p in loc if not p.isdigit())
-    where = where_of.get(loc[0], default_where) if loc else default_where
-    if not loc:  # a check across fields: its message names the field itself
-        return f"{where}: {describe_error(err)}"
-    return f"{where}: field {prefix + key!r} {describe_error(err)} (got {err['input']!r})"
-
 
 def build_config(
     config_class: type[TrainerConfig],

@@ -94,6 +94,7 @@ def analyze(
     criteria: Mapping[str, Sequence[Target]] | None = None,
     plots: bool = True,
     title: str | None = None,
+    extra_sections: Sequence[Section] = (),
 ) -> AnalysisResult:
     """Analyse a results table (folder, file or DataFrame) and write the report to ``out_dir``.
 
@@ -103,6 +104,7 @@ def analyze(
     (``MetricSpec.report``), as do the epoch tables and metric-pair plots. Writes ``report.html`` (self-contained), ``summary.md``, ``scores.csv``,
     ``aggregate_{class,category,all}.csv``, ``epoch_trends.csv``, ``epoch_change.csv``,
     ``rank_table.csv``, ``shap_values.csv``, ``shap_fit.csv`` and ``plots/*.png``.
+    ``extra_sections`` are added before the file list (e.g. a sweep hook's links to companion pages).
     Raises :class:`ResultsError` when nothing usable is left.
     """
     source = results if not isinstance(results, pd.DataFrame) else "DataFrame"
@@ -170,6 +172,7 @@ def analyze(
                  "configs": configs},
         bootstrap=bootstrap,
     )  # fmt: skip
+    sections[-1:-1] = list(extra_sections)
     title = title or f"t2ibench analysis: {Path(str(source)).name}"
     files.append(render_html(title, sections, out / "report.html", out))
     files.append(render_markdown(title, sections, out / "summary.md", out))

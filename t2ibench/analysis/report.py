@@ -41,6 +41,11 @@ class Section:
         self.blocks.append(("figure", (path, caption)))
         return self
 
+    def link(self, href: str, text: str) -> Section:
+        """A link to a companion page (a relative path inside the report folder)."""
+        self.blocks.append(("link", (href, text)))
+        return self
+
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
@@ -122,6 +127,11 @@ def render_html(title: str, sections: list[Section], path: Path, base_dir: Path)
             elif kind == "bullets":
                 items = "".join(f"<li>{html.escape(str(x))}</li>" for x in payload)
                 parts.append(f"<ul>{items}</ul>")
+            elif kind == "link":
+                href, text = payload
+                parts.append(
+                    f"<p><a href='{html.escape(str(href), quote=True)}'>{html.escape(text)}</a></p>"
+                )
             elif kind == "table":
                 df, caption, max_rows = payload
                 parts.append(_html_table(df, caption, max_rows))
@@ -148,6 +158,9 @@ def render_markdown(title: str, sections: list[Section], path: Path, base_dir: P
                 out.append(md_escape(str(payload)) + "\n")
             elif kind == "bullets":
                 out.append("\n".join(f"- {md_escape(str(x))}" for x in payload) + "\n")
+            elif kind == "link":
+                href, text = payload
+                out.append(f"[{md_escape(text)}]({str(href).replace(' ', '%20')})\n")
             elif kind == "table":
                 df, caption, max_rows = payload
                 out.append(_md_table(df, caption, max_rows) + "\n")

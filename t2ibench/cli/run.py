@@ -3,106 +3,87 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from t2ibench.cli._console import console
 
 
-def _split(values: list[str] | None) -> list[str] | None:
-    """Accept both repeated flags and comma lists: ``--encoders a,b --encoders c``."""
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+def _cli_type(annotation: Any) -> Any:
+    """The typer type of a config field: lists stay lists, ``X | None`` becomes ``X``."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = args[0]
+        args = list(typing.get_args(annotation))
+    if typing.get_origin(annotation) in (list, tuple):
+        return list[int] if args and args[0] is int else list[str]
+    return annotation
+
+
+def config_options() -> list[tuple[str, str, Any, str]]:
+    """``(dotted key, --option, type, help)`` for every run-config field marked ``cli`` and the
+    trainer keys with their own option: the ``t2ibench run`` options, derived from the schema."""
+    from t2ibench.pipeline.config import TRAINER_OPTIONS, RunConfig
+
+    out = []
+
+    def walk(model: Any, prefix: str) -> None:
+        for key, f in model.model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            if "cli" in extra:
+                flag = (
+                    extra["cli"] if isinstance(extra["cli"], str) else "--" + key.replace("_", "-")
+                )
+                out.append((prefix + key, flag, _cli_type(f.annotation), f.description or ""))
+            elif isinstance(f.annotation, type) and hasattr(f.annotation, "model_fields"):
+                walk(f.annotation, f"{prefix}{key}.")
+
+    walk(RunConfig, "")
+    for key, (tp, help_text) in TRAINER_OPTIONS.items():
+        out.append((f"trainer.{key}", "--" + key.replace("_", "-"), tp, help_text))
+    return out
+
+
+def _split(values: Any) -> Any:
+    """Lists accept repeated flags and comma lists: ``--encoders a,b --encoders c``."""
+    if isinstance(values, list) and values and isinstance(values[0], str):
+        return [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return values
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run")
-    def run_cmd(
-        trainer: str = typer.Option(
-            ..., "--trainer", help="lora | loha | lokr | native | a plug-in"
-        ),
-        profile: str = typer.Option(
-            None, help="Defaults: toy | tiny | paper (default: offline unless --base/--dataset)."
-        ),
-        base: str = typer.Option(
-            None, help="Base model: hub id, diffusers folder, .safetensors, or 'tiny'."
-        ),
-        dataset: Path = typer.Option(None, help="Dataset folder (t2ibench spec)."),
-        config: Path = typer.Option(None, help="Trainer config TOML."),
-        set_: list[str] = typer.Option(
-            None, "--set", help="Trainer config override key=value (repeatable)."
-        ),
-        encoders: list[str] = typer.Option(
-            None, help="Encoders: name, name@tiny or name@WEIGHTS (comma list)."
-        ),
-        resize: list[str] = typer.Option(
-            None, help="Resize modes for image encoders (comma list)."
-        ),
-        metrics: list[str] = typer.Option(
-            None, help="Metrics to compute (default: every registered one)."
-        ),
-        prompt_types: list[str] = typer.Option(
-            None, "--prompt-types", help="Prompt types (comma list)."
-        ),
-        images_per_leaf: int = typer.Option(
-            None, "--images-per-leaf", help="Images per leaf and prompt type."
-        ),
-        epochs: int = typer.Option(None, help="Training epochs."),
-        save_epochs: list[int] = typer.Option(
-            None, "--save-epochs", help="Epochs to checkpoint (repeatable)."
-        ),
-        seed: int = typer.Option(None, help="Training seed."),
-        steps: int = typer.Option(None, help="Sampling steps (DDIM)."),
-        guidance_scale: float = typer.Option(None, "--cfg", help="Classifier-free guidance scale."),
-        resolution: int = typer.Option(
-            None, help="Image side in pixels (training and generation)."
-        ),
-        batch_size: int = typer.Option(None, "--batch-size", help="Generation batch size."),
-        device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
-        out: Path = typer.Option(Path("results"), help="Folder that holds run folders."),
-        name: str = typer.Option(None, help="Run name (default: <trainer>-<config hash>)."),
-        allow_pickle: bool = typer.Option(
-            False,
-            "--allow-pickle",
-            help="Allow a pickle .ckpt base (loaded with weights_only=True).",
-        ),
-        dry_run: bool = typer.Option(
-            False, "--dry-run", help="Print the plan and a time estimate; do nothing."
-        ),
-        progress: bool = typer.Option(True, help="Progress bars."),
-    ) -> None:
-        """Train, generate, evaluate and analyse: the whole protocol, resumable."""
-        from t2ibench.pipeline.run import RunOptions, execute, resolve
+    options = config_options()
 
-        options = RunOptions(
-            trainer=trainer,
-            profile=profile,
-            dataset=str(dataset) if dataset else None,
-            base=base,
-            config=str(config) if config else None,
-            overrides=tuple(set_ or ()),
-            encoders=_split(encoders),
-            resize=_split(resize),
-            metrics=_split(metrics),
-            prompt_types=_split(prompt_types),
-            images_per_leaf=images_per_leaf,
-            epochs=epochs,
-            save_epochs=save_epochs or None,
-            seed=seed,
-            device=device,
-            out=str(out),
-            name=name,
-            steps=steps,
-            guidance_scale=guidance_scale,
-            resolution=resolution,
-            batch_size=batch_size,
-            allow_pickle=allow_pickle,
-            progress=progress,
+    def run_cmd(**kw: Any) -> None:
+        """Train, generate, evaluate and analyse: the whole protocol, resumable."""
+        from t2ibench.pipeline.run import RunOptions, execute, resolve, set_layers
+
+        layers: list[tuple[str, dict[str, Any]]] = []
+        if kw["trainer"] is not None:
+            layers.append(("--trainer", {"trainer.trainer": kw["trainer"]}))
+        layers += set_layers(kw["set_"] or ())
+        for key, flag, _, _ in options:  # an option beats --set for the same key
+            value = kw[key.replace(".", "__")]
+            if value is not None and value != []:
+                layers.append((flag, {key: _split(value)}))
+        run_options = RunOptions(
+            layers=layers,
+            profile=kw["profile"],
+            trainer_file=str(kw["config"]) if kw["config"] else None,
+            device=kw["device"],
+            out=str(kw["out"]),
+            name=kw["name"],
+            allow_pickle=kw["allow_pickle"],
+            progress=kw["progress"],
         )
-        resolved = resolve(options)
-        if dry_run:
+        resolved = resolve(run_options)
+        if kw["dry_run"]:
             from t2ibench.pipeline.plan import plan, render_plan
 
             console().print(render_plan(plan(resolved, calibrate=True)))
@@ -112,6 +93,119 @@ def register(app: typer.Typer) -> None:
         console().print(
             f"[green]done[/]: {run_dir}" + (f"\nreport: {report}" if report.is_file() else "")
         )
+
+    P = inspect.Parameter
+    params = [
+        P(
+            "trainer",
+            P.KEYWORD_ONLY,
+            annotation=str,
+            default=typer.Option(
+                None,
+                "--trainer",
+                help="lora | loha | lokr | native | a plug-in (= --set trainer=NAME).",
+            ),
+        ),
+        P(
+            "profile",
+            P.KEYWORD_ONLY,
+            annotation=str,
+            default=typer.Option(
+                None,
+                help="A profile name (t2ibench profiles list) or a profile TOML file "
+                "(default: the offline one unless --base/--dataset name real ones, else paper).",
+            ),
+        ),
+        P(
+            "config",
+            P.KEYWORD_ONLY,
+            annotation=Path,
+            default=typer.Option(
+                None, help="Trainer config TOML (its keys at top level or under a trainer table)."
+            ),
+        ),
+        P(
+            "set_",
+            P.KEYWORD_ONLY,
+            annotation=list[str],
+            default=typer.Option(
+                None,
+                "--set",
+                help="Run-config override KEY=VALUE (repeatable): trainer.dim=8, "
+                'generate.steps=30, evaluate.metrics=["vendi"]; a bare trainer key (dim=8) means trainer.dim.',
+            ),
+        ),
+    ]
+    for key, flag, tp, help_text in options:
+        params.append(
+            P(
+                key.replace(".", "__"),
+                P.KEYWORD_ONLY,
+                annotation=tp,
+                default=typer.Option(None, flag, help=f"{help_text} (= --set {key}=...)"),
+            )
+        )
+    params += [
+        P(
+            "device",
+            P.KEYWORD_ONLY,
+            annotation=str,
+            default=typer.Option("cpu", help="cpu | cuda | cuda:N"),
+        ),
+        P(
+            "out",
+            P.KEYWORD_ONLY,
+            annotation=Path,
+            default=typer.Option(Path("results"), help="Folder that holds run folders."),
+        ),
+        P(
+            "name",
+            P.KEYWORD_ONLY,
+            annotation=str,
+            default=typer.Option(None, help="Run name (default: <trainer>-<config hash>)."),
+        ),
+        P(
+            "allow_pickle",
+            P.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(
+                False,
+                "--allow-pickle",
+                help="Allow a pickle .ckpt base (loaded with weights_only=True).",
+            ),
+        ),
+        P(
+            "dry_run",
+            P.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(
+                False, "--dry-run", help="Print the plan and a time estimate; do nothing."
+            ),
+        ),
+        P(
+            "progress",
+            P.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(True, help="Progress bars."),
+        ),
+    ]
+    run_cmd.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run_cmd.__annotations__ = {p.name: p.annotation for p in params}
+    app.command("run")(run_cmd)
+
+    @app.command("profiles")
+    def profiles_cmd() -> None:
+        """List the registered profiles (the defaults t2ibench run starts from)."""
+        from rich.table import Table
+
+        from t2ibench.profiles import PROFILES
+
+        table = Table("name", "offline", "available", "description")
+        for name in PROFILES.names():
+            p = PROFILES.get(name)
+            offline = "" if p.offline_priority is None else str(p.offline_priority)
+            table.add_row(name, offline, "yes" if p.available() else "no", p.description)
+        console().print(table)
 
     @app.command("evaluate")
     def evaluate_cmd(
@@ -134,18 +228,18 @@ def register(app: typer.Typer) -> None:
         """Score a folder of generated images (from t2ibench or any tool) into the results table."""
         from t2ibench.data import load_dataset
         from t2ibench.encoders import FeatureCache
-        from t2ibench.pipeline.defaults import PAPER
+        from t2ibench.pipeline.config import PAPER_ENCODERS
         from t2ibench.pipeline.evaluate import evaluate_images
         from t2ibench.pipeline.run import create_encoders
         from t2ibench.results import append_results
 
         ds = load_dataset(dataset)
-        encs = create_encoders(_split(encoders) or PAPER["encoders"], _split(resize), device)
+        encs = create_encoders(_split(encoders) or PAPER_ENCODERS, _split(resize) or None, device)
         df = evaluate_images(
             images_dir,
             ds,
             encs,
-            metrics=_split(metrics),
+            metrics=_split(metrics) or None,
             base_images_dir=base_images,
             cache=FeatureCache(cache or out / ".feature-cache"),
         )
@@ -176,7 +270,8 @@ def register(app: typer.Typer) -> None:
         g = load_grid(grid)
         if dry_run:
             for opts in g.run_options(out=out, device=device, dataset=dataset, base=base):
-                console().print(f"{opts.name}: {opts.trainer} {' '.join(opts.overrides)}")
+                shown = [f"{k}={v}" for _, table in opts.layers for k, v in table.items()]
+                console().print(f"{opts.name}: {' '.join(shown)}")
             return
         report = run_sweep(g, out=out, device=device, dataset=dataset, base=base, progress=progress)
         console().print(f"[green]done[/]: {report}")

@@ -26,7 +26,7 @@ import logging
 import platform
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,40 +41,37 @@ STAGES = ("train", "generate", "evaluate", "analyze")
 
 @dataclass
 class RunOptions:
-    """Everything ``t2ibench run`` accepts. ``None`` means "the profile's default"."""
+    """One ``t2ibench run``: the config layers (see :mod:`t2ibench.pipeline.config`) and how to
+    execute them. ``layers`` are ``(source, table of overrides)`` pairs, later ones winning, over
+    the profile's values (``profile=None``: the offline default unless a real base or dataset is
+    named, else ``paper``) and the trainer TOML file ``trainer_file``."""
 
-    trainer: str
+    layers: Sequence[tuple[str, Mapping[str, Any]]] = ()
     profile: str | None = None
-    dataset: str | None = None
-    base: str | None = None
-    config: str | None = None
-    overrides: Sequence[str] = ()
-    encoders: Sequence[str] | None = None
-    resize: Sequence[str] | None = None
-    metrics: Sequence[str] | None = None
-    prompt_types: Sequence[str] | None = None
-    images_per_leaf: int | None = None
-    epochs: int | None = None
-    save_epochs: Sequence[int] | None = None
-    seed: int | None = None
+    trainer_file: str | None = None
     device: str = "cpu"
     out: str = "results"
     name: str | None = None
-    steps: int | None = None
-    guidance_scale: float | None = None
-    resolution: int | None = None
-    batch_size: int | None = None
-    negative_prompt: str | None = None
     allow_pickle: bool = False
     analyze: bool = True
     progress: bool = True
-    checkpoint_columns: dict[str, Any] = field(default_factory=dict)
+    #: result columns every row gets (a sweep's config name and seed label)
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+def set_layers(items: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """``--set key=value`` items as override layers (values read as TOML)."""
+    from t2ibench.pipeline.config import parse_set
+
+    return [(f"--set {item}", dict([parse_set(item)])) for item in items]
 
 
 @dataclass
 class ResolvedRun:
     options: RunOptions
     profile: str
+    config: Any  # the resolved RunConfig (trainer keys complete)
+    trainer: Any  # the TrainerSpec
     dataset: Any
     base: str
     base_fingerprint: dict[str, str]
@@ -93,84 +90,111 @@ class ResolvedRun:
 
 
 # --------------------------------------------------------------------------------------------------
-# Resolution: profile defaults, validation, the run hash
+# Resolution: profile, config layers, validation, the run hash
 # --------------------------------------------------------------------------------------------------
 
 
+def choose_profile(options: RunOptions, base: str | None, dataset: str | None) -> Any:
+    """``--profile`` if given; else the offline default when neither a real base nor a real
+    dataset is named (named ones, e.g. ``--dataset demo``, are offline), else ``paper``."""
+    from t2ibench.profiles import get_profile, is_named, offline_profile
+
+    if options.profile is not None:
+        return get_profile(options.profile)
+    real_base = base is not None and not is_named("base", base)
+    real_dataset = dataset is not None and not is_named("dataset", dataset)
+    if not real_base and not real_dataset:
+        return offline_profile()
+    if dataset is None:
+        raise ConfigError("--dataset: required with --base (only the offline default ships data)")
+    return get_profile("paper")
+
+
 def resolve(options: RunOptions) -> ResolvedRun:
-    """Apply the profile's defaults and validate every input before any work starts."""
-    from t2ibench.adapters import get_trainer, load_trainer_config
+    """Layer the profile, trainer file and overrides, and validate every input before any work."""
+    from t2ibench.adapters import get_trainer
+    from t2ibench.adapters.config import read_trainer_toml
     from t2ibench.data import load_dataset
     from t2ibench.metrics import get_metric, list_metrics
     from t2ibench.models import base_fingerprint
-    from t2ibench.pipeline.defaults import profile_defaults, resolve_named
+    from t2ibench.pipeline.config import Layers
     from t2ibench.pipeline.generate import GenerationSettings
+    from t2ibench.profiles import resolve_named
     from t2ibench.prompts import get_prompt_type, list_prompt_types
 
-    get_trainer(options.trainer)  # unknown trainer → one clear message with the known names
-    profile_name, prof = profile_defaults(options)
-    dataset = load_dataset(resolve_named("dataset", options.dataset) or prof["dataset"]())
-    base = str(resolve_named("base", options.base) or prof["base"]())
+    user = Layers()
+    for where, table in options.layers:
+        user.add_table(where, table)
+    profile = choose_profile(options, user.values.get("base"), user.values.get("dataset"))
+    layers = Layers().add_table(f"profile {profile.name}", profile.values)
+    file_trainer = None
+    if options.trainer_file:
+        data = read_trainer_toml(Path(options.trainer_file))
+        file_trainer = data.get("trainer")
+        layers.add_table(options.trainer_file, {"trainer": data})
+    for where, table in options.layers:
+        layers.add_table(where, table)
+    cfg = layers.run_config()
+    spec = get_trainer(cfg.trainer_name)  # unknown trainer → one line with the known names
+    if file_trainer not in (None, spec.name):
+        raise ConfigError(
+            f"{options.trainer_file}: field 'trainer' is {file_trainer!r} but the trainer asked "
+            f"for is {spec.name!r}"
+        )
+    trainer_cfg = spec.config(layers.trainer_sources(), prefix="trainer.")
+
+    if cfg.dataset is None:
+        raise ConfigError(f"--dataset: required (profile {profile.name} names none)")
+    dataset = load_dataset(resolve_named("dataset", cfg.dataset))
+    base = str(resolve_named("base", cfg.base))
     fingerprint = base_fingerprint(base)  # a missing base model fails here, before training
 
-    cfg = load_trainer_config(
-        options.trainer,
-        Path(options.config) if options.config else None,
-        [*prof.get("trainer_overrides", []), *options.overrides],
-    )
-    changes: dict[str, Any] = {}
-    if options.epochs is not None:
-        changes["epochs"] = options.epochs
-    if options.save_epochs is not None:
-        changes["save_epochs"] = tuple(options.save_epochs)
-    if options.seed is not None:
-        changes["seed"] = options.seed
-    if options.resolution is not None:
-        changes["resolution"] = options.resolution
-    if changes:
-        cfg = cfg.replace(**changes)
-
-    metrics = list(options.metrics or prof.get("metrics") or list_metrics())
+    metrics = list(cfg.evaluate.metrics or list_metrics())
     for m in metrics:
         get_metric(m)
-    prompt_types = list(options.prompt_types or list_prompt_types())
+    prompt_types = list(cfg.generate.prompt_types or list_prompt_types())
     for p in prompt_types:
         get_prompt_type(p)
-    encoders = list(options.encoders or prof["encoders"])
+    encoders = list(cfg.evaluate.encoders)
     _check_encoders(encoders)
-    images_per_leaf = options.images_per_leaf or prof["images_per_leaf"]
-    if images_per_leaf < 1:
-        raise ConfigError(f"--images-per-leaf: must be ≥ 1, got {images_per_leaf}")
-    side = options.resolution or prof["resolution"]
+    gen = cfg.generate
+    side = gen.resolution or trainer_cfg.resolution
     generation = GenerationSettings(
-        steps=options.steps or prof["steps"],
-        guidance_scale=options.guidance_scale
-        if options.guidance_scale is not None
-        else prof["guidance_scale"],
+        steps=gen.steps,
+        guidance_scale=gen.guidance_scale,
         height=side,
         width=side,
-        negative_prompt=options.negative_prompt,
-        batch_size=options.batch_size or prof["batch_size"],
+        negative_prompt=gen.negative_prompt,
+        batch_size=gen.batch_size,
+    )
+    resolved_cfg = cfg.model_copy(
+        update={
+            "trainer": trainer_cfg.to_dict(),
+            "generate": gen.model_copy(update={"resolution": side, "prompt_types": prompt_types}),
+            "evaluate": cfg.evaluate.model_copy(update={"metrics": metrics}),
+        }
     )
     resolved = ResolvedRun(
         options=options,
-        profile=profile_name,
+        profile=profile.name,
+        config=resolved_cfg,
+        trainer=spec,
         dataset=dataset,
         base=base,
         base_fingerprint=fingerprint,
-        trainer_config=cfg,
+        trainer_config=trainer_cfg,
         encoders=encoders,
-        resize=list(options.resize) if options.resize else None,
+        resize=list(cfg.evaluate.resize) if cfg.evaluate.resize else None,
         metrics=metrics,
         prompt_types=prompt_types,
-        images_per_leaf=images_per_leaf,
+        images_per_leaf=gen.images_per_leaf,
         generation=generation,
         run_hash="",
         run_dir=Path(),
     )
     ident = _identity(resolved)
     resolved.run_hash = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    name = options.name or f"{options.trainer}-{resolved.run_hash[:10]}"
+    name = options.name or f"{spec.name}-{resolved.run_hash[:10]}"
     resolved.run_dir = Path(options.out) / name
     return resolved
 
@@ -323,27 +347,24 @@ def shared_base_images(r: ResolvedRun, jobs: Sequence[Any]) -> Path:
 
 
 def checkpoint_info(r: ResolvedRun, checkpoints: Sequence[Path]) -> dict[str, dict[str, Any]]:
-    """Result columns per checkpoint: config, seed, epoch and the hyperparameters."""
+    """Result columns per checkpoint: config, seed, epoch, then what the trainer contributes
+    (``TrainerSpec.columns``: algorithm, preset, lr and its own keys), then the run's labels."""
     import re
 
+    from t2ibench.pipeline.generate import checkpoint_name
+
     cfg = r.trainer_config
-    algorithm = "native" if cfg.trainer == "native" else cfg.trainer
+    labels = r.options.labels
     info = {}
     for ck in checkpoints:
-        m = re.search(r"-e(\d+)$", ck.stem)
-        info[ck.stem] = {
-            "config": r.options.checkpoint_columns.get("config", r.run_dir.name),
-            "seed": str(r.options.checkpoint_columns.get("seed", cfg.seed)),
+        name = checkpoint_name(ck)
+        m = re.search(r"-e(\d+)$", name)
+        info[name] = {
+            "config": labels.get("config", r.run_dir.name),
+            "seed": str(labels.get("seed", cfg.seed)),
             "epoch": int(m.group(1)) if m else None,
-            "algorithm": algorithm,
-            "preset": cfg.preset,
-            "lr": cfg.lr,
-            "dim": cfg.dim if algorithm in ("lora", "loha", "lokr") else None,
-            "alpha": cfg.alpha if algorithm in ("lora", "loha", "lokr") else None,
-            "factor": cfg.factor if algorithm == "lokr" else None,
-            **{
-                k: v for k, v in r.options.checkpoint_columns.items() if k not in ("config", "seed")
-            },
+            **r.trainer.columns(cfg),
+            **{k: v for k, v in labels.items() if k not in ("config", "seed")},
         }
     return info
 
@@ -370,11 +391,11 @@ def execute(r: ResolvedRun) -> Path:
 
 
 def _execute(r: ResolvedRun) -> Path:
-    from t2ibench.adapters import apply_adapter, train
+    from t2ibench.adapters import train
     from t2ibench.encoders import FeatureCache
     from t2ibench.models import load_base
     from t2ibench.pipeline.evaluate import evaluate_images
-    from t2ibench.pipeline.generate import generate_images
+    from t2ibench.pipeline.generate import checkpoint_name, checkpoint_on_base, generate_images
     from t2ibench.prompts import jobs_for
     from t2ibench.results import append_results, read_results, write_results
 
@@ -394,7 +415,8 @@ def _execute(r: ResolvedRun) -> Path:
             "name": run_dir.name,
             "run_hash": r.run_hash,
             "profile": r.profile,
-            "trainer": r.options.trainer,
+            "trainer": r.trainer.name,
+            "config": r.config.model_dump(mode="json"),
             "resolved": r.identity(),
             "dataset": {"root": str(r.dataset.root), "sha256": r.dataset.sha256},
             "base": {"spec": r.base, **r.base_fingerprint},
@@ -423,7 +445,7 @@ def _execute(r: ResolvedRun) -> Path:
 
     def do_train():
         return train(
-            r.options.trainer,
+            r.trainer.name,
             r.dataset,
             r.base,
             ckpt_dir,
@@ -442,11 +464,14 @@ def _execute(r: ResolvedRun) -> Path:
     base_images = shared_base_images(r, jobs)
     record["base_images"] = str(base_images)
 
+    names = {ck: checkpoint_name(ck) for ck in checkpoints}
+    load_kwargs = {"device": r.options.device, "allow_pickle": r.options.allow_pickle}
+
     def do_generate():
-        todo = [c for c in checkpoints if not state.has("generated", c.stem)]
+        todo = [c for c in checkpoints if not state.has("generated", names[c])]
         if state.has("generated", "base") and not todo:
             return
-        pipe = load_base(r.base, device=r.options.device, allow_pickle=r.options.allow_pickle)
+        pipe = load_base(r.base, **load_kwargs)
         if pipe.unet.training:
             pipe.unet.eval()
         if not state.has("generated", "base"):
@@ -460,19 +485,17 @@ def _execute(r: ResolvedRun) -> Path:
             )
             state.add("generated", "base")
         for ck in todo:
-            handle = apply_adapter(pipe, ck, multiplier=1.0)
-            try:
+            # an adapter file goes on the base; a full checkpoint (a diffusers folder) is loaded
+            with checkpoint_on_base(pipe, ck, **load_kwargs) as tuned:
                 generate_images(
-                    pipe,
+                    tuned,
                     jobs,
-                    images / ck.stem,
-                    checkpoint=ck.stem,
+                    images / names[ck],
+                    checkpoint=names[ck],
                     settings=r.generation,
                     progress=r.options.progress,
                 )
-            finally:
-                handle.remove()
-            state.add("generated", ck.stem)
+            state.add("generated", names[ck])
 
     timed("generate", do_generate)
 
@@ -482,13 +505,13 @@ def _execute(r: ResolvedRun) -> Path:
     info = checkpoint_info(r, checkpoints)
 
     def do_evaluate():
-        todo = [c for c in checkpoints if not (parts / c.stem / "results.parquet").is_file()]
+        todo = [c for c in checkpoints if not (parts / names[c] / "results.parquet").is_file()]
         if todo:
             encoders = create_encoders(r.encoders, r.resize, r.options.device)
             cache = FeatureCache(Path(r.options.out) / ".feature-cache")
             for ck in todo:
                 df = evaluate_images(
-                    images / ck.stem,
+                    images / names[ck],
                     r.dataset,
                     encoders,
                     metrics=r.metrics,
@@ -497,10 +520,10 @@ def _execute(r: ResolvedRun) -> Path:
                     checkpoint_info=info,
                     progress=r.options.progress,
                 )
-                write_results(df, parts / ck.stem, formats=("parquet",))
-                state.add("evaluated", ck.stem)
+                write_results(df, parts / names[ck], formats=("parquet",))
+                state.add("evaluated", names[ck])
         for ck in checkpoints:
-            append_results(read_results(parts / ck.stem), results_dir)
+            append_results(read_results(parts / names[ck]), results_dir)
 
     timed("evaluate", do_evaluate)
 

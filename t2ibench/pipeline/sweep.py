@@ -1,27 +1,35 @@
 """``t2ibench sweep``: a grid of configs × seeds, each a resumable run, then one joint analysis.
 
-Grid files are TOML (shipped ones in ``t2ibench/grids/``: ``paper`` = the paper's 26 configs × 3
-seeds, ``cpu`` = a small CPU grid)::
+A grid file is TOML (shipped ones in ``t2ibench/grids/``: ``paper`` = the paper's 26 configs × 3
+seeds, ``cpu`` = a small CPU grid, ``toy`` = the study in miniature on the toy world). Every table
+other than ``[grid]`` holds run-config overrides, written exactly as ``--set`` keys
+(:mod:`t2ibench.pipeline.config`: ``generate.steps``, ``trainer.dim`` or the shorthand ``dim``)::
 
     [grid]
     name = "cpu"
     seeds = [23, 24]            # training seeds; seed_labels name them in results ("a", "b")
     seed_labels = ["a", "b"]
-    set = ["epochs=2"]          # overrides for every config
-    base = "tiny"               # optional; else --base or the offline default
-    profile = "tiny"            # optional: toy | tiny | paper (see t2ibench.pipeline.defaults)
-    dataset = "path"            # optional; else --dataset or the offline default
-    [run]                       # optional RunOptions fields, e.g. images_per_leaf = 4
+    profile = "tiny"            # optional: a profile name or file (default: as t2ibench run)
+
+    [common]                    # overrides for every config
+    base = "tiny"
+    epochs = 2
+    generate.images_per_leaf = 4
 
     [[config]]
-    name = "lora-default"
+    name = "lora-default"       # the config's name (the trainer's own ``name`` is trainer.name)
     trainer = "lora"
-    set = ["dim=8", "alpha=4"]
+    dim = 8
+    alpha = 4
+
+Each run is ``<config name>-<seed label>``; the order of precedence is profile < ``[common]`` <
+``[[config]]`` < the seed < ``t2ibench sweep --dataset/--base``.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,19 +37,7 @@ from typing import Any
 
 from t2ibench.errors import ConfigError
 
-_GRID_KEYS = {"name", "seeds", "seed_labels", "set", "base", "dataset", "profile"}
-_CONFIG_KEYS = {"name", "trainer", "set"}
-_RUN_KEYS = {
-    "images_per_leaf",
-    "encoders",
-    "resize",
-    "metrics",
-    "prompt_types",
-    "steps",
-    "guidance_scale",
-    "resolution",
-    "batch_size",
-}
+_GRID_KEYS = {"name", "seeds", "seed_labels", "profile"}
 
 
 @dataclass
@@ -50,32 +46,33 @@ class Grid:
     seeds: list[int]
     seed_labels: list[str]
     configs: list[dict[str, Any]]
-    common: list[str] = field(default_factory=list)
-    base: str | None = None
-    dataset: str | None = None
+    common: dict[str, Any] = field(default_factory=dict)
     profile: str | None = None
-    run: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
-    def run_options(self, *, out: Path, device: str, dataset=None, base=None, progress=True):
+    def run_options(
+        self, *, out: Path, device: str, dataset=None, base=None, progress=True
+    ) -> Iterator[Any]:
         from t2ibench.pipeline.run import RunOptions
 
-        for cfg in self.configs:
+        cli = {k: str(v) for k, v in (("dataset", dataset), ("base", base)) if v is not None}
+        for i, cfg in enumerate(self.configs):
+            own = {k: v for k, v in cfg.items() if k != "name"}
             for seed, label in zip(self.seeds, self.seed_labels, strict=True):
                 yield RunOptions(
-                    trainer=cfg["trainer"],
+                    layers=[
+                        (f"{self.source} [common]", self.common),
+                        (f"{self.source} config[{i}] ({cfg['name']})", own),
+                        (f"{self.source} grid.seeds", {"trainer.seed": seed}),
+                        ("t2ibench sweep", cli),
+                    ],
                     profile=self.profile,
-                    dataset=str(dataset or self.dataset) if (dataset or self.dataset) else None,
-                    base=str(base or self.base) if (base or self.base) else None,
-                    overrides=(*self.common, *cfg.get("set", [])),
-                    seed=seed,
                     device=device,
                     out=str(Path(out) / "runs"),
                     name=f"{cfg['name']}-{label}",
                     analyze=False,
                     progress=progress,
-                    checkpoint_columns={"config": cfg["name"], "seed": label},
-                    **self.run,
+                    labels={"config": cfg["name"], "seed": label},
                 )
 
 
@@ -85,7 +82,7 @@ def _shipped(name: str) -> Path | None:
 
 
 def load_grid(spec: str | Path) -> Grid:
-    """A grid from a TOML path or a shipped grid name."""
+    """A grid from a TOML path or a shipped grid name; every config's keys are checked here."""
     path = Path(spec)
     if not path.is_file():
         shipped = _shipped(str(spec))
@@ -96,24 +93,19 @@ def load_grid(spec: str | Path) -> Grid:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(data) - {"grid", "config", "run"}
+    unknown = set(data) - {"grid", "common", "config"}
     if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}")
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)} (grid, common, config)")
     g = data.get("grid", {})
     if set(g) - _GRID_KEYS:
-        raise ConfigError(f"{path}: grid.{sorted(set(g) - _GRID_KEYS)[0]}: unknown key")
-    run = data.get("run", {})
-    if set(run) - _RUN_KEYS:
-        raise ConfigError(f"{path}: run.{sorted(set(run) - _RUN_KEYS)[0]}: unknown key")
+        key = sorted(set(g) - _GRID_KEYS)[0]
+        hint = " (overrides go in the [common] table)" if key in ("set", "base", "dataset") else ""
+        raise ConfigError(f"{path}: grid.{key}: unknown key{hint}")
     configs = data.get("config", [])
     if not configs:
         raise ConfigError(f"{path}: no [[config]] entries")
     names = set()
     for i, c in enumerate(configs):
-        if set(c) - _CONFIG_KEYS:
-            raise ConfigError(
-                f"{path}: config[{i}].{sorted(set(c) - _CONFIG_KEYS)[0]}: unknown key"
-            )
         if "name" not in c or "trainer" not in c:
             raise ConfigError(f"{path}: config[{i}]: needs name and trainer")
         if c["name"] in names:
@@ -123,75 +115,62 @@ def load_grid(spec: str | Path) -> Grid:
     labels = [str(s) for s in g.get("seed_labels", seeds)]
     if len(labels) != len(seeds):
         raise ConfigError(f"{path}: grid.seed_labels: {len(labels)} labels for {len(seeds)} seeds")
-    return Grid(
+    grid = Grid(
         name=str(g.get("name", path.stem)),
         seeds=seeds,
         seed_labels=labels,
         configs=configs,
-        common=list(g.get("set", [])),
-        base=g.get("base"),
-        dataset=g.get("dataset"),
+        common=data.get("common", {}),
         profile=g.get("profile"),
-        run=run,
         source=str(path),
     )
+    _check(grid)
+    return grid
+
+
+def _check(grid: Grid) -> None:
+    """Every config's overrides against the run config and its trainer, before any run starts."""
+    from t2ibench.adapters import get_trainer
+    from t2ibench.pipeline.config import Layers
+
+    for opts in grid.run_options(out=Path("."), device="cpu"):  # cheap: no model is loaded
+        layers = Layers()
+        for where, table in opts.layers[:2]:
+            layers.add_table(where, table)
+        cfg = layers.run_config()
+        spec = get_trainer(cfg.trainer_name)
+        spec.config(layers.trainer_sources(), prefix="trainer.")
 
 
 def run_sweep(
     grid: Grid, *, out: Path, device: str = "cpu", dataset=None, base=None, progress: bool = True
 ) -> Path:
-    """Every run of the grid (resumable), then the joint results table and report under ``out``."""
+    """Every run of the grid (resumable), then the joint results table and report under ``out``;
+    registered sweep hooks (``t2ibench.profiles.SWEEP_HOOKS``) add their sections to the report."""
     from t2ibench.analysis import analyze
     from t2ibench.pipeline.run import run
+    from t2ibench.profiles import SWEEP_HOOKS
     from t2ibench.results import merge_results, read_results, write_results
 
     out = Path(out)
     merged = None
-    toy = False
+    run_dirs = []
     for opts in grid.run_options(
         out=out, device=device, dataset=dataset, base=base, progress=progress
     ):
         run_dir = run(opts)
+        run_dirs.append(run_dir)
         # Checkpoint names repeat across runs (every LoRA run has a lora-e000010); in the joint
         # table a checkpoint is "<run>/<checkpoint>", or merging would keep one run per name.
         df = read_results(run_dir / "results")
         df["checkpoint"] = run_dir.name + "/" + df["checkpoint"].astype(str)
         merged = merge_results(merged, df)
-        toy = toy or _is_toy_run(run_dir)
     write_results(merged, out / "results")
     report = out / "report"
-    analyze(out / "results", report, title=f"t2ibench sweep: {grid.name}")
-    if toy:
-        # The toy world has ground truth: check every metric against the probe.
-        from t2ibench.toy.validity import write_validity_report
-
-        write_validity_report(out, report / "validity")
-        _link(
-            report,
-            "validity/validity.html",
-            "Validity: each metric against the probe's ground truth",
-        )
+    sections = []
+    for name in SWEEP_HOOKS.names():
+        sections += SWEEP_HOOKS.get(name).run(out, report, run_dirs) or []
+    analyze(
+        out / "results", report, title=f"t2ibench sweep: {grid.name}", extra_sections=sections
+    )
     return report
-
-
-def _is_toy_run(run_dir: Path) -> bool:
-    import json
-
-    try:
-        from t2ibench.toy.dataset import MARKER
-    except ImportError:
-        return False
-    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    return (Path(record["dataset"]["root"]) / MARKER).is_file()
-
-
-def _link(report: Path, target: str, text: str) -> None:
-    """Add a link to a companion page at the end of report.html and summary.md."""
-    import html
-
-    page = report / "report.html"
-    body = page.read_text(encoding="utf-8")
-    link = f'<h2>{html.escape(text)}</h2><p><a href="{html.escape(target)}">{html.escape(target)}</a></p>'
-    page.write_text(body.replace("</body>", link + "\n</body>", 1), encoding="utf-8")
-    with open(report / "summary.md", "a", encoding="utf-8") as f:
-        f.write(f"\n## {text}\n\n[{target}]({target})\n")

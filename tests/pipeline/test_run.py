@@ -7,27 +7,25 @@ import math
 import pytest
 
 from t2ibench.metrics import get_metric
-from t2ibench.pipeline.run import RunOptions, execute, resolve
+from t2ibench.pipeline.run import RunOptions, execute, resolve, set_layers
 from t2ibench.prompts import list_prompt_types
 from t2ibench.results import read_results
 
 ENCODERS = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
 
 
-def tiny_options(tmp_path, **kw) -> RunOptions:
-    base = dict(
-        trainer="lora",
-        profile="tiny",
-        out=str(tmp_path / "results"),
-        encoders=ENCODERS,
-        images_per_leaf=2,
-        steps=2,
-        epochs=2,
-        save_epochs=[1, 2],
-        progress=False,
-    )
+def tiny_options(tmp_path, overrides=(), **kw) -> RunOptions:
+    quick = {
+        "trainer": "lora",
+        "evaluate.encoders": ENCODERS,
+        "generate.images_per_leaf": 2,
+        "generate.steps": 2,
+        "trainer.epochs": 2,
+        "trainer.save_epochs": [1, 2],
+    }
+    base = dict(profile="tiny", out=str(tmp_path / "results"), progress=False)
     base.update(kw)
-    return RunOptions(**base)
+    return RunOptions(layers=[("test", quick), *set_layers(overrides)], **base)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,15 @@ name = "mini"
 seeds = [23]
 seed_labels = ["a"]
 profile = "tiny"
-set = ["epochs=2", "save_epochs=[1, 2]"]
 
-[run]
-images_per_leaf = 1
-steps = 2
-encoders = ["dinov2-l@tiny"]
-metrics = ["image_similarity", "vendi"]
-prompt_types = ["trigger", "train"]
+[common]
+epochs = 2
+save_epochs = [1, 2]
+generate.images_per_leaf = 1
+generate.steps = 2
+generate.prompt_types = ["trigger", "train"]
+evaluate.encoders = ["dinov2-l@tiny"]
+evaluate.metrics = ["image_similarity", "vendi"]
 
 [[config]]
 name = "mini-lora"
@@ -28,7 +29,7 @@ trainer = "lora"
 [[config]]
 name = "mini-lora-lr2e-3"
 trainer = "lora"
-set = ["lr=2e-3"]
+lr = 2e-3
 """
 
 

@@ -183,3 +183,52 @@ def test_kill_during_generation_and_resume(tmp_path):
     assert not df.duplicated(
         ["checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize"]
     ).any()
+
+
+def test_native_diffusers_checkpoint_end_to_end(tmp_path):
+    """``native_save=diffusers`` (the native trainer's own key) saves a full diffusers folder; the
+    run generates its images by loading that folder (not as an adapter file) and scores them."""
+    options = tiny_options(
+        tmp_path,
+        overrides=[
+            "trainer=native",
+            "native_save=diffusers",
+            "trainer.epochs=1",
+            "trainer.save_epochs=[1]",
+            "generate.images_per_leaf=1",
+            'generate.prompt_types=["trigger"]',
+            'evaluate.encoders=["dinov2-l@tiny"]',
+            'evaluate.metrics=["image_similarity"]',
+        ],
+    )
+    resolved = resolve(options)
+    assert resolved.trainer_config.native_save == "diffusers"
+    run_dir = execute(resolved)
+    folder = run_dir / "checkpoints" / "native-e000001"
+    assert (folder / "model_index.json").is_file()
+    manifest = run_dir / "images" / "native-e000001" / "manifest.jsonl"
+    assert len(manifest.read_text().splitlines()) == len(resolved.dataset.leaves)
+    df = read_results(run_dir / "results")
+    assert set(df["checkpoint"]) == {"native-e000001"} and set(df["algorithm"]) == {"native"}
+    assert df["value"].notna().all()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["config"]["trainer"]["native_save"] == "diffusers"
+
+
+def test_dotted_overrides_and_errors(tmp_path):
+    from t2ibench.errors import ConfigError
+
+    r = resolve(tiny_options(tmp_path, overrides=["trainer.dim=16", "generate.steps=3", "alpha=2"]))
+    assert (r.trainer_config.dim, r.trainer_config.alpha, r.generation.steps) == (16, 2.0, 3)
+    with pytest.raises(
+        ConfigError, match=r"--set generate.steps=many: field 'generate.steps' must be an integer"
+    ):
+        resolve(tiny_options(tmp_path, overrides=["generate.steps=many"]))
+    with pytest.raises(
+        ConfigError, match=r"--set trainer.dim=x: field 'trainer.dim' must be an integer"
+    ):
+        resolve(tiny_options(tmp_path, overrides=["trainer.dim=x"]))
+    with pytest.raises(ConfigError, match=r"unknown key 'generate.stepz'"):
+        resolve(tiny_options(tmp_path, overrides=["generate.stepz=3"]))
+    with pytest.raises(ConfigError, match=r"unknown key 'trainer.native_save' for trainer 'lora'"):
+        resolve(tiny_options(tmp_path, overrides=["native_save=diffusers"]))

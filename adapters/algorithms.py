@@ -154,6 +154,20 @@ class AdapterModule(nn.Module):
         return sum(t.numel() for t in self.state_items().values())
 
 
+class LowRankModule(AdapterModule):
+    """A module with a rank: LyCORIS's ``conv_dim`` rules (:meth:`AlgoParams.for_module`) pick
+    ``(dim, alpha)`` per layer; :meth:`options` adds the module's other constructor settings."""
+
+    @classmethod
+    def create(cls, lora_name: str, org: nn.Module, cfg: Any) -> AdapterModule | None:
+        da = cfg.for_module(org)
+        return None if da is None else cls(lora_name, org, *da, **cls.options(cfg))
+
+    @classmethod
+    def options(cls, cfg: Any) -> dict[str, Any]:
+        return {"use_tucker": cfg.use_tucker}
+
+
 def copy_tensors(module: AdapterModule, tensors: Mapping[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for suffix, attr in module.keys.items():

@@ -10,7 +10,6 @@ the key and the expected type. A TOML file holds the keys at top level (or under
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from t2ibench.errors import ConfigError
-from t2ibench.validation import validation_message
+from t2ibench.validation import parse_assignment, read_toml, validation_message
 
 from .presets import PRESETS
 
@@ -136,6 +135,7 @@ class TrainerConfig(BaseModel):
 # Building a config from sources (defaults, a file, overrides), with errors that name the source
 # --------------------------------------------------------------------------------------------------
 
+
 def build_config(
     config_class: type[TrainerConfig],
     sources: Iterable[tuple[str, Mapping[str, Any]]],
@@ -166,29 +166,12 @@ def build_config(
         raise ConfigError(validation_message(exc, where_of, last, prefix)) from None
 
 
-def parse_override(item: str) -> tuple[str, Any]:
-    """``"key=value"`` → (key, value); the value is read as TOML (``5e-4``, ``true``, ``[1, 2]``),
-    else kept as a bare string."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"--set {item!r}: expected key=value")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key, value
+parse_override = parse_assignment  # ``--set key=value`` for trainer keys
 
 
 def read_trainer_toml(path: Path) -> dict[str, Any]:
     """The trainer keys of a TOML file (top level, or its ``[trainer]`` table)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path)
     if isinstance(data.get("trainer"), dict):
         data = data["trainer"]
     return data

@@ -1,12 +1,43 @@
-"""pydantic validation errors as the one-line :class:`~t2ibench.errors.ConfigError` messages the CLI
-prints: ``<source>: field '<key>' must be <what it expects> (got <value>)``."""
+"""Reading user config input: TOML files, ``key=value`` items, and pydantic validation errors as
+the one-line :class:`~t2ibench.errors.ConfigError` messages the CLI prints
+(``<source>: field '<key>' must be <what it expects> (got <value>)``)."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+
+from t2ibench.errors import ConfigError
+
+
+def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is one ConfigError naming it."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what} file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``"key=value"`` → (key, value); the value is read as TOML (``5e-4``, ``true``, ``[1, 2]``),
+    else kept as a bare string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
 
 _EXPECTED = {
     "int": "an integer",

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from lycoris.functional import loha as lf_loha
 
-from ..algorithms import BACKEND, AdapterModule, AlgoParams, alpha_value, copy_tensors
+from ..algorithms import BACKEND, AlgoParams, LowRankModule, alpha_value, copy_tensors
 from ..config import TrainerConfig
 from ..registry import TrainerSpec, register_trainer
 
@@ -17,7 +17,7 @@ class LoHaConfig(TrainerConfig, AlgoParams):
     """The shared trainer keys plus LyCORIS's rank settings."""
 
 
-class LoHaModule(AdapterModule):
+class LoHaModule(LowRankModule):
     """LoHa: ΔW = (w1a·w1b) ⊙ (w2a·w2b) · alpha/dim; conv layers unrolled to (out, in·k·k)."""
 
     algo = "loha"
@@ -87,11 +87,6 @@ class LoHaModule(AdapterModule):
             backend=BACKEND,
         )
         return dw.reshape(self.weight_shape)
-
-    @classmethod
-    def create(cls, lora_name: str, org: nn.Module, cfg: AlgoParams) -> LoHaModule | None:
-        da = cfg.for_module(org)
-        return None if da is None else cls(lora_name, org, *da, use_tucker=cfg.use_tucker)
 
     @classmethod
     def from_state(cls, lora_name, org, tensors):

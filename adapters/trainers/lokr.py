@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
 from lycoris.functional import factorization
 from lycoris.functional import lokr as lf_lokr
 
-from ..algorithms import BACKEND, AdapterModule, AlgoParams, alpha_value, copy_tensors
+from ..algorithms import BACKEND, AlgoParams, LowRankModule, alpha_value, copy_tensors
 from ..config import TrainerConfig
 from ..registry import TrainerSpec, register_trainer
 
@@ -23,7 +24,7 @@ class LoKrConfig(TrainerConfig, AlgoParams):
     full_matrix: bool = False  # never decompose
 
 
-class LoKrModule(AdapterModule):
+class LoKrModule(LowRankModule):
     """LoKr: ΔW = kron(w1, w2) · alpha/dim, (m, n) from LyCORIS's ``factorization``.
 
     A block is low-rank (``_a``/``_b``) only when ``dim`` is below half its larger side; when
@@ -145,19 +146,13 @@ class LoKrModule(AdapterModule):
         return dw.reshape(self.weight_shape)
 
     @classmethod
-    def create(cls, lora_name: str, org: nn.Module, cfg: LoKrConfig) -> LoKrModule | None:
-        da = cfg.for_module(org)
-        if da is None:
-            return None
-        return cls(
-            lora_name,
-            org,
-            *da,
-            factor=cfg.factor,
-            decompose_both=cfg.decompose_both,
-            use_tucker=cfg.use_tucker,
-            full_matrix=cfg.full_matrix,
-        )
+    def options(cls, cfg: LoKrConfig) -> dict[str, Any]:
+        return {
+            "factor": cfg.factor,
+            "decompose_both": cfg.decompose_both,
+            "use_tucker": cfg.use_tucker,
+            "full_matrix": cfg.full_matrix,
+        }
 
     @classmethod
     def from_state(cls, lora_name, org, tensors):

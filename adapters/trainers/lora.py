@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from lycoris.functional import locon as lf_locon
 
-from ..algorithms import BACKEND, AdapterModule, AlgoParams, alpha_value, copy_tensors
+from ..algorithms import BACKEND, AlgoParams, LowRankModule, alpha_value, copy_tensors
 from ..config import TrainerConfig
 from ..registry import TrainerSpec, register_trainer
 
@@ -20,7 +20,7 @@ class LoRAConfig(TrainerConfig, AlgoParams):
     ``conv_alpha``, ``use_tucker``)."""
 
 
-class LoRAModule(AdapterModule):
+class LoRAModule(LowRankModule):
     """LoRA / LoCon: ΔW = up · down · alpha/dim; conv layers keep the kernel in ``down``."""
 
     algo = "lora"
@@ -106,11 +106,6 @@ class LoRAModule(AdapterModule):
             backend=BACKEND,
         )
         return base + delta
-
-    @classmethod
-    def create(cls, lora_name: str, org: nn.Module, cfg: AlgoParams) -> LoRAModule | None:
-        da = cfg.for_module(org)
-        return None if da is None else cls(lora_name, org, *da, use_tucker=cfg.use_tucker)
 
     @classmethod
     def from_state(cls, lora_name, org, tensors):

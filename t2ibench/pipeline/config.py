@@ -17,14 +17,13 @@ types and the error names the source, the key and what it expected.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from t2ibench.errors import ConfigError
-from t2ibench.validation import validation_message
+from t2ibench.validation import parse_assignment, validation_message
 
 PAPER_ENCODERS = ["dinov2-l", "clip-l14", "convnextv2-l", "vgg19"]
 
@@ -40,9 +39,13 @@ class GenerateConfig(_Section):
         100, ge=1, description="Images per leaf and prompt type.", json_schema_extra={"cli": True}
     )
     prompt_types: list[str] | None = Field(
-        None, description="Prompt types (default: every registered one).", json_schema_extra={"cli": True}
+        None,
+        description="Prompt types (default: every registered one).",
+        json_schema_extra={"cli": True},
     )
-    steps: int = Field(30, ge=1, description="Sampling steps (DDIM).", json_schema_extra={"cli": True})
+    steps: int = Field(
+        30, ge=1, description="Sampling steps (DDIM).", json_schema_extra={"cli": True}
+    )
     guidance_scale: float = Field(
         7.0, description="Classifier-free guidance scale.", json_schema_extra={"cli": "--cfg"}
     )
@@ -65,7 +68,9 @@ class EvaluateConfig(_Section):
         None, description="Resize modes for image encoders.", json_schema_extra={"cli": True}
     )
     metrics: list[str] | None = Field(
-        None, description="Metrics (default: every registered one).", json_schema_extra={"cli": True}
+        None,
+        description="Metrics (default: every registered one).",
+        json_schema_extra={"cli": True},
     )
 
 
@@ -128,14 +133,7 @@ def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def parse_set(item: str) -> tuple[str, Any]:
     """``--set key=value`` → (dotted key, value); the value is read as TOML, else a bare string."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected key=value")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
+    key, value = parse_assignment(item)
     return canonical_key(key, value), value
 
 

@@ -28,7 +28,6 @@ Each run is ``<config name>-<seed label>``; the order of precedence is profile <
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import ConfigError
+from t2ibench.validation import read_toml
 
 _GRID_KEYS = {"name", "seeds", "seed_labels", "profile"}
 
@@ -89,10 +89,7 @@ def load_grid(spec: str | Path) -> Grid:
         if shipped is None:
             raise ConfigError(f"--grid {spec}: no such file and no shipped grid of that name")
         path = shipped
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "grid")
     unknown = set(data) - {"grid", "common", "config"}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)} (grid, common, config)")
@@ -170,7 +167,5 @@ def run_sweep(
     sections = []
     for name in SWEEP_HOOKS.names():
         sections += SWEEP_HOOKS.get(name).run(out, report, run_dirs) or []
-    analyze(
-        out / "results", report, title=f"t2ibench sweep: {grid.name}", extra_sections=sections
-    )
+    analyze(out / "results", report, title=f"t2ibench sweep: {grid.name}", extra_sections=sections)
     return report

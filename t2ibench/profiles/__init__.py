@@ -27,7 +27,6 @@ builds or ships (groups ``t2ibench.datasets``, ``t2ibench.bases``); **sweep hook
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,6 +35,7 @@ from typing import Any
 
 from t2ibench.errors import ConfigError
 from t2ibench.registry import Registry, UnknownNameError
+from t2ibench.validation import read_toml
 
 
 @dataclass(frozen=True)
@@ -89,12 +89,7 @@ def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
     from t2ibench.pipeline.config import Layers
 
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such profile file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "profile")
     meta = data.pop("profile", {})
     unknown = set(meta) - {"description", "offline_priority"}
     if unknown:
@@ -110,23 +105,19 @@ def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
 
 
 def register_profile(profile: Profile, *, overwrite: bool = False) -> Profile:
-    PROFILES.register(profile.name, profile, overwrite=overwrite)
-    return profile
+    return PROFILES.register(profile.name, profile, overwrite=overwrite)
 
 
 def register_dataset(named: NamedPath, *, overwrite: bool = False) -> NamedPath:
-    DATASETS.register(named.name, named, overwrite=overwrite)
-    return named
+    return DATASETS.register(named.name, named, overwrite=overwrite)
 
 
 def register_base(named: NamedPath, *, overwrite: bool = False) -> NamedPath:
-    BASES.register(named.name, named, overwrite=overwrite)
-    return named
+    return BASES.register(named.name, named, overwrite=overwrite)
 
 
 def register_sweep_hook(hook: SweepHook, *, overwrite: bool = False) -> SweepHook:
-    SWEEP_HOOKS.register(hook.name, hook, overwrite=overwrite)
-    return hook
+    return SWEEP_HOOKS.register(hook.name, hook, overwrite=overwrite)
 
 
 def get_profile(spec: str) -> Profile:

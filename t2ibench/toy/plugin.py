@@ -68,7 +68,10 @@ register_base(NamedPath("toy", "the toy world's trained base", lambda: BASE_DIR,
 register_dataset(NamedPath("toy", "the toy dataset, all nine leaves", toy_dataset, base_installed))
 register_dataset(
     NamedPath(
-        "toy-small", "the toy dataset, one leaf per category", lambda: toy_dataset(True), base_installed
+        "toy-small",
+        "the toy dataset, one leaf per category",
+        lambda: toy_dataset(True),
+        base_installed,
     )
 )
 register_sweep_hook(SweepHook("toy-validity", "toy world: metrics vs the probe", validity_hook))

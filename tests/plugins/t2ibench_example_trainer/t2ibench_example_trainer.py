@@ -4,7 +4,6 @@ its own config key ``scale``. It registers through the ``t2ibench.trainers`` ent
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from pydantic import Field
 from t2ibench.adapters import AlgoParams, TrainerConfig, TrainerSpec, register_trainer
 from t2ibench.adapters.trainers.lora import LoRAModule
@@ -35,11 +34,8 @@ class ScaledLoRAModule(LoRAModule):
         self._lora_scale_base = value
 
     @classmethod
-    def create(cls, lora_name: str, org: nn.Module, cfg: ScaledLoRAConfig):
-        da = cfg.for_module(org)
-        if da is None:
-            return None
-        return cls(lora_name, org, *da, use_tucker=cfg.use_tucker, scale=cfg.scale)
+    def options(cls, cfg: ScaledLoRAConfig) -> dict:
+        return {**super().options(cfg), "scale": cfg.scale}
 
 
 register_trainer(

@@ -265,12 +265,13 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True),
     ) -> None:
         """Run a grid of configs × seeds (each a resumable run), then one analysis of all of them."""
+        from t2ibench.pipeline.config import flatten
         from t2ibench.pipeline.sweep import load_grid, run_sweep
 
         g = load_grid(grid)
         if dry_run:
             for opts in g.run_options(out=out, device=device, dataset=dataset, base=base):
-                shown = [f"{k}={v}" for _, table in opts.layers for k, v in table.items()]
+                shown = [f"{k}={v}" for _, t in opts.layers for k, v in flatten(t).items()]
                 console().print(f"{opts.name}: {' '.join(shown)}")
             return
         report = run_sweep(g, out=out, device=device, dataset=dataset, base=base, progress=progress)

@@ -2,8 +2,10 @@
 and a ground-truth probe, shipped with the package so the offline default measures something real.
 
 Submodules: ``world`` (generator, concepts, captions), ``dataset`` (the toy dataset in the t2ibench
-folder spec), ``base`` (the tiny SD-style parts), ``probe``, ``encoders``. The scripts that rebuild
-every shipped weight file live outside the package, in ``tools/toy/`` of the repository.
+folder spec), ``base`` (the tiny SD-style parts), ``probe``, ``encoders``, ``plugin`` (registers the
+toy profile, the named base and datasets and the validity sweep hook through entry points, as a
+third party would: the core never imports this package). The scripts that rebuild every shipped
+weight file live outside the package, in ``tools/toy/`` of the repository.
 """
 
 import os

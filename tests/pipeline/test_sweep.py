@@ -76,3 +76,42 @@ def test_sweep_runs_and_analyses(tmp_path):
     assert runs == ["mini-lora-a", "mini-lora-lr2e-3-a"]
     # both runs share one folder of base-model images
     assert len(list((tmp_path / "out" / "runs" / ".base-images").iterdir())) == 1
+
+
+def test_toy_grid_runs_keep_their_names_and_settings():
+    """The grids became override tables; each run keeps its name, seed and settings."""
+    from t2ibench.adapters import get_trainer
+
+    from t2ibench.pipeline.config import Layers
+
+    runs = {o.name: o for o in load_grid("toy").run_options(out="x", device="cpu")}
+    assert len(runs) == 30 and {"toy-lokrf4-b", "toy-nt-lr1e-4-a", "toy-lora32a16-a"} <= set(runs)
+    layers = Layers()
+    for where, table in runs["toy-lokrf4-b"].layers:
+        layers.add_table(where, table)
+    cfg = layers.run_config()
+    tc = get_trainer(cfg.trainer_name).config(layers.trainer_sources())
+    assert (cfg.base, cfg.dataset, cfg.generate.images_per_leaf) == ("toy", "toy-small", 4)
+    assert (tc.trainer, tc.factor, tc.lr, tc.epochs, tc.save_epochs, tc.seed) == (
+        "lokr",
+        4,
+        1e-3,
+        9,
+        (3, 6, 9),
+        24,
+    )
+    assert runs["toy-lokrf4-b"].labels == {"config": "toy-lokrf4", "seed": "b"}
+    paper = {o.name for o in load_grid("paper").run_options(out="x", device="cpu")}
+    assert len(paper) == 78 and "exp-1035-sd15-nt-lr5e-7-c" in paper
+
+
+def test_old_grid_format_says_what_changed(tmp_path):
+    bad = tmp_path / "old.toml"
+    bad.write_text('[grid]\nset = ["epochs=2"]\n[[config]]\nname = "a"\ntrainer = "lora"\n')
+    with pytest.raises(
+        ConfigError, match=r"grid.set: unknown key \(overrides go in the \[common\]"
+    ):
+        load_grid(bad)
+    bad.write_text('[[config]]\nname = "a"\ntrainer = "lora"\ndimm = 3\n')
+    with pytest.raises(ConfigError, match=r"config\[0\] \(a\): unknown key 'trainer.dimm'"):
+        load_grid(bad)

@@ -172,9 +172,9 @@ def resolve_named(kind: str, spec: str | None) -> str | None:
 
 def _demo_dataset() -> Path:
     from t2ibench.data import make_demo_dataset
-    from t2ibench.models import cache_dir
+    from t2ibench.fsutil import cache_root
 
-    root = cache_dir() / "demo-dataset"
+    root = cache_root() / "demo-dataset"
     if not (root / "dataset.toml").is_file():
         make_demo_dataset(root)
     return root

@@ -29,10 +29,10 @@ def base_installed() -> bool:
 
 def toy_dataset(small: bool = False) -> Path:
     """The toy dataset, written once into the cache (deterministic from seed 0)."""
-    from t2ibench.models import cache_dir
+    from t2ibench.fsutil import cache_root
     from t2ibench.toy.dataset import make_toy_dataset
 
-    root = cache_dir() / ("toy-dataset-small" if small else "toy-dataset")
+    root = cache_root() / ("toy-dataset-small" if small else "toy-dataset")
     if not (root / "dataset.toml").is_file():
         make_toy_dataset(root, leaves=SMALL_LEAVES if small else None)
     return root

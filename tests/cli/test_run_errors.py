@@ -90,3 +90,14 @@ def test_bad_dataset(tmp_path, demo):
         run("--trainer", "lora", "--base", "tiny", "--dataset", str(bad), cwd=tmp_path)
     )
     assert "001.png" in msg and "image" in msg
+
+
+def test_dotted_override_errors_name_key_and_type(tmp_path, demo):
+    common = ["--trainer", "lora", "--base", "tiny", "--dataset", str(demo)]
+    msg = one_line_error(run(*common, "--set", "generate.steps=many", cwd=tmp_path))
+    assert "--set generate.steps=many: field 'generate.steps' must be an integer" in msg
+    msg = one_line_error(run(*common, "--set", "trainer.alpha=high", cwd=tmp_path))
+    assert "field 'trainer.alpha' must be a number" in msg
+    msg = one_line_error(run("--profile", "tiny", "--set", "native_save=diffusers", cwd=tmp_path))
+    assert "unknown key 'trainer.native_save' for trainer 'lora'" in msg
+    assert not (tmp_path / "results").exists()

@@ -29,7 +29,7 @@ def _cli_type(annotation: Any) -> Any:
 def config_options() -> list[tuple[str, str, Any, str]]:
     """``(dotted key, --option, type, help)`` for every run-config field marked ``cli`` and the
     trainer keys with their own option: the ``t2ibench run`` options, derived from the schema."""
-    from t2ibench.pipeline.config import TRAINER_OPTIONS, RunConfig
+    from t2ibench.runconfig import TRAINER_OPTIONS, RunConfig
 
     out = []
 
@@ -228,10 +228,10 @@ def register(app: typer.Typer) -> None:
         """Score a folder of generated images (from t2ibench or any tool) into the results table."""
         from t2ibench.data import load_dataset
         from t2ibench.encoders import FeatureCache
-        from t2ibench.pipeline.config import PAPER_ENCODERS
         from t2ibench.pipeline.evaluate import evaluate_images
         from t2ibench.pipeline.run import create_encoders
         from t2ibench.results import append_results
+        from t2ibench.runconfig import PAPER_ENCODERS
 
         ds = load_dataset(dataset)
         encs = create_encoders(_split(encoders) or PAPER_ENCODERS, _split(resize) or None, device)
@@ -265,8 +265,8 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True),
     ) -> None:
         """Run a grid of configs × seeds (each a resumable run), then one analysis of all of them."""
-        from t2ibench.pipeline.config import flatten
         from t2ibench.pipeline.sweep import load_grid, run_sweep
+        from t2ibench.runconfig import flatten
 
         g = load_grid(grid)
         if dry_run:

@@ -41,7 +41,7 @@ STAGES = ("train", "generate", "evaluate", "analyze")
 
 @dataclass
 class RunOptions:
-    """One ``t2ibench run``: the config layers (see :mod:`t2ibench.pipeline.config`) and how to
+    """One ``t2ibench run``: the config layers (see :mod:`t2ibench.runconfig`) and how to
     execute them. ``layers`` are ``(source, table of overrides)`` pairs, later ones winning, over
     the profile's values (``profile=None``: the offline default unless a real base or dataset is
     named, else ``paper``) and the trainer TOML file ``trainer_file``."""
@@ -61,7 +61,7 @@ class RunOptions:
 
 def set_layers(items: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
     """``--set key=value`` items as override layers (values read as TOML)."""
-    from t2ibench.pipeline.config import parse_set
+    from t2ibench.runconfig import parse_set
 
     return [(f"--set {item}", dict([parse_set(item)])) for item in items]
 
@@ -117,10 +117,10 @@ def resolve(options: RunOptions) -> ResolvedRun:
     from t2ibench.data import load_dataset
     from t2ibench.metrics import get_metric, list_metrics
     from t2ibench.models import base_fingerprint
-    from t2ibench.pipeline.config import Layers
     from t2ibench.pipeline.generate import GenerationSettings
     from t2ibench.profiles import resolve_named
     from t2ibench.prompts import get_prompt_type, list_prompt_types
+    from t2ibench.runconfig import Layers
 
     user = Layers()
     for where, table in options.layers:

@@ -3,7 +3,7 @@
 A grid file is TOML (shipped ones in ``t2ibench/grids/``: ``paper`` = the paper's 26 configs × 3
 seeds, ``cpu`` = a small CPU grid, ``toy`` = the study in miniature on the toy world). Every table
 other than ``[grid]`` holds run-config overrides, written exactly as ``--set`` keys
-(:mod:`t2ibench.pipeline.config`: ``generate.steps``, ``trainer.dim`` or the shorthand ``dim``)::
+(:mod:`t2ibench.runconfig`: ``generate.steps``, ``trainer.dim`` or the shorthand ``dim``)::
 
     [grid]
     name = "cpu"
@@ -128,7 +128,7 @@ def load_grid(spec: str | Path) -> Grid:
 def _check(grid: Grid) -> None:
     """Every config's overrides against the run config and its trainer, before any run starts."""
     from t2ibench.adapters import get_trainer
-    from t2ibench.pipeline.config import Layers
+    from t2ibench.runconfig import Layers
 
     for opts in grid.run_options(out=Path("."), device="cpu"):  # cheap: no model is loaded
         layers = Layers()

@@ -1,7 +1,7 @@
 """Profiles, named datasets and base models, and post-sweep hooks: the data above the core.
 
 A **profile** is one TOML file of run-config defaults (the keys of
-:class:`t2ibench.pipeline.config.RunConfig`) plus a ``[profile]`` table::
+:class:`t2ibench.runconfig.RunConfig`) plus a ``[profile]`` table::
 
     base = "tiny"
     dataset = "demo"
@@ -86,7 +86,7 @@ SWEEP_HOOKS: Registry[SweepHook] = Registry("sweep hook", "t2ibench.sweep_hooks"
 
 def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
     """A profile from its TOML file; the keys are checked against the run config."""
-    from t2ibench.pipeline.config import Layers
+    from t2ibench.runconfig import Layers
 
     path = Path(path)
     data = read_toml(path, "profile")

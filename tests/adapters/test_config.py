@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from t2ibench.adapters import (
     TrainerConfig,
     TrainerSpec,
@@ -15,7 +16,6 @@ from t2ibench.adapters import (
 )
 from t2ibench.adapters.registry import TRAINERS
 from t2ibench.adapters.training import assign_bucket, effective_warmup, lr_factor, make_buckets
-
 from t2ibench.errors import ConfigError
 
 
@@ -134,6 +134,7 @@ def test_buckets() -> None:
 def test_register_third_party_trainer() -> None:
     """A trainer from a module factory: rank-1 LoRA on the text encoder's q_proj only."""
     import torch.nn as nn
+
     from t2ibench.adapters.trainers.lora import LoRAModule
 
     def factory(name: str, layer: nn.Module, cfg: TrainerConfig):

@@ -9,6 +9,7 @@ import torch.nn as nn
 from lycoris.modules.locon import LoConModule
 from lycoris.modules.loha import LohaModule
 from lycoris.modules.lokr import LokrModule
+
 from t2ibench.adapters.trainers.loha import LoHaModule
 from t2ibench.adapters.trainers.lokr import LoKrModule
 from t2ibench.adapters.trainers.lora import LoRAModule

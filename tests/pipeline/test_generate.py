@@ -299,10 +299,10 @@ def test_cli_generate_base(cache, tmp_path):
 def test_adapter_checkpoint_on_base(pipe, cache, tmp_path):
     """A LoHa file goes on the base for its images and comes off again; base images still pair."""
     import torch
+
     from t2ibench.adapters import AlgoParams, get_trainer
     from t2ibench.adapters.files import save_adapter
     from t2ibench.adapters.network import AdapterNetwork
-
     from t2ibench.pipeline.generate import generate_checkpoints
 
     parts = {"unet": pipe.unet, "te": pipe.text_encoder}

@@ -81,8 +81,7 @@ def test_sweep_runs_and_analyses(tmp_path):
 def test_toy_grid_runs_keep_their_names_and_settings():
     """The grids became override tables; each run keeps its name, seed and settings."""
     from t2ibench.adapters import get_trainer
-
-    from t2ibench.pipeline.config import Layers
+    from t2ibench.runconfig import Layers
 
     runs = {o.name: o for o in load_grid("toy").run_options(out="x", device="cpu")}
     assert len(runs) == 30 and {"toy-lokrf4-b", "toy-nt-lr1e-4-a", "toy-lora32a16-a"} <= set(runs)

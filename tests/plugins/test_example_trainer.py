@@ -62,10 +62,10 @@ def test_result_columns_come_from_the_trainer(plugin_run):
 def test_checkpoint_is_detected_and_reapplied(plugin_run, monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGIN))
     import t2ibench_example_trainer as plugin  # registers (idempotently) in this process too
+
     from t2ibench.adapters import apply_adapter, read_adapter
     from t2ibench.adapters.registry import module_class_for
     from t2ibench.adapters.trainers.lora import LoRAModule
-
     from t2ibench.models import load_base
 
     (ckpt,) = (plugin_run / "checkpoints").glob("*.safetensors")

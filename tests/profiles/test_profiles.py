@@ -10,8 +10,8 @@ import pytest
 
 import t2ibench
 from t2ibench.errors import ConfigError
-from t2ibench.pipeline.config import TRAINER_OPTIONS, Layers
 from t2ibench.profiles import PROFILES, get_profile, load_profile_file, offline_profile
+from t2ibench.runconfig import TRAINER_OPTIONS, Layers
 
 PACKAGE = Path(t2ibench.__file__).parent
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
+
 from t2ibench.adapters import AlgoParams, TrainerConfig, TrainerSpec, register_trainer
 from t2ibench.adapters.trainers.lora import LoRAModule
 

@@ -7,10 +7,19 @@ import torch
 from t2ibench.metrics._common import StreamingMetric, as_matrix
 
 
+def _scores(scores: torch.Tensor) -> torch.Tensor:
+    """Per-image scores as (n, 1): (n,) and (n, 1) are accepted, anything else is refused."""
+    s = torch.as_tensor(scores)
+    if s.ndim == 1:
+        s = s[:, None]
+    if s.ndim != 2 or s.shape[1] != 1:
+        raise ValueError(f"scores: expected (n,) or (n, 1) per-image scores, got {tuple(s.shape)}")
+    return as_matrix(s, "scores")
+
+
 def mean_score(scores: torch.Tensor) -> float:
     """Mean of per-image scores given as (n,) or (n, 1)."""
-    s = as_matrix(torch.as_tensor(scores).reshape(-1, 1), "scores")
-    return float(s.mean())
+    return float(_scores(scores).mean())
 
 
 class MeanScore(StreamingMetric):
@@ -23,7 +32,7 @@ class MeanScore(StreamingMetric):
         self.n = 0
 
     def update(self, scores: torch.Tensor) -> None:
-        s = as_matrix(torch.as_tensor(scores).reshape(-1, 1), "scores")
+        s = _scores(scores)
         self.total += float(s.sum())
         self.n += s.shape[0]
 

@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import torch
 
-from t2ibench.metrics._common import StreamingMetric, add, as_matrix, l2_normalize
+from t2ibench.metrics._common import StreamingMetric, add, as_matrix, l2_normalize, width
 
 
-def _centroid(x: torch.Tensor, name: str) -> torch.Tensor:
-    return l2_normalize(as_matrix(x, name)).mean(dim=0)
+def _centroids(gen: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    g = as_matrix(gen, "gen")
+    r = as_matrix(ref, "ref", cols=g.shape[1], cols_from="gen")
+    return l2_normalize(g, "gen").mean(dim=0), l2_normalize(r, "ref").mean(dim=0)
 
 
 def image_similarity(gen: torch.Tensor, ref: torch.Tensor) -> float:
-    """Mean cosine similarity over all (generated, reference) pairs = ⟨mean x̂, mean ŷ⟩."""
-    return float(_centroid(gen, "gen") @ _centroid(ref, "ref"))
+    """Mean cosine similarity over all (generated, reference) pairs = ⟨mean x̂, mean ŷ⟩.
+
+    ``gen`` (n, d) and ``ref`` (m, d); input rules (shapes, zero rows, NaN) in
+    :mod:`t2ibench.metrics._common`.
+    """
+    mg, mr = _centroids(gen, ref)
+    return float(mg @ mr)
 
 
 def centroid_distance(gen: torch.Tensor, ref: torch.Tensor) -> float:
     """Squared distance between the means of the L2-normalised features, ‖mean x̂ − mean ŷ‖²."""
-    diff = _centroid(gen, "gen") - _centroid(ref, "ref")
+    mg, mr = _centroids(gen, ref)
+    diff = mg - mr
     return float(diff @ diff)
 
 
@@ -38,11 +46,16 @@ class _CentroidPair(StreamingMetric):
     def update(self, gen: torch.Tensor | None = None, ref: torch.Tensor | None = None) -> None:
         """Add generated and/or reference features (either may come in its own calls)."""
         if gen is not None:
-            g = l2_normalize(as_matrix(gen, "gen"))
+            d = width(self.gen_sum, self.ref_sum)
+            g = l2_normalize(as_matrix(gen, "gen", cols=d), "gen")
             self.gen_sum, self.gen_n = add(self.gen_sum, g.sum(0)), self.gen_n + g.shape[0]
         if ref is not None:
-            r = l2_normalize(as_matrix(ref, "ref"))
+            d = width(self.gen_sum, self.ref_sum)
+            r = l2_normalize(as_matrix(ref, "ref", cols=d), "ref")
             self.ref_sum, self.ref_n = add(self.ref_sum, r.sum(0)), self.ref_n + r.shape[0]
+
+    def feature_width(self) -> int | None:
+        return width(self.gen_sum, self.ref_sum)
 
     def _means(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.gen_n or not self.ref_n:

@@ -1,4 +1,8 @@
-"""Style loss (Johnson et al. 2016) between seed-paired images: base-model preservation."""
+"""Style loss (Johnson et al. 2016) between seed-paired images: base-model preservation.
+
+Gram matrices (:mod:`t2ibench.gram`) are float32 with autocast off; NaN or infinite Gram matrices
+are refused here too, naming the argument and layer.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ def style_loss(grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor])
     for i, (ga, gb) in enumerate(zip(grams_a, grams_b, strict=True)):
         if ga.shape != gb.shape or ga.ndim != 3:
             raise ValueError(f"style_loss: layer {i} shapes {tuple(ga.shape)} vs {tuple(gb.shape)}")
+        for name, g in (("grams_a", ga), ("grams_b", gb)):
+            if not bool(torch.isfinite(g).all()):
+                raise ValueError(f"{name}[{i}]: contains NaN or infinite values")
         diff = ga.to(torch.float64) - gb.to(torch.float64)
         layer = diff.pow(2).sum(dim=(1, 2))
         total = layer if total is None else total + layer

@@ -2,7 +2,8 @@
 
 VS_q = exp(H_q(λ)), λ the eigenvalues of K/n with K = X̂X̂ᵀ. K/n (n×n) and X̂ᵀX̂/n (d×d) share their
 non-zero eigenvalues, so we solve whichever is smaller, in float64. The streaming class keeps the rows
-while n ≤ d and switches to the d×d second moment once n exceeds d: both exact.
+while n ≤ d and switches to the d×d second moment once n exceeds d: both exact. Input rules (2-D
+only, all-zero rows refused, any finite magnitude) are in :mod:`t2ibench.metrics._common`.
 """
 
 from __future__ import annotations
@@ -57,15 +58,16 @@ def _eigenvalues(k: torch.Tensor, n: int) -> torch.Tensor:
 def vendi_score(feats: torch.Tensor, q: float = 1.0) -> float:
     """Vendi score of order ``q`` (0, 0.5, 1, 2, inf, or any q ≥ 0) of a (n, d) feature matrix."""
     q = _check_q(q)
-    x = l2_normalize(as_matrix(feats, "feats"))
+    x = l2_normalize(as_matrix(feats, "feats"), "feats")
     n, d = x.shape
     return _entropy_exp(_eigenvalues(_gram(x, "n" if n <= d else "d"), n), q)
 
 
 class VendiScore(StreamingMetric):
-    """Streaming :func:`vendi_score`. ``merge`` combines shards exactly."""
+    """Streaming :func:`vendi_score`. ``merge`` combines shards of the same q exactly."""
 
     _state = ()
+    _options = ("q",)
 
     def __init__(self, q: float = 1.0) -> None:
         self.q = _check_q(q)
@@ -75,11 +77,9 @@ class VendiScore(StreamingMetric):
         self.d: int | None = None
 
     def update(self, feats: torch.Tensor) -> None:
-        x = l2_normalize(as_matrix(feats, "feats"))
+        x = l2_normalize(as_matrix(feats, "feats", cols=self.d), "feats")
         if self.d is None:
             self.d = x.shape[1]
-        elif x.shape[1] != self.d:
-            raise ValueError(f"feats: feature size {x.shape[1]} differs from earlier {self.d}")
         self.n += x.shape[0]
         if self.second_moment is not None:
             self.second_moment += _gram(x, "d")
@@ -88,9 +88,16 @@ class VendiScore(StreamingMetric):
         if self.n > self.d:
             self.second_moment, self.rows = _gram(torch.cat(self.rows), "d"), []
 
+    def feature_width(self) -> int | None:
+        return self.d
+
     def merge(self, other: StreamingMetric) -> VendiScore:
-        if not isinstance(other, VendiScore):
-            raise TypeError(f"cannot merge {type(other).__name__} into VendiScore")
+        self.check_mergeable(other)
+        assert isinstance(other, VendiScore)
+        if self.d is not None and other.d is not None and other.d != self.d:
+            raise ValueError(
+                f"cannot merge VendiScore shards: feature size {other.d} differs from {self.d}"
+            )
         if other.n == 0:
             return self
         if other.second_moment is not None:
@@ -101,8 +108,11 @@ class VendiScore(StreamingMetric):
         return self
 
     def update_second_moment(self, m: torch.Tensor, n: int, d: int | None) -> None:
+        """Add the second moment ``m`` = Σ x̂ x̂ᵀ (d×d) of ``n`` normalised rows."""
         if self.d is not None and d != self.d:
-            raise ValueError(f"feature size {d} differs from earlier {self.d}")
+            raise ValueError(f"second moment: feature size {d} differs from earlier {self.d}")
+        if d is None or tuple(m.shape) != (d, d):
+            raise ValueError(f"second moment: expected shape ({d}, {d}), got {tuple(m.shape)}")
         self.d = d
         if self.second_moment is None:
             stacked = torch.cat(self.rows) if self.rows else torch.zeros(0, d, dtype=torch.float64)

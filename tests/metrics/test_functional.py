@@ -80,7 +80,8 @@ def test_text_alignment_conventions():
     txt = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
     c = math.sqrt(0.5)
     assert text_alignment(img, txt) == pytest.approx((c - 1) / 2)
-    assert text_alignment(img, txt, convention="clipscore") == pytest.approx(100 * c / 2)
+    assert text_alignment(img, txt, convention="clipscore-hessel") == pytest.approx(2.5 * c / 2)
+    assert text_alignment(img, txt, convention="clipscore-torchmetrics") == 0.0  # mean < 0
     with pytest.raises(ValueError, match="paired"):
         text_alignment(img, txt[:1])
     with pytest.raises(ValueError, match="convention"):

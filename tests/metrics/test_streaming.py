@@ -76,7 +76,7 @@ def test_vendi_merge_mixed_states():
 
 def test_text_alignment_stream():
     i, t = feats(30, 8, 4), feats(30, 8, 5)
-    for conv in ("cosine", "clipscore"):
+    for conv in ("cosine", "clipscore-hessel", "clipscore-torchmetrics"):
         m = TextAlignment(conv)
         m.update(i[:11], t[:11])
         o = TextAlignment(conv)

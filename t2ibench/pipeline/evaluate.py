@@ -100,7 +100,7 @@ def evaluate_images(
     ``checkpoint_info`` maps a checkpoint name to its columns (``config``, ``seed``, ``epoch`` and
     hyperparameters); checkpoints without an entry get ``config`` = their name. ``metric_options``
     maps a metric name to keyword options that override its spec's ``options`` (e.g.
-    ``{"text_alignment": {"convention": "clipscore"}}``).
+    ``{"text_alignment": {"convention": "clipscore-hessel"}}``).
     """
     images_dir = Path(images_dir)
     records = read_manifest(images_dir / MANIFEST_NAME)
@@ -156,18 +156,12 @@ def evaluate_images(
                 ctx.metric = spec
                 value = _compute(spec, providers[spec.name], ctx, options[spec.name])
                 if value is not None:
-                    rows.append(
-                        _row(
-                            checkpoint,
-                            leaf,
-                            prompt_type,
-                            spec.name,
-                            encoder,
-                            value,
-                            len(group),
-                            info,
-                        )
+                    row = _row(
+                        checkpoint, leaf, prompt_type, spec.name, encoder, value, len(group), info
                     )
+                    # the convention a value is in (text_alignment: cosine, clipscore-hessel, …)
+                    row["convention"] = str(options[spec.name].get("convention", ""))
+                    rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -76,9 +76,10 @@ def load_image(path: Path, bucket: tuple[int, int]) -> torch.Tensor:
     import numpy as np
     from PIL import Image
 
+    from t2ibench.images import open_image
+
     bw, bh = bucket
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with open_image(path) as im:  # upright (EXIF), 8-bit, transparency on white
         scale = max(bw / im.width, bh / im.height)
         nw, nh = max(bw, round(im.width * scale)), max(bh, round(im.height * scale))
         im = im.resize((nw, nh), Image.Resampling.LANCZOS)
@@ -145,7 +146,7 @@ def _encode_latents(
     device: str,
 ) -> list[_Sample]:
     """VAE latents of every image, computed once (the VAE is frozen; no augmentation)."""
-    from PIL import Image
+    from t2ibench.images import open_image
 
     vae = pipe.vae
     sf = float(vae.config.scaling_factor)
@@ -153,11 +154,8 @@ def _encode_latents(
     out = []
     with torch.no_grad():
         for rec in records:
-            try:
-                with Image.open(rec.path) as im:
-                    size = im.size
-            except OSError as exc:
-                raise T2IBenchError(f"{rec.path}: cannot read the image ({exc})") from None
+            with open_image(rec.path) as im:  # the upright size (EXIF orientation applied)
+                size = im.size
             bucket = assign_bucket(size, buckets)
             img = load_image(rec.path, bucket).unsqueeze(0).to(device, vae.dtype)
             dist = vae.encode(img).latent_dist

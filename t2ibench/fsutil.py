@@ -44,22 +44,35 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple, str] = {}
+#: With ``memo=True``, files under this size are still hashed every time (≈0.1 s at most).
+ALWAYS_HASH_BELOW = 64 << 20
 
 
 def file_sha256(path: str | os.PathLike, *, memo: bool = False) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks.
 
-    ``memo=True`` remembers the digest per (path, size, mtime) for this process, for big weight
-    files that are fingerprinted more than once.
+    ``memo=True`` remembers the digest of files of :data:`ALWAYS_HASH_BELOW` or more for this
+    process, for big weight files fingerprinted more than once, keyed on (path, device, inode, size,
+    mtime, ctime): an in-place rewrite that keeps size and mtime (``os.utime``) still changes ctime,
+    which no user call can set back, and a replaced file has a new inode. Missed: a rewrite within
+    the same filesystem timestamp tick (milliseconds) as the previous hash, with the mtime set back.
     """
     path = Path(path)
     key = None
     if memo:
         st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-        if key in _DIGESTS:
-            return _DIGESTS[key]
+        if st.st_size >= ALWAYS_HASH_BELOW:
+            key = (
+                str(path.resolve()),
+                st.st_dev,
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+            )
+            if key in _DIGESTS:
+                return _DIGESTS[key]
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

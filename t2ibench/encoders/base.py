@@ -10,9 +10,9 @@ geometry whatever the model:
 
 Library: ``torchvision.transforms.v2.functional`` on uint8 CHW tensors (``resize`` with
 ``antialias=True``, ``pad``, ``center_crop``); interpolation is the real model's own (bicubic for
-DINOv2, OpenCLIP and ConvNeXt V2, bilinear for torchvision's VGG-19). Images are converted to RGB with
-PIL first (an alpha channel is dropped). Then pixels become float in [0, 1] and are normalised with the
-model's mean/std (padding is black *before* normalisation, as in the paper's letterbox).
+DINOv2, OpenCLIP and ConvNeXt V2, bilinear for torchvision's VGG-19). Images are converted to 8-bit
+RGB first by :func:`t2ibench.images.to_rgb` (16-bit scaled, transparency composited on white). Then
+pixels become float in [0, 1] and are normalised with the model's mean/std (padding is black *before* normalisation, as in the paper's letterbox).
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ def resize_image(
     interp = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}[
         interpolation
     ]
-    x = F.pil_to_tensor(image.convert("RGB"))
+    from t2ibench.images import to_rgb
+
+    x = F.pil_to_tensor(to_rgb(image))  # 16-bit scaled, transparency composited on white
     height, width = x.shape[-2:]
     new_w, new_h = resized_size(width, height, mode, size)
     if (new_w, new_h) != (width, height):

@@ -1,7 +1,8 @@
 """Content-addressed on-disk feature cache.
 
-Key = sha256(image bytes, or UTF-8 text) + encoder name + weights id + preprocessing id, so a renamed
-or copied image hits the cache and any change of weights or preprocessing misses it. Layout::
+Key = sha256(image bytes, or UTF-8 text) + encoder name + weights id + preprocessing id + compute dtype
+(``float32``, or the CUDA autocast dtype), so a renamed or copied image hits the cache and any change
+of weights, preprocessing or precision misses it. Layout::
 
     root/<encoder name>/<config digest>/meta.json
     root/<encoder name>/<config digest>/<hash[:2]>/<hash>.safetensors
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from io import BytesIO
 from pathlib import Path
 
 import torch
@@ -38,13 +38,23 @@ class FeatureCache:
         self.root = Path(root)
 
     @staticmethod
-    def config_digest(encoder: Encoder, modality: str = "image") -> str:
+    def compute_dtype(encoder: Encoder) -> str:
+        """``float32``, or ``autocast-bfloat16`` / ``autocast-float16``: bf16 rows differ from float32
+        rows, so CPU and GPU runs must not share entries."""
+        dtype = getattr(encoder, "autocast_dtype", None)
+        return "float32" if dtype is None else f"autocast-{str(dtype).removeprefix('torch.')}"
+
+    @classmethod
+    def config_digest(cls, encoder: Encoder, modality: str = "image") -> str:
         """Digest of everything about the encoder that changes its output."""
         parts = [
             encoder.name,
             encoder.weights_id,
             encoder.preprocess_id if modality == "image" else "text",
         ]
+        dtype = cls.compute_dtype(encoder)
+        if dtype != "float32":  # float32 keys stay as they were before the dtype became a part
+            parts.append(dtype)
         return sha256_bytes("\0".join(parts).encode())[:20]
 
     def key(self, encoder: Encoder, content_hash: str, modality: str = "image") -> str:
@@ -88,6 +98,7 @@ class FeatureCache:
                         "encoder": encoder.name,
                         "weights_id": encoder.weights_id,
                         "preprocess_id": encoder.preprocess_id if modality == "image" else "text",
+                        "compute_dtype": self.compute_dtype(encoder),
                         "modality": modality,
                     },
                     indent=2,
@@ -109,12 +120,9 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _decode(path: Path, data: bytes) -> Image.Image:
-    try:
-        image = Image.open(BytesIO(data))
-        image.load()
-    except Exception as exc:  # PIL raises many types for bad files; all mean "not an image"
-        raise DatasetError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
-    return image
+    from t2ibench.images import decode_image
+
+    return decode_image(data, path)  # EXIF orientation, 16-bit, transparency on white
 
 
 def _chunks(items: list, size: int) -> list[list]:

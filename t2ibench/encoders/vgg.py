@@ -1,9 +1,10 @@
 """torchvision VGG-19 for style loss: Gram matrices of conv1_1 … conv5_1, taken before ReLU.
 
 The layers are ``features`` indices 0, 5, 10, 19, 28 (conv1_1, conv2_1, conv3_1, conv4_1, conv5_1);
-only ``features[:29]`` is kept. Gram G = F Fᵀ / (C·H·W) via :func:`t2ibench.metrics.gram_matrices`,
-computed in float32 even under autocast. Weights: the default is torchvision's
-``VGG19_Weights.IMAGENET1K_V1`` (``vgg19-dcbb9e9d.pth`` in the torch hub cache, downloaded only when
+only ``features[:29]`` is kept. Gram G = F Fᵀ / (C·H·W) via :func:`t2ibench.gram.gram_matrices`,
+computed in float32 with autocast disabled (the conv layers still run under the encoder's autocast;
+a bf16 Gram would lose the small differences the style loss measures, an fp16 one overflows).
+Weights: the default is torchvision's ``VGG19_Weights.IMAGENET1K_V1`` (``vgg19-dcbb9e9d.pth`` in the torch hub cache, downloaded only when
 not offline); a local ``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` file of the
 torchvision state dict; or a folder with ``config.json`` (``{"cfg": [...]}`` layer widths) and
 ``model.safetensors`` — the layout of the tiny variant. Preprocessing: ImageNet mean/std, bilinear
@@ -84,7 +85,8 @@ class VggEncoder(Encoder):
     def _forward_images(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         from t2ibench.gram import gram_matrices
 
-        return gram_matrices([m.float() for m in self.model(pixels)])
+        # gram_matrices leaves autocast itself: under autocast a bmm would run in bf16/fp16 again.
+        return gram_matrices(self.model(pixels), dtype=torch.float32)
 
 
 def _read_state_dict(file: Path) -> dict[str, torch.Tensor]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from encoders_testutil import noise_image
@@ -152,3 +155,42 @@ def test_damaged_cache_entry_is_recomputed(image_files: list[Path], tmp_path: Pa
     assert enc.forward_passes == 2
     assert torch.equal(first, again)
     assert not list((tmp_path / "cache").rglob("*.t2ibench-tmp"))  # no temp files left
+
+
+def _rewrite_in_place_keeping_size_and_mtime(file: Path) -> None:
+    """Other values written over the file's last tensor bytes (same inode, same size), then the
+    mtime set back with os.utime, as a careless sync tool or a hand edit might."""
+    st = file.stat()
+    with open(file, "r+b") as f:
+        f.seek(-256, os.SEEK_END)
+        f.write(np.full(64, 0.5, dtype=np.float32).tobytes())
+    os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = file.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
+
+
+@pytest.mark.parametrize("always_hash_below", [None, 0])  # small files hashed; big ones memoised
+def test_item08_in_place_rewrite_changes_weights_id(
+    tmp_path: Path, image_files: list[Path], always_hash_below, monkeypatch
+) -> None:
+    from t2ibench import fsutil
+
+    if always_hash_below is not None:
+        monkeypatch.setattr(fsutil, "ALWAYS_HASH_BELOW", always_hash_below)
+    tiny = create_encoder("dinov2-l", tiny=True, cache_dir=tmp_path / "tiny")
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny.source, folder)
+    first = create_encoder("dinov2-l", weights=folder)
+    cache = FeatureCache(tmp_path / "cache")
+    before = encode_images_cached(first, image_files[:1], cache)
+    time.sleep(0.05)  # let the filesystem clock tick, so ctime can tell the rewrite apart
+    _rewrite_in_place_keeping_size_and_mtime(folder / "model.safetensors")
+    second = create_encoder("dinov2-l", weights=folder)
+    assert second.weights_id != first.weights_id
+    after = encode_images_cached(second, image_files[:1], cache)
+    assert second.forward_passes == 1  # the new weights were run, not served from the cache
+    assert not torch.equal(before, after)

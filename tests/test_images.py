@@ -12,7 +12,6 @@ from PIL import Image
 
 from t2ibench.encoders import create_encoder, encode_images_cached
 from t2ibench.errors import DatasetError
-from t2ibench.images import decode_image, open_image, to_rgb
 
 
 def _sideways_jpeg(path: Path) -> np.ndarray:
@@ -28,6 +27,8 @@ def _sideways_jpeg(path: Path) -> np.ndarray:
 
 
 def test_item07_exif_orientation_applied(tmp_path):
+    from t2ibench.images import open_image
+
     upright = _sideways_jpeg(tmp_path / "phone.jpg")
     im = open_image(tmp_path / "phone.jpg")
     assert im.size == (40, 20)
@@ -38,6 +39,8 @@ def test_item07_exif_orientation_applied(tmp_path):
 
 
 def test_item07_sixteen_bit_png_scaled_not_clipped(tmp_path):
+    from t2ibench.images import open_image
+
     ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "deep.png")  # a real 16-bit greyscale PNG
     with Image.open(tmp_path / "deep.png") as raw:
@@ -50,6 +53,8 @@ def test_item07_sixteen_bit_png_scaled_not_clipped(tmp_path):
 
 
 def test_item07_rgba_composited_on_white(tmp_path):
+    from t2ibench.images import open_image, to_rgb
+
     rgba = np.zeros((8, 8, 4), dtype=np.uint8)  # fully transparent black…
     rgba[:4, :, :] = (0, 128, 0, 255)  # …except an opaque green top half
     rgba[4:6, :, :] = (0, 0, 0, 128)  # and half-transparent black
@@ -63,17 +68,20 @@ def test_item07_rgba_composited_on_white(tmp_path):
 
 
 def test_item07_every_reader_uses_the_shared_decoder(tmp_path):
-    """The feature cache and the encoders' preprocessing see the same pixels as open_image."""
-    _sideways_jpeg(tmp_path / "phone.jpg")
-    rgba = np.zeros((8, 8, 4), dtype=np.uint8)
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    """The feature cache, the encoders' preprocessing and training all see the upright picture
+    and white where the PNG is transparent."""
+    upright = _sideways_jpeg(tmp_path / "phone.jpg")
+    Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8), "RGBA").save(tmp_path / "t.png")
     enc = create_encoder("dinov2-l", tiny=True, cache_dir=tmp_path / "tiny")
-    paths = [tmp_path / "phone.jpg", tmp_path / "t.png"]
-    from_files = encode_images_cached(enc, paths, None)
-    decoded = [open_image(p) for p in paths]
-    assert torch.equal(from_files, enc.encode_images(decoded))
+    from_files = encode_images_cached(enc, [tmp_path / "phone.jpg", tmp_path / "t.png"], None)
+    with Image.open(tmp_path / "phone.jpg") as stored:
+        decoded = np.asarray(stored.transpose(Image.Transpose.ROTATE_270).convert("RGB"))
+    assert np.abs(decoded.astype(int) - upright).mean() < 8  # the pixels the decoder must give
+    expected = enc.encode_images([Image.fromarray(decoded), Image.new("RGB", (8, 8), "white")])
+    torch.testing.assert_close(from_files, expected, rtol=0, atol=1e-6)
     # in-memory RGBA passed straight to an encoder is composited the same way
-    assert torch.equal(enc.encode_images([Image.open(paths[1])])[0], from_files[1])
+    rgba = Image.open(tmp_path / "t.png")
+    torch.testing.assert_close(enc.encode_images([rgba])[0], expected[1], rtol=0, atol=1e-6)
     from adapters.training import load_image
 
     x = load_image(tmp_path / "phone.jpg", (40, 20))  # training sees the upright image
@@ -81,6 +89,8 @@ def test_item07_every_reader_uses_the_shared_decoder(tmp_path):
 
 
 def test_item07_unreadable_bytes_name_the_file():
+    from t2ibench.images import decode_image
+
     with pytest.raises(DatasetError, match="broken.png: not a readable image"):
         decode_image(b"\x89PNG not really", "broken.png")
     buf = io.BytesIO()

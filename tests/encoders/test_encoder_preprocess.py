@@ -69,7 +69,10 @@ def test_non_rgb_inputs_become_three_channels() -> None:
     gray = Image.new("L", (30, 20), 128)
     rgba = Image.new("RGBA", (30, 20), (10, 20, 30, 0))
     assert resize_image(gray, "stretch", 32).shape == (3, 32, 32)
-    assert resize_image(rgba, "stretch", 32)[:, 0, 0].tolist() == [10, 20, 30]
+    # transparency is composited on white (issue 13 item 7), not dropped
+    assert resize_image(rgba, "stretch", 32)[:, 0, 0].tolist() == [255, 255, 255]
+    opaque = Image.new("RGBA", (30, 20), (10, 20, 30, 255))
+    assert resize_image(opaque, "stretch", 32)[:, 0, 0].tolist() == [10, 20, 30]
 
 
 def test_normalisation_maps_black_padding_to_minus_mean_over_std() -> None:

@@ -30,7 +30,8 @@ def _gram64(maps):
 
 def test_item01_vgg_gram_float32_under_autocast(tmp_path):
     """Tiny VGG-19 under bf16 autocast (what CUDA runs by default): the near-copy style loss stays
-    within 10 % of float64 (bf16 conv maps remain); today's main is off by a factor of ~28."""
+    within 25 % of float64 (the bf16 conv maps remain: about 5 % here); today's main is off by a
+    factor of ~28."""
     ims = _near_copy_pair()
     enc = create_encoder("vgg19", tiny=True, cache_dir=tmp_path)
     model64 = copy.deepcopy(enc.model).double()
@@ -43,7 +44,7 @@ def test_item01_vgg_gram_float32_under_autocast(tmp_path):
     grams = enc.encode_images(ims)
     assert all(g.dtype == torch.float32 for g in grams)
     got = float(style_loss([g[:1] for g in grams], [g[1:] for g in grams])[0])
-    assert got == pytest.approx(truth, rel=0.10)
+    assert got == pytest.approx(truth, rel=0.25)
 
 
 def test_item01_compute_dtype_is_part_of_the_cache_key(tmp_path):

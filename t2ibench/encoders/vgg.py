@@ -4,10 +4,11 @@ The layers are ``features`` indices 0, 5, 10, 19, 28 (conv1_1, conv2_1, conv3_1,
 only ``features[:29]`` is kept. Gram G = F Fᵀ / (C·H·W) via :func:`t2ibench.gram.gram_matrices`,
 computed in float32 with autocast disabled (the conv layers still run under the encoder's autocast;
 a bf16 Gram would lose the small differences the style loss measures, an fp16 one overflows).
-Weights: the default is torchvision's ``VGG19_Weights.IMAGENET1K_V1`` (``vgg19-dcbb9e9d.pth`` in the torch hub cache, downloaded only when
-not offline); a local ``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` file of the
-torchvision state dict; or a folder with ``config.json`` (``{"cfg": [...]}`` layer widths) and
-``model.safetensors`` — the layout of the tiny variant. Preprocessing: ImageNet mean/std, bilinear
+Weights: the default is torchvision's ``VGG19_Weights.IMAGENET1K_V1`` (``vgg19-dcbb9e9d.pth`` in the
+torch hub cache, downloaded only when not offline); a local ``.pth``
+(``torch.load(weights_only=True)``) or ``.safetensors`` file of the torchvision state dict; or a
+folder with ``config.json`` (``{"cfg": [...]}`` layer widths) and ``model.safetensors`` — the layout
+of the tiny variant. Preprocessing: ImageNet mean/std, bilinear
 (torchvision's preset for these weights); any size works (the paper uses ``scale``).
 """
 

@@ -82,7 +82,7 @@ def test_item07_every_reader_uses_the_shared_decoder(tmp_path):
     # in-memory RGBA passed straight to an encoder is composited the same way
     rgba = Image.open(tmp_path / "t.png")
     torch.testing.assert_close(enc.encode_images([rgba])[0], expected[1], rtol=0, atol=1e-6)
-    from adapters.training import load_image
+    from t2ibench.adapters.training import load_image
 
     x = load_image(tmp_path / "phone.jpg", (40, 20))  # training sees the upright image
     assert tuple(x.shape) == (3, 20, 40) and float(x[0, 10, 5]) > 0.6

@@ -8,8 +8,9 @@ Three conventions, named for what they compute (cos = cosine of a paired image a
 - ``"clipscore-torchmetrics"``: max(100·mean cos, 0), torchmetrics' ``CLIPScore``: the *mean* is
   clamped, and the scale is 100.
 
-The two CLIPScore forms differ whenever some pairs have a negative cosine (at scale 100, pairs with cos 1
-and −0.995 give 50.0 clamped per pair, 0.25 clamped in the mean). ``"clipscore"`` alone is refused as ambiguous.
+The two CLIPScore forms differ whenever some pairs have a negative cosine (at scale 100, pairs with
+cos 1 and −0.995 give 50.0 clamped per pair, 0.25 clamped in the mean). ``"clipscore"`` alone is
+refused as ambiguous.
 """
 
 from __future__ import annotations

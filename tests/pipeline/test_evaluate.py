@@ -148,7 +148,7 @@ def test_encoder_free_metric_and_option_override(ds, encoders, tmp_path):
     try:
         df = evaluate_images(
             gen, ds, encoders[1:2], metrics=["prompt_words", "text_alignment"], progress=False,
-            metric_options={"text_alignment": {"convention": "clipscore"}},
+            metric_options={"text_alignment": {"convention": "clipscore-hessel"}},
         )  # fmt: skip
     finally:
         METRICS._items.pop("prompt_words")
@@ -163,5 +163,5 @@ def test_encoder_free_metric_and_option_override(ds, encoders, tmp_path):
 
     txt = clip.encode_texts([clean_prompt(p, leaf) for p in prompts])
     value = df.loc[df["metric"] == "text_alignment", "value"].item()
-    assert value == pytest.approx(text_alignment(img, txt, convention="clipscore"), abs=1e-4)
+    assert value == pytest.approx(text_alignment(img, txt, convention="clipscore-hessel"), abs=1e-4)
     assert value != pytest.approx(text_alignment(img, txt), abs=1e-4)

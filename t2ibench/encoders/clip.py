@@ -57,30 +57,41 @@ class ClipEncoder(Encoder):
         return self.model.encode_text(tokens)
 
 
-def load_model(source: str) -> tuple[torch.nn.Module, Any, str]:
-    """Load an OpenCLIP model and tokenizer; returns (model, tokenizer, weights id)."""
+def load_model(
+    source: str,
+    name: str = "clip-l14",
+    arch: str = ARCH,
+    tag: str = TAG,
+    hub_repo: str = HUB_REPO,
+) -> tuple[torch.nn.Module, Any, str]:
+    """Load an OpenCLIP model and tokenizer; returns (model, tokenizer, weights id).
+
+    ``arch``/``tag``/``hub_repo``: the open_clip architecture, its pretrained tag (``f"{arch}/{tag}"``
+    is the default source) and the hub repo that tag downloads from (for the weights id);
+    ``name`` is the encoder named in errors.
+    """
     import open_clip
 
-    check_local_path("clip-l14", source)
+    check_local_path(name, source)
     path = Path(source).expanduser()
     try:
-        if source == DEFAULT_WEIGHTS:
-            model = open_clip.create_model(ARCH, pretrained=TAG)
-            tokenizer = open_clip.get_tokenizer(ARCH)
+        if source == f"{arch}/{tag}":
+            model = open_clip.create_model(arch, pretrained=tag)
+            tokenizer = open_clip.get_tokenizer(arch)
             wid = hub_weights_id(
-                HUB_REPO, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+                hub_repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
             )
         elif path.is_dir():
             if not any(p.suffix in WEIGHT_SUFFIXES for p in path.iterdir()):
                 # open_clip would only warn and hand back random weights.
                 raise FileNotFoundError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) in {path}")
-            name = f"local-dir:{path}"
-            model = open_clip.create_model(name)
-            tokenizer = open_clip.get_tokenizer(name)
+            local = f"local-dir:{path}"
+            model = open_clip.create_model(local)
+            tokenizer = open_clip.get_tokenizer(local)
             wid = local_weights_id(path)
         elif path.is_file():
-            model = open_clip.create_model(ARCH, pretrained=str(path))
-            tokenizer = open_clip.get_tokenizer(ARCH)
+            model = open_clip.create_model(arch, pretrained=str(path))
+            tokenizer = open_clip.get_tokenizer(arch)
             wid = local_weights_id(path)
         else:
             repo = source.removeprefix("hf-hub:")
@@ -90,18 +101,18 @@ def load_model(source: str) -> tuple[torch.nn.Module, Any, str]:
                 repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
             )
     except (OSError, RuntimeError, ValueError) as exc:
-        raise missing_weights_error("clip-l14", source, exc) from exc
+        raise missing_weights_error(name, source, exc) from exc
     return model, tokenizer, wid
 
 
-def build_tiny(folder: Path) -> None:
+def build_tiny(folder: Path, model_cfg: dict[str, Any] = TINY_MODEL_CFG) -> None:
     """Write a tiny random-weight OpenCLIP model in open_clip's local-folder layout."""
     import open_clip
     from safetensors.torch import save_file
 
-    model = open_clip.CLIP(**TINY_MODEL_CFG)
+    model = open_clip.CLIP(**model_cfg)
     cfg = {
-        "model_cfg": TINY_MODEL_CFG,
+        "model_cfg": model_cfg,
         "preprocess_cfg": {
             "mean": list(OPENAI_CLIP_MEAN),
             "std": list(OPENAI_CLIP_STD),

@@ -43,14 +43,15 @@ class Dinov2Encoder(Encoder):
         return self.model(pixel_values=pixels).pooler_output
 
 
-def load_model(source: str) -> tuple[torch.nn.Module, str]:
-    """Load a ``Dinov2Model`` from a hub id or a local folder (``save_pretrained`` layout).
+def load_model(source: str, name: str = "dinov2-l") -> tuple[torch.nn.Module, str]:
+    """Load a ``Dinov2Model`` (any size) from a hub id or a local folder (``save_pretrained``
+    layout); ``name`` is the encoder named in errors.
 
     Returns the model and its weights id (``repo@commit`` or a content hash of the local files).
     """
     from transformers import Dinov2Model
 
-    check_local_path("dinov2-l", source)
+    check_local_path(name, source)
     path = Path(source).expanduser()
     local = path.is_dir()
     try:
@@ -60,7 +61,7 @@ def load_model(source: str) -> tuple[torch.nn.Module, str]:
             dtype=torch.float32,
         )
     except (OSError, ValueError) as exc:
-        raise missing_weights_error("dinov2-l", source, exc) from exc
+        raise missing_weights_error(name, source, exc) from exc
     if local:
         return model, local_weights_id(path)
     commit = getattr(model.config, "_commit_hash", None)
@@ -90,7 +91,7 @@ def load(
     cache_dir: Path | None,
 ) -> Dinov2Encoder:
     source = weights_source(spec, weights, tiny, TINY_CONFIG, build_tiny, cache_dir)
-    model, wid = load_model(source)
+    model, wid = load_model(source, spec.name)
     return Dinov2Encoder(spec.name, model, wid, preprocess, device, dtype, batch_size, source)
 
 

@@ -41,9 +41,9 @@ def test_tiny_goes_through_the_real_loader(name: str, monkeypatch, tmp_path: Pat
     calls: list[str] = []
     real_loader = family.load_model
 
-    def spy(source: str):
+    def spy(source: str, *args):
         calls.append(source)
-        return real_loader(source)
+        return real_loader(source, *args)
 
     monkeypatch.setattr(family, "load_model", spy)
     enc = create_encoder(name, tiny=True, cache_dir=tmp_path)

@@ -9,6 +9,7 @@ the built-in providers, registered at the bottom of this file, are:
   every encoder of kind ``image`` or ``image-text``;
 - ``image_feats``, ``text_feats``: generated image features and the features of each job's prompt
   after :func:`t2ibench.prompts.clean_prompt`, from encoders of kind ``image-text``;
+- ``base``: features of the base model's image paired as ``grams_a`` is (the ``drift`` metric);
 - ``grams_a``, ``grams_b``: Gram matrices of the base model's image paired by leaf, prompt type,
   index and seed, and of the checkpoint's image, from encoders of kind ``gram``;
 - ``scores``: per-image scores from the (``score``-kind) encoder the metric names.
@@ -274,6 +275,7 @@ for _provider in (
     InputProvider("text_feats", _prompt_texts, ("image-text",), description="cleaned prompts"),
     InputProvider("grams_a", _base_images, ("gram",), description="base-model images by seed"),
     InputProvider("grams_b", _generated, ("gram",), description="generated images"),
+    InputProvider("base", _base_images, _IMAGE_KINDS, description="base-model images by seed"),
     InputProvider(
         "scores", _generated, ("score",), own_encoder_only=True, description="per-image scores"
     ),

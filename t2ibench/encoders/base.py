@@ -51,7 +51,13 @@ def resized_size(width: int, height: int, mode: str, size: int) -> tuple[int, in
     """(width, height) of the image after the resize step of ``mode`` (before pad or crop)."""
     if mode == "stretch":
         return size, size
-    if mode in ("scale", "center-crop"):
+    if mode == "center-crop":
+        # torchvision's ``Resize(size)`` rule, which CLIP's and DINO's own transforms use: the long
+        # side is truncated, not rounded (80×60 → 298×224), so the crop sees their pixels.
+        if width <= height:
+            return size, int(size * height / width)
+        return int(size * width / height), size
+    if mode == "scale":
         short = min(width, height)
         factor = size / short
     elif mode == "letterbox":
@@ -121,7 +127,9 @@ class Preprocess:
             if self.normalize
             else "unit-range"
         )
-        return f"{self.resize}-{self.size}-{self.interpolation}-antialias-tv2-{norm}"
+        # "-tvsize": center-crop follows torchvision's Resize size rule (a new cache key).
+        geometry = f"{self.resize}-tvsize" if self.resize == "center-crop" else self.resize
+        return f"{geometry}-{self.size}-{self.interpolation}-antialias-tv2-{norm}"
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """PIL image → float32 (3, H, W), resized and normalised."""

@@ -109,3 +109,23 @@ def test_feature_cache_and_missing_weights(tmp_path: Path) -> None:
     assert enc.forward_passes == passes
     with pytest.raises(T2IBenchError, match="encoder dino-vits16: weights path"):
         create_encoder("dino-vits16", weights=tmp_path / "nowhere" / "model.safetensors")
+
+
+@pytest.mark.parametrize("size", [(80, 60), (60, 90), (100, 70), (64, 64)])
+def test_center_crop_is_torchvision_resize_then_crop(size: tuple[int, int]) -> None:
+    """center-crop = CLIP's / DINO's transform (torchvision Resize(224) truncates the long side:
+    80×60 → 298×224, not 299), pixel for pixel (failed with a rounded long side)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import v2 as T
+
+    from t2ibench.encoders import resize_image
+
+    img = noise_image(*size, seed=5)
+    ref = T.Compose(
+        [
+            T.PILToTensor(),
+            T.Resize(224, interpolation=InterpolationMode.BICUBIC, antialias=True),
+            T.CenterCrop(224),
+        ]
+    )(img)
+    assert torch.equal(resize_image(img, "center-crop", 224, "bicubic"), ref)

@@ -128,8 +128,8 @@ class Preprocess:
             else "unit-range"
         )
         # "-tvsize": center-crop follows torchvision's Resize size rule (a new cache key).
-        geometry = f"{self.resize}-tvsize" if self.resize == "center-crop" else self.resize
-        return f"{geometry}-{self.size}-{self.interpolation}-antialias-tv2-{norm}"
+        rule = "tvsize-" if self.resize == "center-crop" else ""
+        return f"{self.resize}-{self.size}-{rule}{self.interpolation}-antialias-tv2-{norm}"
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """PIL image → float32 (3, H, W), resized and normalised."""

@@ -224,25 +224,45 @@ def register(app: typer.Typer) -> None:
             None, help="Feature cache folder (default: OUT/.feature-cache)."
         ),
         device: str = typer.Option("cpu"),
+        metric_profile: str = typer.Option(
+            None,
+            "--metric-profile",
+            help="Metric definitions of a paper: lycoris2024 (default), dreambooth, peft-drift... "
+            "(README table); --encoders NAME@tiny|NAME@WEIGHTS override its weights.",
+        ),
     ) -> None:
         """Score a folder of generated images (from t2ibench or any tool) into the results table."""
         from t2ibench.data import load_dataset
         from t2ibench.encoders import FeatureCache
+        from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE, get_metric_profile
+        from t2ibench.metric_profiles.pipeline import (
+            apply_metric_profile,
+            check_pipeline_supports,
+            profile_encoders,
+        )
         from t2ibench.pipeline.evaluate import evaluate_images
         from t2ibench.pipeline.run import create_encoders
         from t2ibench.results import append_results
         from t2ibench.runconfig import PAPER_ENCODERS
 
+        profile = get_metric_profile(metric_profile or DEFAULT_METRIC_PROFILE)
+        check_pipeline_supports(profile)
         ds = load_dataset(dataset)
-        encs = create_encoders(_split(encoders) or PAPER_ENCODERS, _split(resize) or None, device)
+        if profile.defaults:
+            encs = create_encoders(
+                _split(encoders) or PAPER_ENCODERS, _split(resize) or None, device
+            )
+        else:
+            encs = profile_encoders(profile, _split(encoders), device)
         df = evaluate_images(
             images_dir,
             ds,
             encs,
-            metrics=_split(metrics) or None,
+            metrics=_split(metrics) or (None if profile.defaults else profile.metrics()),
             base_images_dir=base_images,
             cache=FeatureCache(cache or out / ".feature-cache"),
         )
+        df = apply_metric_profile(df, profile)
         merged = append_results(df, out)
         console().print(f"{len(df)} rows written; {len(merged)} rows in {out}")
 

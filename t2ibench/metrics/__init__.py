@@ -15,6 +15,7 @@ import importlib
 import pkgutil
 
 from t2ibench.metrics.alignment import TextAlignment, text_alignment
+from t2ibench.metrics.drift import Drift, drift
 from t2ibench.metrics.frechet import FrechetDistance, frechet_distance
 from t2ibench.metrics.inputs import (
     INPUT_PROVIDERS,
@@ -24,6 +25,7 @@ from t2ibench.metrics.inputs import (
     MissingInput,
     register_input_provider,
 )
+from t2ibench.metrics.kid import KernelInceptionDistance, kernel_inception_distance
 from t2ibench.metrics.quality import MeanScore, mean_score
 from t2ibench.metrics.registry import (
     INF,
@@ -54,10 +56,12 @@ __all__ = [
     "INPUT_PROVIDERS",
     "METRICS",
     "CentroidDistance",
+    "Drift",
     "EvalContext",
     "FrechetDistance",
     "ImageSimilarity",
     "InputProvider",
+    "KernelInceptionDistance",
     "MeanScore",
     "MetricInputError",
     "MetricSpec",
@@ -67,10 +71,12 @@ __all__ = [
     "TextAlignment",
     "VendiScore",
     "centroid_distance",
+    "drift",
     "frechet_distance",
     "get_metric",
     "gram_matrices",
     "image_similarity",
+    "kernel_inception_distance",
     "list_criteria",
     "list_metrics",
     "mean_score",

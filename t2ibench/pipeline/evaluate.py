@@ -265,6 +265,14 @@ def _base_images(ctx: EvalContext) -> Any:
     return ctx.once("base", lambda: encode_images_cached(ctx.encoder, paths, ctx.cache))
 
 
+def _base_images_of_group(ctx: EvalContext) -> Any:
+    """:func:`_base_images` for a metric of every prompt type (drift): a group with no base image
+    at all (base images made for the style prompts only) skips it instead of stopping."""
+    if not any(paired_key(r) in ctx.base_images for r in ctx.records):
+        raise MissingInput("no base-model images for this group")
+    return _base_images(ctx)
+
+
 for _provider in (
     InputProvider("gen", _generated, _IMAGE_KINDS, description="generated image features"),
     InputProvider("feats", _generated, _IMAGE_KINDS, description="generated image features"),
@@ -275,7 +283,9 @@ for _provider in (
     InputProvider("text_feats", _prompt_texts, ("image-text",), description="cleaned prompts"),
     InputProvider("grams_a", _base_images, ("gram",), description="base-model images by seed"),
     InputProvider("grams_b", _generated, ("gram",), description="generated images"),
-    InputProvider("base", _base_images, _IMAGE_KINDS, description="base-model images by seed"),
+    InputProvider(
+        "base", _base_images_of_group, _IMAGE_KINDS, description="base-model images by seed"
+    ),
     InputProvider(
         "scores", _generated, ("score",), own_encoder_only=True, description="per-image scores"
     ),

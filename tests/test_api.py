@@ -160,3 +160,26 @@ def test_cli_peft_drift_and_refusals(folders):
     assert r.returncode != 0
     assert "pairs each image with its own reference" in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
+
+
+def test_entry_point_may_name_a_toml_file(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from t2ibench import metric_profiles
+    from t2ibench.registry import Registry
+
+    f = tmp_path / "mine.toml"
+    f.write_text(
+        'name = "mine"\n[[measure]]\nlabel = "DINO"\nmetric = "image_similarity"\n'
+        'encoder = "dino-vits16"\nscale = 100.0\n'
+    )
+    module = tmp_path / "mine_profiles.py"
+    module.write_text(f"PATH = {str(f)!r}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("metric profile", entry_point_group="x")
+    reg._items.update(metric_profiles.METRIC_PROFILES._items)
+    ep = EntryPoint("mine", "mine_profiles:PATH", "t2ibench.metric_profiles")
+    monkeypatch.setattr("t2ibench.registry.entry_points", lambda group: [ep])
+    monkeypatch.setattr(metric_profiles, "METRIC_PROFILES", reg)
+    profile = metric_profiles.get_metric_profile("mine")
+    assert profile.measures[0].scale == 100.0 and profile.path == f

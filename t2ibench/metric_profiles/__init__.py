@@ -140,7 +140,9 @@ def get_metric_profile(name: str | MetricProfile) -> MetricProfile:
         return name
     if str(name).endswith(".toml") and Path(name).is_file():
         return load_metric_profile_file(name)
-    return METRIC_PROFILES.get(name)
+    item = METRIC_PROFILES.get(name)
+    # A plug-in's entry point may name a TOML file instead of a MetricProfile object.
+    return item if isinstance(item, MetricProfile) else load_metric_profile_file(item)
 
 
 def list_metric_profiles() -> list[str]:

@@ -97,6 +97,7 @@ class KernelInceptionDistance(StreamingMetric):
     """Streaming :func:`kernel_inception_distance`: keeps the rows; ``merge`` concatenates them."""
 
     _state = ("gen_rows", "ref_rows")
+    _options = ("options",)  # subsets, subset size, kernel and seed change the value
 
     def __init__(self, **options) -> None:
         self.options = options
@@ -104,8 +105,7 @@ class KernelInceptionDistance(StreamingMetric):
         self.ref_rows: list[torch.Tensor] = []
 
     def merge(self, other: StreamingMetric) -> StreamingMetric:
-        if type(other) is not type(self):
-            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        self.check_mergeable(other)
         self.gen_rows = [*self.gen_rows, *other.gen_rows]
         self.ref_rows = [*self.ref_rows, *other.ref_rows]
         return self

@@ -75,6 +75,10 @@ def test_stream_update_and_merge_equal_the_function():
     expected = kernel_inception_distance_with_std(gen, ref, subsets=4, subset_size=15, seed=3)
     assert a.compute_with_std() == pytest.approx(expected, abs=1e-12)
     assert a.compute() == pytest.approx(expected[0], abs=1e-12)
+    with pytest.raises(ValueError, match="into itself"):
+        a.merge(a)
+    with pytest.raises(ValueError, match="shards with options"):
+        a.merge(KernelInceptionDistance(subsets=4, subset_size=15, seed=4))
 
 
 def test_small_sets_and_bad_input():

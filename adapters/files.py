@@ -11,6 +11,7 @@ fields sd-scripts writes, so other tools recognise the file.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,31 @@ def build_metadata(
     return meta
 
 
+def current_umask() -> int:
+    """The process umask (Linux: read without changing it; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: Path) -> None:
+    """Give a file or folder tree the usual modes (0666 / 0777 less the umask), as for any file the
+    user writes: safetensors creates 0600 files, which an A1111 or ComfyUI running as another user
+    cannot read."""
+    mask = current_umask()
+    path = Path(path)
+    for p in [path, *(path.rglob("*") if path.is_dir() else ())]:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_save_safetensors(
     tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None
 ) -> Path:
@@ -63,7 +89,52 @@ def atomic_save_safetensors(
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in tensors.items()}
-    return atomic_write_with(path, lambda tmp: save_file(state, tmp, metadata=dict(metadata or {})))
+
+    def write(tmp: Path) -> None:
+        save_file(state, tmp, metadata=dict(metadata or {}))
+        apply_umask(tmp)
+
+    return atomic_write_with(path, write)
+
+
+def bad_tensors(tensors: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    """``(not floating point, holding NaN/inf)`` keys of ``tensors``."""
+    not_float = [k for k, v in tensors.items() if not v.is_floating_point()]
+    nonfinite = [
+        k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    return not_float, nonfinite
+
+
+def check_tensors(tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """One clear error when weights are not floating point or hold NaN / inf (they would give
+    black images, silently)."""
+    not_float, nonfinite = bad_tensors(tensors)
+    if not_float:
+        dtypes = sorted({str(tensors[k].dtype).replace("torch.", "") for k in not_float})
+        raise AdapterFileError(
+            f"{where}: {len(not_float)} of {len(tensors)} tensors are not floating point "
+            f"({', '.join(dtypes)}; e.g. {not_float[0]}): quantised weights are not supported"
+        )
+    if nonfinite:
+        raise AdapterFileError(
+            f"{where}: {len(nonfinite)} of {len(tensors)} tensors hold NaN or inf "
+            f"(e.g. {nonfinite[0]}); the weights are broken (a diverged training run?)"
+        )
+
+
+def check_module_weights(module: Any, where: str) -> None:
+    """:func:`check_tensors` on a model's parameters and floating buffers (a base model part)."""
+    if module is None:
+        return
+    tensors = dict(module.named_parameters())
+    tensors.update({k: v for k, v in module.named_buffers() if v.is_floating_point()})
+    not_float, nonfinite = bad_tensors(tensors)
+    if nonfinite:
+        raise AdapterFileError(
+            f"{where}: {len(nonfinite)} of {len(tensors)} weight tensors hold NaN or inf "
+            f"(e.g. {nonfinite[0]}); the base model is broken"
+        )
 
 
 def save_adapter(
@@ -73,8 +144,13 @@ def save_adapter(
     *,
     dtype: torch.dtype = torch.float16,
 ) -> Path:
-    """Save the network's tensors (cast to ``dtype``, fp16 by default) with kohya keys."""
+    """Save the network's tensors (cast to ``dtype``, fp16 by default) with kohya keys.
+
+    Refuses (AdapterFileError) when a tensor is, or becomes after the cast, NaN or inf: fp16 stops
+    at ±65504, so a diverging run can hold finite fp32 weights whose checkpoint would be inf.
+    """
     state = {k: v.to(dtype) for k, v in network.kohya_state_dict().items()}
+    check_tensors(state, f"{path}: not saved")
     return atomic_save_safetensors(state, path, metadata)
 
 
@@ -98,6 +174,7 @@ def read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise AdapterFileError(f"{path}: not a readable safetensors file ({exc})") from None
     if not tensors:
         raise AdapterFileError(f"{path}: holds no tensors")
+    check_tensors(tensors, str(path))
     return tensors, meta
 
 

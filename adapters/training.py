@@ -23,10 +23,17 @@ import torch
 import torch.nn.functional as F
 
 from t2ibench.errors import ConfigError, T2IBenchError
-from t2ibench.fsutil import atomic_folder, atomic_write_with
+from t2ibench.fsutil import atomic_folder, atomic_write
 
 from .config import TrainerConfig
-from .files import atomic_save_safetensors, build_metadata, read_adapter, save_adapter
+from .files import (
+    apply_umask,
+    atomic_save_safetensors,
+    bad_tensors,
+    build_metadata,
+    check_module_weights,
+    save_adapter,
+)
 from .network import AdapterNetwork
 from .registry import config_from_dict, get_trainer, load_trainer_config
 
@@ -51,7 +58,8 @@ class TrainResult:
 # ---------------------------------------------------------------------------------------------
 # aspect-ratio buckets
 def make_buckets(resolution: int, min_reso: int, max_reso: int, step: int) -> list[tuple[int, int]]:
-    """(width, height) pairs, sides multiples of ``step``, area ≤ resolution² (kohya's rule)."""
+    """(width, height) pairs, sides multiples of ``step``, area ≤ resolution², sorted (kohya
+    sd-scripts' ``make_bucket_resolutions``)."""
     lo = max(step, min(min_reso, resolution) // step * step)
     hi = max(resolution, max_reso // step * step)
     area = resolution * resolution
@@ -65,10 +73,15 @@ def make_buckets(resolution: int, min_reso: int, max_reso: int, step: int) -> li
 
 
 def assign_bucket(size: tuple[int, int], buckets: Sequence[tuple[int, int]]) -> tuple[int, int]:
-    """The bucket whose aspect ratio is closest to the image's (log scale)."""
+    """kohya sd-scripts' ``BucketManager.select_bucket``: an image whose size is a bucket goes
+    there; otherwise the bucket with the smallest *linear* aspect-ratio error |w/h − W/H|, the
+    first in sorted order on a tie (numpy's ``argmin``)."""
     w, h = size
-    ar = math.log(w / h)
-    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - ar), -b[0] * b[1]))
+    if (w, h) in buckets:
+        return (w, h)
+    ar = w / h
+    ordered = sorted(buckets)
+    return min(ordered, key=lambda b: abs(b[0] / b[1] - ar))
 
 
 def load_image(path: Path, bucket: tuple[int, int]) -> torch.Tensor:
@@ -127,7 +140,11 @@ def steps_per_epoch(samples: Sequence[_Sample], batch_size: int) -> int:
 
 
 def effective_warmup(cfg: TrainerConfig, total_steps: int) -> int:
-    """``warmup_steps`` clamped to ``warmup_max_fraction`` of the run (short runs reach the lr)."""
+    """``warmup_steps`` clamped to ``warmup_max_fraction`` of the run (short runs reach the lr).
+
+    The clamp depends on the run's length, so extending a finished run (``--epochs`` raised) is
+    refused when it would change the warm-up: the result would not be the longer run it claims
+    to be (see :func:`_check_extension`)."""
     return max(0, min(cfg.warmup_steps, int(cfg.warmup_max_fraction * total_steps)))
 
 
@@ -251,7 +268,21 @@ def checkpoint_path(out_dir: Path, name: str, epoch: int) -> Path:
 
 
 def state_path(out_dir: Path, name: str) -> Path:
+    """The resume record (JSON): the commit point of an epoch; it names its tensors file."""
+    return out_dir / f"{name}-state.json"
+
+
+def state_tensors_path(out_dir: Path, name: str, epoch: int) -> Path:
+    """Adapter (fp32) and optimizer tensors after ``epoch`` (safetensors)."""
+    return out_dir / f"{name}-state-e{epoch:06d}.safetensors"
+
+
+def legacy_state_path(out_dir: Path, name: str) -> Path:
     return out_dir / f"{name}-state.pt"
+
+
+class ResumeStateError(T2IBenchError, ValueError):
+    """The resume state of a training folder cannot be used (damaged, or an old format)."""
 
 
 def list_checkpoints(out_dir: Path, name: str) -> list[tuple[int, Path]]:
@@ -270,8 +301,119 @@ def _same_config(a: TrainerConfig, b: TrainerConfig) -> list[str]:
     return [k for k in da if k not in _RESUMABLE and da[k] != db[k]]
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    atomic_write_with(path, lambda tmp: torch.save(obj, tmp))
+# -- resume state: safetensors + JSON, no pickle ------------------------------------------------
+def _optimizer_to_files(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer ``state_dict`` as (tensors, JSON-able rest); tensors keyed ``optimizer.<i>.<k>``."""
+    tensors: dict[str, torch.Tensor] = {}
+    state: dict[str, dict] = {}
+    for idx, entry in sd["state"].items():
+        plain: dict[str, Any] = {}
+        for k, v in entry.items():
+            if torch.is_tensor(v):
+                tensors[f"optimizer.{idx}.{k}"] = v.detach().cpu().contiguous()
+                plain[k] = {"tensor": f"optimizer.{idx}.{k}"}
+            else:
+                plain[k] = v
+        state[str(idx)] = plain
+    return tensors, {"state": state, "param_groups": sd["param_groups"]}
+
+
+def _optimizer_from_files(rest: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for idx, entry in rest["state"].items():
+        state[int(idx)] = {
+            k: tensors[v["tensor"]] if isinstance(v, dict) and "tensor" in v else v
+            for k, v in entry.items()
+        }
+    groups = []
+    for g in rest["param_groups"]:
+        g = dict(g)
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
+
+
+def save_resume_state(
+    out_dir: Path, name: str, record: dict, adapter: dict, optimizer: dict
+) -> Path:
+    """Write the epoch's tensors, then the JSON record that names them (the commit point).
+
+    A run killed before the record is replaced resumes from the previous epoch and redoes this
+    one, rewriting its checkpoint identically; older tensors files are removed after the commit.
+    """
+    epoch = int(record["epoch"])
+    opt_tensors, opt_rest = _optimizer_to_files(optimizer)
+    tensors = {f"adapter.{k}": v.detach().cpu().float() for k, v in adapter.items()}
+    tensors.update(opt_tensors)
+    tpath = state_tensors_path(out_dir, name, epoch)
+    atomic_save_safetensors(tensors, tpath, {"t2ibench_epoch": str(epoch)})
+    record = {
+        **record,
+        "format": 1,
+        "tensors": tpath.name,
+        "tensors_bytes": tpath.stat().st_size,
+        "optimizer": opt_rest,
+    }
+    atomic_write(state_path(out_dir, name), json.dumps(record, indent=1, sort_keys=True))
+    for old in out_dir.glob(f"{name}-state-e*.safetensors"):
+        if old.name != tpath.name:
+            old.unlink(missing_ok=True)
+    return tpath
+
+
+def load_resume_state(out_dir: Path, name: str) -> tuple[dict, dict, dict] | None:
+    """``(record, adapter tensors, optimizer state_dict)`` of the last finished epoch, or None
+    when the folder holds no resume state. A damaged state is one clear error."""
+    from safetensors import SafetensorError, safe_open
+
+    spath = state_path(out_dir, name)
+    legacy = legacy_state_path(out_dir, name)
+    if not spath.is_file():
+        if legacy.exists():
+            raise ResumeStateError(
+                f"{legacy}: a resume state in the old pickle format, which is no longer loaded; "
+                f"delete it to retrain {out_dir} from the start"
+            )
+        return None
+    hint = f"delete {spath.name} and {name}-state-e*.safetensors to retrain from the start"
+    try:
+        record = json.loads(spath.read_text(encoding="utf-8"))
+        tpath = out_dir / record["tensors"]
+        if Path(record["tensors"]).name != record["tensors"]:
+            raise ValueError("the tensors file must sit in the same folder")
+        int(record["epoch"]), int(record["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResumeStateError(f"{spath}: damaged resume state ({exc}); {hint}") from None
+    if not tpath.is_file() or tpath.stat().st_size != record.get("tensors_bytes"):
+        raise ResumeStateError(
+            f"{tpath}: missing or truncated (the resume state {spath.name} expects "
+            f"{record.get('tensors_bytes')} bytes); {hint}"
+        )
+    try:
+        with safe_open(str(tpath), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        adapter = {k[len("adapter.") :]: v for k, v in tensors.items() if k.startswith("adapter.")}
+        optimizer = _optimizer_from_files(record["optimizer"], tensors)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResumeStateError(f"{tpath}: unreadable resume state ({exc}); {hint}") from None
+    return record, adapter, optimizer
+
+
+def _check_extension(prev: TrainerConfig, cfg: TrainerConfig, per_epoch: int, where: Path) -> None:
+    """Refuse to continue a run whose warm-up would change with the new length (issue: a run
+    extended from 2 to 4 epochs must equal a straight 4-epoch run, bit for bit)."""
+    before = effective_warmup(prev, per_epoch * prev.epochs)
+    after = effective_warmup(cfg, per_epoch * cfg.epochs)
+    if before != after:
+        raise ConfigError(
+            f"{where}: this run was trained for {prev.epochs} epochs with a {before}-step warm-up "
+            f"(warmup_steps={cfg.warmup_steps} clamped to warmup_max_fraction="
+            f"{cfg.warmup_max_fraction:g} of the run); {cfg.epochs} epochs would need {after}, "
+            f"so continuing would not give a {cfg.epochs}-epoch run. Retrain in a new --out "
+            f"folder, or train with a warm-up the clamp does not shorten "
+            f"(warmup_steps ≤ {int(cfg.warmup_max_fraction * per_epoch * min(prev.epochs, cfg.epochs))})"
+        )
 
 
 def _save_native_diffusers(pipe: Any, network: AdapterNetwork, path: Path, meta: dict) -> Path:
@@ -294,6 +436,7 @@ def _save_native_diffusers(pipe: Any, network: AdapterNetwork, path: Path, meta:
             pipe.save_pretrained(tmp, safe_serialization=True)
             meta_json = json.dumps(meta, indent=1, sort_keys=True)
             (tmp / "t2ibench_metadata.json").write_text(meta_json)
+            apply_umask(tmp)  # safetensors writes 0600 files
     finally:
         for org, w, b in originals:
             org.weight.data = w
@@ -381,7 +524,8 @@ def train_run(
     if pipe is None:
         pipe = load_base(base_spec, device=device, dtype=base_dtype)
     unet, te = pipe.unet, pipe.text_encoder
-    for part in (unet, te, pipe.vae):
+    for label, part in (("unet", unet), ("text_encoder", te), ("vae", pipe.vae)):
+        check_module_weights(part, f"base model {base_spec} ({label})")
         part.requires_grad_(False)
 
     # -- adapters (seeded: same seed, same initial weights) --
@@ -416,39 +560,56 @@ def train_run(
     optimizer = _make_optimizer(cfg, groups, str(device), native)
     native_pairs = network.native_pairs() if native else []
 
-    # -- resume --
+    # -- resume (from the last committed epoch; see save_resume_state) --
     start_epoch, step = 0, 0
     spath = state_path(out_dir, name)
-    if spath.is_file():
-        state = torch.load(spath, map_location="cpu", weights_only=True)
-        prev = config_from_dict(json.loads(state["config"]), str(spath))
+    resumed = load_resume_state(out_dir, name)
+    if resumed is not None:
+        record, adapter_state, optimizer_state = resumed
+        prev = config_from_dict(json.loads(record["config"]), str(spath))
         diff = _same_config(prev, cfg)
         if diff:
             raise ConfigError(
                 f"{spath}: {out_dir} holds a run with a different config ({', '.join(diff)}); "
                 "use another --out folder"
             )
-        if state.get("base_sha256") != fingerprint.get("sha256"):
+        if record.get("base_sha256") != fingerprint.get("sha256"):
             raise ConfigError(f"{spath}: {out_dir} was trained on another base model")
-        network.load_kohya_state_dict(state["adapter"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
+        if record.get("steps_per_epoch", per_epoch) != per_epoch:
+            raise ConfigError(
+                f"{spath}: {out_dir} was trained with {record['steps_per_epoch']} steps per epoch, "
+                f"this dataset gives {per_epoch}: the dataset changed; use another --out folder"
+            )
+        _check_extension(prev, cfg, per_epoch, spath)
+        try:
+            network.load_kohya_state_dict(adapter_state)
+            optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ResumeStateError(f"{spath}: does not fit this run ({exc})") from None
+        start_epoch, step = int(record["epoch"]), int(record["step"])
     else:
-        done = list_checkpoints(out_dir, name)
-        if done and done[-1][1].is_file():
-            # No optimizer state (e.g. deleted): continue from the newest fp16 checkpoint.
-            epoch, path = done[-1]
-            tensors, meta = read_adapter(path)
-            prev = config_from_dict(json.loads(meta["t2ibench_trainer_config"]), str(path))
-            diff = _same_config(prev, cfg)
+        done = [p for _, p in list_checkpoints(out_dir, name) if p.is_file()]
+        if done:
+            # Checkpoints without a committed resume state: a run killed before its first
+            # commit (or a deleted state). Retrain from the start; they are rewritten identically.
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(done[-1]), framework="pt") as f:
+                    prev_json = (f.metadata() or {}).get("t2ibench_trainer_config")
+                prev = config_from_dict(json.loads(prev_json), str(done[-1])) if prev_json else None
+            except Exception:  # unreadable (e.g. a half-written file): it is rewritten anyway
+                prev = None
+            diff = _same_config(prev, cfg) if prev is not None else []
             if diff:
-                raise ConfigError(f"{path}: trained with a different config ({', '.join(diff)})")
-            network.load_kohya_state_dict(tensors)
-            start_epoch, step = epoch, epoch * per_epoch
+                raise ConfigError(
+                    f"{done[-1]}: trained with a different config ({', '.join(diff)}); "
+                    "use another --out folder"
+                )
             log.warning(
-                "%s: no optimizer state; resuming from %s with a fresh optimizer",
+                "%s: checkpoints but no resume state (%s); training from the start",
                 out_dir,
-                path.name,
+                spath.name,
             )
 
     save_at = {e for e in cfg.save_epochs if e <= cfg.epochs} | {cfg.epochs}
@@ -479,11 +640,10 @@ def train_run(
                 ]
                 loss = diffusion_loss(pipe, latents, captions, gen, scheduler, autocast=autocast)
                 if not torch.isfinite(loss):
-                    kept = list_checkpoints(out_dir, name)
                     raise TrainingDivergedError(
                         f"{out_dir}: the loss became {float(loss.detach())} at epoch {epoch + 1}, step "
                         f"{step + 1}; training stopped. Last good checkpoint: "
-                        f"{kept[-1][1].name if kept else 'none'} (kept). Lower the learning rate "
+                        f"{_last_kept(out_dir, name, epoch)} (kept). Lower the learning rate "
                         f"(lr={cfg.lr:g}) or check the data."
                     )
                 factor = lr_factor(step, warmup)
@@ -517,13 +677,11 @@ def train_run(
             done_epoch = epoch + 1
             if not all(bool(torch.isfinite(p).all()) for p in params_all):
                 # a last step can overflow the weights while its loss was still finite
-                kept = list_checkpoints(out_dir, name)
                 raise TrainingDivergedError(
                     f"{out_dir}: adapter weights became non-finite in epoch {done_epoch}; training "
-                    f"stopped. Last good checkpoint: {kept[-1][1].name if kept else 'none'} (kept). "
+                    f"stopped. Last good checkpoint: {_last_kept(out_dir, name, epoch)} (kept). "
                     f"Lower the learning rate (lr={cfg.lr:g})."
                 )
-            result.epochs_trained += 1
             meta = build_metadata(
                 cfg,
                 fingerprint,
@@ -538,18 +696,23 @@ def train_run(
                 if native and getattr(cfg, "native_save", "diff") == "diffusers":
                     _save_native_diffusers(pipe, network, path.with_suffix(""), meta)
                 else:
+                    _check_fp16_range(network, out_dir, done_epoch, cfg, name)
                     save_adapter(network, path, meta)
-            _atomic_torch_save(
+            save_resume_state(
+                out_dir,
+                name,
                 {
                     "epoch": done_epoch,
                     "step": step,
+                    "steps_per_epoch": per_epoch,
+                    "warmup": warmup,
                     "config": cfg.to_json(),
                     "base_sha256": fingerprint.get("sha256"),
-                    "adapter": network.kohya_state_dict(),
-                    "optimizer": optimizer.state_dict(),
                 },
-                spath,
+                network.kohya_state_dict(),
+                optimizer.state_dict(),
             )
+            result.epochs_trained += 1
     finally:
         bar.close()
         network.detach_()
@@ -561,6 +724,26 @@ def train_run(
     result.steps = step
     result.checkpoints = [p for e, p in list_checkpoints(out_dir, name) if e in save_at]
     return result
+
+
+def _last_kept(out_dir: Path, name: str, finished_epochs: int) -> str:
+    kept = [p for e, p in list_checkpoints(out_dir, name) if e <= finished_epochs]
+    return kept[-1].name if kept else "none"
+
+
+def _check_fp16_range(
+    network: AdapterNetwork, out_dir: Path, epoch: int, cfg: TrainerConfig, name: str
+) -> None:
+    """Stop before writing a checkpoint that fp16 would turn into inf (|w| > 65504)."""
+    state = {k: v.to(torch.float16) for k, v in network.kohya_state_dict().items()}
+    _, nonfinite = bad_tensors(state)
+    if nonfinite:
+        raise TrainingDivergedError(
+            f"{out_dir}: at epoch {epoch} {len(nonfinite)} of {len(state)} adapter tensors exceed "
+            f"the float16 range of the checkpoint (e.g. {nonfinite[0]}); training stopped. "
+            f"Last good checkpoint: {_last_kept(out_dir, name, epoch - 1)} (kept). Lower the "
+            f"learning rate (lr={cfg.lr:g})."
+        )
 
 
 def _te_checkpointing(te: Any, on: bool) -> None:

@@ -1,29 +1,47 @@
-"""Training-step time of t2ibench's trainers against peft with the same target layers.
+"""Training-step time of t2ibench's trainers against peft on the same layers, at SD1.5 size.
 
-    python benchmarks/train_step.py [--threads 2] [--rounds 5] [--steps 3] [--batch 8]
-    python benchmarks/train_step.py --full-sd15      # + one SD1.5-size UNet step (~45 s, ~7 GiB)
+    nice python benchmarks/train_step.py [--threads 1] [--rounds 5] [--steps 2] \
+        [--out benchmarks/results/train_step_2026-11-29.md]
+    nice python benchmarks/train_step.py --model tiny   # the tiny base (UNet + text encoder)
 
-One step = text encoder + UNet forward (noise-prediction MSE), backward, AdamW step, on the tiny
-base (64 px, batch 8), ``attn-mlp`` on UNet and text encoder. ``lora`` / ``loha`` / ``lokr`` are
-compared with peft's LoRA / LoHa / LoKr built on exactly the same layers with the same
-dim / alpha / factor (LoKr: factor 8, full second block); ``native`` with plain fine-tuning of the
-same layers (weights and biases unfrozen). Every configuration lives in its own copy of the base,
-and the rounds interleave them, so background load hits all alike. The table shows the best step
-(``timeit``'s convention: the least disturbed measurement of the intrinsic cost) and the median.
-Targets: ≤ 1.1× peft for LoRA, ≤ 1.2× for LoHa and LoKr.
+Model (default ``--model sd15-block``): SD1.5's ``down_blocks.1`` — a ``CrossAttnDownBlock2D``
+built from SD1.5's UNet config at full size (320 → 640 channels, two ResNet blocks, two
+Transformer2DModel blocks with cross-attention to 77×768 text states, downsampler), random weights,
+input 1×320×32×32 (the 512 px latent after the first down block). ``attn-mlp`` selects the
+Transformer2DModel layers (attention, GEGLU feed-forward, proj_in/out), as in the paper.
+
+One step = forward, MSE to a fixed random target, backward, grad-norm clip 1, AdamW step.
+``lora`` / ``loha`` / ``lokr`` are compared with peft's LoRA / LoHa / LoKr built on exactly the
+same layers with the same dim / alpha / factor (LoKr: factor 8, full second block); ``native``
+with plain fine-tuning of the same layers. Every configuration lives in its own copy of the model
+(same weights). Each round runs every configuration ``--steps`` times, in a freshly shuffled order
+(seeded), so drifting background load hits all alike; the table gives the median step with its
+interquartile range and min–max over all rounds, and the ratio of medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import datetime
 import os
-import resource
+import platform
+import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import torch.nn as nn
+
+ALGOS = ("lora", "loha", "lokr", "native")
+BASELINE = {
+    "lora": ("peft", "peft LoRA r8 α4"),
+    "loha": ("peft", "peft LoHa r4 α2"),
+    "lokr": ("peft", "peft LoKr f8, full w2"),
+    "native": ("plain", "plain fine-tuning"),
+}
 
 
 def _peft_config(algo: str, targets: list[str]):
@@ -36,65 +54,123 @@ def _peft_config(algo: str, targets: list[str]):
     return LoKrConfig(r=10000, alpha=1, decompose_factor=8, target_modules=targets)
 
 
-def _setup(kind: str, algo: str, cache: Path):
-    """(pipe, trainable params, optimizer) for one configuration on a fresh tiny base."""
+# -- models -------------------------------------------------------------------------------------
+class SD15Block(nn.Module):
+    """SD1.5's ``down_blocks.1`` under its UNet path (so the presets select its layers)."""
+
+    def __init__(self) -> None:
+        from diffusers.models.unets.unet_2d_blocks import get_down_block
+
+        super().__init__()
+        torch.manual_seed(0)
+        block = get_down_block(
+            "CrossAttnDownBlock2D",
+            num_layers=2,
+            in_channels=320,
+            out_channels=640,
+            temb_channels=1280,
+            add_downsample=True,
+            resnet_eps=1e-5,
+            resnet_act_fn="silu",
+            resnet_groups=32,
+            downsample_padding=1,
+            cross_attention_dim=768,
+            num_attention_heads=8,
+            attention_head_dim=8,
+        )
+        self.down_blocks = nn.ModuleList([nn.Identity(), block])
+        g = torch.Generator().manual_seed(1)
+        self.register_buffer("x", torch.randn(1, 320, 32, 32, generator=g), persistent=False)
+        self.register_buffer("temb", torch.randn(1, 1280, generator=g), persistent=False)
+        self.register_buffer("ehs", torch.randn(1, 77, 768, generator=g), persistent=False)
+
+    def parts(self) -> dict[str, nn.Module | None]:
+        return {"unet": self, "te": None}
+
+    def loss(self, gen: torch.Generator) -> torch.Tensor:
+        out, _ = self.down_blocks[1](self.x, self.temb, encoder_hidden_states=self.ehs)
+        target = torch.randn(out.shape, generator=gen)
+        return torch.nn.functional.mse_loss(out, target)
+
+
+class TinyBase(nn.Module):
+    """The tiny base (UNet + text encoder, 64 px, batch 8): the loop's own loss function."""
+
+    def __init__(self) -> None:
+        from t2ibench.models import load_base
+
+        super().__init__()
+        self.pipe = load_base("tiny")
+        self.unet, self.text_encoder = self.pipe.unet, self.pipe.text_encoder
+
+    def parts(self) -> dict[str, nn.Module | None]:
+        return {"unet": self.unet, "te": self.text_encoder}
+
+    def loss(self, gen: torch.Generator) -> torch.Tensor:
+        from diffusers import DDPMScheduler
+        from t2ibench.adapters.training import diffusion_loss
+
+        sched = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        size = self.unet.config.sample_size
+        latents = torch.randn(8, 4, size, size, generator=gen)
+        caps = [f"a photo of sks toy number {i}, smiling, simple background" for i in range(8)]
+        return diffusion_loss(self.pipe, latents, caps, gen, sched)
+
+
+def _setup(kind: str, algo: str, proto: nn.Module):
+    """(model, trainable params, optimizer) for one configuration on a copy of ``proto``."""
     from t2ibench.adapters import get_trainer, load_trainer_config
     from t2ibench.adapters.presets import select_modules
 
-    from t2ibench.models import load_base
-
-    os.environ["T2IBENCH_CACHE"] = str(cache)
-    pipe = load_base("tiny")
-    for part in (pipe.unet, pipe.text_encoder, pipe.vae):
-        part.requires_grad_(False)
+    model = copy.deepcopy(proto)
+    model.requires_grad_(False)
+    parts = model.parts()
     torch.manual_seed(0)
+    wd = 0.1
     if kind == "ours":
-        cfg = load_trainer_config(algo, overrides=["preset=attn-mlp"])
-        net = get_trainer(algo).build_network({"unet": pipe.unet, "te": pipe.text_encoder}, cfg)
+        te = parts["te"] is not None
+        cfg = load_trainer_config(algo, overrides=["preset=attn-mlp", f"train_text_encoder={te}"])
+        net = get_trainer(algo).build_network(parts, cfg)
         net.attach()
+        model._network = net  # keep it alive with the model
         params = list(net.parameters())
         if algo != "native":
             with torch.no_grad():  # non-zero adapters, as mid-training
                 for p in params:
                     p.add_(torch.randn_like(p) * 1e-3)
-        wd = 0.0 if algo == "native" else 0.1
+        else:
+            wd = 0.0  # the trainer decays W + diff by hand; the loop here times the update only
     elif kind == "peft":
         from peft import inject_adapter_in_model
 
         params = []
-        for part, model in (("unet", pipe.unet), ("te", pipe.text_encoder)):
-            targets = [n for n, _ in select_modules(model, part, "attn-mlp")]
-            inject_adapter_in_model(_peft_config(algo, targets), model)
-            params += [p for n, p in model.named_parameters() if p.requires_grad]
-        wd = 0.1
+        for part, sub in parts.items():
+            if sub is None:
+                continue
+            targets = [n for n, _ in select_modules(sub, part, "attn-mlp")]
+            inject_adapter_in_model(_peft_config(algo, targets), sub)
+            params += [p for n, p in sub.named_parameters() if p.requires_grad]
     else:  # plain fine-tuning of the native trainer's layers
         params = []
-        for part, model in (("unet", pipe.unet), ("te", pipe.text_encoder)):
-            for _, layer in select_modules(model, part, "attn-mlp"):
+        for part, sub in parts.items():
+            if sub is None:
+                continue
+            for _, layer in select_modules(sub, part, "attn-mlp"):
                 layer.requires_grad_(True)
                 params += list(layer.parameters())
-        wd = 0.1
     for p in params:
         p.requires_grad_(True)
-    pipe.unet.train()
-    pipe.text_encoder.train()
+    model.train()
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=wd)
-    return pipe, params, opt
+    return model, params, opt
 
 
-def _steps(pipe, params, opt, n: int, batch: int, seed: int) -> list[float]:
-    from diffusers import DDPMScheduler
-    from t2ibench.adapters.training import diffusion_loss
-
-    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+def _steps(model, params, opt, n: int, seed: int) -> list[float]:
     gen = torch.Generator().manual_seed(seed)
-    size = pipe.unet.config.sample_size
-    latents = torch.randn(batch, 4, size, size, generator=gen)
-    captions = [f"a photo of sks toy number {i}, smiling, simple background" for i in range(batch)]
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        loss = diffusion_loss(pipe, latents, captions, gen, sched)
+        loss = model.loss(gen)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -103,88 +179,92 @@ def _steps(pipe, params, opt, n: int, batch: int, seed: int) -> list[float]:
     return times
 
 
-def tiny_table(threads: int, rounds: int, steps: int, batch: int) -> None:
-    cache = Path(tempfile.mkdtemp(prefix="t2ibench-bench-"))
-    configs = [(k, a) for a in ("lora", "loha", "lokr") for k in ("ours", "peft")]
-    configs += [("ours", "native"), ("plain", "native")]
-    setups = {c: _setup(*c, cache) for c in configs}
-    for s in setups.values():  # warm-up
-        _steps(*s, 2, batch, 0)
+def _q(v: list[float], q: float) -> float:
+    return statistics.quantiles(v, n=4, method="inclusive")[int(q * 4) - 1] if len(v) > 1 else v[0]
+
+
+def run(model_name: str, threads: int, rounds: int, steps: int, seed: int) -> str:
+    torch.set_num_threads(threads)
+    if model_name == "tiny":
+        os.environ.setdefault("T2IBENCH_CACHE", tempfile.mkdtemp(prefix="t2ibench-bench-"))
+        proto: nn.Module = TinyBase()
+        what = "tiny base (UNet + text encoder), 64 px, batch 8, attn-mlp on both"
+    else:
+        proto = SD15Block()
+        what = (
+            "SD1.5 `down_blocks.1` at full size (CrossAttnDownBlock2D 320→640 ch, 2 transformers, "
+            "cross-attention 77×768), random weights, batch 1, 32×32 latent (512 px), attn-mlp"
+        )
+    configs = [(k, a) for a in ALGOS for k in ("ours", BASELINE[a][0])]
+    setups = {c: _setup(*c, proto) for c in configs}
+    t_start = time.perf_counter()
+    for s in setups.values():  # warm-up: allocator, first-call overheads
+        _steps(*s, 1, 0)
+    rng = random.Random(seed)
     times: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
+    orders = []
     for r in range(rounds):
-        for c, s in setups.items():
-            times[c] += _steps(*s, steps, batch, r + 1)
-    best = {c: min(v) * 1000 for c, v in times.items()}
-    med = {c: statistics.median(v) * 1000 for c, v in times.items()}
-    print(
-        f"\ntiny base, 64 px, batch {batch}, attn-mlp (UNet + text encoder), {threads} threads, "
-        f"{rounds}×{steps} steps each (ms per training step: best / median)\n"
-    )
-    print(
-        f"{'algorithm':<10}{'t2ibench':>16}{'baseline':>16}{'ratio':>8}{'median':>8}{'target':>8}  baseline"
-    )
-    for algo, target, base_kind, base_name in (
-        ("lora", 1.1, "peft", "peft LoRA r8 α4"),
-        ("loha", 1.2, "peft", "peft LoHa r4 α2"),
-        ("lokr", 1.2, "peft", "peft LoKr f8 full w2"),
-        ("native", None, "plain", "plain fine-tuning"),
-    ):
-        ours, base = best[("ours", algo)], best[(base_kind, algo)]
-        mo, mb = med[("ours", algo)], med[(base_kind, algo)]
-        tgt = f"≤{target}" if target else "-"
-        print(
-            f"{algo:<10}{ours:>7.1f} /{mo:>7.1f}{base:>7.1f} /{mb:>7.1f}{ours / base:>7.2f}×"
-            f"{mo / mb:>7.2f}×{tgt:>8}  {base_name}"
+        order = list(configs)
+        rng.shuffle(order)
+        orders.append(order)
+        for c in order:
+            times[c] += _steps(*setups[c], steps, r + 1)
+    wall = time.perf_counter() - t_start
+
+    def stats(v: list[float]) -> str:
+        ms = [x * 1000 for x in v]
+        return (
+            f"{statistics.median(ms):.0f} [{_q(ms, 0.25):.0f}–{_q(ms, 0.75):.0f}] "
+            f"({min(ms):.0f}–{max(ms):.0f})"
         )
 
-
-def full_sd15_step() -> None:
-    """One LoRA training step of the full-size SD1.5 UNet (random weights), batch 1, 512 px."""
-    from t2ibench.adapters import get_trainer, load_trainer_config
-    from t2ibench.adapters.sd15 import build_sd15
-
-    t0 = time.perf_counter()
-    unet, _ = build_sd15("cpu")
-    build_s = time.perf_counter() - t0
-    unet.requires_grad_(False)
-    cfg = load_trainer_config("lora", overrides=["preset=attn-mlp", "train_text_encoder=false"])
-    net = get_trainer("lora").build_network({"unet": unet}, cfg)
-    net.attach()
-    unet.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=5e-4, weight_decay=0.1)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 4, 64, 64, generator=g)
-    ehs = torch.randn(1, 77, 768, generator=g)
-    t0 = time.perf_counter()
-    loss = torch.nn.functional.mse_loss(
-        unet(x, torch.tensor([500]), ehs).sample, torch.randn_like(x)
-    )
-    loss.backward()
-    opt.step()
-    step_s = time.perf_counter() - t0
-    rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(
-        f"\nfull-size SD1.5 UNet (859,520,964 params, random weights), LoRA attn-mlp "
-        f"({len(net)} modules), batch 1, 512 px, fp32 CPU, {torch.get_num_threads()} threads"
-    )
-    print(f"  build {build_s:.1f} s, one training step {step_s:.1f} s, peak RSS {rss_gib:.1f} GiB")
+    lines = [
+        f"# Training-step time: t2ibench vs peft ({datetime.date.today().isoformat()})",
+        "",
+        f"Command: `nice python benchmarks/train_step.py --model {model_name} --threads {threads} "
+        f"--rounds {rounds} --steps {steps} --seed {seed}`",
+        "",
+        f"- Model: {what}.",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores **shared with other jobs** "
+        f"(the run was niced; torch threads = {threads}, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); torch {torch.__version__}, fp32 CPU.",
+        f"- {rounds} rounds × {steps} steps per configuration after one warm-up step; each round "
+        f"runs the {len(configs)} configurations in a shuffled order (seed {seed}). "
+        f"Wall time {wall:.0f} s.",
+        "- Cells: median step in ms [interquartile range] (min–max); ratio = median / median.",
+        "",
+        "| algorithm | t2ibench ms | baseline ms | ratio | baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for algo in ALGOS:
+        kind, name = BASELINE[algo]
+        ours, base = times[("ours", algo)], times[(kind, algo)]
+        ratio = statistics.median(ours) / statistics.median(base)
+        lines.append(f"| {algo} | {stats(ours)} | {stats(base)} | {ratio:.2f}× | {name} |")
+    lines += [
+        "",
+        "Ratios below 1 mean t2ibench is faster. Round orders: "
+        + "; ".join(" ".join(f"{a}/{k}" for k, a in o) for o in orders),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", choices=("sd15-block", "tiny"), default="sd15-block")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--full-sd15", action="store_true", help="also one SD1.5-size UNet step")
-    ap.add_argument("--skip-tiny", action="store_true")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    if not args.skip_tiny:
-        tiny_table(args.threads, args.rounds, args.steps, args.batch)
-    if args.full_sd15:
-        full_sd15_step()
+    table = run(args.model, args.threads, args.rounds, args.steps, args.seed)
+    print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "t2ibench.cli.run",
     "t2ibench.cli.generate",
     "t2ibench.cli.train",
+    "t2ibench.cli.export",
     "t2ibench.cli.toy",
     "t2ibench.cli.toy_validity",
 ]

@@ -200,6 +200,7 @@ def _set_scheduler(pipe: Any, name: str) -> Any:
 
 def generate_batch(pipe: Any, jobs: Sequence[Job], settings: GenerationSettings) -> list[Any]:
     """PIL images for ``jobs`` in one pipeline call, one CPU generator per image (seed-paired)."""
+    import numpy as np
     import torch
 
     # CPU generators: the initial noise is then the same on every device, so a GPU run pairs with
@@ -218,9 +219,15 @@ def generate_batch(pipe: Any, jobs: Sequence[Job], settings: GenerationSettings)
             width=settings.width,
             eta=settings.eta,
             generator=generators,
-            output_type="pil",
+            output_type="np",
         )
-    return list(out.images)
+    # NaN / inf in the latents (a broken base or adapter) would be saved as black images.
+    if not np.isfinite(out.images).all():
+        raise T2IBenchError(
+            f"generation: the images of {jobs[0].leaf!r} ({jobs[0].prompt_type}) came out NaN/inf "
+            "(non-finite latents); the base model or the adapter holds broken weights"
+        )
+    return list(pipe.image_processor.numpy_to_pil(out.images))
 
 
 def generate_images(

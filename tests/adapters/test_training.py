@@ -5,6 +5,8 @@ run, and a NaN loss stops with a clear error that keeps the last good checkpoint
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -169,7 +171,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
     train("loha", demo_dataset, "tiny", tmp_path, cfg, epochs=1, save_epochs=(1, 2), progress=False)
     good = tmp_path / "loha-e000001.safetensors"
     saved = good.read_bytes()
-    state = (tmp_path / "loha-state.pt").read_bytes()
+    state = (tmp_path / "loha-state.json").read_bytes()
 
     real = training_mod.diffusion_loss
     calls = {"n": 0}
@@ -195,7 +197,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
             progress=False,
         )
     assert good.read_bytes() == saved  # the last good checkpoint is untouched
-    assert (tmp_path / "loha-state.pt").read_bytes() == state  # resume point too
+    assert (tmp_path / "loha-state.json").read_bytes() == state  # resume point too
     assert not (tmp_path / "loha-e000002.safetensors").exists()
 
 
@@ -271,3 +273,281 @@ def test_native_full_diffusers_checkpoint(adapters_cache, demo_dataset, tmp_path
     assert torch.equal(unet_te_outputs(pipe)[0], base_out)  # the live base was swapped back
     tuned = load_base(folder)
     assert not torch.allclose(unet_te_outputs(tuned)[0], base_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13, items 10, 11, 13, 15, 18
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors read directly (no t2ibench checks in the way)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _same_tensors(a: Path, b: Path) -> bool:
+    ta, tb = _tensors(a), _tensors(b)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_item10_extending_a_run_equals_a_straight_run(
+    adapters_cache, demo_dataset, tmp_path: Path
+) -> None:
+    """2 epochs, then the same folder with --epochs 4 == a straight 4-epoch run, bit for bit; when
+    the warm-up clamp would change with the length, extending is refused with a clear message."""
+    from t2ibench.errors import ConfigError
+
+    # a warm-up the clamp (a quarter of the run) leaves alone at both lengths
+    cfg = load_trainer_config("lora", overrides=[*FAST, "warmup_steps=2"])
+    straight = train(
+        "lora",
+        demo_dataset,
+        "tiny",
+        tmp_path / "a",
+        cfg,
+        epochs=4,
+        save_epochs=(2, 4),
+        progress=False,
+    )
+    train(
+        "lora",
+        demo_dataset,
+        "tiny",
+        tmp_path / "b",
+        cfg,
+        epochs=2,
+        save_epochs=(2, 4),
+        progress=False,
+    )
+    res = train_run(
+        "lora",
+        demo_dataset,
+        "tiny",
+        tmp_path / "b",
+        cfg,
+        epochs=4,
+        save_epochs=(2, 4),
+        progress=False,
+    )
+    assert res.epochs_trained == 2
+    assert [p.name for p in res.checkpoints] == [p.name for p in straight]
+    for a, b in zip(straight, res.checkpoints, strict=True):
+        assert _same_tensors(a, b), b.name
+
+    # the default warm-up (3500 steps) is clamped to a quarter of the run: 1 epoch and 2 epochs
+    # give different warm-ups, so continuing to 2 would not be the 2-epoch run
+    clamped = load_trainer_config("lora", overrides=[*FAST, "warmup_steps=3500"])
+    train("lora", demo_dataset, "tiny", tmp_path / "c", clamped, epochs=1, progress=False)
+    with pytest.raises(ConfigError, match=r"warm-up.*would not give a 2-epoch run"):
+        train("lora", demo_dataset, "tiny", tmp_path / "c", clamped, epochs=2, progress=False)
+
+
+def test_item11_checkpoints_follow_the_umask(adapters_cache, demo_dataset, tmp_path: Path) -> None:
+    """Checkpoints, resume state and native diffusers folders get the modes of any file the user
+    writes (umask), not mkstemp's owner-only 0600 / 0700."""
+    from t2ibench.adapters import get_trainer
+    from t2ibench.adapters.training import _save_native_diffusers
+
+    from t2ibench.models import load_base
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    old = os.umask(0o022)
+    try:
+        cfg = load_trainer_config("lora", overrides=FAST)
+        ckpt = train("lora", demo_dataset, "tiny", tmp_path / "run", cfg, epochs=1, progress=False)[
+            0
+        ]
+        written = [p for p in (tmp_path / "run").iterdir() if p.is_file()]
+        assert ckpt in written and len(written) >= 3  # checkpoint + state JSON + state tensors
+        assert {p.name: mode(p) for p in written} == {p.name: 0o644 for p in written}
+
+        pipe = load_base("tiny")
+        ncfg = load_trainer_config("native", overrides=["preset=attn-only"])
+        net = get_trainer("native").build_network({"unet": pipe.unet, "te": None}, ncfg)
+        os.umask(0o027)
+        folder = _save_native_diffusers(pipe, net, tmp_path / "native-e000001", {"x": "1"})
+        assert mode(folder) == 0o750
+        assert all(mode(p) == (0o750 if p.is_dir() else 0o640) for p in folder.rglob("*"))
+    finally:
+        os.umask(old)
+
+
+def test_item13_buckets_match_kohya_on_a_size_grid() -> None:
+    """Bucket choice equals sd-scripts' BucketManager (an exact size is its own bucket, else the
+    smallest *linear* aspect-ratio error, first in sorted order on a tie) on every size of a grid;
+    the bucket list equals make_bucket_resolutions."""
+    import math
+
+    from t2ibench.adapters.training import assign_bucket, make_buckets
+
+    def kohya_resolutions(max_reso, min_size, max_size, divisible):
+        # re-statement of library/model_util.py make_bucket_resolutions
+        max_area = max_reso[0] * max_reso[1]
+        resos = set()
+        width = int(math.sqrt(max_area) // divisible) * divisible
+        resos.add((width, width))
+        width = min_size
+        while width <= max_size:
+            height = min(max_size, int((max_area // width) // divisible) * divisible)
+            if height >= min_size:
+                resos.add((width, height))
+                resos.add((height, width))
+            width += divisible
+        return sorted(resos)
+
+    def kohya_select(resos, w, h):
+        # re-statement of library/train_util.py BucketManager.select_bucket (upscaling allowed)
+        if (w, h) in set(resos):
+            return (w, h)
+        errors = [abs(bw / bh - w / h) for bw, bh in resos]
+        return resos[errors.index(min(errors))]  # numpy argmin: the first minimum
+
+    buckets = make_buckets(512, 320, 960, 64)
+    assert buckets == kohya_resolutions((512, 512), 320, 960, 64)
+    sizes = [(w, h) for w in range(64, 2049, 32) for h in range(64, 2049, 32)]
+    sizes += [(w, h) for w in range(300, 1000, 7) for h in (333, 512, 640, 777, 1000)]
+    moved = [s for s in sizes if assign_bucket(s, buckets) != kohya_select(buckets, *s)]
+    assert not moved, f"{len(moved)} of {len(sizes)} sizes differ, e.g. {moved[:5]}"
+
+
+class _Killed(BaseException):
+    """Stands for kill -9 / a full disk at one precise moment."""
+
+
+def test_item15_resume_after_kill_between_checkpoint_and_state(
+    adapters_cache, demo_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed right after checkpoint 1 is written, before its resume state: the rerun must not
+    continue from the fp16 checkpoint with a fresh optimizer; both checkpoints equal an
+    uninterrupted run's, bit for bit (tensors and metadata; safetensors orders the metadata
+    keys differently from one write to the next, so the file bytes are not compared)."""
+    cfg = load_trainer_config("lora", overrides=FAST)
+    clean = train(
+        "lora",
+        demo_dataset,
+        "tiny",
+        tmp_path / "clean",
+        cfg,
+        epochs=2,
+        save_epochs=(1, 2),
+        progress=False,
+    )
+
+    real_save = training_mod.save_adapter
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise _Killed
+
+    monkeypatch.setattr(training_mod, "save_adapter", save_then_die)
+    with pytest.raises(_Killed):
+        train(
+            "lora",
+            demo_dataset,
+            "tiny",
+            tmp_path / "killed",
+            cfg,
+            epochs=2,
+            save_epochs=(1, 2),
+            progress=False,
+        )
+    assert (tmp_path / "killed" / "lora-e000001.safetensors").is_file()
+    monkeypatch.undo()
+    again = train(
+        "lora",
+        demo_dataset,
+        "tiny",
+        tmp_path / "killed",
+        cfg,
+        epochs=2,
+        save_epochs=(1, 2),
+        progress=False,
+    )
+    assert [p.name for p in again] == [p.name for p in clean]
+    for a, b in zip(clean, again, strict=True):
+        assert _same_tensors(a, b), b.name
+        assert _metadata(a) == _metadata(b)
+    # the resume state is safetensors + JSON, never a pickle
+    names = sorted(p.name for p in (tmp_path / "killed").iterdir())
+    assert names == [
+        "lora-e000001.safetensors",
+        "lora-e000002.safetensors",
+        "lora-state-e000002.safetensors",
+        "lora-state.json",
+    ]
+
+
+@pytest.mark.parametrize("which", ["record", "tensors"])
+def test_item15_damaged_resume_state_is_one_clear_error(
+    adapters_cache, demo_dataset, tmp_path: Path, which: str
+) -> None:
+    """A truncated resume state ends in one clear line (a T2IBenchError naming the file and what to
+    do), not a raw reader traceback."""
+    from t2ibench.errors import T2IBenchError
+
+    cfg = load_trainer_config("lora", overrides=FAST)
+    train("lora", demo_dataset, "tiny", tmp_path, cfg, epochs=1, save_epochs=(1, 2), progress=False)
+    states = [p for p in tmp_path.iterdir() if p.name.startswith("lora-state")]
+    assert states
+    for p in states:
+        if which == "record" or p.suffix != ".json":
+            data = p.read_bytes()
+            p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(T2IBenchError, match=r"lora-state.*(damaged|truncated).*retrain"):
+        train(
+            "lora",
+            demo_dataset,
+            "tiny",
+            tmp_path,
+            cfg,
+            epochs=2,
+            save_epochs=(1, 2),
+            progress=False,
+        )
+
+
+def test_item18_divergence_never_keeps_an_inf_checkpoint(
+    adapters_cache, demo_dataset, tmp_path: Path
+) -> None:
+    """lr=1e9: the weights stay finite in fp32 but overflow fp16; the run must stop before writing
+    such a checkpoint, and whatever it keeps is finite."""
+    cfg = load_trainer_config("lora", overrides=[*FAST, "lr=1e9"])
+    with pytest.raises(TrainingDivergedError, match="training stopped"):
+        train(
+            "lora",
+            demo_dataset,
+            "tiny",
+            tmp_path,
+            cfg,
+            epochs=2,
+            save_epochs=(1, 2),
+            progress=False,
+        )
+    for p in tmp_path.glob("lora-e*.safetensors"):
+        bad = [k for k, v in _tensors(p).items() if not torch.isfinite(v).all()]
+        assert not bad, f"{p.name}: {len(bad)} non-finite tensors kept"
+
+
+def test_item18_nan_base_is_refused_before_training(
+    adapters_cache, demo_dataset, tmp_path: Path
+) -> None:
+    from t2ibench.adapters import AdapterFileError
+
+    from t2ibench.models import load_base
+
+    pipe = load_base("tiny")
+    with torch.no_grad():
+        pipe.unet.conv_in.weight[0, 0, 0, 0] = float("nan")
+    cfg = load_trainer_config("lora", overrides=FAST)
+    with pytest.raises(AdapterFileError, match=r"base model .*unet.*NaN or inf.*conv_in"):
+        train_run("lora", demo_dataset, "tiny", tmp_path, cfg, epochs=1, progress=False, pipe=pipe)

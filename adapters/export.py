@@ -1,0 +1,204 @@
+"""Export a t2ibench adapter for other loaders: a PEFT adapter (LoRA, LoHa, LoKr).
+
+diffusers' ``load_lora_weights`` reads plain kohya LoRA files only (LoHa, LoKr, native and
+LoRA-Tucker raise); peft has LoHa / LoKr layers with the same tensors as LyCORIS, so
+``t2ibench export --format peft`` writes one PEFT adapter folder per model part::
+
+    OUT/unet/{adapter_config.json, adapter_model.safetensors}
+    OUT/text_encoder/{adapter_config.json, adapter_model.safetensors}   # if the file adapts it
+
+loaded with ``PeftModel.from_pretrained(pipe.unet, "OUT/unet")``. The export builds the peft
+adapter on the real base (so peft itself checks every shape), copies the tensors in and lets peft
+save it. Each layer's rank and alpha go into ``rank_pattern`` / ``alpha_pattern`` (exact module
+names), so peft's scale ``alpha / r`` equals LyCORIS's (LoKr with no low-rank block: 1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2ibench.fsutil import atomic_folder
+
+from .algorithms import AdapterModule, LoHaModule, LoKrModule, LoRAModule, NativeModule
+from .files import AdapterFileError, apply_umask, network_for
+
+FORMATS = ("peft",)
+PART_FOLDERS = {"unet": "unet", "te": "text_encoder"}
+_PART_OF_PREFIX = {"lora_unet_": "unet", "lora_te_": "te"}
+
+
+def _part(module: AdapterModule) -> str:
+    for prefix, part in _PART_OF_PREFIX.items():
+        if module.lora_name.startswith(prefix):
+            return part
+    raise AdapterFileError(f"{module.lora_name}: neither a UNet nor a text-encoder module")
+
+
+def _rank_alpha(m: AdapterModule) -> tuple[int, float]:
+    """peft's (r, alpha) giving this module's layout and scale (``scale = alpha / r``)."""
+    if isinstance(m, LoKrModule):
+        if m.lokr_t2 is not None:
+            r = m.lokr_t2.shape[0]
+        elif m.lokr_w1_a is not None:
+            r = m.lokr_w1_a.shape[1]
+        elif m.lokr_w2_a is not None:
+            r = m.lokr_w2_a.shape[1]
+        else:  # both blocks full: any r at least half of every side keeps them full in peft
+            r = max(max(m.lokr_w1.shape), max(m.lokr_w2.shape[:2]))
+        return int(r), float(m.scale) * int(r)
+    return int(m.dim), float(m.scale) * int(m.dim)
+
+
+def _peft_config(kind: type[AdapterModule], modules: dict[str, AdapterModule], factor: int) -> Any:
+    from peft import LoHaConfig, LoKrConfig, LoraConfig
+
+    names = sorted(modules)
+    ranks = {n: _rank_alpha(m) for n, m in modules.items()}
+    # full module names, escaped: peft matches a pattern key as a regex on a dotted name suffix
+    rank_pattern = {re.escape(n): r for n, (r, _) in ranks.items()}
+    alpha_pattern = {re.escape(n): a for n, (_, a) in ranks.items()}
+    r0, a0 = ranks[names[0]]
+    tucker = any(getattr(m, "tucker", False) for m in modules.values())
+    common = {
+        "target_modules": names,
+        "r": r0,
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": alpha_pattern,
+    }
+    if kind is LoRAModule:
+        return LoraConfig(lora_alpha=a0, init_lora_weights=False, **common)
+    if kind is LoHaModule:
+        return LoHaConfig(alpha=a0, use_effective_conv2d=tucker, init_weights=False, **common)
+    decompose_both = any(m.lokr_w1_a is not None for m in modules.values())
+    return LoKrConfig(
+        alpha=a0,
+        decompose_both=decompose_both,
+        decompose_factor=factor,
+        use_effective_conv2d=tucker,
+        init_weights=False,
+        **common,
+    )
+
+
+def _factor(meta: dict[str, str]) -> int:
+    """LoKr's ``factor`` from the file's metadata (t2ibench's config, else sd-scripts' args)."""
+    for key in ("t2ibench_trainer_config", "ss_network_args"):
+        try:
+            return int(json.loads(meta[key])["factor"])
+        except (KeyError, ValueError, TypeError):
+            continue
+    return -1
+
+
+def _copy_into_peft(model: torch.nn.Module, modules: dict[str, AdapterModule]) -> None:
+    layers = dict(model.named_modules())
+    with torch.no_grad():
+        for name, m in modules.items():
+            layer = layers[name]
+            if isinstance(m, LoRAModule):
+                pairs = {
+                    "lora_A": m.lora_down,
+                    "lora_B": m.lora_up,
+                }
+                for attr, src in pairs.items():
+                    dst = getattr(layer, attr)["default"].weight
+                    _set(dst, src, f"{m.lora_name}.{attr}")
+            else:
+                for suffix, attr in m.keys.items():
+                    src = getattr(m, attr)
+                    table = getattr(layer, attr, None)
+                    has = table is not None and "default" in table
+                    if (src is None) != (not has):
+                        raise AdapterFileError(
+                            f"{m.lora_name}: peft lays out the layer differently ({suffix})"
+                        )
+                    if src is not None:
+                        _set(table["default"], src, f"{m.lora_name}.{suffix}")
+
+
+def _set(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
+    if tuple(dst.shape) != tuple(src.shape):
+        raise AdapterFileError(
+            f"{what}: shape {tuple(src.shape)} but peft expects {tuple(dst.shape)}"
+        )
+    dst.copy_(src.to(dst.dtype))
+
+
+def export_peft(pipe: Any, checkpoint: Path | str, out_dir: Path | str) -> list[Path]:
+    """Write ``checkpoint`` as PEFT adapter folders under ``out_dir`` (one per adapted part).
+
+    ``pipe`` is the base the adapter was trained on; it is modified (peft layers are injected), so
+    pass a copy you no longer need. Returns the folders written.
+    """
+    from peft import get_peft_model
+
+    checkpoint = Path(checkpoint)
+    out_dir = Path(out_dir)
+    net, meta = network_for(pipe, checkpoint)
+    kinds = {type(m) for m in net}
+    if NativeModule in kinds:
+        raise AdapterFileError(
+            f"{checkpoint}: native fine-tuning has no peft adapter type; merge it into the base "
+            "instead (t2ibench.adapters.merge_adapter, or train with native_save='diffusers')"
+        )
+    if any(isinstance(m, LoRAModule) and m.lora_mid is not None for m in net):
+        raise AdapterFileError(
+            f"{checkpoint}: LoRA with Tucker convolutions (lora_mid) has no peft equivalent; "
+            "merge it into the base instead (t2ibench.adapters.merge_adapter)"
+        )
+    if len(kinds) != 1:
+        raise AdapterFileError(f"{checkpoint}: mixes algorithms {sorted(k.algo for k in kinds)}")
+    kind = kinds.pop()
+    parts = {"unet": pipe.unet, "te": pipe.text_encoder}
+    by_part: dict[str, dict[str, AdapterModule]] = {}
+    for part, model in parts.items():
+        names = {id(layer): name for name, layer in model.named_modules()}
+        for m in net:
+            if _part(m) == part:
+                by_part.setdefault(part, {})[names[id(m.org)]] = m
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for part, modules in by_part.items():
+        config = _peft_config(kind, modules, _factor(meta))
+        peft_model = get_peft_model(parts[part], config)
+        try:
+            _copy_into_peft(peft_model.base_model.model, modules)
+        except AdapterFileError as exc:
+            if kind is LoKrModule:
+                raise AdapterFileError(
+                    f"{checkpoint}: cannot be exported exactly: peft splits a small LoKr layer "
+                    f"differently (its factorization lacks LyCORIS's rule dimension ≥ factor², "
+                    f"which only matters for layers narrower than factor²): {exc}"
+                ) from None
+            raise
+        folder = out_dir / PART_FOLDERS[part]
+        with atomic_folder(folder, lambda _: False) as tmp:  # replaces an older export
+            peft_model.save_pretrained(str(tmp), safe_serialization=True)
+            (tmp / "t2ibench_metadata.json").write_text(
+                json.dumps({**meta, "t2ibench_source": checkpoint.name}, indent=1, sort_keys=True)
+            )
+            apply_umask(tmp)  # safetensors writes 0600 files
+        written.append(folder)
+    return written
+
+
+def export_adapter(
+    checkpoint: Path | str, out_dir: Path | str, *, base: str | Path = "tiny", fmt: str = "peft"
+) -> list[Path]:
+    """Load ``base`` and export ``checkpoint`` in ``fmt`` (only ``"peft"``)."""
+    from t2ibench.errors import ConfigError
+    from t2ibench.models import load_base
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: known formats are {', '.join(FORMATS)}")
+    pipe = load_base(base)
+    return export_peft(pipe, checkpoint, out_dir)
+
+
+__all__ = ["FORMATS", "export_adapter", "export_peft"]

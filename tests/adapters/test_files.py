@@ -145,3 +145,47 @@ def test_bad_files(tiny_pipe, tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(AdapterFileError, match="full diffusers checkpoint"):
         apply_adapter(tiny_pipe, folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 13, item 18: broken weights give one clear error instead of black images
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "int8"])
+def test_item18_broken_adapter_files_are_refused(tiny_pipe, tmp_path: Path, bad: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = _random_adapter(tiny_pipe, "lora", tmp_path / "a.safetensors", preset="attn-only")
+    tensors = load_file(str(path))
+    key = sorted(k for k in tensors if k.endswith("lora_up.weight"))[0]
+    if bad == "int8":
+        tensors = {k: (v * 100).to(torch.int8) for k, v in tensors.items()}
+    else:
+        tensors[key] = tensors[key].clone()
+        tensors[key][0, 0] = float(bad)
+    broken = tmp_path / f"{bad}.safetensors"
+    save_file(tensors, str(broken))
+    match = "not floating point.*int8" if bad == "int8" else f"hold NaN or inf.*{key}"
+    with pytest.raises(AdapterFileError, match=match):
+        apply_adapter(tiny_pipe, broken)
+    with pytest.raises(AdapterFileError, match=match):
+        merge_adapter(tiny_pipe, broken)
+
+
+def test_item18_nan_weights_stop_generation_with_one_clear_error(tiny_pipe) -> None:
+    """A NaN in the base (or an adapter) makes NaN latents; generation must say so rather than
+    save black images."""
+    from t2ibench.errors import T2IBenchError
+    from t2ibench.pipeline.generate import GenerationSettings, generate_batch
+    from t2ibench.prompts import GenerationJob
+
+    job = GenerationJob(
+        leaf="toys/ring", prompt_type="trigger", prompt="a sks toy", seed=1, index=0
+    )
+    settings = GenerationSettings(steps=2, height=64, width=64, batch_size=1)
+    [image] = generate_batch(tiny_pipe, [job], settings)  # the healthy base works
+    assert image.size == (64, 64)
+    with torch.no_grad():
+        tiny_pipe.unet.conv_out.bias[0] = float("nan")
+    with pytest.raises(T2IBenchError, match="NaN/inf"):
+        generate_batch(tiny_pipe, [job], settings)

@@ -521,7 +521,9 @@ def test_item18_divergence_never_keeps_an_inf_checkpoint(
 ) -> None:
     """lr=1e9: the weights stay finite in fp32 but overflow fp16; the run must stop before writing
     such a checkpoint, and whatever it keeps is finite."""
-    cfg = load_trainer_config("lora", overrides=[*FAST, "lr=1e9"])
+    # batch 64: one step per epoch, so epoch 1 ends with finite fp32 weights ~1e9 (the loss is
+    # still finite) whose fp16 checkpoint would be inf; epoch 2's loss is NaN
+    cfg = load_trainer_config("lora", overrides=[*FAST, "batch_size=64", "lr=1e9"])
     with pytest.raises(TrainingDivergedError, match="training stopped"):
         train(
             "lora",

@@ -195,6 +195,7 @@ def run(model_name: str, threads: int, rounds: int, steps: int, seed: int) -> st
             "SD1.5 `down_blocks.1` at full size (CrossAttnDownBlock2D 320→640 ch, 2 transformers, "
             "cross-attention 77×768), random weights, batch 1, 32×32 latent (512 px), attn-mlp"
         )
+    load_start = os.getloadavg()[0]
     configs = [(k, a) for a in ALGOS for k in ("ours", BASELINE[a][0])]
     setups = {c: _setup(*c, proto) for c in configs}
     t_start = time.perf_counter()
@@ -210,6 +211,7 @@ def run(model_name: str, threads: int, rounds: int, steps: int, seed: int) -> st
         for c in order:
             times[c] += _steps(*setups[c], steps, r + 1)
     wall = time.perf_counter() - t_start
+    load_end = os.getloadavg()[0]
 
     def stats(v: list[float]) -> str:
         ms = [x * 1000 for x in v]
@@ -227,7 +229,8 @@ def run(model_name: str, threads: int, rounds: int, steps: int, seed: int) -> st
         f"- Model: {what}.",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores **shared with other jobs** "
         f"(the run was niced; torch threads = {threads}, OMP_NUM_THREADS="
-        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); torch {torch.__version__}, fp32 CPU.",
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}); 1-min load average {load_start:.1f} at the "
+        f"start, {load_end:.1f} at the end; torch {torch.__version__}, fp32 CPU.",
         f"- {rounds} rounds × {steps} steps per configuration after one warm-up step; each round "
         f"runs the {len(configs)} configurations in a shuffled order (seed {seed}). "
         f"Wall time {wall:.0f} s.",

@@ -108,6 +108,7 @@ class TinyBase(nn.Module):
 
     def loss(self, gen: torch.Generator) -> torch.Tensor:
         from diffusers import DDPMScheduler
+
         from t2ibench.adapters.training import diffusion_loss
 
         sched = DDPMScheduler.from_config(self.pipe.scheduler.config)

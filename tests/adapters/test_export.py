@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from adapters_testutil import unet_te_outputs
+
 from t2ibench.adapters import (
     AdapterFileError,
     apply_adapter,
@@ -55,8 +56,8 @@ def test_item12_peft_export_gives_the_same_outputs(
     tiny_pipe, tmp_path: Path, trainer: str, over: dict
 ) -> None:
     from peft import PeftModel
-    from t2ibench.adapters.export import export_peft
 
+    from t2ibench.adapters.export import export_peft
     from t2ibench.models import load_base
 
     path = _random_adapter(tiny_pipe, trainer, tmp_path / f"{trainer}.safetensors", **over)
@@ -86,7 +87,6 @@ def test_item12_peft_export_refuses_what_peft_cannot_hold(
     tiny_pipe, tmp_path: Path, trainer: str, over: dict
 ) -> None:
     from t2ibench.adapters.export import export_peft
-
     from t2ibench.models import load_base
 
     path = _random_adapter(tiny_pipe, trainer, tmp_path / "a.safetensors", **over)
@@ -101,7 +101,6 @@ def test_item12_peft_export_refuses_a_lokr_split_peft_would_change(
     """peft's LoKr factorization lacks LyCORIS's ``dimension >= factor²`` rule: on layers that
     small (not on SD1.5 with factor 8) the blocks differ and the export says so."""
     from t2ibench.adapters.export import export_peft
-
     from t2ibench.models import load_base
 
     path = _random_adapter(tiny_pipe, "lokr", tmp_path / "a.safetensors", factor=8)

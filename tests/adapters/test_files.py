@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 from adapters_testutil import unet_te_outputs
+
 from t2ibench.adapters import (
     AdapterFileError,
     apply_adapter,

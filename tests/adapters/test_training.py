@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from adapters_testutil import unet_te_outputs
+
 from t2ibench.adapters import (
     TrainingDivergedError,
     apply_adapter,
@@ -236,6 +237,7 @@ def test_other_trainers_train_and_save(
 def test_v_prediction_target(tiny_pipe) -> None:
     """With a v-prediction scheduler the loss regresses the velocity, not the noise."""
     from diffusers import DDPMScheduler
+
     from t2ibench.adapters.training import diffusion_loss
 
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
@@ -355,7 +357,6 @@ def test_item11_checkpoints_follow_the_umask(adapters_cache, demo_dataset, tmp_p
     writes (umask), not mkstemp's owner-only 0600 / 0700."""
     from t2ibench.adapters import get_trainer
     from t2ibench.adapters.training import _save_native_diffusers
-
     from t2ibench.models import load_base
 
     def mode(p: Path) -> int:
@@ -544,7 +545,6 @@ def test_item18_nan_base_is_refused_before_training(
     adapters_cache, demo_dataset, tmp_path: Path
 ) -> None:
     from t2ibench.adapters import AdapterFileError
-
     from t2ibench.models import load_base
 
     pipe = load_base("tiny")

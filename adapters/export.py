@@ -24,8 +24,12 @@ import torch
 
 from t2ibench.fsutil import atomic_folder
 
-from .algorithms import AdapterModule, LoHaModule, LoKrModule, LoRAModule, NativeModule
+from .algorithms import AdapterModule
 from .files import AdapterFileError, apply_umask, network_for
+from .trainers.loha import LoHaModule
+from .trainers.lokr import LoKrModule
+from .trainers.lora import LoRAModule
+from .trainers.native import NativeModule
 
 FORMATS = ("peft",)
 PART_FOLDERS = {"unet": "unet", "te": "text_encoder"}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from t2ibench import csvsafe
 from t2ibench.errors import ResultsError
 from t2ibench.fsutil import atomic_write_with
 
@@ -241,7 +242,8 @@ def write_results(
     if "parquet" in formats:
         atomic_write_with(out_dir / RESULTS_PARQUET, lambda p: df.to_parquet(p, index=False))
     if "csv" in formats:
-        atomic_write_with(out_dir / RESULTS_CSV, lambda p: df.to_csv(p, index=False))
+        # Text cells a spreadsheet would run as a formula (a class named "=cmd|...") get a "'".
+        atomic_write_with(out_dir / RESULTS_CSV, lambda p: csvsafe.to_csv(df, p, index=False))
     return out_dir
 
 
@@ -285,6 +287,9 @@ def read_results(
         elif name.endswith((".csv", ".csv.gz")):
             # Text columns stay text ("a" seeds, "N/A" hyperparameters are not guessed at).
             df = pd.read_csv(p, dtype={c: str for c in _STRING_COLUMNS}, keep_default_na=True)
+            for col in df.columns:  # undo write_results' formula escaping
+                if df[col].dtype == object or pd.api.types.is_string_dtype(df[col].dtype):
+                    df[col] = df[col].map(csvsafe.unescape_cell)
         else:
             raise ResultsError(f"{p}: expected a .parquet or .csv results file")
     except ResultsError:

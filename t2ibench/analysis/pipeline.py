@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from t2ibench import csvsafe
 from t2ibench.analysis.aggregate import aggregate, config_columns
 from t2ibench.analysis.report import Section, render_html, render_markdown
 from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
-from t2ibench.analysis.shap_analysis import DEFAULT_FEATURES, run_shap, shap_tables
+from t2ibench.analysis.shap_analysis import (
+    DEFAULT_FEATURES,
+    checkpoint_features,
+    run_shap,
+    shap_tables,
+)
 from t2ibench.analysis.tables import (
     PAPER_TABLE1,
     check_epoch_claims,
@@ -28,6 +37,7 @@ from t2ibench.errors import ResultsError
 from t2ibench.fsutil import atomic_write_with
 from t2ibench.results import read_results, validate_results
 
+log = logging.getLogger(__name__)
 CATEGORY_LABELS = {
     "anime": "anime characters",
     "people": "movie characters",
@@ -52,6 +62,8 @@ class AnalysisResult:
     shap_values: pd.DataFrame
     shap_fit: pd.DataFrame
     files: list[Path] = field(default_factory=list)
+    #: Why CatBoost + SHAP did not run although asked for ("" when it ran or was not asked for).
+    shap_note: str = ""
 
 
 def _filter(df: pd.DataFrame, column: str, allowed: Iterable | None) -> pd.DataFrame:
@@ -70,10 +82,47 @@ def _filter(df: pd.DataFrame, column: str, allowed: Iterable | None) -> pd.DataF
 
 
 def _write_csv(df: pd.DataFrame, path: Path, files: list[Path], **kw) -> None:
-    atomic_write_with(path, lambda tmp: df.to_csv(tmp, **kw))
+    atomic_write_with(path, lambda tmp: csvsafe.to_csv(df, tmp, **kw))
     files.append(path)
 
 
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock
+        yield
+        return
+    with open(out / ".analyze.lock", "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another analysis is writing here; waiting for it to finish", out)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _one_at_a_time(fn):
+    """One analysis at a time per report folder: a second waits, then replaces the first's files
+    (two at once interleaved their files)."""
+
+    @functools.wraps(fn)
+    def wrapper(results, out_dir, **kwargs):
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(f"{out}: cannot create the report folder ({exc.strerror})") from None
+        with _exclusive(out):
+            return fn(results, out_dir, **kwargs)
+
+    return wrapper
+
+
+@_one_at_a_time
 def analyze(
     results: str | os.PathLike | pd.DataFrame,
     out_dir: str | os.PathLike,
@@ -148,6 +197,18 @@ def analyze(
     means, ranks = rank_table(aggs["all"], scores, criteria)
     rank_out = pd.concat({"mean_score": means, "rank": ranks}, names=["table", "criterion"])
     _write_csv(rank_out, out / "rank_table.csv", files)
+    shap_note = ""
+    if shap:
+        have = checkpoint_features(scores).columns
+        missing = [f for f in shap_features if f not in have]
+        if missing:
+            # E.g. `t2ibench evaluate` of outside images: no hyperparameter columns to explain.
+            shap = False
+            shap_note = (
+                f"SHAP skipped: the results have no {', '.join(missing)} column(s) "
+                "(hyperparameters of each checkpoint); the rest of the analysis is complete"
+            )
+            log.info("%s", shap_note)
     shap_results = (
         run_shap(
             scores,
@@ -167,7 +228,7 @@ def analyze(
 
     sections = _sections(
         source, df, scores, dirs, aggs, trends, change, claims, means, ranks, shap_fit,
-        shap_results, out, plots, files,
+        shap_results, out, plots, files, shap_note,
         filters={"categories": categories, "epochs": epochs, "prompt_types": prompt_types,
                  "configs": configs},
         bootstrap=bootstrap,
@@ -177,8 +238,9 @@ def analyze(
     files.append(render_html(title, sections, out / "report.html", out))
     files.append(render_markdown(title, sections, out / "summary.md", out))
     return AnalysisResult(
-        out, scores, aggs, trends, change, claims, means, ranks, shap_values, shap_fit, files
-    )
+        out, scores, aggs, trends, change, claims, means, ranks, shap_values, shap_fit, files,
+        shap_note,
+    )  # fmt: skip
 
 
 def _label(cat: str) -> str:
@@ -187,7 +249,7 @@ def _label(cat: str) -> str:
 
 def _sections(
     source, df, scores, dirs, aggs, trends, change, claims, means, ranks, shap_fit, shap_results,
-    out, plots, files, filters, bootstrap,
+    out, plots, files, shap_note, filters, bootstrap,
 ) -> list[Section]:  # fmt: skip
     import t2ibench.analysis.plots as P
 
@@ -301,7 +363,9 @@ def _sections(
         sections.append(sc)
 
     sh = Section("CatBoost + SHAP")
-    if shap_fit.empty:
+    if shap_note:
+        sh.text(shap_note + ".")
+    elif shap_fit.empty:
         sh.text("No SHAP model (no target present, or too few checkpoints per category).")
     else:
         sh.text(

@@ -24,6 +24,12 @@ def _pyplot():
     return plt
 
 
+def _plain(text: object) -> str:
+    """Data text as literal text: matplotlib reads ``$…$`` as mathtext, and a category named
+    ``$x_$`` would make the figure fail to draw."""
+    return str(text).replace("$", r"\$")
+
+
 def _save(fig, path: Path) -> Path:
     return atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=90, format=path.suffix[1:]))
 
@@ -101,16 +107,20 @@ def scatter_pairs(
                         c=[colour.get(a, "grey") for a in pts["_algo"]], zorder=2,
                         edgecolors="black", linewidths=0.3,
                     )  # fmt: skip
-                ax.set_title(f"{cat}, epoch {ep}", fontsize=9)
+                ax.set_title(_plain(f"{cat}, epoch {ep}"), fontsize=9)
                 ax.grid(alpha=0.3)
                 if i == len(cats) - 1:
-                    ax.set_xlabel(f"{x_t.label} score", fontsize=8)
+                    ax.set_xlabel(_plain(f"{x_t.label} score"), fontsize=8)
                 if j == 0:
-                    ax.set_ylabel(f"{y_t.label} score", fontsize=8)
+                    ax.set_ylabel(_plain(f"{y_t.label} score"), fontsize=8)
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=colour[a], marker="o", ls="", label=a) for a in algos]
-        handles += [Line2D([], [], color="black", marker=marker[k], ls="", label=k) for k in kinds]
+        handles = [
+            Line2D([], [], color=colour[a], marker="o", ls="", label=_plain(a)) for a in algos
+        ]
+        handles += [
+            Line2D([], [], color="black", marker=marker[k], ls="", label=_plain(k)) for k in kinds
+        ]
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0, 0.9, 1))
         name = f"scatter_{mx[0]}-{mx[3]}_vs_{my[0]}-{my[3]}.png"
@@ -126,8 +136,10 @@ def rank_table_plot(means: pd.DataFrame, ranks: pd.DataFrame, path: Path) -> Pat
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.6 * means.shape[1] + 2, 0.7 * means.shape[0] + 1.2))
     ax.imshow(ranks.to_numpy(dtype=float), cmap="viridis", aspect="auto")
-    ax.set_xticks(range(means.shape[1]), [str(c) for c in means.columns], rotation=20, ha="right")
-    ax.set_yticks(range(means.shape[0]), [str(i) for i in means.index])
+    ax.set_xticks(
+        range(means.shape[1]), [_plain(c) for c in means.columns], rotation=20, ha="right"
+    )
+    ax.set_yticks(range(means.shape[0]), [_plain(i) for i in means.index])
     for i in range(means.shape[0]):
         for j in range(means.shape[1]):
             r, m = ranks.iat[i, j], means.iat[i, j]
@@ -152,9 +164,9 @@ def beeswarm(result: ShapResult, path: Path) -> Path:
         if not pd.api.types.is_numeric_dtype(col):
             cats = sorted(col.unique())
             data[f] = col.map({c: i for i, c in enumerate(cats)}).astype(float)
-            names.append(f"{f} ({', '.join(cats)})" if len(cats) <= 4 else f)
+            names.append(_plain(f"{f} ({', '.join(map(str, cats))})" if len(cats) <= 4 else f))
         else:
-            names.append(f)
+            names.append(_plain(f))
     if "capacity" in result.features and "algorithm" in result.features:
         # Native's capacity was folded into algorithm: show no capacity value for it.
         data.loc[result.data["algorithm"] == "native", "capacity"] = np.nan
@@ -166,7 +178,7 @@ def beeswarm(result: ShapResult, path: Path) -> Path:
     )
     fig = plt.figure(figsize=(7, 3.5))
     shap.plots.beeswarm(expl, show=False, plot_size=None, max_display=len(names))
-    plt.title(f"{result.category}: {result.target.label} (R² {result.r2:.2f})", fontsize=10)
+    plt.title(_plain(f"{result.category}: {result.target.label} (R² {result.r2:.2f})"), fontsize=10)
     fig.tight_layout()
     out = _save(fig, path)
     plt.close("all")

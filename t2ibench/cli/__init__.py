@@ -6,6 +6,7 @@ heavy dependencies inside the function, so ``t2ibench --help`` stays fast.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -52,3 +53,27 @@ def main() -> None:
     except T2IBenchError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
+    except OSError as exc:
+        # A full disk, a read-only or missing folder anywhere outside the places that say more:
+        # still one line naming the file, never a traceback.
+        if exc.errno not in _ONE_LINE_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            why = "disk full; finished work is kept, free space and rerun the same command"
+        else:
+            why = exc.strerror or str(exc)
+        typer.secho(f"error: {where}{why}", fg="red", err=True)
+        sys.exit(2)
+
+
+_ONE_LINE_ERRNOS = {
+    errno.ENOSPC,
+    getattr(errno, "EDQUOT", errno.ENOSPC),
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+}

@@ -65,6 +65,8 @@ def register(app: typer.Typer) -> None:
             shap_features=_csv_list(feature) or DEFAULT_FEATURES,
             plots=not no_plots,
         )
+        if res.shap_note:
+            typer.echo(res.shap_note)
         typer.echo(f"wrote {len(res.files)} files to {out} (report: {out / 'report.html'})")
 
     @app.command("import-lycoris-eval")

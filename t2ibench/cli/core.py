@@ -63,6 +63,11 @@ def register(app: typer.Typer) -> None:
     def dataset_check(path: Path = typer.Argument(..., help="Dataset root folder.")) -> None:
         """Validate a dataset and print its tree with image counts and repeats."""
         from t2ibench.data import load_dataset
+        from t2ibench.pipeline.generate import job_file
+        from t2ibench.prompts import jobs_for
 
         ds = load_dataset(path)
+        # What generation reads or refuses (alter templates, folder names) is checked here too.
+        for job in jobs_for(ds, None, 1):
+            job_file(job)
         console().print(ds.tree())

@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        from t2ibench.pipeline.run import check_device
+
+        check_device(device)
         dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
         if dtype == "auto":
             dtype = "float16" if device.startswith("cuda") else "float32"

@@ -274,17 +274,31 @@ def _parse_concepts(toml_path: Path) -> tuple[str, dict[str, Concept]]:
     return name, concepts
 
 
-def _read_image_record(img: Path, leaf: str, concept: Concept, sub: Subclass | None) -> ImageRecord:
+def _check_inside(root: Path, path: Path, field_name: str) -> None:
+    """Refuse a symlink (or a symlinked folder above it) that leads outside the dataset folder,
+    as ``../`` paths are refused: a caption linked to an outside file would become prompts."""
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise _err(path, field_name, f"resolves to {real}, outside the dataset folder {root}")
+
+
+def _read_image_record(
+    img: Path, leaf: str, concept: Concept, sub: Subclass | None, root: Path
+) -> ImageRecord:
     from PIL import Image, UnidentifiedImageError
 
+    _check_inside(root, img, "image")
     try:
         with Image.open(img) as im:
             im.verify()
+    except Image.DecompressionBombError as exc:
+        raise _err(img, "image", f"too large to read safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _err(img, "image", f"unreadable image ({exc})") from None
     cap_path = img.with_suffix(".txt")
     if not cap_path.is_file():
         raise _err(img, "caption", f"missing caption file {cap_path.name}")
+    _check_inside(root, cap_path, "caption")
     try:
         caption = cap_path.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError:
@@ -311,15 +325,18 @@ def load_dataset(path: str | Path) -> Dataset:
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise _err(root, "dataset", "not a folder")
+    if (root / DATASET_FILE).exists():
+        _check_inside(root, root / DATASET_FILE, "file")
     name, concepts = _parse_concepts(root / DATASET_FILE)
     leaves: dict[str, Leaf] = {}
     for key, concept in concepts.items():
         folder = root / key
         if not folder.is_dir():
             raise _err(root / DATASET_FILE, f'classes."{key}"', f"folder {folder} does not exist")
+        _check_inside(root, folder, "folder")
         direct = _images_in(folder)
         if direct:
-            records = tuple(_read_image_record(p, key, concept, None) for p in direct)
+            records = tuple(_read_image_record(p, key, concept, None, root) for p in direct)
             leaves[key] = Leaf(key, concept, None, records)
         for sub_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
             sub = concept.subclasses.get(sub_dir.name)
@@ -329,9 +346,10 @@ def load_dataset(path: str | Path) -> Dataset:
                     f'classes."{key}".subclasses',
                     f'subfolder {sub_dir.name!r} has no [classes."{key}".subclasses.{sub_dir.name}] entry',
                 )
+            _check_inside(root, sub_dir, "folder")
             leaf_key = f"{key}/{sub_dir.name}"
             records = tuple(
-                _read_image_record(p, leaf_key, concept, sub) for p in _images_in(sub_dir)
+                _read_image_record(p, leaf_key, concept, sub, root) for p in _images_in(sub_dir)
             )
             if not records:
                 raise _err(sub_dir, "images", "empty leaf: no images")

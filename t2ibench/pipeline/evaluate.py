@@ -47,10 +47,22 @@ from t2ibench.metrics.inputs import (
     providers_for,
     register_input_provider,
 )
-from t2ibench.pipeline.manifest import MANIFEST_NAME, ManifestRecord, read_manifest
+from t2ibench.pipeline.manifest import MANIFEST_NAME, ManifestRecord, changed_files, read_manifest
 from t2ibench.prompts import clean_prompt
 
 log = logging.getLogger(__name__)
+
+
+def _check_files(folder: Path, records: Sequence[ManifestRecord]) -> None:
+    """A missing image, or one replaced after generation, is never scored silently."""
+    bad = changed_files(folder, records)
+    if bad:
+        file, why = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise T2IBenchError(
+            f"{folder / file}: {why}{more}; rerun `t2ibench run` to make it again, or remove its "
+            f"line from {folder / MANIFEST_NAME}"
+        )
 
 
 def _value(spec: MetricSpec, compute: Callable[[], float]) -> float:
@@ -107,13 +119,16 @@ def evaluate_images(
     records = read_manifest(images_dir / MANIFEST_NAME)
     if not records:
         raise T2IBenchError(f"{images_dir / MANIFEST_NAME}: no images to evaluate")
+    _check_files(images_dir, records)
     specs = check_metrics(metrics)
     providers = {s.name: providers_for(s) for s in specs}
     options = _metric_options(specs, metric_options)
     base_records: dict[tuple, Path] = {}
     if base_images_dir is not None:
         base_dir = Path(base_images_dir)
-        for r in read_manifest(base_dir / MANIFEST_NAME):
+        base_manifest = read_manifest(base_dir / MANIFEST_NAME)
+        _check_files(base_dir, base_manifest)
+        for r in base_manifest:
             base_records[paired_key(r)] = r.path(base_dir)
 
     groups: dict[tuple[str, str, str], list[ManifestRecord]] = defaultdict(list)

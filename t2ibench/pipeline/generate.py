@@ -16,6 +16,7 @@ import io
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,20 +98,39 @@ class GenerationSettings:
         return data
 
 
+def folder_name(part: str) -> str:
+    """A safe, deterministic folder name for one part of a leaf key or a prompt type.
+
+    Plain names (letters, digits, ``. _ + -``, not starting with a dot) stay as they are; any other
+    name the dataset spec allows (spaces, unicode, ``<b>``, a leading dot) becomes an ASCII slug
+    plus 8 hex digits of its sha256, e.g. ``"onex outfit"`` → ``"onex_outfit-369e30c7"``, so two
+    names never share a folder. The manifest keeps the real leaf key.
+    """
+    if _SAFE_PART.match(part):
+        return part
+    ascii_text = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9._+\-]+", "_", ascii_text).lstrip("._+-")[:48] or "x"
+    return f"{slug}-{hashlib.sha256(part.encode('utf-8')).hexdigest()[:8]}"
+
+
 def job_file(job: Job) -> str:
-    """``<leaf>/<prompt_type>/<index:04d>-s<seed>.png``, with every part checked to be a safe name."""
+    """``<leaf>/<prompt_type>/<index:04d>-s<seed>.png``, each part mapped by :func:`folder_name`."""
     parts = [*str(job.leaf).split("/"), str(job.prompt_type)]
     for part in parts:
-        if not _SAFE_PART.match(part) or part in {".", ".."}:
+        if part in {"", ".", ".."}:
             raise ConfigError(
                 f"generation job {job.leaf}/{job.prompt_type}#{job.index}: {part!r} is not a safe "
-                "folder name (letters, digits, . _ + -; not starting with a dot)"
+                "folder name (empty, '.' or '..')"
             )
     if job.index < 0:
         raise ConfigError(
             f"generation job {job.leaf}/{job.prompt_type}: negative index {job.index}"
         )
-    return "/".join(parts) + f"/{job.index:04d}-s{job.seed}.png"
+    return "/".join(folder_name(p) for p in parts) + f"/{job.index:04d}-s{job.seed}.png"
+
+
+def _line_count(path: Path) -> int:
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def _folder_lock(out_dir: Path):
@@ -260,8 +280,9 @@ def generate_images(
         if manifest.is_file():
             repair_tail(manifest)
         todo, done = pending_jobs(jobs, out_dir, checkpoint=checkpoint, settings=settings)
-        if manifest.is_file() and len(read_manifest(manifest)) != len(done):
-            # Drop lines of missing or changed files so regenerated images never duplicate a line.
+        if manifest.is_file() and _line_count(manifest) != len(done):
+            # Drop lines of missing or changed files (and repeated lines) so regenerated images
+            # never duplicate a line.
             write_manifest(manifest, done)
         if not manifest.exists():
             manifest.touch()

@@ -108,11 +108,14 @@ def _record(data: Any, where: str) -> ManifestRecord:
 
 
 def read_manifest(path: Path) -> list[ManifestRecord]:
-    """Records of ``path`` in file order; a later line for the same ``file`` replaces an earlier one.
+    """Records of ``path`` in file order.
 
     A truncated last line (a writer killed mid-append) is skipped with a warning; any other bad line
     is a :class:`ManifestError` naming the file, line and field. Every ``file`` is checked to stay
-    inside the manifest's folder.
+    inside the manifest's folder. A line repeated word for word is read once (with a warning); two
+    different lines for the same ``file``, or for the same image (checkpoint, leaf, prompt type,
+    index, seed, variant) under two files, are an error: the image would be ambiguous, or scored
+    twice.
     """
     path = Path(path)
     try:
@@ -125,6 +128,9 @@ def read_manifest(path: Path) -> list[ManifestRecord]:
     complete = text.endswith("\n")
     root = path.parent
     records: dict[str, ManifestRecord] = {}
+    line_of: dict[str, int] = {}
+    image_of: dict[tuple, str] = {}
+    repeated = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -139,9 +145,54 @@ def read_manifest(path: Path) -> list[ManifestRecord]:
             raise ManifestError(f"{where}: not JSON ({exc.msg})") from None
         record = _record(data, where)
         safe_join(root, record.file, where=where)
-        records.pop(record.file, None)
+        earlier = records.get(record.file)
+        if earlier is not None:
+            if earlier.to_json() == record.to_json():
+                repeated += 1
+                continue
+            raise ManifestError(
+                f"{where}: file {record.file!r} is also on line {line_of[record.file]} with other "
+                "content; keep the line that describes the image and delete the other"
+            )
+        if record.index is not None:
+            key = (record.checkpoint, record.leaf, record.prompt_type, record.index, record.seed,
+                   record.variant)  # fmt: skip
+            if key in image_of:
+                raise ManifestError(
+                    f"{where}: image {record.leaf}/{record.prompt_type} #{record.index} (seed "
+                    f"{record.seed}) is also file {image_of[key]!r}; it would be scored twice"
+                )
+            image_of[key] = record.file
         records[record.file] = record
+        line_of[record.file] = number
+    if repeated:
+        log.warning("%s: %d repeated line(s) read once", path, repeated)
     return list(records.values())
+
+
+def changed_files(root: Path, records: Iterable[ManifestRecord]) -> list[tuple[str, str]]:
+    """``(file, why)`` for every record whose image is missing or no longer hashes to its sha256
+    (records without a sha256, from other tools, are only checked to exist)."""
+    from t2ibench.fsutil import file_sha256
+
+    out = []
+    for rec in records:
+        path = rec.path(Path(root))
+        if not path.is_file():
+            out.append((rec.file, "missing"))
+            continue
+        if rec.sha256 is not None:
+            if file_sha256(path) != rec.sha256:
+                out.append((rec.file, "changed since it was generated (sha256 differs)"))
+    return out
+
+
+def manifest_digest(records: Iterable[ManifestRecord]) -> str:
+    """A digest of the images a manifest lists (file and sha256): equal digests, equal images."""
+    import hashlib
+
+    items = sorted((r.file, r.sha256 or "") for r in records)
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
 def repair_tail(path: Path) -> None:

@@ -20,9 +20,12 @@ images per leaf, metrics): changing any of it starts a new run instead of mixing
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import pickle
 import platform
 import subprocess
 import time
@@ -37,6 +40,8 @@ from t2ibench.fsutil import atomic_write
 log = logging.getLogger("t2ibench.run")
 
 STAGES = ("train", "generate", "evaluate", "analyze")
+#: Next to each results part: digests of the images it scored (its manifest and the base's).
+PART_INPUTS = "inputs.json"
 
 
 @dataclass
@@ -122,6 +127,8 @@ def resolve(options: RunOptions) -> ResolvedRun:
     from t2ibench.prompts import get_prompt_type, list_prompt_types
     from t2ibench.runconfig import Layers
 
+    check_device(options.device)
+    _check_out(Path(options.out))
     user = Layers()
     for where, table in options.layers:
         user.add_table(where, table)
@@ -159,6 +166,13 @@ def resolve(options: RunOptions) -> ResolvedRun:
     _check_encoders(encoders)
     gen = cfg.generate
     side = gen.resolution or trainer_cfg.resolution
+    # Every generation job and its file name, built now: what generation would refuse fails here,
+    # before training, not after it.
+    from t2ibench.pipeline.generate import job_file
+    from t2ibench.prompts import jobs_for
+
+    for job in jobs_for(dataset, prompt_types, gen.images_per_leaf):
+        job_file(job)
     generation = GenerationSettings(
         steps=gen.steps,
         guidance_scale=gen.guidance_scale,
@@ -214,6 +228,41 @@ def _identity(r: ResolvedRun) -> dict[str, Any]:
     }
 
 
+def check_device(device: str) -> None:
+    """A bogus device, or CUDA without a GPU, is one clear line before any work starts."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"--device {device!r}: not a device ({exc}); use cpu, cuda or cuda:N"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {device}: MPS is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {device!r}: unsupported; use cpu, cuda or cuda:N")
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a folder we can write to (checked without creating anything)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not writable")
+
+
 def parse_encoder(item: str) -> tuple[str, str | None, bool]:
     """``name`` (real default weights), ``name@tiny`` (tiny random variant), ``name@WEIGHTS``."""
     name, _, weights = item.partition("@")
@@ -233,13 +282,22 @@ def create_encoders(items: Sequence[str], resize: Sequence[str] | None, device: 
     """Load the selected encoders; ``resize`` modes multiply image encoders (not gram / score)."""
     from t2ibench.encoders import create_encoder, get_encoder_spec
 
+    check_device(device)
     out = []
     for item in items:
         name, weights, tiny = parse_encoder(item)
         kind = get_encoder_spec(name).kind
         modes = resize if (resize and kind in ("image", "image-text")) else [None]
         for mode in modes:
-            out.append(create_encoder(name, weights=weights, tiny=tiny, device=device, resize=mode))
+            try:
+                enc = create_encoder(name, weights=weights, tiny=tiny, device=device, resize=mode)
+            except pickle.UnpicklingError:
+                # torch.load(weights_only=True) refused objects other than tensors: say which file.
+                raise ConfigError(
+                    f"encoder {item}: {weights}: refused: the file holds pickled objects other "
+                    "than tensors (torch.load weights_only=True blocked them); use a .safetensors file"
+                ) from None
+            out.append(enc)
     return out
 
 
@@ -320,8 +378,13 @@ def package_versions() -> dict[str, str]:
 
 
 def _setup_log(run_dir: Path) -> logging.Handler:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    except OSError as exc:
+        raise T2IBenchError(
+            f"{run_dir}: cannot create the run folder ({exc.strerror or exc}); check --out"
+        ) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("t2ibench")
     root.addHandler(handler)
@@ -385,17 +448,79 @@ def execute(r: ResolvedRun) -> Path:
     handler = _setup_log(r.run_dir)
     try:
         return _execute(r)
+    except KeyboardInterrupt:
+        log.warning("interrupted: %s", _kept(r))
+        raise
     finally:
         logging.getLogger("t2ibench").removeHandler(handler)
         handler.close()
 
 
+def _kept(r: ResolvedRun) -> str:
+    """One line for Ctrl-C: what is on disk and how to go on."""
+    run_dir = r.run_dir
+    ckpts = [p for p in (run_dir / "checkpoints").glob("*-e*") if p.suffix in ("", ".safetensors")]
+    manifests = list((run_dir / "images").glob("*/manifest.jsonl"))
+    images = 0
+    for m in manifests:
+        with contextlib.suppress(OSError):
+            images += sum(1 for line in m.read_text(encoding="utf-8").splitlines() if line.strip())
+    parts = list((run_dir / "results" / "parts").glob("*/results.parquet"))
+    return (
+        f"kept {len(ckpts)} checkpoint(s), {images} image(s) of {len(manifests)} checkpoint(s) "
+        f"and {len(parts)} evaluated checkpoint(s) in {run_dir} (only work in flight is lost); "
+        "rerun the same command to resume"
+    )
+
+
+def _images_done(r: ResolvedRun, jobs: Sequence[Any], folder: Path, checkpoint: str) -> bool:
+    """Whether ``folder`` holds every job's image, each hashing to its manifest's sha256."""
+    from t2ibench.pipeline.generate import pending_jobs
+    from t2ibench.pipeline.manifest import MANIFEST_NAME
+
+    if not (folder / MANIFEST_NAME).is_file():
+        return False
+    todo, _ = pending_jobs(jobs, folder, checkpoint=checkpoint, settings=r.generation)
+    if todo:
+        log.warning(
+            "%s: %d image(s) missing or changed since generation (first: %s); making them again",
+            folder,
+            len(todo),
+            f"{todo[0].leaf}/{todo[0].prompt_type} #{todo[0].index}",
+        )
+    return not todo
+
+
+def _analysis_inputs(results_dir: Path) -> str:
+    """Digest of what the report depends on: the results rows and the analysis code's version."""
+    import pandas as pd
+
+    import t2ibench
+    from t2ibench.results import read_results
+
+    df = read_results(results_dir)
+    h = hashlib.sha256(f"{t2ibench.__version__}|{list(df.columns)}".encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _training_dtype(r: ResolvedRun) -> Any:
+    """The base dtype the trainer would load with (its mixed precision on CUDA, else float32)."""
+    import torch
+
+    if str(r.options.device).startswith("cuda"):
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        return amp.get(r.trainer_config.mixed_precision, torch.float32)
+    return torch.float32
+
+
 def _execute(r: ResolvedRun) -> Path:
-    from t2ibench.adapters import train
+    from t2ibench.adapters import train_run
     from t2ibench.encoders import FeatureCache
     from t2ibench.models import load_base
     from t2ibench.pipeline.evaluate import evaluate_images
     from t2ibench.pipeline.generate import checkpoint_name, checkpoint_on_base, generate_images
+    from t2ibench.pipeline.manifest import MANIFEST_NAME, manifest_digest, read_manifest
     from t2ibench.prompts import jobs_for
     from t2ibench.results import append_results, read_results, write_results
 
@@ -444,7 +569,13 @@ def _execute(r: ResolvedRun) -> Path:
     ckpt_dir = run_dir / "checkpoints"
 
     def do_train():
-        return train(
+        pipe = None
+        if r.options.allow_pickle:
+            # The trainer loads the base without the flag: a pickle .ckpt must be loaded here.
+            pipe = load_base(
+                r.base, device=r.options.device, dtype=_training_dtype(r), allow_pickle=True
+            )
+        return train_run(
             r.trainer.name,
             r.dataset,
             r.base,
@@ -452,7 +583,8 @@ def _execute(r: ResolvedRun) -> Path:
             r.trainer_config,
             device=r.options.device,
             progress=r.options.progress,
-        )
+            pipe=pipe,
+        ).checkpoints
 
     checkpoints = [Path(p) for p in timed("train", do_train)]
     state.mark("train", checkpoints=[p.name for p in checkpoints])
@@ -468,13 +600,16 @@ def _execute(r: ResolvedRun) -> Path:
     load_kwargs = {"device": r.options.device, "allow_pickle": r.options.allow_pickle}
 
     def do_generate():
-        todo = [c for c in checkpoints if not state.has("generated", names[c])]
-        if state.has("generated", "base") and not todo:
+        # Finished folders are checked again (every image present, every hash as recorded): a
+        # deleted or replaced image is made again instead of failing or being scored.
+        base_todo = not _images_done(r, jobs, base_images, "base")
+        todo = [c for c in checkpoints if not _images_done(r, jobs, images / names[c], names[c])]
+        if not base_todo and not todo:
             return
         pipe = load_base(r.base, **load_kwargs)
         if pipe.unet.training:
             pipe.unet.eval()
-        if not state.has("generated", "base"):
+        if base_todo:
             generate_images(
                 pipe,
                 jobs,
@@ -504,8 +639,25 @@ def _execute(r: ResolvedRun) -> Path:
     parts = results_dir / "parts"
     info = checkpoint_info(r, checkpoints)
 
+    def inputs_of(ck: Path) -> dict[str, str]:
+        return {
+            "images": manifest_digest(read_manifest(images / names[ck] / MANIFEST_NAME)),
+            "base_images": manifest_digest(read_manifest(base_images / MANIFEST_NAME)),
+        }
+
+    def evaluated(ck: Path) -> bool:
+        # A part counts only for the images it scored: regenerated images that differ (another
+        # device, a replaced file) are scored again.
+        sidecar = parts / names[ck] / PART_INPUTS
+        if not (parts / names[ck] / "results.parquet").is_file() or not sidecar.is_file():
+            return False
+        try:
+            return json.loads(sidecar.read_text(encoding="utf-8")) == inputs_of(ck)
+        except json.JSONDecodeError:
+            return False
+
     def do_evaluate():
-        todo = [c for c in checkpoints if not (parts / names[c] / "results.parquet").is_file()]
+        todo = [c for c in checkpoints if not evaluated(c)]
         if todo:
             encoders = create_encoders(r.encoders, r.resize, r.options.device)
             cache = FeatureCache(Path(r.options.out) / ".feature-cache")
@@ -521,6 +673,7 @@ def _execute(r: ResolvedRun) -> Path:
                     progress=r.options.progress,
                 )
                 write_results(df, parts / names[ck], formats=("parquet",))
+                atomic_write(parts / names[ck] / PART_INPUTS, json.dumps(inputs_of(ck)))
                 state.add("evaluated", names[ck])
         for ck in checkpoints:
             append_results(read_results(parts / names[ck]), results_dir)
@@ -537,8 +690,13 @@ def _execute(r: ResolvedRun) -> Path:
     elif r.options.analyze:
         from t2ibench.analysis import analyze
 
-        timed("analyze", lambda: analyze(results_dir, run_dir / "report"))
-        state.mark("analyze")
+        inputs = _analysis_inputs(results_dir)
+        done = state.data["done"].get("analyze", {})
+        if done.get("inputs") == inputs and (run_dir / "report" / "report.html").is_file():
+            log.info("analysis: same results and settings as before, report kept")
+        else:
+            timed("analyze", lambda: analyze(results_dir, run_dir / "report"))
+            state.mark("analyze", inputs=inputs)
     log.info("done: %s", run_dir)
     return run_dir
 

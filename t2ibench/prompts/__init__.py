@@ -127,9 +127,17 @@ def alter_templates(leaf: Leaf, dataset: Dataset) -> list[str]:
                 f"unknown set {ref!r} (shipped: {', '.join(list_alter_sets())})"
             )
         lines = read_template_file(f"alter/{ref}.txt")
-    bad = [ln for ln in lines if "{}" not in ln]
-    if bad:
-        raise DatasetError(f"alter template set {ref!r}: line without '{{}}': {bad[0]!r}")
+    for ln in lines:
+        # Exactly one "{}" (the descriptor): "{} and {}" or "{name}" would fail at generation.
+        try:
+            ok = ln.count("{}") == 1 and ln.format("x") is not None
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise DatasetError(
+                f"alter template set {ref!r}: line {ln!r} must hold exactly one '{{}}' "
+                "(the concept descriptor) and no other braces"
+            )
     return lines
 
 

@@ -100,9 +100,22 @@ def test_symlink_escape_refused(tmp_path):
     assert safe_join(root, "ok/x.png", where="test") == root / "ok" / "x.png"
 
 
-def test_later_line_for_same_file_wins(tmp_path):
+def test_item17_duplicate_manifest_lines(tmp_path, caplog):
+    # a line repeated word for word is read once, and said
+    path = write(
+        tmp_path / "manifest.jsonl", [rec(index=0), rec(index=1, file="x.png"), rec(index=0)]
+    )
+    with caplog.at_level("WARNING"):
+        assert [r.index for r in read_manifest(path)] == [0, 1]
+    assert "1 repeated line" in caplog.text
+    # two different lines for one file: which one describes the image is unknown
     path = write(tmp_path / "manifest.jsonl", [rec(prompt="old"), rec(prompt="new")])
-    assert [r.prompt for r in read_manifest(path)] == ["new"]
+    with pytest.raises(ManifestError, match="line 2: file .* also on line 1"):
+        read_manifest(path)
+    # one image under two files would be scored twice
+    path = write(tmp_path / "manifest.jsonl", [rec(index=3), rec(index=3, file="copy.png")])
+    with pytest.raises(ManifestError, match="copy.png.*scored twice|scored twice"):
+        read_manifest(path)
 
 
 def test_minimal_manifest_from_another_tool(tmp_path):

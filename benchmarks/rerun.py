@@ -27,19 +27,16 @@ def main() -> None:
     from t2ibench.pipeline.run import RunOptions, execute, resolve
 
     out = args.out or tempfile.mkdtemp(prefix="t2ibench-rerun-")
-    opts = RunOptions(
-        trainer="lora",
-        profile=args.profile,
-        out=out,
-        encoders=["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
-        if args.profile == "tiny"
-        else None,
-        images_per_leaf=2,
-        steps=2,
-        epochs=2,
-        save_epochs=[1, 2],
-        progress=False,
-    )
+    quick = {
+        "trainer": "lora",
+        "generate.images_per_leaf": 2,
+        "generate.steps": 2,
+        "trainer.epochs": 2,
+        "trainer.save_epochs": [1, 2],
+    }
+    if args.profile == "tiny":
+        quick["evaluate.encoders"] = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
+    opts = RunOptions(layers=[("benchmark", quick)], profile=args.profile, out=out, progress=False)
     t0 = time.perf_counter()
     run_dir = execute(resolve(opts))
     first = time.perf_counter() - t0

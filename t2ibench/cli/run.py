@@ -281,7 +281,11 @@ def register(app: typer.Typer) -> None:
         base: str = typer.Option(
             None, help="Base model (default: the grid's or the offline default)."
         ),
-        dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; do nothing."),
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help="List the runs and project their work and GPU-hours; do nothing.",
+        ),
         progress: bool = typer.Option(True),
     ) -> None:
         """Run a grid of configs × seeds (each a resumable run), then one analysis of all of them."""
@@ -290,9 +294,12 @@ def register(app: typer.Typer) -> None:
 
         g = load_grid(grid)
         if dry_run:
+            from t2ibench.pipeline.plan import render_sweep_plan, sweep_plan
+
             for opts in g.run_options(out=out, device=device, dataset=dataset, base=base):
                 shown = [f"{k}={v}" for _, t in opts.layers for k, v in flatten(t).items()]
                 console().print(f"{opts.name}: {' '.join(shown)}")
+            console().print("\n" + render_sweep_plan(sweep_plan(g, dataset=dataset, base=base)))
             return
         report = run_sweep(g, out=out, device=device, dataset=dataset, base=base, progress=progress)
         console().print(f"[green]done[/]: {report}")

@@ -54,6 +54,9 @@ class EvalContext:
     shared: dict[Any, Any]
     metric: Any = None
     memo: dict[Any, Any] = field(default_factory=dict)
+    # The cache for the base model's images: every checkpoint pairs with them, so they are stored
+    # even where ``cache`` is None (VGG-19 Grams of a checkpoint's own images).
+    base_cache: Any | None = None
 
     def once(self, key: Any, compute: Callable[[], Any], *, shared: bool = False) -> Any:
         """``compute()`` the first time ``key`` is asked for in this group (or evaluation)."""

@@ -16,8 +16,10 @@ the built-in providers, registered at the bottom of this file, are:
 
 A metric whose inputs no provider supplies stops the evaluation with an error naming the metric.
 Every feature goes through the content-addressed cache, so the dataset's reference images and the
-base model's images are encoded once per encoder for the whole run — except VGG-19 Gram matrices
-(2.4 MB per image), which are recomputed rather than stored.
+base model's images are encoded once per encoder for the whole run (a sweep's runs share one cache).
+VGG-19 Gram matrices (2.4 MB per image) are cached for the base model's images only — shared by
+every checkpoint of every run, 3,200 images (7.7 GB) for the paper's sweep — and recomputed for a
+checkpoint's own images, which only that checkpoint uses.
 
 It also evaluates images made by any other tool: give it a folder laid out as the generate stage
 writes it (``<leaf>/<prompt_type>/<file>.png`` + ``manifest.jsonl``, README "Images folder layout").
@@ -163,8 +165,10 @@ def evaluate_images(
                 dataset=dataset,
                 encoder=encoder,
                 # VGG-19 Gram matrices are 2.4 MB per image (9 GB per checkpoint at the paper's
-                # scale): recomputing them is cheaper than keeping them on disk.
+                # scale): a checkpoint's own are recomputed rather than stored; the base model's,
+                # which every checkpoint pairs with, are cached (base_cache).
                 cache=None if encoder is not None and encoder.kind == "gram" else cache,
+                base_cache=cache,
                 base_images=base_records,
                 shared=shared,
             )
@@ -277,7 +281,7 @@ def _base_images(ctx: EvalContext) -> Any:
             f"(and {len(missing) - 1} more); generate the base images for the same jobs"
         )
     paths = [ctx.base_images[paired_key(r)] for r in ctx.records]
-    return ctx.once("base", lambda: encode_images_cached(ctx.encoder, paths, ctx.cache))
+    return ctx.once("base", lambda: encode_images_cached(ctx.encoder, paths, ctx.base_cache))
 
 
 def _base_images_of_group(ctx: EvalContext) -> Any:

@@ -142,3 +142,291 @@ def render_plan(p: dict[str, Any]) -> str:
             f"image {c['image']:.3f} s, encoder pass {c['encode_image'] * 1000:.1f} ms)"
         )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# A sweep's cost, projected: ``t2ibench sweep --grid NAME --dry-run``
+# --------------------------------------------------------------------------------------------------
+
+# The paper's dataset (Tables 3–4): 1,706 images in 39 leaves (32 character / object / scene leaves,
+# 7 style leaves); repeats balance the classes to 5,560 samples per epoch (the sum of images ×
+# repeats over Tables 3–4), i.e. 695 steps of batch 8 per epoch, 34,750 steps in 50 epochs.
+PAPER_DATASET = {
+    "images": 1706,
+    "leaves": 39,
+    "style_leaves": 7,
+    "samples_per_epoch": 5560,
+    "source": "paper Tables 3–4 (images × repeats per class)",
+}
+PAPER_STEPS_PER_RUN = 50 * math.ceil(5560 / 8)
+PAPER_IMAGES_PER_CHECKPOINT = 14900  # paper section 4: 100 per leaf and prompt type, 4 types
+
+# Paper Table 5: average training time (hours, one A6000) of a 50-epoch run, by algorithm, preset
+# and capacity (LoRA/LoHa dim, LoKr factor). Generation and evaluation times are not reported.
+TABLE5_HOURS: dict[tuple[str, str, int | None], float] = {
+    ("lora", "attn-only", 8): 4.2,
+    ("lora", "attn-mlp", 8): 4.9,
+    ("lora", "full", 8): 5.6,
+    ("lora", "attn-mlp", 32): 5.0,
+    ("loha", "attn-only", 4): 4.3,
+    ("loha", "attn-mlp", 4): 4.9,
+    ("loha", "full", 4): 6.4,
+    ("loha", "attn-mlp", 16): 5.0,
+    ("lokr", "attn-mlp", 12): 4.4,
+    ("lokr", "attn-only", 8): 3.9,
+    ("lokr", "attn-mlp", 8): 4.5,
+    ("lokr", "full", 8): 6.0,
+    ("lokr", "attn-mlp", 4): 4.5,
+    ("native", "attn-only", None): 4.4,
+    ("native", "attn-mlp", None): 3.9,
+    ("native", "full", None): 4.7,
+}
+
+# Per-GPU throughputs used when no measured table exists (``benchmarks/gpu.sh`` writes one). All
+# are for one A6000-class GPU so the total compares with the paper's Table 5.
+DEFAULT_THROUGHPUT: dict[str, Any] = {
+    "gpu": "A6000 (assumed)",
+    # Training: the paper's own rate, Table 5 hours / 34,750 steps, per config (see table5_hours).
+    "train": "paper Table 5",
+    # Generation: SD1.5 at 512 px, DDIM 30, CFG 7, fp16. Assumption: ≈18 it/s at batch 1 on a
+    # GA102 GPU (RTX 3090 / A6000 class; community A1111 + xformers figures), i.e. 1.7 s an image,
+    # about 25 % less in batches of 8 (batching saved 5–30 % in Salad's SD1.5 benchmark).
+    "image_s": 1.3,
+    # Encoders: a 224 px forward of a ViT-L / ConvNeXt-L / VGG-19 in bf16 takes under 2 ms on such a
+    # GPU; PNG decoding and resizing on the CPU bound it. Assumption: 300 images/s per encoder.
+    "encoder_images_per_s": 300.0,
+    "source": "assumed defaults (no measured GPU table in benchmarks/results/)",
+}
+
+
+def table5_hours(algorithm: str, preset: str, capacity: int | None) -> float:
+    """The paper's training hours for the nearest Table 5 row (same algorithm and preset)."""
+    for key in ((algorithm, preset, capacity), (algorithm, preset, _default_capacity(algorithm))):
+        if key in TABLE5_HOURS:
+            return TABLE5_HOURS[key]
+    return max(v for k, v in TABLE5_HOURS.items() if k[0] == algorithm)
+
+
+def _default_capacity(algorithm: str) -> int | None:
+    return {"lora": 8, "loha": 4, "lokr": 8}.get(algorithm)
+
+
+def _capacity(cfg: Any) -> int | None:
+    if cfg.trainer == "lokr":
+        return cfg.factor
+    if cfg.trainer in ("lora", "loha"):
+        return cfg.dim
+    return None
+
+
+def measured_throughput(results_dir: Any = None) -> dict[str, Any] | None:
+    """The newest ``gpu_*.json`` written by ``benchmarks/gpu_bench.py`` (not a ``--dry`` one)."""
+    import json
+    from pathlib import Path
+
+    import t2ibench
+
+    folder = (
+        Path(results_dir)
+        if results_dir
+        else Path(t2ibench.__file__).resolve().parents[1] / "benchmarks" / "results"
+    )
+    for path in sorted(folder.glob("gpu_*.json"), reverse=True):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not data.get("dry"):
+            data["source"] = f"measured: {path.name}"
+            return data
+    return None
+
+
+def _shape_from_dataset(ds: Any, prompt_types: list[str], n: int) -> dict[str, Any]:
+    from t2ibench.prompts import jobs_for
+
+    jobs = jobs_for(ds, prompt_types, n)
+    return {
+        "images": len(ds.images),
+        "samples_per_epoch": sum(ds.repeats(im.concept) for im in ds.images),
+        "images_per_checkpoint": len(jobs),
+        "style_images_per_checkpoint": sum(j.prompt_type == "style" for j in jobs),
+        "source": str(ds.root),
+    }
+
+
+def _paper_shape(prompt_types: list[str], n: int) -> dict[str, Any]:
+    leaves, style = PAPER_DATASET["leaves"], PAPER_DATASET["style_leaves"]
+    per_leaf = n * len([p for p in prompt_types if p != "style"])
+    style_images = n * (leaves - style) if "style" in prompt_types else 0
+    return {
+        "images": PAPER_DATASET["images"],
+        "samples_per_epoch": PAPER_DATASET["samples_per_epoch"],
+        "images_per_checkpoint": leaves * per_leaf + style_images,
+        "style_images_per_checkpoint": style_images,
+        "source": PAPER_DATASET["source"],
+    }
+
+
+def sweep_plan(
+    grid: Any, *, dataset: Any = None, base: Any = None, throughput: dict | None = None
+) -> dict[str, Any]:
+    """Work per stage of a whole sweep, before and after sharing the base model's work, and its
+    GPU-hours from per-GPU throughputs, next to the paper's own (Table 5) training hours.
+
+    Needs neither the base model nor, for the paper grid, the dataset (its shape is the paper's).
+    """
+    from pathlib import Path
+
+    from t2ibench.adapters import get_trainer
+    from t2ibench.encoders import get_encoder_spec
+    from t2ibench.errors import ConfigError
+    from t2ibench.pipeline.run import choose_profile, parse_encoder
+    from t2ibench.profiles import get_profile, resolve_named
+    from t2ibench.prompts import list_prompt_types
+    from t2ibench.runconfig import Layers
+
+    def layered(opts):
+        """The run's config and trainer config, layered as ``resolve`` does (no base needed)."""
+        user = Layers()
+        for where, table in opts.layers:
+            user.add_table(where, table)
+        try:
+            profile = choose_profile(opts, user.values.get("base"), user.values.get("dataset"))
+        except ConfigError:  # the paper grid without --dataset: count on the paper's shape
+            profile = get_profile("paper")
+        layers = Layers().add_table(f"profile {profile.name}", profile.values)
+        for where, table in opts.layers:
+            layers.add_table(where, table)
+        cfg = layers.run_config()
+        tcfg = get_trainer(cfg.trainer_name).config(layers.trainer_sources(), prefix="trainer.")
+        return profile.name, cfg, tcfg
+
+    runs = list(grid.run_options(out=Path("."), device="cpu", dataset=dataset, base=base))
+    profile, first, _ = layered(runs[0])
+    prompt_types = list(first.generate.prompt_types or list_prompt_types())
+    n = first.generate.images_per_leaf
+    if first.dataset is None:
+        shape = _paper_shape(prompt_types, n)
+    else:
+        from t2ibench.data import load_dataset
+
+        ds = load_dataset(resolve_named("dataset", first.dataset))
+        shape = _shape_from_dataset(ds, prompt_types, n)
+
+    encoders = [parse_encoder(e)[0] for e in first.evaluate.encoders]
+    kinds = {e: get_encoder_spec(e).kind for e in encoders}
+    n_resize = len(first.evaluate.resize) if first.evaluate.resize else 1
+    image_encoders = [e for e in encoders if kinds[e] in ("image", "image-text")]
+    gram_encoders = [e for e in encoders if kinds[e] == "gram"]
+
+    tp = throughput or measured_throughput() or DEFAULT_THROUGHPUT
+    measured = tp.get("train_step_s") if isinstance(tp.get("train_step_s"), dict) else {}
+    per_run = []
+    for opts in runs:
+        _, _, cfg = layered(opts)
+        saves = {e for e in cfg.save_epochs if e <= cfg.epochs} | {cfg.epochs}
+        steps = cfg.epochs * math.ceil(shape["samples_per_epoch"] / cfg.batch_size)
+        paper_h = table5_hours(cfg.trainer, cfg.preset, _capacity(cfg))
+        step_s = measured.get(cfg.trainer, paper_h * 3600 / PAPER_STEPS_PER_RUN)
+        per_run.append(
+            {
+                "name": opts.name,
+                "steps": steps,
+                "checkpoints": len(saves),
+                "train_h": steps * step_s / 3600,
+                "paper_train_h": paper_h,
+            }
+        )
+
+    R = len(per_run)
+    C = sum(r["checkpoints"] for r in per_run)
+    per_ck = shape["images_per_checkpoint"]
+    style = shape["style_images_per_checkpoint"]
+    refs = shape["images"]
+    E, G = len(image_encoders) * n_resize, len(gram_encoders)
+    tuned = C * per_ck
+    # before: every run makes and encodes its own base images and references, and every checkpoint
+    # recomputes the base images' Gram matrices; after: once per sweep (shared folder + cache).
+    work = {
+        "before": {
+            "training steps": sum(r["steps"] for r in per_run),
+            "images generated": tuned + R * per_ck,
+            "encoder passes": E * (tuned + R * refs),
+            "Gram computations": G * (C * style + C * style),
+        },
+        "after": {
+            "training steps": sum(r["steps"] for r in per_run),
+            "images generated": tuned + per_ck,
+            "encoder passes": E * (tuned + refs),
+            "Gram computations": G * (C * style + style),
+        },
+    }
+    enc_rate = tp.get("encoder_images_per_s", DEFAULT_THROUGHPUT["encoder_images_per_s"])
+    if isinstance(enc_rate, dict):  # measured per encoder: the harmonic mean over those used
+        rates = [enc_rate[e] for e in encoders if e in enc_rate] or list(enc_rate.values())
+        enc_rate = len(rates) / sum(1 / r for r in rates)
+    image_s = tp.get("image_s", DEFAULT_THROUGHPUT["image_s"])
+    train_h = sum(r["train_h"] for r in per_run)
+    hours = {}
+    for when, w in work.items():
+        hours[when] = {
+            "training steps": train_h,
+            "images generated": w["images generated"] * image_s / 3600,
+            "encoder passes": w["encoder passes"] / enc_rate / 3600,
+            "Gram computations": w["Gram computations"] / enc_rate / 3600,
+        }
+    # The paper's own images: 4 prompt types (no concept-agnostic), 14,900 per checkpoint, plus the
+    # base model's once; at the same generation rate (its generation time is not reported).
+    paper_gen_h = (C + 1) * PAPER_IMAGES_PER_CHECKPOINT * image_s / 3600
+    return {
+        "paper_generation_h": paper_gen_h,
+        "grid": grid.name,
+        "profile": profile,
+        "runs": R,
+        "checkpoints": C,
+        "dataset": shape,
+        "encoders": encoders,
+        "work": work,
+        "gpu_hours": hours,
+        "paper_train_h": sum(r["paper_train_h"] for r in per_run),
+        "throughput": {
+            "gpu": tp.get("gpu", ""),
+            "source": tp.get("source", ""),
+            "image_s": image_s,
+            "encoder_images_per_s": round(enc_rate, 1),
+            "train": tp.get("train", "measured s/step per algorithm"),
+        },
+    }
+
+
+def render_sweep_plan(p: dict[str, Any]) -> str:
+    """The projection as a Markdown table (it prints readably in a terminal too)."""
+    before, after = p["gpu_hours"]["before"], p["gpu_hours"]["after"]
+    tb, ta = sum(before.values()), sum(after.values())
+    d, t = p["dataset"], p["throughput"]
+    lines = [
+        f"sweep {p['grid']} (profile {p['profile']}): {p['runs']} runs, {p['checkpoints']} "
+        f"checkpoints; dataset {d['images']} images, {d['images_per_checkpoint']} images per "
+        f"checkpoint ({d['style_images_per_checkpoint']} style) — {d['source']}",
+        f"throughput: {t['gpu']}; {t['image_s']} s per image, {t['encoder_images_per_s']} encoder "
+        f"images/s, training {t['train']} — {t['source']}",
+        "",
+        "| stage | work before | work after | GPU-h before | GPU-h after |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for stage in p["work"]["before"]:
+        lines.append(
+            f"| {stage} | {p['work']['before'][stage]:,} | {p['work']['after'][stage]:,} | "
+            f"{before[stage]:,.1f} | {after[stage]:,.1f} |"
+        )
+    lines += [
+        f"| **total** | | | **{tb:,.1f}** | **{ta:,.1f}** |",
+        "",
+        f"paper's own cost (Table 5, one A6000, 3.9–6.4 h a run): {p['paper_train_h']:,.1f} GPU-h "
+        "of training for these runs; generation and evaluation times are not reported. Its "
+        f"{p['checkpoints'] + 1} × 14,900 images at the rate above: {p['paper_generation_h']:,.1f} "
+        f"GPU-h, so about {p['paper_train_h'] + p['paper_generation_h']:,.1f} GPU-h in all; "
+        f"half of that: {(p['paper_train_h'] + p['paper_generation_h']) / 2:,.1f}.",
+        "before = every run makes and encodes its own base-model images and references and every "
+        "checkpoint recomputes the base images' Gram matrices; after = once per sweep "
+        "(<out>/runs/.base-images and the feature cache are shared by all runs).",
+    ]
+    return "\n".join(lines)

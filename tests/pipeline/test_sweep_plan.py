@@ -1,0 +1,61 @@
+"""``t2ibench sweep --grid paper --dry-run``: the paper sweep's work and GPU-hours, projected."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from t2ibench.cli import app
+from t2ibench.pipeline.plan import TABLE5_HOURS, measured_throughput, sweep_plan
+from t2ibench.pipeline.sweep import load_grid
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return sweep_plan(load_grid("paper"), throughput=None)
+
+
+def test_paper_grid_counts(paper):
+    assert paper["runs"] == 78 and paper["checkpoints"] == 234
+    # 50 epochs × ceil(5,560 samples / batch 8) = 34,750 steps a run.
+    assert paper["work"]["after"]["training steps"] == 78 * 34_750
+    # 39 leaves × 100 × (train, trigger, alter, concept-agnostic) + 32 non-style leaves × 100 style
+    assert paper["dataset"]["images_per_checkpoint"] == 18_800
+    per_ck, style = 18_800, 3_200
+    assert paper["work"]["before"]["images generated"] == 234 * per_ck + 78 * per_ck
+    assert paper["work"]["after"]["images generated"] == 234 * per_ck + per_ck
+    assert paper["work"]["after"]["Gram computations"] == 234 * style + style
+    assert paper["work"]["before"]["Gram computations"] == 2 * 234 * style
+    # 3 image encoders (DINOv2, CLIP, ConvNeXt) over tuned images + the 1,706 references once.
+    assert paper["work"]["after"]["encoder passes"] == 3 * (234 * per_ck + 1706)
+
+
+def test_paper_cost_is_table5(paper):
+    assert 78 * min(TABLE5_HOURS.values()) <= paper["paper_train_h"]
+    assert paper["paper_train_h"] <= 78 * max(TABLE5_HOURS.values())
+    # Training at the paper's own rate: the same hours as the paper's.
+    assert paper["gpu_hours"]["after"]["training steps"] == pytest.approx(paper["paper_train_h"])
+    before = sum(paper["gpu_hours"]["before"].values())
+    after = sum(paper["gpu_hours"]["after"].values())
+    assert after < before
+
+
+def test_measured_table_replaces_defaults(tmp_path):
+    (tmp_path / "gpu_2026-01-01.json").write_text(
+        json.dumps({"gpu": "X", "image_s": 0.5, "train_step_s": {"lora": 0.1}})
+    )
+    (tmp_path / "gpu_2026-02-01.json").write_text(json.dumps({"dry": True, "image_s": 9.0}))
+    tp = measured_throughput(tmp_path)
+    assert tp["image_s"] == 0.5 and tp["source"] == "measured: gpu_2026-01-01.json"
+    p = sweep_plan(load_grid("paper"), throughput=tp)
+    assert p["gpu_hours"]["after"]["images generated"] == pytest.approx(
+        p["work"]["after"]["images generated"] * 0.5 / 3600
+    )
+
+
+def test_cli_dry_run_prints_the_projection(tmp_path):
+    res = CliRunner().invoke(app, ["sweep", "--grid", "paper", "--dry-run", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "exp-1001-sd15-lora8a4-a" in res.output
+    assert "GPU-h before" in res.output and "Table 5" in res.output
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,440 @@
+"""GPU benchmark: generation, encoders and training steps on SD1.5-size models with random weights.
+
+On CUDA (``benchmarks/gpu.sh``): SD1.5's architecture with random weights (bundled configs, no
+download) at 512 px, DDIM 30 steps, CFG 7, in fp16 or bf16, measures
+
+1. images/s of ``generate_images`` against a plain diffusers loop over the same jobs, and with an
+   adapter applied (t2ibench's layers, LoRA and LoHa), merged into the weights, and diffusers' own
+   fused LoRA (``load_lora_weights`` + ``fuse_lora``) of the same LoRA file;
+2. images/s of every paper encoder (full-size DINOv2-L, CLIP-L/14, ConvNeXt V2-L, VGG-19, random
+   weights) through the feature cache, cold (encoding) and warm (reading the cache);
+3. training steps/s of t2ibench's LoRA / LoHa / LoKr against peft's on the same modules
+   (``attn-mlp``, UNet + text encoder, batch 8, 512 px, autocast);
+
+with the peak GPU memory of each, and writes ``results/gpu_<date>.md`` and ``gpu_<date>.json`` (the
+JSON is what ``t2ibench sweep --dry-run`` reads for its GPU-hours). ``--dry`` runs every part on
+CPU at tiny size (tiny base, tiny encoders, 64 px, 2 steps) so the script is known to work before a
+GPU is at hand; its files are marked ``"dry": true`` and never used for projections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+PROMPTS = [
+    "kiro robot, red background",
+    "a watercolor painting of a kiro robot",
+    "blbo stuffed toy on a beach",
+    "twrq scene at night, pixel art",
+    "a pencil drawing of a castle",
+    "dtsy style, a tree",
+    "kiro robot, vstx outfit, walking in the rain",
+    "blbo stuffed toy in the style of Claude Monet",
+]
+ENCODERS = ("dinov2-l", "clip-l14", "convnextv2-l", "vgg19")
+
+
+class Meter:
+    """Wall time and peak memory (GPU: allocated; CPU: the process's peak RSS) of a block."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def __enter__(self) -> Meter:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak_gib = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            self.peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        self.seconds = time.perf_counter() - self.t0
+
+
+def settings(dry: bool):
+    s = {
+        "size": 64 if dry else 512,
+        "steps": 2 if dry else 30,
+        "cfg": 7.0,
+        "images": 4 if dry else 32,
+        "batch": 2 if dry else 8,
+        "encode_images": 8 if dry else 512,
+        "train_batch": 2 if dry else 8,
+        "train_steps": 2 if dry else 10,
+        "repeats": 1 if dry else 2,
+    }
+    return s
+
+
+def load_pipe(base: str, device: str, dtype: torch.dtype):
+    from t2ibench.models import load_base
+
+    attention = "sdpa" if device.startswith("cuda") else "plain"
+    return load_base(base, device=device, dtype=dtype, attention=attention)
+
+
+def make_adapter(base: str, algo: str, folder: Path) -> Path:
+    """A saved adapter with random (non-zero) weights on the ``attn-mlp`` preset."""
+    from t2ibench.adapters import get_trainer, load_trainer_config
+    from t2ibench.adapters.files import build_metadata, save_adapter
+
+    from t2ibench.models import base_fingerprint
+
+    pipe = load_pipe(base, "cpu", torch.float32)
+    cfg = load_trainer_config(algo, overrides=["preset=attn-mlp"])
+    torch.manual_seed(0)
+    net = get_trainer(algo).build_network({"unet": pipe.unet, "te": pipe.text_encoder}, cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 1e-3)
+    path = folder / f"{algo}.safetensors"
+    save_adapter(net, path, build_metadata(cfg, base_fingerprint(base)))
+    return path
+
+
+# --- 1. generation ------------------------------------------------------------------------------
+
+
+def bench_generation(base: str, device: str, dtype: torch.dtype, s: dict, work: Path) -> list:
+    from t2ibench.adapters import apply_adapter, merge_adapter
+
+    from t2ibench.pipeline.generate import GenerationSettings, generate_images
+    from t2ibench.prompts import GenerationJob
+
+    jobs = [
+        GenerationJob("bench/leaf", "train", PROMPTS[k % len(PROMPTS)], 1000 + k, k)
+        for k in range(s["images"])
+    ]
+    gs = GenerationSettings(
+        steps=s["steps"],
+        guidance_scale=s["cfg"],
+        height=s["size"],
+        width=s["size"],
+        batch_size=s["batch"],
+    )
+    adapters = {a: make_adapter(base, a, work) for a in ("lora", "loha")}
+    pipe = load_pipe(base, device, dtype)
+    rows = []
+    counter = iter(range(10**6))
+
+    def plain(p):
+        out = work / f"plain-{next(counter)}"
+        out.mkdir()
+        for first in range(0, len(jobs), gs.batch_size):
+            batch = jobs[first : first + gs.batch_size]
+            images = p(
+                prompt=[j.prompt for j in batch],
+                num_inference_steps=gs.steps,
+                guidance_scale=gs.guidance_scale,
+                height=gs.height,
+                width=gs.width,
+                generator=[torch.Generator("cpu").manual_seed(j.seed) for j in batch],
+            ).images
+            for j, im in zip(batch, images, strict=True):
+                im.save(out / f"{j.index:04d}-s{j.seed}.png")
+
+    def ours(p):
+        generate_images(
+            p, jobs, work / f"ours-{next(counter)}", checkpoint="b", settings=gs, progress=False
+        )
+
+    def measure(name: str, fn, p) -> None:
+        fn(p)  # warm-up: kernels, autotuning, the allocator, the tokenizer
+        times, peak = [], 0.0
+        for _ in range(s["repeats"]):
+            with Meter(device) as m:
+                fn(p)
+            times.append(m.seconds)
+            peak = max(peak, m.peak_gib)
+        med = statistics.median(times)
+        rows.append({"method": name, "images_per_s": len(jobs) / med, "peak_gib": peak})
+
+    measure("plain diffusers loop (base)", plain, pipe)
+    measure("generate_images (base)", ours, pipe)
+    for algo, path in adapters.items():
+        handle = apply_adapter(pipe, path)
+        measure(f"generate_images, {algo} applied", ours, pipe)
+        handle.remove()
+    merged = load_pipe(base, device, dtype)
+    merge_adapter(merged, adapters["lora"])
+    measure("generate_images, lora merged", ours, merged)
+    del merged
+    try:
+        fused = load_pipe(base, device, dtype)
+        fused.load_lora_weights(str(adapters["lora"]))
+        fused.fuse_lora()
+        measure("plain diffusers loop, diffusers fused lora", plain, fused)
+        del fused
+    except Exception as exc:  # diffusers' kohya conversion: record why, keep the rest
+        rows.append({"method": "diffusers fused lora", "error": f"{type(exc).__name__}: {exc}"})
+    base_rate = rows[0]["images_per_s"]
+    for r in rows:
+        if "images_per_s" in r:
+            r["vs_plain"] = base_rate / r["images_per_s"]  # time ratio: > 1 is slower
+    return rows
+
+
+# --- 2. encoders --------------------------------------------------------------------------------
+
+
+def bench_encoders(device: str, dtype: torch.dtype, s: dict, work: Path, dry: bool) -> list:
+    from PIL import Image
+
+    from t2ibench.encoders import FeatureCache, create_encoder, encode_images_cached
+    from t2ibench.models.fullsize import make_random_encoder
+
+    folder = work / "images"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    paths = []
+    for k in range(s["encode_images"]):
+        arr = (torch.rand(s["size"], s["size"], 3, generator=g) * 255).to(torch.uint8).numpy()
+        paths.append(folder / f"{k:05d}.png")
+        Image.fromarray(arr).save(paths[-1])
+    rows = []
+    for name in ENCODERS:
+        if dry:
+            enc = create_encoder(name, tiny=True, device=device)
+        else:
+            weights = make_random_encoder(name, work / "encoders" / name)
+            enc = create_encoder(name, weights=weights, device=device, dtype=dtype, batch_size=64)
+        cache = FeatureCache(work / "cache")
+        encode_images_cached(enc, paths[: enc.batch_size], None)  # warm-up
+        with Meter(device) as cold:
+            encode_images_cached(enc, paths, cache)
+        with Meter(device) as warm:
+            encode_images_cached(enc, paths, cache)
+        rows.append(
+            {
+                "encoder": name,
+                "cold_images_per_s": len(paths) / cold.seconds,
+                "warm_images_per_s": len(paths) / warm.seconds,
+                "peak_gib": cold.peak_gib,
+            }
+        )
+        del enc
+    return rows
+
+
+# --- 3. training steps --------------------------------------------------------------------------
+
+
+def bench_training(base: str, device: str, dtype: torch.dtype, s: dict) -> list:
+    from diffusers import DDPMScheduler
+    from t2ibench.adapters import get_trainer, load_trainer_config
+    from t2ibench.adapters.presets import select_modules
+
+    cuda = device.startswith("cuda")
+    rows = []
+    for algo in ("lora", "loha", "lokr"):
+        for kind in ("t2ibench", "peft"):
+            pipe = load_pipe(base, device, dtype if cuda else torch.float32)
+            for part in (pipe.unet, pipe.text_encoder, pipe.vae):
+                part.requires_grad_(False)
+            torch.manual_seed(0)
+            if kind == "t2ibench":
+                cfg = load_trainer_config(algo, overrides=["preset=attn-mlp"])
+                parts = {"unet": pipe.unet, "te": pipe.text_encoder}
+                net = get_trainer(algo).build_network(parts, cfg).to(device)
+                net.attach()
+                params = list(net.parameters())
+            else:
+                from peft import inject_adapter_in_model
+
+                params = []
+                for part, model in (("unet", pipe.unet), ("te", pipe.text_encoder)):
+                    targets = [n for n, _ in select_modules(model, part, "attn-mlp")]
+                    inject_adapter_in_model(_peft_config(algo, targets), model)
+                    params += [p for p in model.parameters() if p.requires_grad]
+            for p in params:
+                p.data = p.data.float()
+                p.requires_grad_(True)
+            pipe.unet.train()
+            pipe.text_encoder.train()
+            opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+            sched = DDPMScheduler.from_config(pipe.scheduler.config)
+            gen = torch.Generator().manual_seed(0)
+            side = s["size"] // 8
+            latents = torch.randn(s["train_batch"], 4, side, side, generator=gen)
+            captions = [
+                f"kiro robot number {i}, simple background" for i in range(s["train_batch"])
+            ]
+            autocast = torch.autocast("cuda", dtype=dtype) if cuda else None
+
+            args = (pipe, params, opt, latents, captions, gen, sched, autocast)
+            _train_step(*args)  # warm-up
+            with Meter(device) as m:
+                for _ in range(s["train_steps"]):
+                    _train_step(*args)
+            rows.append(
+                {
+                    "algorithm": algo,
+                    "implementation": kind,
+                    "steps_per_s": s["train_steps"] / m.seconds,
+                    "peak_gib": m.peak_gib,
+                }
+            )
+            del pipe, opt, params, args
+            if cuda:
+                torch.cuda.empty_cache()
+    return rows
+
+
+def _train_step(pipe, params, opt, latents, captions, gen, sched, autocast) -> None:
+    from t2ibench.adapters.training import diffusion_loss
+
+    loss = diffusion_loss(pipe, latents, captions, gen, sched, autocast=autocast)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _peft_config(algo: str, targets: list[str]):
+    from peft import LoHaConfig, LoKrConfig, LoraConfig
+
+    if algo == "lora":
+        return LoraConfig(r=8, lora_alpha=4, target_modules=targets)
+    if algo == "loha":
+        return LoHaConfig(r=4, alpha=2, target_modules=targets)
+    return LoKrConfig(r=10000, alpha=1, decompose_factor=8, target_modules=targets)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def render(meta: dict, gen: list, enc: list, train: list) -> str:
+    lines = [
+        f"# GPU benchmark{' (dry run: CPU, tiny models — not GPU figures)' if meta['dry'] else ''}",
+        "",
+        f"{meta['date']}, {meta['gpu']}, torch {meta['torch']}, {meta['dtype']}; "
+        f"{meta['size']} px, DDIM {meta['steps']} steps, CFG {meta['cfg']}; "
+        f"`python benchmarks/gpu_bench.py{' --dry' if meta['dry'] else ''}`.",
+        "",
+        "## Generation (SD1.5 architecture, random weights)",
+        "",
+        "| method | images/s | time vs plain | peak GiB |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in gen:
+        if "error" in r:
+            lines.append(f"| {r['method']} | failed: {r['error'][:120]} | | |")
+        else:
+            lines.append(
+                f"| {r['method']} | {r['images_per_s']:.3f} | {r['vs_plain']:.3f}× | "
+                f"{r['peak_gib']:.2f} |"
+            )
+    lines += [
+        "",
+        "## Encoders through the feature cache",
+        "",
+        "| encoder | cold images/s | warm (cached) images/s | peak GiB |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in enc:
+        lines.append(
+            f"| {r['encoder']} | {r['cold_images_per_s']:.1f} | {r['warm_images_per_s']:.1f} | "
+            f"{r['peak_gib']:.2f} |"
+        )
+    lines += [
+        "",
+        f"## Training steps (attn-mlp, UNet + text encoder, batch {meta['train_batch']})",
+        "",
+        "| algorithm | t2ibench steps/s | peft steps/s | ratio (time) | peak GiB t2ibench / peft |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    by = {(r["algorithm"], r["implementation"]): r for r in train}
+    for algo in ("lora", "loha", "lokr"):
+        a, b = by[(algo, "t2ibench")], by[(algo, "peft")]
+        lines.append(
+            f"| {algo} | {a['steps_per_s']:.3f} | {b['steps_per_s']:.3f} | "
+            f"{b['steps_per_s'] / a['steps_per_s']:.3f}× | {a['peak_gib']:.2f} / {b['peak_gib']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dry", action="store_true", help="CPU, tiny models: check the script")
+    ap.add_argument("--dtype", choices=("fp16", "bf16"), default="fp16")
+    ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--only", default="generation,encoders,training")
+    args = ap.parse_args(argv)
+    dry = args.dry
+    if not dry and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run with --dry to check the script on CPU")
+    device = "cpu" if dry else "cuda"
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    s = settings(dry)
+    only = set(args.only.split(","))
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        work = Path(tmp)
+        if dry:
+            base, gen_dtype = "tiny", torch.float32
+        else:
+            from t2ibench.models.fullsize import make_random_sd15
+
+            base, gen_dtype = str(make_random_sd15(work / "sd15")), dtype
+        gen = bench_generation(base, device, gen_dtype, s, work) if "generation" in only else []
+        enc = bench_encoders(device, dtype, s, work, dry) if "encoders" in only else []
+        train = bench_training(base, device, dtype, s) if "training" in only else []
+    today = datetime.date.today().isoformat()
+    meta = {
+        "dry": dry,
+        "date": today,
+        "gpu": torch.cuda.get_device_name() if not dry else f"CPU ({platform.processor()})",
+        "torch": torch.__version__,
+        "dtype": args.dtype if not dry else "fp32",
+        "size": s["size"],
+        "steps": s["steps"],
+        "cfg": s["cfg"],
+        "train_batch": s["train_batch"],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    base_rate = next(
+        (r["images_per_s"] for r in gen if r["method"] == "generate_images (base)"), None
+    )
+    summary = {
+        **meta,
+        # What ``t2ibench sweep --dry-run`` projects with: seconds per image and per step.
+        "image_s": 1 / base_rate if base_rate else None,
+        "encoder_images_per_s": {r["encoder"]: r["cold_images_per_s"] for r in enc},
+        "train_step_s": {
+            r["algorithm"]: 1 / r["steps_per_s"] for r in train if r["implementation"] == "t2ibench"
+        },
+        "train": "measured s/step per algorithm (native: paper Table 5)",
+        "generation": gen,
+        "encoders": enc,
+        "training": train,
+    }
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"gpu_{today}" + ("_dry" if dry else "")
+    (out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
+    text = render(meta, gen, enc, train) if gen and enc and train else json.dumps(summary)
+    (out / f"{stem}.md").write_text(text)
+    print(text)
+    print(f"written: {out / stem}.md/.json in {meta['seconds']} s", file=sys.stderr)
+    return out / f"{stem}.md"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""``benchmarks/gpu.sh --dry``: the GPU benchmark end to end on CPU at tiny size (issue 14)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from t2ibench.pipeline.plan import measured_throughput
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_benchmark_dry_run(tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry", "--results", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (md,) = out.glob("gpu_*_dry.md")
+    (js,) = out.glob("gpu_*_dry.json")
+    text = md.read_text()
+    assert "dry run" in text
+    data = json.loads(js.read_text())
+    assert data["dry"] is True
+    methods = [r["method"] for r in data["generation"]]
+    assert methods[:2] == ["plain diffusers loop (base)", "generate_images (base)"]
+    assert {"generate_images, lora applied", "generate_images, loha applied"} <= set(methods)
+    assert "generate_images, lora merged" in methods
+    assert not any("error" in r for r in data["generation"]), data["generation"]
+    assert all(r["images_per_s"] > 0 for r in data["generation"])
+    assert [r["encoder"] for r in data["encoders"]] == [
+        "dinov2-l",
+        "clip-l14",
+        "convnextv2-l",
+        "vgg19",
+    ]
+    # Reading the cache is faster than encoding.
+    assert all(r["warm_images_per_s"] > r["cold_images_per_s"] for r in data["encoders"])
+    impl = {(r["algorithm"], r["implementation"]) for r in data["training"]}
+    assert impl == {(a, k) for a in ("lora", "loha", "lokr") for k in ("t2ibench", "peft")}
+    # A dry table never feeds the GPU-hour projection.
+    assert measured_throughput(out) is None

@@ -6,7 +6,7 @@ processes inflates much less. Stages are timed by wrapping the functions ``run``
 base loading, generation, encoder loading, evaluation, analysis); "other" is the rest (imports,
 dataset and base hashing, bookkeeping).
 
-    python benchmarks/default_run.py --out /tmp/default-run      # writes the dated table
+    OMP_NUM_THREADS=1 python benchmarks/default_run.py --out /tmp/default-run   # the dated table
 """
 
 from __future__ import annotations
@@ -100,8 +100,9 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, Python {platform.python_version()}; load average "
         f"at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min). CPU = user + "
         "sys seconds of the process; on a shared machine wall time is inflated by others' load, "
-        "CPU time much less (on an idle 2-core machine wall ≈ CPU / 2 for the multi-threaded "
-        "stages).",
+        "CPU time much less. Run with OMP_NUM_THREADS=1 the CPU time is the work itself (with "
+        "more threads than free cores, idle OpenMP workers spin and inflate it); on an idle "
+        "machine a 1-thread run's wall ≈ its CPU time.",
         "",
         "| stage | wall s | CPU s |",
         "|---|---:|---:|",

@@ -7,7 +7,7 @@ run`` twice under one ``--out`` — a LoRA and a LoHa, 2 training steps at 64 px
 saved and re-applied, one image per prompt type with 2 DDIM steps (CFG 7), every metric the four
 encoders feed. The second run reuses the first's base-model images and reference features.
 
-    python benchmarks/real_size_cpu.py                 # writes results/real_size_cpu_<date>.md
+    OMP_NUM_THREADS=1 python benchmarks/real_size_cpu.py   # writes results/real_size_cpu_<date>.md
     python -m pytest -m slow tests/slow                # the same scenario as a test
 
 Wall time on a shared machine is inflated by other processes; CPU time (user + sys) is not.

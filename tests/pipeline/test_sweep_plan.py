@@ -59,3 +59,27 @@ def test_cli_dry_run_prints_the_projection(tmp_path):
     assert "exp-1001-sd15-lora8a4-a" in res.output
     assert "GPU-h before" in res.output and "Table 5" in res.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_counts_come_from_a_given_dataset(tmp_path):
+    from t2ibench.data import load_dataset, make_demo_dataset
+    from t2ibench.prompts import jobs_for
+
+    root = make_demo_dataset(tmp_path / "demo")
+    grid = tmp_path / "g.toml"
+    grid.write_text(
+        '[grid]\nname = "g"\nseeds = [1, 2]\nprofile = "tiny"\nbase = "tiny"\n'
+        'set = ["epochs=3", "save_epochs=[1, 3]", "batch_size=4"]\n'
+        f'dataset = "{root}"\n[run]\nimages_per_leaf = 2\n'
+        '[[config]]\nname = "a"\ntrainer = "lora"\n[[config]]\nname = "b"\ntrainer = "loha"\n'
+    )
+    p = sweep_plan(load_grid(grid))
+    ds = load_dataset(root)
+    jobs = jobs_for(ds, None, 2)
+    samples = sum(ds.repeats(im.concept) for im in ds.images)
+    assert p["runs"] == 4 and p["checkpoints"] == 8
+    assert p["work"]["after"]["training steps"] == 4 * 3 * -(-samples // 4)
+    assert p["work"]["after"]["images generated"] == 9 * len(jobs)
+    assert p["dataset"]["style_images_per_checkpoint"] == sum(
+        j.prompt_type == "style" for j in jobs
+    )

@@ -1,0 +1,79 @@
+"""The paper profile's code path at full model size on CPU, random weights (issue 14).
+
+SD1.5's architecture and full-size DINOv2-L, CLIP-L/14, ConvNeXt V2-L and VGG-19 built from configs,
+saved and loaded back through the real loaders; a LoRA and a LoHa trained 2 steps at 64 px, saved,
+re-applied, one image per prompt type with 2 DDIM steps; a results row for every metric the four
+encoders feed. Time and peak memory: ``benchmarks/results/real_size_cpu_*.md``.
+"""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _scenario():
+    spec = importlib.util.spec_from_file_location(
+        "real_size_cpu", ROOT / "benchmarks" / "real_size_cpu.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_paper_code_path_at_full_size(tmp_path):
+    import torch
+
+    from t2ibench.encoders import get_encoder_spec
+    from t2ibench.metrics import get_metric
+    from t2ibench.models import load_base
+
+    torch.set_num_threads(2)  # full-size models: threads pay here
+    out = _scenario().real_size_scenario(tmp_path)
+
+    # The base really is SD1.5's size, loaded through load_base.
+    pipe = load_base(out["base"])
+    assert sum(p.numel() for p in pipe.unet.parameters()) == 859_520_964
+    assert sum(p.numel() for p in pipe.text_encoder.parameters()) == 123_060_480
+    del pipe
+
+    prompt_types = {"train", "trigger", "alter", "style", "concept-agnostic"}
+    for trainer, df in out["results"].items():
+        run_dir = Path(df.attrs["run_dir"])
+        (ckpt,) = sorted((run_dir / "checkpoints").glob("*.safetensors"))
+        assert ckpt.stat().st_size > 0
+        assert set(df["checkpoint"]) == {ckpt.stem}
+        assert set(df["prompt_type"]) == prompt_types  # one image per prompt type, all scored
+        assert set(df["n_images"]) == {1}
+        for metric in out["metrics"]:
+            spec = get_metric(metric)
+            rows = df[df["metric"] == metric]
+            assert len(rows), f"{trainer}: no row for {metric}"
+            feeding = {
+                e
+                for e in ("dinov2-l", "clip-l14", "convnextv2-l", "vgg19")
+                if _feeds(spec, get_encoder_spec(e).kind)
+            }
+            assert set(rows["encoder"]) == feeding, (trainer, metric)
+            if metric != "frechet_distance":  # one image has no covariance: recorded as NaN
+                assert all(math.isfinite(v) for v in rows["value"]), (trainer, metric)
+        # Weights ids are the random full-size folders' content hashes, not hub ids.
+        assert all(w.startswith("sha256:") for w in df["encoder_weights"])
+    # Both runs share one folder of base-model images.
+    (base_images,) = (tmp_path / "out" / ".base-images").iterdir()
+    assert len(list(base_images.rglob("*.png"))) == len(prompt_types)
+
+
+def _feeds(spec, kind: str) -> bool:
+    inputs = set(spec.inputs)
+    if inputs <= {"gen", "ref", "feats"}:
+        return kind in ("image", "image-text")
+    if inputs == {"image_feats", "text_feats"}:
+        return kind == "image-text"
+    if inputs == {"grams_a", "grams_b"}:
+        return kind == "gram"
+    return False

@@ -66,9 +66,9 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)  # a fresh run: a finished one would skip every stage
 
-    import t2ibench.adapters as adapters
     import torch
 
+    import t2ibench.adapters as adapters
     import t2ibench.analysis as analysis
     import t2ibench.models as models
     import t2ibench.pipeline.evaluate as evaluate

@@ -93,7 +93,6 @@ def make_adapter(base: str, algo: str, folder: Path) -> Path:
     """A saved adapter with random (non-zero) weights on the ``attn-mlp`` preset."""
     from t2ibench.adapters import get_trainer, load_trainer_config
     from t2ibench.adapters.files import build_metadata, save_adapter
-
     from t2ibench.models import base_fingerprint
 
     pipe = load_pipe(base, "cpu", torch.float32)
@@ -113,7 +112,6 @@ def make_adapter(base: str, algo: str, folder: Path) -> Path:
 
 def bench_generation(base: str, device: str, dtype: torch.dtype, s: dict, work: Path) -> list:
     from t2ibench.adapters import apply_adapter, merge_adapter
-
     from t2ibench.pipeline.generate import GenerationSettings, generate_images
     from t2ibench.prompts import GenerationJob
 
@@ -237,6 +235,7 @@ def bench_encoders(device: str, dtype: torch.dtype, s: dict, work: Path, dry: bo
 
 def bench_training(base: str, device: str, dtype: torch.dtype, s: dict) -> list:
     from diffusers import DDPMScheduler
+
     from t2ibench.adapters import get_trainer, load_trainer_config
     from t2ibench.adapters.presets import select_modules
 

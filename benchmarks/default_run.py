@@ -61,9 +61,14 @@ def main() -> None:
     ap.add_argument("--trainer", default="loha")
     ap.add_argument("--out", default="/tmp/t2ibench-default-run")
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run in --out; stages done before show their recorded wall time",
+    )
     args = ap.parse_args()
     out = Path(args.out)
-    if out.exists():
+    if out.exists() and not args.resume:
         shutil.rmtree(out)  # a fresh run: a finished one would skip every stage
 
     import torch
@@ -84,6 +89,13 @@ def main() -> None:
     wrap(analysis, "analyze", "analyze")
     wrap(run_mod, "resolve", "resolve (dataset, base hash, config)")
 
+    # Stages an interrupted earlier invocation finished: their wall time from run.json.
+    earlier = {}
+    if args.resume:
+        import json
+
+        for record in out.glob("*/run.json"):
+            earlier = json.loads(record.read_text()).get("timings", {})
     t_imports = (time.perf_counter() - T0_WALL, cpu_seconds() - T0_CPU)
     run_dir = execute(
         run_mod.resolve(RunOptions(trainer=args.trainer, out=str(out), progress=False))
@@ -118,7 +130,13 @@ def main() -> None:
         "analyze",
     ]
     for s in stages:
-        lines.append(f"| {s} | {WALL[s]:.1f} | {CPU[s]:.1f} |")
+        if s in earlier:
+            lines.append(
+                f"| {s}: earlier invocation (run.json, wall only) + this one | "
+                f"{earlier[s]:.1f} + {WALL[s]:.1f} | – + {CPU[s]:.1f} |"
+            )
+        else:
+            lines.append(f"| {s} | {WALL[s]:.1f} | {CPU[s]:.1f} |")
     other_w = total_wall - t_imports[0] - sum(WALL[s] for s in stages)
     other_c = total_cpu - t_imports[1] - sum(CPU[s] for s in stages)
     lines += [

@@ -98,7 +98,13 @@ def main() -> None:
             earlier = json.loads(record.read_text()).get("timings", {})
     t_imports = (time.perf_counter() - T0_WALL, cpu_seconds() - T0_CPU)
     run_dir = execute(
-        run_mod.resolve(RunOptions(trainer=args.trainer, out=str(out), progress=False))
+        run_mod.resolve(
+            RunOptions(
+                layers=[("default_run", {"trainer": {"trainer": args.trainer}})],
+                out=str(out),
+                progress=False,
+            )
+        )
     )
     total_wall, total_cpu = time.perf_counter() - T0_WALL, cpu_seconds() - T0_CPU
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -82,23 +82,31 @@ def real_size_scenario(root: Path) -> dict:
     tables = {}
     for trainer in ("lora", "loha"):
         opts = RunOptions(
-            trainer=trainer,
-            base=str(base),
-            dataset=str(dataset),
-            encoders=[f"{n}@{weights[n]}" for n in ENCODERS],
-            metrics=metrics,
-            images_per_leaf=1,
-            steps=2,
-            resolution=64,
-            epochs=2,
-            save_epochs=[2],
-            overrides=(
-                "batch_size=2",  # 2 images: one step an epoch, so 2 steps in all
-                "min_bucket_reso=64",
-                "max_bucket_reso=64",
-                "bucket_step=64",
-                "warmup_steps=0",
-            ),
+            layers=[
+                (
+                    "real_size_cpu",
+                    {
+                        "base": str(base),
+                        "dataset": str(dataset),
+                        "trainer": {
+                            "trainer": trainer,
+                            "resolution": 64,
+                            "epochs": 2,
+                            "save_epochs": [2],
+                            "batch_size": 2,  # 2 images: one step an epoch, so 2 steps in all
+                            "min_bucket_reso": 64,
+                            "max_bucket_reso": 64,
+                            "bucket_step": 64,
+                            "warmup_steps": 0,
+                        },
+                        "generate": {"images_per_leaf": 1, "steps": 2},
+                        "evaluate": {
+                            "encoders": [f"{n}@{weights[n]}" for n in ENCODERS],
+                            "metrics": metrics,
+                        },
+                    },
+                )
+            ],
             out=str(root / "out"),
             progress=False,
         )

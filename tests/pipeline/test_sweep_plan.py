@@ -68,9 +68,9 @@ def test_counts_come_from_a_given_dataset(tmp_path):
     root = make_demo_dataset(tmp_path / "demo")
     grid = tmp_path / "g.toml"
     grid.write_text(
-        '[grid]\nname = "g"\nseeds = [1, 2]\nprofile = "tiny"\nbase = "tiny"\n'
-        'set = ["epochs=3", "save_epochs=[1, 3]", "batch_size=4"]\n'
-        f'dataset = "{root}"\n[run]\nimages_per_leaf = 2\n'
+        '[grid]\nname = "g"\nseeds = [1, 2]\nprofile = "tiny"\n'
+        f'[common]\nbase = "tiny"\ndataset = "{root}"\nepochs = 3\nsave_epochs = [1, 3]\n'
+        "batch_size = 4\ngenerate.images_per_leaf = 2\n"
         '[[config]]\nname = "a"\ntrainer = "lora"\n[[config]]\nname = "b"\ntrainer = "loha"\n'
     )
     p = sweep_plan(load_grid(grid))

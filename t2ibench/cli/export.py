@@ -14,7 +14,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export into."),
         fmt: str = typer.Option("peft", "--format", "-f", help="peft (LoRA, LoHa, LoKr)."),
         base: str = typer.Option(
-            "tiny", "--base", "-b", help="The base the adapter was trained on (hub id, folder, ...)."
+            "tiny",
+            "--base",
+            "-b",
+            help="The base the adapter was trained on (hub id, folder, ...).",
         ),
     ) -> None:
         """Write a checkpoint as PEFT adapter folders (OUT/unet, OUT/text_encoder) for diffusers +

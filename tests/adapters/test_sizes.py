@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
+
 from t2ibench.adapters import adapter_size
 from t2ibench.adapters.presets import select_modules
 from t2ibench.adapters.sizes import MIB, safetensors_size
-
 from t2ibench.models.sd15 import TEXT_ENCODER_PARAMS, UNET_PARAMS, build_sd15
 
 PRESETS = ("attn-only", "attn-mlp", "full")

@@ -1,10 +1,14 @@
 """The ``generate`` stage: images for generation jobs, batched, seed-paired, resumable.
 
-Image k of a job list is the same whether it is made alone or in a batch, and the same job gives
-the same initial noise for the base model and for every checkpoint (one CPU ``torch.Generator`` per
-image, seeded with the job's seed), so base and tuned images pair by seed. Files are written to a
-temporary name and renamed; the manifest line follows only once the image is in place, so a killed
-run loses at most the batch in flight and a rerun redoes nothing finished.
+The same job gives the same initial noise for the base model and for every checkpoint (one CPU
+``torch.Generator`` per image, seeded with the job's seed), so base and tuned images pair by seed.
+Batches are cut from the whole job list at fixed positions (jobs ``[b·B, (b+1)·B)`` for batch size
+B), also on a rerun: CPU kernels sum in an order that depends on the batch's size and content, so an
+image made in another batch can land one 8-bit level off on a few pixels; with aligned batches a
+resumed run makes every image in exactly the batch an uninterrupted run would have, and its bytes
+are the same. Files are written to a temporary name and renamed; the manifest line follows only once
+the image is in place, so a killed run loses at most the batch in flight and a rerun redoes nothing
+finished (a batch with some images finished is made again whole, and only the missing ones written).
 """
 
 from __future__ import annotations
@@ -208,6 +212,19 @@ def pending_jobs(
     return todo, done
 
 
+def aligned_batches(
+    jobs: Sequence[Job], todo: Sequence[Job], batch_size: int
+) -> Iterator[tuple[list[Job], set[int]]]:
+    """The batches of ``jobs`` cut at fixed positions that hold at least one job of ``todo``, each
+    with the ids of its jobs still to write (see the module docstring: pixels depend on the batch)."""
+    pending = {id(job) for job in todo}
+    for first in range(0, len(jobs), batch_size):
+        batch = list(jobs[first : first + batch_size])
+        wanted = {id(job) for job in batch if id(job) in pending}
+        if wanted:
+            yield batch, wanted
+
+
 def _set_scheduler(pipe: Any, name: str) -> Any:
     import diffusers
 
@@ -299,12 +316,13 @@ def generate_images(
         )
         start, written = time.perf_counter(), 0
         try:
-            for first in range(0, len(todo), settings.batch_size):
-                batch = todo[first : first + settings.batch_size]
+            for batch, wanted in aligned_batches(jobs, todo, settings.batch_size):
                 images = generate_batch(pipe, batch, settings)
                 records = []
                 try:
                     for job, image in zip(batch, images, strict=True):
+                        if id(job) not in wanted:
+                            continue  # finished before; made again only to keep the batch whole
                         rel = job_file(job)
                         sha = _write_png(image, out_dir / rel)
                         records.append(
@@ -329,8 +347,8 @@ def generate_images(
                             "finished images are kept — free space and rerun to resume"
                         ) from exc
                     raise
-                written += len(batch)
-                bar.update(len(batch))
+                written += len(wanted)
+                bar.update(len(wanted))
         finally:
             bar.close()
             pipe.scheduler = previous

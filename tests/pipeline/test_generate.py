@@ -141,6 +141,54 @@ def test_resume_skips_finished_jobs(pipe, tmp_path):
     assert todo == [] and len(done) == 5
 
 
+class _RecordingPipe:
+    """Stands in for a diffusers pipeline: records each call's batch and returns grey images whose
+    value encodes the batch, so a test sees exactly which batch made each file."""
+
+    def __init__(self) -> None:
+        from diffusers.image_processor import VaeImageProcessor
+
+        self.calls: list[list[int]] = []
+        self.image_processor = VaeImageProcessor()
+        self.scheduler = None
+
+    def __call__(self, *, prompt, generator, height, width, **_):
+        from types import SimpleNamespace
+
+        seeds = [g.initial_seed() for g in generator]
+        self.calls.append(seeds)
+        level = (sum(seeds) % 200 + 20) / 255.0
+        return SimpleNamespace(images=np.full((len(prompt), height, width, 3), level, np.float32))
+
+
+def test_resume_makes_missing_images_in_their_original_batch(tmp_path, monkeypatch):
+    """Pixels depend on the batch on CPU (see test_batched_equals_unbatched...), so a rerun must
+    make a missing image in the same batch as an uninterrupted run: batches sit at fixed positions
+    of the job list, and a batch with finished images is made again whole (only the missing ones
+    are written)."""
+    import t2ibench.pipeline.generate as gen
+
+    monkeypatch.setattr(gen, "_set_scheduler", lambda pipe, name: None)
+    fake = _RecordingPipe()
+    js = jobs(10)
+    generate_images(fake, js, tmp_path, checkpoint="base", settings=SETTINGS, progress=False)
+    assert fake.calls == [[1000, 1001, 1002, 1003], [1004, 1005, 1006, 1007], [1008, 1009]]
+    reference = {j.index: (tmp_path / job_file(j)).read_bytes() for j in js}
+    untouched = {j.index: (tmp_path / job_file(j)).stat().st_mtime_ns for j in js}
+    for k in (5, 9):
+        (tmp_path / job_file(js[k])).unlink()
+    fake.calls.clear()
+    manifest = generate_images(
+        fake, js, tmp_path, checkpoint="base", settings=SETTINGS, progress=False
+    )
+    assert fake.calls == [[1004, 1005, 1006, 1007], [1008, 1009]]
+    assert {j.index: (tmp_path / job_file(j)).read_bytes() for j in js} == reference
+    for j in js:  # finished images of a re-made batch are not rewritten
+        if j.index not in (5, 9):
+            assert (tmp_path / job_file(j)).stat().st_mtime_ns == untouched[j.index]
+    assert len(lines(manifest)) == 10
+
+
 def test_truncated_line_file_without_line_and_changed_file(pipe, tmp_path):
     js = jobs(4)
     manifest = generate_images(

@@ -46,10 +46,18 @@ def test_base_is_a_stock_sd_pipeline(pipe):
 def test_base_generates_deterministically(pipe):
     from tools.toy.evaluate import generate
 
-    a = generate(pipe, ["a red circle on a white background, flat style"] * 2, [5, 6], steps=4)
-    b = generate(pipe, ["a red circle on a white background, flat style"], [5], steps=4)
+    prompt = "a red circle on a white background, flat style"
+    a = generate(pipe, [prompt] * 2, [5, 6], steps=4)
+    again = generate(pipe, [prompt] * 2, [5, 6], steps=4)
+    b = generate(pipe, [prompt], [5], steps=4)
     assert a[0].size == (32, 32)
-    assert np.array_equal(np.asarray(a[0]), np.asarray(b[0]))
+    # Same batch, same seeds: the same bytes.
+    for x, y in zip(a, again, strict=True):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    # Another batch size changes the summation order of CPU kernels (pipeline/generate.py's
+    # docstring): at most one 8-bit level on a few pixels, never another image.
+    diff = np.abs(np.asarray(a[0], np.int16) - np.asarray(b[0], np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
     assert not np.array_equal(np.asarray(a[0]), np.asarray(a[1]))
 
 

@@ -42,6 +42,16 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 )
 #: A row is identified by these; :func:`merge_results` keeps the newest row per key.
 KEY_COLUMNS: tuple[str, ...] = ("checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize")
+#: Part of a row's key when the table has them: the same metric under two metric profiles (e.g.
+#: DINO similarity as ``lycoris2024`` and as ``dreambooth``) is two rows, not one overwriting the other.
+OPTIONAL_KEY_COLUMNS: tuple[str, ...] = ("metric_profile",)
+
+
+def key_columns(df: pd.DataFrame) -> list[str]:
+    """The columns that identify a row of ``df``: :data:`KEY_COLUMNS` + the optional ones present."""
+    return list(KEY_COLUMNS) + [c for c in OPTIONAL_KEY_COLUMNS if c in df.columns]
+
+
 #: Hyperparameter columns the analysis understands (all optional).
 HYPERPARAMETER_COLUMNS: tuple[str, ...] = (
     "algorithm",
@@ -191,7 +201,7 @@ def validate_results(
     if mask.any():
         raise ResultsError(f"{_where(source)}column 'value' is not numeric in {_bad_rows(mask)}")
     out["value"] = value.astype("float64")
-    key = list(KEY_COLUMNS)
+    key = key_columns(out)
     dup = out.duplicated(key, keep=False)
     if dup.any():
         raise ResultsError(
@@ -210,7 +220,7 @@ def merge_results(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFr
         return new
     existing = validate_results(_dedupe(existing), "existing results")
     both = pd.concat([existing, new], ignore_index=True, sort=False)
-    both = both.drop_duplicates(list(KEY_COLUMNS), keep="last")
+    both = both.drop_duplicates(key_columns(both), keep="last")
     return validate_results(both.reset_index(drop=True))
 
 
@@ -218,7 +228,7 @@ def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
     # Within one table the last row of a repeated key wins too (a re-run appended twice).
     if not all(c in df.columns for c in KEY_COLUMNS):
         return df
-    key = df[list(KEY_COLUMNS)].astype(str)
+    key = df[key_columns(df)].astype(str)
     return df.loc[~key.duplicated(keep="last")]
 
 

@@ -22,7 +22,15 @@ import pandas as pd
 from t2ibench.results import REQUIRED_COLUMNS
 
 MEASURE: tuple[str, ...] = ("metric", "encoder", "resize", "prompt_type")
-_NON_CONFIG = set(REQUIRED_COLUMNS) | {"score", "higher_is_better"}
+# Row annotations, not hyperparameters: how a value was computed (text-alignment convention, metric
+# profile and its label for the measure), even where they happen to be constant within a config.
+_NON_CONFIG = set(REQUIRED_COLUMNS) | {
+    "score",
+    "higher_is_better",
+    "convention",
+    "metric_profile",
+    "measure",
+}
 
 
 def config_columns(df: pd.DataFrame) -> list[str]:

@@ -115,3 +115,20 @@ def test_names_are_checked_against_the_registries(tmp_path):
     # A metric outside the registry is known when the caller or the table gives its direction.
     assert len(validate_results(table(metric="sharpness"), known={"metric": ["sharpness"]})) == 3
     assert len(validate_results(table(metric="sharpness", higher_is_better=True))) == 3
+
+
+def test_metric_profile_is_part_of_the_key():
+    """The same metric under two metric profiles is two rows; merging one profile's rows again
+    replaces only that profile's rows."""
+    a = table(metric_profile="lycoris2024")
+    b = table(metric_profile="dreambooth", value=0.7)
+    merged = merge_results(a, b)
+    assert len(merged) == 6
+    assert merged.groupby("metric_profile")["value"].first().to_dict() == {
+        "dreambooth": 0.7, "lycoris2024": 0.5}  # fmt: skip
+    again = merge_results(merged, b.assign(value=0.8))
+    assert len(again) == 6
+    assert set(again.loc[again.metric_profile == "dreambooth", "value"]) == {0.8}
+    assert set(again.loc[again.metric_profile == "lycoris2024", "value"]) == {0.5}
+    with pytest.raises(ResultsError, match="repeat a key"):
+        validate_results(pd.concat([a, a.iloc[:1]]))

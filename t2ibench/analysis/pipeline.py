@@ -14,6 +14,22 @@ import pandas as pd
 
 from t2ibench import csvsafe
 from t2ibench.analysis.aggregate import aggregate, config_columns
+from t2ibench.analysis.anchors import read_anchors
+from t2ibench.analysis.images import seed_paired_grids
+from t2ibench.analysis.raw import (
+    BASE_CHECKPOINT,
+    constant_measures,
+    drop_measures,
+    normalise_base,
+    raw_table,
+    split_base,
+)
+from t2ibench.analysis.raw_sections import (
+    copy_section,
+    images_section,
+    raw_section,
+    recommendation_section,
+)
 from t2ibench.analysis.report import Section, render_html, render_markdown
 from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
 from t2ibench.analysis.shap_analysis import (
@@ -38,6 +54,13 @@ from t2ibench.fsutil import atomic_write_with
 from t2ibench.results import read_results, validate_results
 
 log = logging.getLogger(__name__)
+
+#: Rank normalisation and every section built on it (epoch trends, Table 1, metric pairs, SHAP)
+#: compare configs: with fewer the ranks are 0, ½ or 1 and say nothing.
+MIN_CONFIGS_FOR_RANKS = 3
+#: A SHAP model explains variation across checkpoints; below this it fits noise.
+MIN_CHECKPOINTS_FOR_SHAP = 12
+
 CATEGORY_LABELS = {
     "anime": "anime characters",
     "people": "movie characters",
@@ -64,6 +87,8 @@ class AnalysisResult:
     files: list[Path] = field(default_factory=list)
     #: Why CatBoost + SHAP did not run although asked for ("" when it ran or was not asked for).
     shap_note: str = ""
+    raw: pd.DataFrame = field(default_factory=pd.DataFrame)
+    constant_measures: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _filter(df: pd.DataFrame, column: str, allowed: Iterable | None) -> pd.DataFrame:
@@ -150,9 +175,15 @@ def analyze(
     Filters keep only the listed categories, epochs, prompt types and configs (an unknown value is
     an error). ``directions`` (metric → higher_is_better) overrides the registry for third-party
     metrics. ``shap_targets`` and ``criteria`` default to what the metrics present declare
-    (``MetricSpec.report``), as do the epoch tables and metric-pair plots. Writes ``report.html`` (self-contained), ``summary.md``, ``scores.csv``,
-    ``aggregate_{class,category,all}.csv``, ``epoch_trends.csv``, ``epoch_change.csv``,
-    ``rank_table.csv``, ``shap_values.csv``, ``shap_fit.csv`` and ``plots/*.png``.
+    (``MetricSpec.report``), as do the epoch tables and metric-pair plots.
+
+    Every report starts with the raw-value view (``raw_values.csv``), the anchors (base model rows,
+    real-image ceiling, copy detection and image grids from ``<results>/anchors/`` when present),
+    the checkpoint line and a recommendation (``recommendation.csv``). With at least
+    :data:`MIN_CONFIGS_FOR_RANKS` configs (the ``base`` rows never count) it adds the rank sections
+    and writes ``scores.csv``, ``aggregate_{class,category,all}.csv``, ``epoch_trends.csv``,
+    ``epoch_change.csv``, ``rank_table.csv``, ``shap_values.csv``, ``shap_fit.csv``; figures go to
+    ``plots/*.png``, and ``report.html`` (self-contained) and ``summary.md`` hold it all.
     ``extra_sections`` are added before the file list (e.g. a sweep hook's links to companion pages).
     Raises :class:`ResultsError` when nothing usable is left.
     """
@@ -172,74 +203,124 @@ def analyze(
         raise ResultsError(
             f"{source}: no metric values left to analyse ({n_in} rows before filters)"
         )
+    anchors = read_anchors(results)
+    df = normalise_base(df)
+    constants = constant_measures(df)
+    df = drop_measures(df, constants)
     dirs = metric_directions(df, directions)
-    scores = rank_normalise(df, dirs)
-    if scores["score"].notna().sum() == 0:
-        raise ResultsError(
-            f"{source}: no score can be computed: each leaf × metric × encoder × resize × prompt "
-            "type needs values from at least two checkpoints"
-        )
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    _write_csv(scores, out / "scores.csv", files, index=False)
-    aggs = aggregate(scores, bootstrap=bootstrap, seed=seed)
-    for level, table in aggs.items():
-        _write_csv(table, out / f"aggregate_{level}.csv", files, index=False)
-    trends = epoch_trends(
-        aggs["category"], scores, report_targets("epochs", scores["metric"].unique())
+    raw = raw_table(df, anchors["ceiling"], dirs)
+    _write_csv(raw, out / "raw_values.csv", files, index=False)
+    if not constants.empty:
+        _write_csv(constants, out / "constant_measures.csv", files, index=False)
+    configs_df, _base = split_base(df)
+    n_configs = configs_df["config"].nunique()
+    n_checkpoints = configs_df["checkpoint"].nunique()
+    sections = [
+        _overview(
+            source,
+            df,
+            dirs,
+            n_configs,
+            n_checkpoints,
+            filters_of(categories, epochs, prompt_types, configs),
+        ),
+        raw_section(raw, constants, dirs, anchors["ceiling"], df["leaf"].nunique()),
+        recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files),
+        copy_section(anchors["copies"]),
+        images_section(seed_paired_grids(anchors["sources"]) if anchors["sources"] else {}),
+    ]
+    empty = pd.DataFrame()
+    scores, aggs, trends, change, claims, means, ranks = (
+        empty,
+        {},
+        empty,
+        empty,
+        empty,
+        empty,
+        empty,
     )
-    change = epoch_change(trends)
-    _write_csv(trends, out / "epoch_trends.csv", files, index=False)
-    _write_csv(change, out / "epoch_change.csv", files, index=False)
-    claims = check_epoch_claims(aggs["category"], scores)
-    _write_csv(claims, out / "epoch_claims.csv", files, index=False)
-    means, ranks = rank_table(aggs["all"], scores, criteria)
-    rank_out = pd.concat({"mean_score": means, "rank": ranks}, names=["table", "criterion"])
-    _write_csv(rank_out, out / "rank_table.csv", files)
+    shap_values, shap_fit = empty, empty
     shap_note = ""
-    if shap:
-        have = checkpoint_features(scores).columns
-        missing = [f for f in shap_features if f not in have]
-        if missing:
-            # E.g. `t2ibench evaluate` of outside images: no hyperparameter columns to explain.
-            shap = False
-            shap_note = (
-                f"SHAP skipped: the results have no {', '.join(missing)} column(s) "
-                "(hyperparameters of each checkpoint); the rest of the analysis is complete"
+    if n_configs < MIN_CONFIGS_FOR_RANKS:
+        sections.append(
+            Section("Comparisons across configs").text(
+                f"Not shown: {n_configs} config(s) in the results. Rank normalisation, the "
+                "epoch-trend tables, the Table-1 comparison with the paper, the metric-pair plots "
+                f"and SHAP compare configs and need at least {MIN_CONFIGS_FOR_RANKS} configs "
+                f"(SHAP also at least {MIN_CHECKPOINTS_FOR_SHAP} checkpoints); run a sweep "
+                "(`t2ibench sweep`) for them."
             )
-            log.info("%s", shap_note)
-    shap_results = (
-        run_shap(
-            scores,
-            targets=shap_targets,
-            features=shap_features,
-            category_epochs=shap_category_epochs,
-            iterations=shap_iterations,
-            learning_rate=shap_learning_rate,
-            seed=seed,
         )
-        if shap
-        else []
-    )
-    shap_values, shap_fit = shap_tables(shap_results)
-    _write_csv(shap_values, out / "shap_values.csv", files, index=False)
-    _write_csv(shap_fit, out / "shap_fit.csv", files, index=False)
-
-    sections = _sections(
-        source, df, scores, dirs, aggs, trends, change, claims, means, ranks, shap_fit,
-        shap_results, out, plots, files, shap_note,
-        filters={"categories": categories, "epochs": epochs, "prompt_types": prompt_types,
-                 "configs": configs},
-        bootstrap=bootstrap,
-    )  # fmt: skip
-    sections[-1:-1] = list(extra_sections)
-    title = title or f"t2ibench analysis: {Path(str(source)).name}"
+    else:
+        scores = rank_normalise(configs_df, dirs)
+        if scores["score"].notna().sum() == 0:
+            raise ResultsError(
+                f"{source}: no score can be computed: each leaf × metric × encoder × resize × "
+                "prompt type needs values from at least two checkpoints"
+            )
+        _write_csv(scores, out / "scores.csv", files, index=False)
+        aggs = aggregate(scores, bootstrap=bootstrap, seed=seed)
+        for level, table in aggs.items():
+            _write_csv(table, out / f"aggregate_{level}.csv", files, index=False)
+        trends = epoch_trends(
+            aggs["category"], scores, report_targets("epochs", scores["metric"].unique())
+        )
+        change = epoch_change(trends)
+        _write_csv(trends, out / "epoch_trends.csv", files, index=False)
+        _write_csv(change, out / "epoch_change.csv", files, index=False)
+        claims = check_epoch_claims(aggs["category"], scores)
+        _write_csv(claims, out / "epoch_claims.csv", files, index=False)
+        means, ranks = rank_table(aggs["all"], scores, criteria)
+        rank_out = pd.concat({"mean_score": means, "rank": ranks}, names=["table", "criterion"])
+        _write_csv(rank_out, out / "rank_table.csv", files)
+        if shap:
+            have = checkpoint_features(scores).columns
+            missing = [f for f in shap_features if f not in have]
+            if missing:
+                # E.g. `t2ibench evaluate` of outside images: no hyperparameter columns to explain.
+                shap = False
+                shap_note = (
+                    f"SHAP skipped: the results have no {', '.join(missing)} column(s) "
+                    "(hyperparameters of each checkpoint); the rest of the analysis is complete"
+                )
+                log.info("%s", shap_note)
+        shap_results = (
+            run_shap(
+                scores,
+                targets=shap_targets,
+                features=shap_features,
+                category_epochs=shap_category_epochs,
+                iterations=shap_iterations,
+                learning_rate=shap_learning_rate,
+                seed=seed,
+            )
+            if shap and n_checkpoints >= MIN_CHECKPOINTS_FOR_SHAP
+            else []
+        )
+        shap_values, shap_fit = shap_tables(shap_results)
+        _write_csv(shap_values, out / "shap_values.csv", files, index=False)
+        _write_csv(shap_fit, out / "shap_fit.csv", files, index=False)
+        sections += _sections(
+            scores, aggs, trends, change, claims, means, ranks, shap_fit, shap_results, out,
+            plots, files, shap_note, bootstrap=bootstrap,
+        )  # fmt: skip
+    sections += list(extra_sections)
+    fl = Section("Files")
+    fl.bullets(sorted({f.relative_to(out).as_posix() for f in files}))
+    sections.append(fl)
+    if title is None:
+        name = Path(str(source))
+        # A run's results folder is "<run>/results": the run name says more than "results".
+        name = name.parent.name if name.name == "results" and name.parent.name else name.name
+        title = f"t2ibench report: {name}"
     files.append(render_html(title, sections, out / "report.html", out))
     files.append(render_markdown(title, sections, out / "summary.md", out))
     return AnalysisResult(
         out, scores, aggs, trends, change, claims, means, ranks, shap_values, shap_fit, files,
-        shap_note,
+        shap_note, raw, constants,
     )  # fmt: skip
 
 
@@ -247,24 +328,48 @@ def _label(cat: str) -> str:
     return CATEGORY_LABELS.get(cat, cat)
 
 
-def _sections(
-    source, df, scores, dirs, aggs, trends, change, claims, means, ranks, shap_fit, shap_results,
-    out, plots, files, shap_note, filters, bootstrap,
-) -> list[Section]:  # fmt: skip
-    import t2ibench.analysis.plots as P
+def filters_of(categories, epochs, prompt_types, configs) -> dict:
+    f = {"categories": categories, "epochs": epochs, "prompt_types": prompt_types,
+         "configs": configs}  # fmt: skip
+    return {k: v for k, v in f.items() if v is not None}
 
-    sections = []
-    ckpts = df["checkpoint"].nunique()
-    active = {k: v for k, v in filters.items() if v is not None}
+
+def _overview(source, df, dirs, n_configs, n_checkpoints, active) -> Section:
     overview = Section("Overview").text(
-        f"Source: {source}. {len(df)} result rows, {ckpts} checkpoints, "
-        f"{df['config'].nunique()} configs, seeds {sorted(df['seed'].unique())}, "
+        f"Source: {source}. {len(df)} result rows; {n_configs} config(s), {n_checkpoints} "
+        f"checkpoint(s)"
+        + (" plus the base model" if (df["checkpoint"] == BASE_CHECKPOINT).any() else "")
+        + f"; seeds {sorted(s for s in df['seed'].unique() if s)}, "
         f"epochs {sorted(int(e) for e in df['epoch'].dropna().unique())}, "
         f"categories {sorted(df['category'].unique())}, leaves {df['leaf'].nunique()}, "
         f"prompt types {sorted(df['prompt_type'].unique())}."
         + (f" Filters: {active}." if active else "")
     )
-    overview.text(
+    cfg_df = df[df["checkpoint"] != BASE_CHECKPOINT]
+    cfg_cols = config_columns(cfg_df)
+    table = (
+        cfg_df.groupby("config", dropna=False)[cfg_cols].first()
+        if cfg_cols
+        else pd.DataFrame(index=sorted(cfg_df["config"].unique()))
+    )
+    table = table.assign(
+        varied=varied_hyperparameter(config_table(cfg_df)),
+        checkpoints=cfg_df.groupby("config")["checkpoint"].nunique(),
+    )
+    table = table.loc[:, table.notna().any()]
+    table.index.name = "config"
+    overview.table(table, "configs, their hyperparameters and what each varies", max_rows=500)
+    return overview
+
+
+def _sections(
+    scores, aggs, trends, change, claims, means, ranks, shap_fit, shap_results,
+    out, plots, files, shap_note, bootstrap,
+) -> list[Section]:  # fmt: skip
+    import t2ibench.analysis.plots as P
+
+    sections = []
+    rs = Section("Rank scores (many configs)").text(
         "Scores: within each "
         + " × ".join(RANK_GROUP)
         + " the checkpoints are ranked (ties: average rank) and score = (rank − 1)/(n − 1), "
@@ -277,25 +382,7 @@ def _sections(
             else "."
         )
     )
-    overview.table(
-        pd.DataFrame({"metric": list(dirs), "higher_is_better": [dirs[m] for m in dirs]}).set_index(
-            "metric"
-        ),
-        "direction used for each metric",
-    )
-    sections.append(overview)
-
-    cfg_cols = config_columns(df)
-    configs = df.groupby("config", dropna=False)[cfg_cols].first() if cfg_cols else None
-    cfg = Section("Configs")
-    table = configs if configs is not None else pd.DataFrame(index=sorted(df["config"].unique()))
-    table = table.assign(
-        varied=varied_hyperparameter(config_table(df)),
-        checkpoints=df.groupby("config")["checkpoint"].nunique(),
-    )
-    table.index.name = "config"
-    cfg.table(table, "configs, their hyperparameters and what each varies", max_rows=500)
-    sections.append(cfg)
+    sections.append(rs)
 
     ep = Section("Epochs (paper §5.3.2)")
     if not claims.empty:
@@ -366,7 +453,10 @@ def _sections(
     if shap_note:
         sh.text(shap_note + ".")
     elif shap_fit.empty:
-        sh.text("No SHAP model (no target present, or too few checkpoints per category).")
+        sh.text(
+            "No SHAP model (no target present, fewer than "
+            f"{MIN_CHECKPOINTS_FOR_SHAP} checkpoints, or too few per category)."
+        )
     else:
         sh.text(
             "CatBoostRegressor per category and target on each checkpoint's mean score; R² is the "
@@ -384,7 +474,4 @@ def _sections(
                 sh.figure(p, f"{_label(r.category)}: {r.target.label}")
     sections.append(sh)
 
-    fl = Section("Files")
-    fl.bullets(sorted({f.relative_to(out).as_posix() for f in files}))
-    sections.append(fl)
     return sections

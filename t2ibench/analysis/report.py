@@ -46,6 +46,11 @@ class Section:
         self.blocks.append(("link", (href, text)))
         return self
 
+    def grid(self, header: list[str], rows: list[tuple[str, list]], caption: str = "") -> Section:
+        """An image grid: ``rows`` of ``(label, [data URI or None, ...])`` under ``header``."""
+        self.blocks.append(("grid", (header, rows, caption)))
+        return self
+
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
@@ -83,7 +88,29 @@ def _html_table(df: pd.DataFrame, caption: str, max_rows: int) -> str:
         else ""
     )
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+    return (
+        f"<div class='scroll'><table>{cap}<thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>{more}"
+    )
+
+
+def _html_grid(header: list[str], rows: list[tuple[str, list]], caption: str) -> str:
+    head = "<th></th>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = []
+    for label, cells in rows:
+        tds = []
+        for h, uri in zip(header, cells, strict=False):
+            if uri and str(uri).startswith("data:image/"):
+                alt = html.escape(f"{h}: {label}", quote=True)
+                tds.append(f"<td><img class='thumb' alt='{alt}' src='{uri}'></td>")
+            else:
+                tds.append("<td class='note'>missing</td>")
+        body.append(f"<tr><th class='lbl'>{html.escape(label)}</th>{''.join(tds)}</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return (
+        f"<div class='scroll'><table class='grid'>{cap}<thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _md_table(df: pd.DataFrame, caption: str, max_rows: int) -> str:
@@ -109,13 +136,17 @@ table{border-collapse:collapse;margin:1em 0;font-size:0.85em}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3} caption{caption-side:top;text-align:left;font-style:italic;padding:4px 0}
 img{max-width:100%;border:1px solid #eee} figure{margin:1em 0} .note{color:#666;font-size:0.85em}
+.scroll{max-width:100%;overflow-x:auto} table.grid td{padding:2px}
+img.thumb{display:block;width:96px;height:auto;image-rendering:pixelated}
+th.lbl{max-width:16em;text-align:left;font-weight:normal;font-size:0.9em}
 """
 
 
 def render_html(title: str, sections: list[Section], path: Path, base_dir: Path) -> Path:
     """Write the HTML report with every figure embedded as base64 PNG."""
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
@@ -135,6 +166,8 @@ def render_html(title: str, sections: list[Section], path: Path, base_dir: Path)
             elif kind == "table":
                 df, caption, max_rows = payload
                 parts.append(_html_table(df, caption, max_rows))
+            elif kind == "grid":
+                parts.append(_html_grid(*payload))
             elif kind == "figure":
                 fig_path, caption = payload
                 data = base64.b64encode(Path(fig_path).read_bytes()).decode("ascii")
@@ -164,6 +197,8 @@ def render_markdown(title: str, sections: list[Section], path: Path, base_dir: P
             elif kind == "table":
                 df, caption, max_rows = payload
                 out.append(_md_table(df, caption, max_rows) + "\n")
+            elif kind == "grid":
+                out.append(f"*{md_escape(payload[2])}: image grid in report.html*\n")
             elif kind == "figure":
                 fig_path, caption = payload
                 rel = Path(fig_path).relative_to(base_dir).as_posix()

@@ -677,17 +677,25 @@ def _execute(r: ResolvedRun) -> Path:
                 state.add("evaluated", names[ck])
         for ck in checkpoints:
             append_results(read_results(parts / names[ck]), results_dir)
+        from t2ibench.analysis.anchors import evaluate_anchors
+
+        # The report's anchors: the base model scored as checkpoint "base", the real-image
+        # ceiling and copy detection (each skipped when already written).
+        evaluate_anchors(
+            results_dir,
+            r.dataset,
+            lambda: create_encoders(r.encoders, r.resize, r.options.device),
+            r.metrics,
+            base_images,
+            {names[ck]: images / names[ck] for ck in checkpoints},
+            FeatureCache(Path(r.options.out) / ".feature-cache"),
+            progress=r.options.progress,
+        )
 
     timed("evaluate", do_evaluate)
 
     # -- analyze ---------------------------------------------------------------------------------
-    if r.options.analyze and len(checkpoints) < 2:
-        # Rank normalisation compares checkpoints; one alone has no rank. Its values are in
-        # results/ and a sweep (or a run with more save epochs) analyses them.
-        log.warning(
-            "one checkpoint: no ranks to compute, report skipped (results are in %s)", results_dir
-        )
-    elif r.options.analyze:
+    if r.options.analyze:
         from t2ibench.analysis import analyze
 
         inputs = _analysis_inputs(results_dir)

@@ -160,7 +160,9 @@ def run_sweep(
         # Checkpoint names repeat across runs (every LoRA run has a lora-e000010); in the joint
         # table a checkpoint is "<run>/<checkpoint>", or merging would keep one run per name.
         df = read_results(run_dir / "results")
-        df["checkpoint"] = run_dir.name + "/" + df["checkpoint"].astype(str)
+        # The base model ("base", shared by every run) stays one checkpoint.
+        ck = df["checkpoint"].astype(str)
+        df["checkpoint"] = ck.where(ck == "base", run_dir.name + "/" + ck)
         merged = merge_results(merged, df)
     write_results(merged, out / "results")
     report = out / "report"

@@ -51,9 +51,10 @@ def expected_metrics(prompt_type: str) -> set[str]:
 def test_every_expected_value_is_finite(finished_run):
     resolved, run_dir = finished_run
     df = read_results(run_dir / "results")
-    checkpoints = sorted(df["checkpoint"].unique())
-    assert checkpoints == ["lora-e000001", "lora-e000002"]
-    assert sorted(df["epoch"].unique()) == [1, 2]
+    # the base model is scored too, as checkpoint "base" at epoch 0 (the report's floor)
+    assert sorted(df["checkpoint"].unique()) == ["base", "lora-e000001", "lora-e000002"]
+    assert sorted(df["epoch"].unique()) == [0, 1, 2]
+    checkpoints = ["lora-e000001", "lora-e000002"]
     for ck in checkpoints:
         for leaf_key, leaf in resolved.dataset.leaves.items():
             for pt in list_prompt_types():
@@ -64,7 +65,7 @@ def test_every_expected_value_is_finite(finished_run):
                 assert expected_metrics(pt) <= got, (ck, leaf_key, pt, got)
                 for v in rows["value"]:
                     assert math.isfinite(v), (ck, leaf_key, pt)
-    assert set(df["algorithm"]) == {"lora"}
+    assert set(df[df.checkpoint != "base"]["algorithm"]) == {"lora"}
     assert (run_dir / "report" / "report.html").is_file()
 
 

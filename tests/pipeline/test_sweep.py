@@ -59,16 +59,18 @@ def test_sweep_runs_and_analyses(tmp_path):
     path.write_text(GRID)
     report = run_sweep(load_grid(path), out=tmp_path / "out", progress=False)
     df = read_results(tmp_path / "out" / "results")
-    assert set(df["config"]) == {"mini-lora", "mini-lora-lr2e-3"}
-    # Both runs name their checkpoints lora-e000001/2: the joint table keeps all four.
+    assert set(df["config"]) == {"mini-lora", "mini-lora-lr2e-3", "base"}
+    # Both runs name their checkpoints lora-e000001/2: the joint table keeps all four, and the
+    # base model (shared) once.
     assert sorted(df["checkpoint"].unique()) == [
+        "base",
         "mini-lora-a/lora-e000001",
         "mini-lora-a/lora-e000002",
         "mini-lora-lr2e-3-a/lora-e000001",
         "mini-lora-lr2e-3-a/lora-e000002",
     ]
-    assert set(df["seed"]) == {"a"}
-    assert set(df["epoch"]) == {1, 2}
+    assert set(df["seed"]) == {"a", ""}
+    assert set(df["epoch"]) == {0, 1, 2}
     assert (report / "report.html").is_file()
     runs = sorted(
         p.name for p in (tmp_path / "out" / "runs").iterdir() if not p.name.startswith(".")

@@ -1,0 +1,155 @@
+"""The report of a tiny-profile run, loaded in a real headless browser (Debian's ``chromium``, which
+``.ci/run`` installs): every image decodes, nothing is wider than the viewport, no console error,
+and the file stays within its size budget."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from t2ibench.analysis.images import REPORT_BUDGET_BYTES
+from t2ibench.pipeline.run import RunOptions, execute, resolve
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+VIEWPORT = (1280, 900)
+
+# Injected first in <head> of a copy of the report: records console errors and uncaught errors,
+# then on load writes what the test checks into the DOM, which --dump-dom prints.
+PROBE = """<script>
+window.__errors = [];
+const _err = console.error;
+console.error = (...a) => { window.__errors.push(a.join(' ')); _err(...a); };
+window.addEventListener('error', e => window.__errors.push('error: ' + (e.message || e.target.src
+  || e.target.outerHTML.slice(0, 80))), true);
+window.addEventListener('load', () => {
+  const vw = document.documentElement.clientWidth;
+  const imgs = [...document.images];
+  const wide = [...document.querySelectorAll('body *')]
+    .filter(el => el.getBoundingClientRect().width > vw + 0.5)
+    .map(el => el.tagName + ' ' + Math.round(el.getBoundingClientRect().width));
+  const out = {viewport: vw, scrollWidth: document.documentElement.scrollWidth,
+    images: imgs.length, undecoded: imgs.filter(i => !(i.complete && i.naturalWidth > 0))
+      .map(i => i.alt), wide: wide, errors: window.__errors};
+  const pre = document.createElement('pre');
+  pre.id = 't2i-probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def probe(html_path, tmp_path) -> dict:
+    text = html_path.read_text(encoding="utf-8")
+    probed = tmp_path / "probed.html"
+    probed.write_text(text.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}", "--virtual-time-budget=10000",
+           "--dump-dom", probed.as_uri()]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="t2i-probe">(.*?)</pre>', out.stdout, re.S)
+    assert m, f"no probe output; chromium said: {out.stderr[-2000:]}"
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
+                      .replace("&gt;", ">"))  # fmt: skip
+
+
+pytestmark = pytest.mark.slow  # a whole tiny-profile run (train, generate, evaluate): ~1-2 min
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    options = RunOptions(
+        trainer="lora",
+        profile="tiny",
+        out=str(tmp / "results"),
+        encoders=["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"],
+        images_per_leaf=2,
+        steps=2,
+        epochs=2,
+        save_epochs=[1, 2],
+        progress=False,
+    )
+    return execute(resolve(options)) / "report" / "report.html"
+
+
+def test_report_sections_and_budget(tiny_report):
+    html = tiny_report.read_text(encoding="utf-8")
+    order = [html.index(f"<h2>{s}</h2>") for s in ("Overview", "Raw values",
+             "Checkpoints and recommendation", "Copy detection", "Images")]  # fmt: skip
+    assert order == sorted(order)
+    assert "real images" in html and "Recommended checkpoint:" in html
+    assert html.count("data:image/jpeg;base64,") >= 6  # grids and copy offenders
+    assert "<h2>Algorithms" not in html  # one config: no Table-1 comparison
+    assert tiny_report.stat().st_size <= REPORT_BUDGET_BYTES
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
+def test_report_in_headless_chromium(tiny_report, tmp_path):
+    got = probe(tiny_report, tmp_path)
+    assert got["images"] >= 6
+    assert got["undecoded"] == [], got["undecoded"]
+    assert got["wide"] == [] and got["scrollWidth"] <= got["viewport"], got["wide"]
+    assert got["errors"] == [], got["errors"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
+def test_probe_catches_a_broken_report(tiny_report, tmp_path):
+    """The probe can fail: a broken image, an over-wide table and a script error are all seen."""
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        tiny_report.read_text(encoding="utf-8").replace(
+            "</body>",
+            "<img alt='bad' src='data:image/jpeg;base64,AAAA'>"
+            "<table style='width:3000px'><tr><td>x</td></tr></table>"
+            "<script>undefinedFunction()</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    got = probe(broken, tmp_path)
+    assert "bad" in got["undecoded"]
+    assert any(w.startswith("TABLE") for w in got["wide"])
+    assert any("undefinedFunction" in e for e in got["errors"])
+
+
+def test_anchors_recomputed(tiny_report):
+    """The base rows, the leave-one-out ceiling and a nearest-training-image match, recomputed
+    from the images with the same (deterministic tiny) encoder, without the feature cache."""
+    import pandas as pd
+    import torch
+    from PIL import Image
+
+    from t2ibench.data import load_dataset
+    from t2ibench.encoders import create_encoder
+    from t2ibench.results import read_results
+
+    results = tiny_report.parents[1] / "results"
+    df = read_results(results)
+    base = df[df["checkpoint"] == "base"]
+    assert not base.empty and set(base["epoch"]) == {0} and set(base["config"]) == {"base"}
+    sources = json.loads((results / "anchors" / "sources.json").read_text())
+    ds = load_dataset(sources["dataset"])
+    enc = create_encoder("dinov2-l", tiny=True)
+
+    def unit_feats(paths):
+        with torch.no_grad():
+            f = enc.encode_images([Image.open(p).convert("RGB") for p in paths])
+        return torch.nn.functional.normalize(f.float(), dim=-1)
+
+    ceiling = pd.read_parquet(results / "anchors" / "ceiling.parquet")
+    key, leaf = next((k, v) for k, v in sorted(ds.leaves.items()) if len(v.images) >= 2)
+    f = unit_feats([im.path for im in leaf.images])
+    loo = [
+        float(f[i] @ torch.cat([f[:i], f[i + 1 :]]).mean(0)) for i in range(len(leaf.images))
+    ]  # image similarity = cosine against the mean of the others' unit features
+    got = ceiling[(ceiling.leaf == key) & (ceiling.metric == "image_similarity")
+                  & (ceiling.encoder == "dinov2-l")]["value"]  # fmt: skip
+    assert got.iloc[0] == pytest.approx(sum(loo) / len(loo), abs=1e-4)
+
+    copies = pd.read_parquet(results / "anchors" / "copies.parquet")
+    row = copies[copies.checkpoint != "base"].iloc[0]
+    train = [im.path for im in ds.images]
+    sims = unit_feats([row["image"]]) @ unit_feats(train).T
+    assert float(sims.max()) == pytest.approx(row["similarity"], abs=1e-4)
+    assert str(train[int(sims.argmax())]) == row["nearest_image"]

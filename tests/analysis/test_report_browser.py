@@ -60,16 +60,16 @@ pytestmark = pytest.mark.slow  # a whole tiny-profile run (train, generate, eval
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
+    quick = {
+        "trainer": "lora",
+        "evaluate.encoders": ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"],
+        "generate.images_per_leaf": 2,
+        "generate.steps": 2,
+        "trainer.epochs": 2,
+        "trainer.save_epochs": [1, 2],
+    }
     options = RunOptions(
-        trainer="lora",
-        profile="tiny",
-        out=str(tmp / "results"),
-        encoders=["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"],
-        images_per_leaf=2,
-        steps=2,
-        epochs=2,
-        save_epochs=[1, 2],
-        progress=False,
+        layers=[("test", quick)], profile="tiny", out=str(tmp / "results"), progress=False
     )
     return execute(resolve(options)) / "report" / "report.html"
 

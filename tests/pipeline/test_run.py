@@ -210,7 +210,8 @@ def test_native_diffusers_checkpoint_end_to_end(tmp_path):
     manifest = run_dir / "images" / "native-e000001" / "manifest.jsonl"
     assert len(manifest.read_text().splitlines()) == len(resolved.dataset.leaves)
     df = read_results(run_dir / "results")
-    assert set(df["checkpoint"]) == {"native-e000001"} and set(df["algorithm"]) == {"native"}
+    assert set(df["checkpoint"]) == {"base", "native-e000001"}  # the base model is scored too
+    assert set(df[df["checkpoint"] != "base"]["algorithm"]) == {"native"}
     assert df["value"].notna().all()
     record = json.loads((run_dir / "run.json").read_text())
     assert record["config"]["trainer"]["native_save"] == "diffusers"

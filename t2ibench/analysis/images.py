@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
 from pathlib import Path
 
 THUMB_PX = 112
@@ -44,31 +43,31 @@ def _pick_columns(names: list[str]) -> list[str]:
     return (["base"] if "base" in names else []) + ck
 
 
-def seed_paired_grids(sources: Mapping, dataset_leaves: Mapping[str, list[str]] | None = None):
+def seed_paired_grids(index):
     """Per prompt type: ``(header, rows)``; a row is ``(label, [uri or None, ...])`` with columns
     training image | base | each checkpoint, images paired by (leaf, prompt type, index, seed).
 
-    ``sources`` is ``anchors/sources.json`` (``images``: checkpoint → folder); the training images
-    come from each leaf's folder in the dataset (``dataset_leaves``: leaf → image paths; read from
-    the dataset root when None)."""
-    from t2ibench.metrics.inputs import paired_key
-    from t2ibench.pipeline.manifest import MANIFEST_NAME, read_manifest
-
-    dirs = {k: Path(v) for k, v in sources.get("images", {}).items()}
-    manifests = {}
-    for name, d in dirs.items():
-        if (d / MANIFEST_NAME).is_file():
-            manifests[name] = {paired_key(r): r for r in read_manifest(d / MANIFEST_NAME)}
+    ``index`` is ``anchors/images.parquet`` (written by :mod:`t2ibench.pipeline.anchors`): one row
+    per image with ``checkpoint`` (``training`` for the dataset's), ``leaf``, ``prompt_type``,
+    ``index``, ``seed``, ``prompt`` and ``path``."""
+    if index is None or len(index) == 0:
+        return {}
+    training = index[index["checkpoint"] == "training"].sort_values("index")
+    train_first = training.groupby("leaf")["path"].first().to_dict()
+    gen = index[index["checkpoint"] != "training"]
+    keycols = ["leaf", "prompt_type", "index", "seed"]
+    manifests = {
+        name: {tuple(r[k] for k in keycols): r for _, r in g.iterrows()}
+        for name, g in gen.groupby("checkpoint")
+    }
     if not manifests:
         return {}
-    if dataset_leaves is None:
-        dataset_leaves = _dataset_leaves(sources.get("dataset"))
     cols = _pick_columns(sorted(manifests, key=lambda n: (n != "base", _epoch_key(n))))
     anchor = manifests[cols[0]]
     # Per prompt type the first image of each leaf, leaves taken round-robin over categories so
     # the few rows shown cover different kinds of concept.
     first: dict[str, dict[str, tuple]] = {}
-    for key in sorted(anchor, key=lambda k: (k[1], k[0], k[2] if k[2] is not None else -1, k[3])):
+    for key in sorted(anchor, key=lambda k: (k[1], k[0], k[2], k[3])):
         first.setdefault(key[1], {}).setdefault(key[0], key)
     grids = {}
     for pt, leaves in first.items():
@@ -82,12 +81,12 @@ def seed_paired_grids(sources: Mapping, dataset_leaves: Mapping[str, list[str]] 
                     picked.append(by_cat[cat].pop(0))
         rows = []
         for key in picked:
-            train = (dataset_leaves or {}).get(key[0]) or []
-            cells = [thumbnail_uri(train[0]) if train else None]
+            train = train_first.get(key[0])
+            cells = [thumbnail_uri(train) if train else None]
             for c in cols:
                 rec = manifests[c].get(key)
-                cells.append(thumbnail_uri(rec.path(dirs[c])) if rec else None)
-            rows.append((f"{key[0]}: {anchor[key].prompt} (seed {key[3]})", cells))
+                cells.append(thumbnail_uri(rec["path"]) if rec is not None else None)
+            rows.append((f"{key[0]}: {anchor[key]['prompt']} (seed {key[3]})", cells))
         grids[pt] = (["training image", *cols], rows)
     return grids
 
@@ -97,15 +96,3 @@ def _epoch_key(name: str) -> tuple:
 
     m = re.search(r"(\d+)$", name)
     return (int(m.group(1)) if m else -1, name)
-
-
-def _dataset_leaves(root: str | None) -> dict[str, list[str]]:
-    if not root or not Path(root).is_dir():
-        return {}
-    try:
-        from t2ibench.data import load_dataset
-
-        ds = load_dataset(root)
-    except Exception:  # noqa: BLE001 - a moved dataset only costs the training column
-        return {}
-    return {k: [str(im.path) for im in leaf.images] for k, leaf in ds.leaves.items()}

@@ -230,7 +230,7 @@ def analyze(
         raw_section(raw, constants, dirs, anchors["ceiling"], df["leaf"].nunique()),
         recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files),
         copy_section(anchors["copies"]),
-        images_section(seed_paired_grids(anchors["sources"]) if anchors["sources"] else {}),
+        images_section(seed_paired_grids(anchors["images"])),
     ]
     empty = pd.DataFrame()
     scores, aggs, trends, change, claims, means, ranks = (

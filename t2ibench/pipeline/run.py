@@ -677,7 +677,7 @@ def _execute(r: ResolvedRun) -> Path:
                 state.add("evaluated", names[ck])
         for ck in checkpoints:
             append_results(read_results(parts / names[ck]), results_dir)
-        from t2ibench.analysis.anchors import evaluate_anchors
+        from t2ibench.pipeline.anchors import evaluate_anchors
 
         # The report's anchors: the base model scored as checkpoint "base", the real-image
         # ceiling and copy detection (each skipped when already written).

@@ -129,6 +129,7 @@ def test_anchors_recomputed(tiny_report):
     base = df[df["checkpoint"] == "base"]
     assert not base.empty and set(base["epoch"]) == {0} and set(base["config"]) == {"base"}
     sources = json.loads((results / "anchors" / "sources.json").read_text())
+    assert (results / "anchors" / "images.parquet").is_file()
     ds = load_dataset(sources["dataset"])
     enc = create_encoder("dinov2-l", tiny=True)
 

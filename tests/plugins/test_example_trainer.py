@@ -70,7 +70,9 @@ def test_checkpoint_is_detected_and_reapplied(plugin_run, monkeypatch):
     from t2ibench.adapters.trainers.lora import LoRAModule
     from t2ibench.models import load_base
 
-    (ckpt,) = (plugin_run / "checkpoints").glob("scaled-lora-e*.safetensors")  # not the resume state
+    (ckpt,) = (plugin_run / "checkpoints").glob(
+        "scaled-lora-e*.safetensors"
+    )  # not the resume state
     tensors, meta = read_adapter(ckpt)
     stem = next(k for k in tensors if k.endswith(".lora_scale")).rsplit(".", 1)[0]
     suffixes = {k.split(".", 1)[1] for k in tensors if k.startswith(stem + ".")}

@@ -44,9 +44,10 @@ def test_paper_code_path_at_full_size(tmp_path):
     prompt_types = {"train", "trigger", "alter", "style", "concept-agnostic"}
     for trainer, df in out["results"].items():
         run_dir = Path(df.attrs["run_dir"])
-        (ckpt,) = sorted((run_dir / "checkpoints").glob("*.safetensors"))
+        files = (run_dir / "checkpoints").glob("*.safetensors")
+        (ckpt,) = [f for f in files if "-state-" not in f.name]  # not the resume state
         assert ckpt.stat().st_size > 0
-        assert set(df["checkpoint"]) == {ckpt.stem}
+        assert set(df["checkpoint"]) == {ckpt.stem, "base"}  # the base model is scored too
         assert set(df["prompt_type"]) == prompt_types  # one image per prompt type, all scored
         assert set(df["n_images"]) == {1}
         for metric in out["metrics"]:
@@ -59,7 +60,8 @@ def test_paper_code_path_at_full_size(tmp_path):
                 if _feeds(spec, get_encoder_spec(e).kind)
             }
             assert set(rows["encoder"]) == feeding, (trainer, metric)
-            if metric != "frechet_distance":  # one image has no covariance: recorded as NaN
+            # One image has no covariance (FD) and no two-row subset (KID): recorded as NaN.
+            if metric not in ("frechet_distance", "kid"):
                 assert all(math.isfinite(v) for v in rows["value"]), (trainer, metric)
         # Weights ids are the random full-size folders' content hashes, not hub ids.
         assert all(w.startswith("sha256:") for w in df["encoder_weights"])

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 PLUGIN = Path(__file__).resolve().parent / "t2ibench_example_plugin"
+TRAINER_PLUGIN = Path(__file__).resolve().parent / "t2ibench_example_trainer"
 
 
 def plugin_env(tmp_path: Path, *roots: Path) -> dict[str, str]:
@@ -68,18 +69,24 @@ def test_entry_points_register_every_door(tmp_path):
 
 
 def test_tiny_run_with_the_plugin(tmp_path):
-    """``t2ibench run --profile tiny`` with the plug-in installed: its prompt type is generated,
-    its encoder feeds the built-in metrics, its metric reads its own input kind, and all of them
-    reach the results table and the report."""
+    """``t2ibench run --profile tiny`` with both example plug-ins installed: the third-party
+    trainer trains with its own key and its checkpoints are re-applied for generation, the prompt
+    type is generated, the encoder feeds the built-in metrics, the metric reads its own input kind,
+    and all of them reach the results table and the report."""
     out = tmp_path / "results"
     cmd = [
-        sys.executable, "-m", "t2ibench", "run", "--trainer", "lora", "--profile", "tiny",
+        sys.executable, "-m", "t2ibench", "run", "--trainer", "scaled-lora", "--set", "scale=2.5",
+        "--profile", "tiny",
         "--no-progress", "--encoders", "clip-l14@tiny,mean-colour",
         "--prompt-types", "train,closeup", "--images-per-leaf", "2", "--steps", "2",
         "--epochs", "2", "--save-epochs", "1", "--save-epochs", "2", "--batch-size", "2", "--out", str(out),
     ]  # fmt: skip
     proc = subprocess.run(
-        cmd, env=plugin_env(tmp_path), capture_output=True, text=True, timeout=900
+        cmd,
+        env=plugin_env(tmp_path, PLUGIN, TRAINER_PLUGIN),
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -87,7 +94,18 @@ def test_tiny_run_with_the_plugin(tmp_path):
     # accept the new names (the schema checks them against the registries).
     df = pd.read_parquet(run_dir / "results" / "results.parquet")
     assert set(df["prompt_type"]) == {"train", "closeup"}
-    assert set(df["checkpoint"]) == {"base", "lora-e000001", "lora-e000002"}
+    assert set(df["checkpoint"]) == {"base", "scaled-lora-e000001", "scaled-lora-e000002"}
+    tuned = df[df["checkpoint"] != "base"]
+    assert set(tuned["scale"]) == {2.5}  # the trainer's own result column
+    # Its checkpoints were applied for generation: tuned images differ from the base model's.
+    tuned_pngs = sorted((run_dir / "images" / "scaled-lora-e000002").rglob("*.png"))
+    assert tuned_pngs and any(
+        p.read_bytes() != q.read_bytes()
+        for p in tuned_pngs
+        for q in (run_dir.parent / ".base-images").rglob(
+            p.relative_to(run_dir / "images" / "scaled-lora-e000002").as_posix()
+        )
+    )
     bright = df[df["metric"] == "brightness"]
     assert set(bright["prompt_type"]) == {"train", "closeup"}
     assert set(bright["encoder"]) == {""} and bright["value"].between(0, 1).all()
@@ -95,7 +113,7 @@ def test_tiny_run_with_the_plugin(tmp_path):
     closeup = df[df["prompt_type"] == "closeup"]
     assert {"brightness", "image_similarity", "text_alignment"} <= set(closeup["metric"])
     report = (run_dir / "report" / "report.html").read_text()
-    for name in ("brightness", "closeup", "exposure"):
+    for name in ("brightness", "closeup", "exposure", "scaled-lora"):
         assert name in report, name
     # one run = one config: the report's raw view (rank tables need ≥ 3 configs)
     raw = pd.read_csv(run_dir / "report" / "raw_values.csv")

@@ -92,9 +92,39 @@ def atomic_save_safetensors(
 
     def write(tmp: Path) -> None:
         save_file(state, tmp, metadata=dict(metadata or {}))
+        _canonical_header(tmp)
         apply_umask(tmp)
 
     return atomic_write_with(path, write)
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, so identical runs give identical bytes.
+
+    safetensors writes its JSON header from a hash map whose order changes from process to
+    process; the content is the same. The header is compact JSON padded with spaces to 8 bytes:
+    the same content with sorted keys has the same length and is written over it in place
+    (else, with other escaping, the header is rewritten with the data after it)."""
+    import json
+    import struct
+
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        header = json.loads(raw)
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data = text.encode("utf-8")
+        padded = data + b" " * (-(8 + len(data)) % 8)
+        if len(padded) == n:
+            f.seek(8)
+            f.write(padded)
+            return
+        rest = f.read()
+        f.seek(0)
+        f.write(struct.pack("<Q", len(padded)) + padded + rest)
+        f.truncate()
 
 
 def bad_tensors(tensors: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:

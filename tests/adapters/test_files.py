@@ -190,3 +190,26 @@ def test_item18_nan_weights_stop_generation_with_one_clear_error(tiny_pipe) -> N
         tiny_pipe.unet.conv_out.bias[0] = float("nan")
     with pytest.raises(T2IBenchError, match="NaN/inf"):
         generate_batch(tiny_pipe, [job], settings)
+
+
+def test_item23_identical_saves_give_identical_bytes(tmp_path: Path) -> None:
+    """safetensors writes its header from a hash map (order changes per map and per process):
+    checkpoints of identical runs must still be byte-identical, so the header is canonicalised."""
+    import torch
+    from safetensors.torch import load_file, safe_open
+
+    from t2ibench.adapters.files import atomic_save_safetensors
+
+    tensors = {
+        f"lora_unet_block_{k}.lora_down.weight": torch.full((2, 3), float(k)) for k in range(12)
+    }
+    meta = {f"ss_key_{k}": f"value {k} é" for k in range(12)}
+    blobs = set()
+    for k in range(6):
+        path = atomic_save_safetensors(tensors, tmp_path / f"c{k}.safetensors", meta)
+        blobs.add(path.read_bytes())
+        loaded = load_file(path)
+        assert all(torch.equal(loaded[n], t) for n, t in tensors.items())
+        with safe_open(path, "pt") as f:
+            assert f.metadata() == meta
+    assert len(blobs) == 1

@@ -92,7 +92,7 @@ def test_toy_grid_runs_keep_their_names_and_settings():
         layers.add_table(where, table)
     cfg = layers.run_config()
     tc = get_trainer(cfg.trainer_name).config(layers.trainer_sources())
-    assert (cfg.base, cfg.dataset, cfg.generate.images_per_leaf) == ("toy", "toy-small", 4)
+    assert (cfg.base, cfg.dataset, cfg.generate.images_per_leaf) == ("toy", "toy-small", 16)
     assert (tc.trainer, tc.factor, tc.lr, tc.epochs, tc.save_epochs, tc.seed) == (
         "lokr",
         4,

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from t2ibench import csvsafe
 from t2ibench.errors import ResultsError
 from t2ibench.fsutil import atomic_write_with, file_sha256
 from t2ibench.toy import world
@@ -408,6 +409,8 @@ def read_outcomes(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     try:
         df = pd.read_csv(path, keep_default_na=True)
+        for col in df.select_dtypes(include="object"):
+            df[col] = df[col].map(csvsafe.unescape_cell)  # written neutralised (csvsafe.to_csv)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such probe outcomes file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -1034,8 +1037,8 @@ def write_validity_report(
     table = validity_table(joined=joined, min_images=min_images, n_boot=n_boot, n_perm=n_perm)
     summary = _summary(outcomes, joined)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_with(out / "validity.csv", lambda t: table.to_csv(t, index=False))
-    atomic_write_with(out / OUTCOMES_NAME, lambda t: outcomes.to_csv(t, index=False))
+    atomic_write_with(out / "validity.csv", lambda t: csvsafe.to_csv(table, t, index=False))
+    atomic_write_with(out / OUTCOMES_NAME, lambda t: csvsafe.to_csv(outcomes, t, index=False))
 
     cf = None
     cf_note = "not computed (--no-counterfactual)."
@@ -1048,7 +1051,9 @@ def write_validity_report(
             cf_note = "not computed: no alter prompt names a base-vocabulary attribute."
         else:
             cf = counterfactual_summary(per_image, n_boot)
-            atomic_write_with(out / "counterfactual.csv", lambda t: cf.to_csv(t, index=False))
+            atomic_write_with(
+                out / "counterfactual.csv", lambda t: csvsafe.to_csv(cf, t, index=False)
+            )
     elif counterfactual:
         cf_note = (
             "not computed: the sweep folder holds no images (only the probe outcomes), and the "

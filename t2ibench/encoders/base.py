@@ -209,6 +209,32 @@ def hub_weights_id(repo_id: str, filenames: Sequence[str]) -> str:
     return f"{repo_id}@unknown-revision"
 
 
+def load_pretrained(
+    model_cls: Any, encoder: str, source: str, **kwargs: Any
+) -> tuple[torch.nn.Module, str]:
+    """A transformers model (``model_cls.from_pretrained``) from a hub id or a local
+    ``save_pretrained`` folder, in float32, and its weights id (``repo@commit``, or a content hash
+    of the local files); a missing model is :func:`missing_weights_error` naming ``encoder``."""
+    check_local_path(encoder, source)
+    path = Path(source).expanduser()
+    local = path.is_dir()
+    try:
+        model = model_cls.from_pretrained(
+            str(path) if local else source,
+            local_files_only=local or hub_offline(),
+            dtype=torch.float32,
+            **kwargs,
+        )
+    except (OSError, ValueError) as exc:
+        raise missing_weights_error(encoder, source, exc) from exc
+    if local:
+        return model, local_weights_id(path)
+    commit = getattr(model.config, "_commit_hash", None)
+    if commit:
+        return model, f"{source}@{commit}"
+    return model, hub_weights_id(source, ["model.safetensors", "pytorch_model.bin"])
+
+
 def tiny_folder(
     name: str, config: dict[str, Any], build: Callable[[Path], None], cache_dir: Path | None = None
 ) -> Path:

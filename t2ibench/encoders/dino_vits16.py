@@ -20,11 +20,7 @@ import torch
 from t2ibench.encoders.base import (
     Encoder,
     EncoderSpec,
-    check_local_path,
-    hub_offline,
-    hub_weights_id,
-    local_weights_id,
-    missing_weights_error,
+    load_pretrained,
     weights_source,
 )
 
@@ -53,27 +49,7 @@ def load_model(source: str, name: str = "dino-vits16") -> tuple[torch.nn.Module,
     """Load a ``ViTModel`` (no pooler) from a hub id or a local ``save_pretrained`` folder."""
     from transformers import ViTModel
 
-    check_local_path(name, source)
-    path = Path(source).expanduser()
-    local = path.is_dir()
-    try:
-        model = ViTModel.from_pretrained(
-            str(path) if local else source,
-            add_pooling_layer=False,
-            local_files_only=local or hub_offline(),
-            dtype=torch.float32,
-        )
-    except (OSError, ValueError) as exc:
-        raise missing_weights_error(name, source, exc) from exc
-    if local:
-        return model, local_weights_id(path)
-    commit = getattr(model.config, "_commit_hash", None)
-    wid = (
-        f"{source}@{commit}"
-        if commit
-        else hub_weights_id(source, ["model.safetensors", "pytorch_model.bin"])
-    )
-    return model, wid
+    return load_pretrained(ViTModel, name, source, add_pooling_layer=False)
 
 
 def build_tiny(folder: Path, config: dict[str, Any]) -> None:

@@ -16,11 +16,7 @@ import torch
 from t2ibench.encoders.base import (
     Encoder,
     EncoderSpec,
-    check_local_path,
-    hub_offline,
-    hub_weights_id,
-    local_weights_id,
-    missing_weights_error,
+    load_pretrained,
     weights_source,
 )
 
@@ -51,26 +47,7 @@ def load_model(source: str, name: str = "dinov2-l") -> tuple[torch.nn.Module, st
     """
     from transformers import Dinov2Model
 
-    check_local_path(name, source)
-    path = Path(source).expanduser()
-    local = path.is_dir()
-    try:
-        model = Dinov2Model.from_pretrained(
-            str(path) if local else source,
-            local_files_only=local or hub_offline(),
-            dtype=torch.float32,
-        )
-    except (OSError, ValueError) as exc:
-        raise missing_weights_error(name, source, exc) from exc
-    if local:
-        return model, local_weights_id(path)
-    commit = getattr(model.config, "_commit_hash", None)
-    wid = (
-        f"{source}@{commit}"
-        if commit
-        else hub_weights_id(source, ["model.safetensors", "pytorch_model.bin"])
-    )
-    return model, wid
+    return load_pretrained(Dinov2Model, name, source)
 
 
 def build_tiny(folder: Path) -> None:

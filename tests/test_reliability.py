@@ -331,7 +331,8 @@ def test_item21_disk_full_outside_image_writing_is_one_line(finished, monkeypatc
     )
     assert code == 2 and "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert "scores.csv" in line and "No space left" in line
+    # the first CSV the analysis writes (raw_values.csv for one config), named with its folder
+    assert str(report) in line and ".csv:" in line and "No space left" in line
 
 
 def test_item21_out_not_a_writable_folder(tmp_path, monkeypatch, capsys):

@@ -20,7 +20,7 @@ never unpickled:
 
 pyiqa would otherwise download OpenAI's CLIP ViT-B/32 (LIQE) and timm's ImageNet ViT-B/8 (MANIQA)
 only to build the architecture (the checkpoints hold all their weights), read LIQE's text features
-from a shared pickle cache, and ``torch.load(weights_only=False)`` the checkpoints. Here the CLIP and
+from a shared pickle cache, and unpickle the checkpoints (``weights_only=False``). Here the CLIP and
 ViT architectures are built with random weights, LIQE's text features are computed from the loaded
 weights, and nothing is written to pyiqa's cache.
 """

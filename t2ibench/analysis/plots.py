@@ -153,33 +153,8 @@ def rank_table_plot(means: pd.DataFrame, ranks: pd.DataFrame, path: Path) -> Pat
 
 
 def beeswarm(result: ShapResult, path: Path) -> Path:
-    """SHAP beeswarm of one (category, target) model; categorical features coloured by code."""
-    import shap
+    """SHAP beeswarm of one (category, target) model: see
+    :func:`t2ibench.analysis.shap_analysis.beeswarm` (levels in order, greyed when not a finding)."""
+    from t2ibench.analysis.shap_analysis import beeswarm as draw
 
-    plt = _pyplot()
-    data = result.data.copy()
-    names = []
-    for f in result.features:
-        col = data[f]
-        if not pd.api.types.is_numeric_dtype(col):
-            cats = sorted(col.unique())
-            data[f] = col.map({c: i for i, c in enumerate(cats)}).astype(float)
-            names.append(_plain(f"{f} ({', '.join(map(str, cats))})" if len(cats) <= 4 else f))
-        else:
-            names.append(_plain(f))
-    if "capacity" in result.features and "algorithm" in result.features:
-        # Native's capacity was folded into algorithm: show no capacity value for it.
-        data.loc[result.data["algorithm"] == "native", "capacity"] = np.nan
-    expl = shap.Explanation(
-        values=result.shap_values,
-        base_values=np.full(len(result.y), result.expected_value),
-        data=data.to_numpy(dtype=float),
-        feature_names=names,
-    )
-    fig = plt.figure(figsize=(7, 3.5))
-    shap.plots.beeswarm(expl, show=False, plot_size=None, max_display=len(names))
-    plt.title(_plain(f"{result.category}: {result.target.label} (R² {result.r2:.2f})"), fontsize=10)
-    fig.tight_layout()
-    out = _save(fig, path)
-    plt.close("all")
-    return out
+    return draw(result, path)

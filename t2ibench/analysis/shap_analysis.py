@@ -6,7 +6,11 @@ mean score over the category's classes. Features (PROTOCOL defaults): ``algorith
 size, 2 for a raised dimension (same dim/alpha ratio) or a lowered LoKr factor, 3 for native
 fine-tuning; configs that change the dim/alpha ratio (alpha 1) or raise the LoKr factor are left out.
 Native's capacity is not a real knob, so its SHAP value is folded into ``algorithm``. The learning-
-rate level is the rank (1 = smallest) of the config's lr among its algorithm's learning rates.
+rate level is the position (1-3) of the config's lr among its algorithm's fixed levels
+(:data:`LR_LEVELS`: the paper's {1e-4, 5e-4, 1e-3}, native {5e-7, 1e-6, 5e-6}), the same whichever
+rates a table or a category holds; a rate outside them (5e-5, 5e-3, native 1e-5) has no level and
+its config is left out, as the authors' notebooks leave it out. An algorithm without fixed levels (a
+plug-in trainer) ranks the rates the whole results table holds for it.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from t2ibench.analysis.aggregate import class_scores
-from t2ibench.analysis.targets import Target, preferred_encoder, report_targets
+from t2ibench.analysis.targets import Target, encoder_preference, report_targets
 
 DEFAULT_FEATURES: tuple[str, ...] = ("algorithm", "preset", "epoch", "capacity", "lr_level")
 CATEGORICAL_FEATURES: frozenset[str] = frozenset({"algorithm", "preset", "caption"})
@@ -33,6 +38,13 @@ NATIVE = "native"
 #: PROTOCOL: scenes and stuffed toys use epoch-10 checkpoints only (later ones are overtrained).
 DEFAULT_CATEGORY_EPOCHS: dict[str, tuple[int, ...]] = {"scene": (10,), "stuffed_toy": (10,)}
 RESIZE_PREFERENCE = ("letterbox", "stretch", "center-crop", "scale", "")
+#: PROTOCOL "Varied one at a time": the three learning rates of each algorithm, level 1-3.
+LR_LEVELS: dict[str, tuple[float, ...]] = {
+    "lora": (1e-4, 5e-4, 1e-3),
+    "loha": (1e-4, 5e-4, 1e-3),
+    "lokr": (1e-4, 5e-4, 1e-3),
+    NATIVE: (5e-7, 1e-6, 5e-6),
+}
 
 
 def resolve_measure(scores: pd.DataFrame, target: Target) -> tuple[str, str, str, str] | None:
@@ -47,13 +59,14 @@ def resolve_measure(scores: pd.DataFrame, target: Target) -> tuple[str, str, str
     if rows.empty:
         return None
     pairs = set(zip(rows["encoder"], rows["resize"], strict=True))
-    # The encoder the metric names first (DINOv2 for fidelity, CLIP for text alignment), then by name.
-    own = preferred_encoder(target.metric)
+    # The encoder the metric names (DINOv2 for fidelity and diversity, CLIP for text alignment),
+    # else one of its family (toy-dino in the toy world: not toy-clip by name), then by name.
+    rank = {enc: encoder_preference(target.metric, enc) for enc, _ in pairs}
 
     def pref(pair: tuple[str, str]) -> tuple:
         enc, res = pair
         r = RESIZE_PREFERENCE.index(res) if res in RESIZE_PREFERENCE else len(RESIZE_PREFERENCE)
-        return (enc != own, r, enc, res)
+        return (rank[enc], r, enc, res)
 
     enc, res = min(pairs, key=pref)
     return target.metric, enc, res, target.prompt_type
@@ -89,7 +102,9 @@ def capacity_of(row: Mapping[str, object], defaults: Mapping[str, Mapping[str, f
 
 
 def checkpoint_features(
-    scores: pd.DataFrame, defaults: Mapping[str, Mapping[str, float]] = DEFAULT_CAPACITY
+    scores: pd.DataFrame,
+    defaults: Mapping[str, Mapping[str, float]] = DEFAULT_CAPACITY,
+    levels: Mapping[str, Sequence[float]] = LR_LEVELS,
 ) -> pd.DataFrame:
     """One row per checkpoint: its config columns plus derived ``capacity`` and ``lr_level``."""
     cols = [c for c in scores.columns if c not in {"value", "score", "higher_is_better"}]
@@ -106,9 +121,41 @@ def checkpoint_features(
     if "capacity" not in out.columns:
         out["capacity"] = [capacity_of(r, defaults) for r in out.to_dict("records")]
     if "lr" in out.columns and "lr_level" not in out.columns:
-        lr = pd.to_numeric(out["lr"], errors="coerce")
-        out["lr_level"] = lr.groupby(out["algorithm"]).rank(method="dense")
+        out["lr_level"] = lr_levels(out["algorithm"], out["lr"], levels)
     return out
+
+
+def lr_levels(
+    algorithm: pd.Series,
+    lr: pd.Series,
+    levels: Mapping[str, Sequence[float]] = LR_LEVELS,
+) -> pd.Series:
+    """Learning-rate level (1 = lowest) of each row: the lr's position in its algorithm's fixed
+    ``levels`` (NaN when it is not one of them); an algorithm ``levels`` lacks ranks the rates
+    present in ``lr`` for it."""
+    rate = pd.to_numeric(lr, errors="coerce")
+    algo = algorithm.astype(str).str.lower()
+    out = pd.Series(np.nan, index=lr.index, dtype="float64")
+    for a, idx in algo.groupby(algo).groups.items():
+        r = rate.loc[idx]
+        if a in levels:
+            fixed = np.asarray(levels[a], dtype="float64")
+            out.loc[idx] = [
+                float(np.flatnonzero(np.isclose(fixed, v, rtol=1e-6, atol=0))[0] + 1)
+                if np.isfinite(v) and np.isclose(fixed, v, rtol=1e-6, atol=0).any()
+                else np.nan
+                for v in r.to_numpy(dtype="float64")
+            ]
+        else:
+            out.loc[idx] = r.rank(method="dense")
+    return out
+
+
+#: A SHAP plot is a finding only when its model predicts held-out data better than a constant by
+#: more than this out-of-sample R² (leave-one-seed-out: another training run of the same configs).
+MIN_OUT_OF_SAMPLE_R2 = 0.05
+#: Out-of-sample schemes: name → the feature column whose values are held out one at a time.
+CV_GROUPS: dict[str, str] = {"seed": "seed", "config": "config"}
 
 
 @dataclass
@@ -127,6 +174,36 @@ class ShapResult:
     r2: float
     epochs: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)
+    #: Out-of-sample R² per scheme (``seed``: leave one seed out; ``config``: leave one config
+    #: out), from the pooled held-out predictions; NaN when the scheme has < 2 groups.
+    r2_out: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def r2_seed(self) -> float:
+        return self.r2_out.get("seed", math.nan)
+
+    @property
+    def r2_config(self) -> float:
+        return self.r2_out.get("config", math.nan)
+
+    @property
+    def is_finding(self) -> bool:
+        """Whether the model beats a constant out of sample (leave-one-seed-out R² above
+        :data:`MIN_OUT_OF_SAMPLE_R2`); without a held-out score it is not a finding either."""
+        r = self.r2_seed
+        return bool(np.isfinite(r) and r > MIN_OUT_OF_SAMPLE_R2)
+
+    @property
+    def warning(self) -> str:
+        """Empty for a finding; else why its SHAP plot is not one."""
+        if self.is_finding:
+            return ""
+        if not np.isfinite(self.r2_seed):
+            return "no out-of-sample R² (one seed): not a finding"
+        return (
+            f"does not beat a constant out of sample (leave-one-seed-out R² {self.r2_seed:.2f} ≤ "
+            f"{MIN_OUT_OF_SAMPLE_R2:g}): not a finding"
+        )
 
     def table(self) -> pd.DataFrame:
         """Wide table: one row per checkpoint with feature values, SHAP values, prediction."""
@@ -141,6 +218,48 @@ class ShapResult:
         return t.reset_index()
 
 
+def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """1 − SSE/SST (SST about the mean of ``y``); NaN for a constant ``y``."""
+    y, pred = np.asarray(y, dtype="float64"), np.asarray(pred, dtype="float64")
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    if ss_tot == 0.0:
+        return math.nan
+    return 1.0 - float(((y - pred) ** 2).sum()) / ss_tot
+
+
+def out_of_sample_r2(fit_predict, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> float:
+    """Leave-one-group-out R²: each group is predicted by a model fitted on the others
+    (``fit_predict(X_train, y_train, X_test)``), and R² is taken over the pooled held-out
+    predictions. NaN with fewer than two groups."""
+    groups = np.asarray(groups)
+    levels = pd.unique(groups)
+    if len(levels) < 2:
+        return math.nan
+    pred = np.full(len(y), np.nan)
+    for g in levels:
+        test = groups == g
+        train_y = y[~test]
+        if np.ptp(train_y) == 0.0:
+            pred[test] = train_y[0]
+            continue
+        pred[test] = fit_predict(X[~test], train_y, X[test])
+    return r2_score(y, pred)
+
+
+def _model(cat: list[str], iterations: int, learning_rate: float, seed: int, thread_count: int):
+    from catboost import CatBoostRegressor
+
+    return CatBoostRegressor(
+        iterations=iterations,
+        learning_rate=learning_rate,
+        random_seed=seed,
+        verbose=False,
+        allow_writing_files=False,
+        thread_count=thread_count,
+        cat_features=cat,
+    )
+
+
 def fit_shap(
     scores: pd.DataFrame,
     category: str,
@@ -153,14 +272,18 @@ def fit_shap(
     seed: int = 0,
     thread_count: int = -1,
     capacity_defaults: Mapping[str, Mapping[str, float]] = DEFAULT_CAPACITY,
+    lr_level_table: Mapping[str, Sequence[float]] = LR_LEVELS,
+    cv: Sequence[str] = tuple(CV_GROUPS),
+    checkpoint_table: pd.DataFrame | None = None,
 ) -> ShapResult | None:
-    """Fit CatBoost on one category and target and explain it with SHAP's TreeExplainer.
+    """Fit CatBoost on one category and target, explain it with SHAP's TreeExplainer and score it
+    out of sample (``cv``: leave one seed out, leave one config out; see :data:`CV_GROUPS`).
 
     Returns None when the data cannot support a model (target absent, < 4 checkpoints, or a
-    constant target).
+    constant target). ``checkpoint_table`` is :func:`checkpoint_features` of ``scores`` (computed
+    when None).
     """
     import shap
-    from catboost import CatBoostRegressor
 
     measure = resolve_measure(scores, target)
     if measure is None:
@@ -179,15 +302,24 @@ def fit_shap(
         return None
     per_class = class_scores(sel)
     y = per_class.groupby("checkpoint")["score"].mean().dropna()
-    # Learning-rate levels rank the rates present in this model's own checkpoints.
-    feats = checkpoint_features(scores[scores["checkpoint"].isin(y.index)], capacity_defaults)
+    feats = (
+        checkpoint_features(scores, capacity_defaults, lr_level_table)
+        if checkpoint_table is None
+        else checkpoint_table
+    )
     missing = [f for f in features if f not in feats.columns]
     if missing:
         raise ValueError(f"SHAP feature(s) {missing} are not columns of the results")
-    X = feats.loc[y.index, list(features)].copy()
-    if "capacity" in X.columns:
-        keep = X["capacity"].notna()
-        X, y = X[keep], y[keep]
+    info = feats.loc[y.index]
+    X = info[list(features)].copy()
+    notes = []
+    for f, why in (("capacity", "capacity outside the levels"), ("lr_level", "lr not a level")):
+        if f in X.columns:
+            keep = X[f].notna()
+            if not keep.all() and "config" in info.columns:
+                dropped = sorted(info.loc[~keep, "config"].astype(str).unique())
+                notes.append(f"left out ({why}): {', '.join(dropped)}")
+            X, y, info = X[keep], y[keep], info[keep]
     if len(y) < 4 or float(y.std()) == 0.0:
         return None
     cat = [
@@ -198,16 +330,20 @@ def fit_shap(
     for f in features:
         if f not in cat:
             X[f] = pd.to_numeric(X[f], errors="coerce").astype("float64")
-    model = CatBoostRegressor(
-        iterations=iterations,
-        learning_rate=learning_rate,
-        random_seed=seed,
-        verbose=False,
-        allow_writing_files=False,
-        thread_count=thread_count,
-        cat_features=cat,
-    )
-    model.fit(X, y.to_numpy())
+    yv = y.to_numpy(dtype="float64")
+
+    def fit_predict(X_train, y_train, X_test):
+        m = _model(cat, iterations, learning_rate, seed, thread_count)
+        m.fit(X_train, y_train)
+        return m.predict(X_test)
+
+    r2_out = {
+        name: out_of_sample_r2(fit_predict, X, yv, info[CV_GROUPS[name]].astype(str).to_numpy())
+        for name in cv
+        if CV_GROUPS[name] in info.columns
+    }
+    model = _model(cat, iterations, learning_rate, seed, thread_count)
+    model.fit(X, yv)
     pred = model.predict(X)
     expl = shap.TreeExplainer(model)
     values = np.asarray(expl.shap_values(X), dtype="float64")
@@ -218,9 +354,6 @@ def fit_shap(
         native = (X["algorithm"] == NATIVE).to_numpy()
         values[native, a] += values[native, c]
         values[native, c] = 0.0
-    yv = y.to_numpy()
-    ss_tot = float(((yv - yv.mean()) ** 2).sum())
-    r2 = 1.0 - float(((yv - pred) ** 2).sum()) / ss_tot
     return ShapResult(
         category=category,
         target=target,
@@ -231,8 +364,10 @@ def fit_shap(
         shap_values=values,
         expected_value=expected,
         prediction=np.asarray(pred, dtype="float64"),
-        r2=r2,
+        r2=r2_score(yv, pred),
         epochs=tuple(epochs) if epochs is not None else None,
+        notes=notes,
+        r2_out=r2_out,
     )
 
 
@@ -246,12 +381,14 @@ def run_shap(
     learning_rate: float = 0.1,
     seed: int = 0,
     thread_count: int = -1,
+    cv: Sequence[str] = tuple(CV_GROUPS),
 ) -> list[ShapResult]:
     """:func:`fit_shap` for every category × target that has data; ``targets`` None = the SHAP
     targets the metrics in ``scores`` declare (``MetricSpec.report.shap``)."""
     if targets is None:
         targets = report_targets("shap", scores["metric"].unique())
     category_epochs = DEFAULT_CATEGORY_EPOCHS if category_epochs is None else category_epochs
+    table = checkpoint_features(scores)
     results = []
     for category in sorted(scores["category"].unique()):
         epochs = category_epochs.get(category)
@@ -271,6 +408,8 @@ def run_shap(
                 learning_rate=learning_rate,
                 seed=seed,
                 thread_count=thread_count,
+                cv=cv,
+                checkpoint_table=table,
             )
             if res is not None:
                 results.append(res)
@@ -278,7 +417,9 @@ def run_shap(
 
 
 def shap_tables(results: Sequence[ShapResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(SHAP values, one row per model with its fit) as data frames."""
+    """(SHAP values, one row per model with its fit) as data frames. The fit table holds the
+    in-sample R² (``r2_train``) beside the out-of-sample ones (``r2_leave_one_seed_out``,
+    ``r2_leave_one_config_out``) and whether the model is a finding."""
     values = (
         pd.concat([r.table() for r in results], ignore_index=True) if results else pd.DataFrame()
     )
@@ -294,11 +435,93 @@ def shap_tables(results: Sequence[ShapResult]) -> tuple[pd.DataFrame, pd.DataFra
                 "epochs": "all" if r.epochs is None else " ".join(map(str, r.epochs)),
                 "n_checkpoints": len(r.y),
                 "r2_train": r.r2,
+                "r2_leave_one_seed_out": r.r2_seed,
+                "r2_leave_one_config_out": r.r2_config,
+                "finding": r.is_finding,
                 "expected_value": r.expected_value,
                 **{f"mean_abs_shap_{f}": float(np.abs(r.shap_values[:, i]).mean())
                    for i, f in enumerate(r.features)},
+                "notes": "; ".join(r.notes),
             }
             for r in results
         ]
     )  # fmt: skip
     return values, fit
+
+
+#: Categorical levels in their natural order (paper figures: LoRA, LoHa, LoKr, native; presets by
+#: how much they train); levels not listed follow, sorted.
+LEVEL_ORDER: dict[str, tuple[str, ...]] = {
+    "algorithm": ("lora", "loha", "lokr", NATIVE),
+    "preset": ("attn-only", "attn-mlp", "full"),
+}
+
+
+def level_codes(feature: str, values: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Codes 0..k-1 of a categorical feature's values in :data:`LEVEL_ORDER` (then sorted), over
+    the levels present only: the colour scale spans the data and names no absent level."""
+    present = [str(v) for v in pd.unique(values.astype(str))]
+    order = [lv for lv in LEVEL_ORDER.get(feature, ()) if lv in present]
+    order += sorted(lv for lv in present if lv not in order)
+    return values.astype(str).map({lv: i for i, lv in enumerate(order)}).astype(float), order
+
+
+def beeswarm(result: ShapResult, path) -> Path:
+    """SHAP beeswarm of one (category, target) model. Categorical features are coloured by level in
+    their natural order (the axis label lists the levels present, low colour first); the title gives
+    the in-sample and out-of-sample R². A model that does not beat a constant out of sample
+    (:attr:`ShapResult.is_finding` false) is drawn grey under its warning."""
+    import shap
+
+    from t2ibench.analysis.plots import _plain, _pyplot, _save
+
+    plt = _pyplot()
+    data = result.data.copy()
+    names = []
+    for f in result.features:
+        col = data[f]
+        if not pd.api.types.is_numeric_dtype(col):
+            data[f], levels = level_codes(f, col)
+            names.append(_plain(f"{f} ({' < '.join(levels)})" if len(levels) <= 4 else f))
+        else:
+            names.append(_plain(f))
+    if "capacity" in result.features and "algorithm" in result.features:
+        # Native's capacity was folded into algorithm: show no capacity value for it.
+        data.loc[result.data["algorithm"] == NATIVE, "capacity"] = np.nan
+    expl = shap.Explanation(
+        values=result.shap_values,
+        base_values=np.full(len(result.y), result.expected_value),
+        data=data.to_numpy(dtype=float),
+        feature_names=names,
+    )
+    fig = plt.figure(figsize=(7.5, 4))
+    shap.plots.beeswarm(expl, show=False, plot_size=None, max_display=len(names))
+    lines = [
+        f"{result.category}: {result.target.label}",
+        f"R² in-sample {result.r2:.2f}; out of sample: leave one seed out {result.r2_seed:.2f}, "
+        f"leave one config out {result.r2_config:.2f}",
+    ]
+    if not result.is_finding:
+        for ax in fig.axes:
+            for coll in ax.collections:
+                coll.set_cmap(plt.get_cmap("Greys"))
+                coll.set_alpha(0.35)
+            for im in ax.images:
+                im.set_cmap(plt.get_cmap("Greys"))
+        fig.axes[0].text(
+            0.5, 0.5, "NOT A FINDING", transform=fig.axes[0].transAxes, ha="center",
+            va="center", fontsize=22, color="0.45", alpha=0.6, rotation=12,
+        )  # fmt: skip
+        lines.append(
+            f"not a finding: no better than a constant on held-out seeds "
+            f"(R² {result.r2_seed:.2f} ≤ {MIN_OUT_OF_SAMPLE_R2:g})"
+            if np.isfinite(result.r2_seed)
+            else "not a finding: one seed, no out-of-sample R²"
+        )
+    fig.suptitle(
+        _plain("\n".join(lines)), fontsize=8, color="black" if result.is_finding else "0.35"
+    )
+    fig.tight_layout()
+    out = _save(fig, Path(path))
+    plt.close("all")
+    return out

@@ -75,3 +75,24 @@ def preferred_encoder(metric: str) -> str | None:
     from t2ibench.metrics import METRICS
 
     return METRICS.get(metric).encoder if metric in METRICS else None
+
+
+def encoder_family(name: str | None) -> str | None:
+    """The registered encoder's ``family`` (``dino``, ``clip``, ...; None when unknown or unset)."""
+    from t2ibench.encoders import ENCODERS
+
+    if not name or name not in ENCODERS:
+        return None
+    return ENCODERS.get(name).family or None
+
+
+def encoder_preference(metric: str, encoder: str) -> int:
+    """0 = the encoder ``metric`` names, 1 = an encoder of the same family (a toy DINO for DINOv2),
+    2 = any other: the analysis reads a metric on the lowest value present."""
+    own = preferred_encoder(metric)
+    if own is None:
+        return 2
+    if encoder == own:
+        return 0
+    family = encoder_family(own)
+    return 1 if family is not None and encoder_family(encoder) == family else 2

@@ -407,7 +407,10 @@ class EncoderSpec:
     """A registry entry: what an encoder is, and how to build it.
 
     ``load(spec, weights, tiny, preprocess, device, dtype, batch_size, cache_dir)`` returns an Encoder;
-    ``weights=None`` means ``default_weights``.
+    ``weights=None`` means ``default_weights``. ``family`` names the kind of model the encoder is or
+    stands in for (``dino``, ``clip``, ``convnext``, ``vgg``; a toy encoder names the family it
+    imitates): where a run lacks the encoder a metric names, the analysis reads the metric on an
+    encoder of the same family (DINO-like for fidelity and diversity), never on the first by name.
     """
 
     name: str
@@ -423,6 +426,7 @@ class EncoderSpec:
     size: int = 224
     square_only: bool = False  # a fixed position embedding cannot take ``scale``'s rectangles
     normalize: bool = True
+    family: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ENCODER_KINDS:

@@ -151,6 +151,7 @@ def _register() -> None:
             default_weights=DEFAULT_WEIGHTS,
             feature_desc="(n, 768) after projection; texts (n, 768)",
             description="OpenCLIP ViT-L-14 DataComp-XL, image and text features after the projection",
+            family="clip",
             load=load,
             mean=OPENAI_CLIP_MEAN,
             std=OPENAI_CLIP_STD,

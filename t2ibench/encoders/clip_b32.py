@@ -56,6 +56,7 @@ def _register() -> None:
             default_weights=DEFAULT_WEIGHTS,
             feature_desc="(n, 512) after projection; texts (n, 512)",
             description="OpenAI CLIP ViT-B/32 (open_clip), image and text features after the projection",
+            family="clip",
             load=load,
             mean=OPENAI_CLIP_MEAN,
             std=OPENAI_CLIP_STD,

@@ -98,6 +98,7 @@ def _register() -> None:
             default_weights=DEFAULT_WEIGHTS,
             feature_desc="(n, 1536) pre-logits",
             description="ConvNeXt V2-L (timm, FCMAE, in22k→in1k 384), pre-logits features",
+            family="convnext",
             load=load,
             interpolation="bicubic",
             default_resize="letterbox",

@@ -89,6 +89,7 @@ def dino_spec(name: str, patch_size: int, weights: str) -> EncoderSpec:
         default_weights=weights,
         feature_desc="(n, 384) CLS",
         description=f"DINO v1 ViT-S/{patch_size} (transformers ViTModel), CLS after the final norm",
+        family="dino",
         load=make_load(patch_size),
         interpolation="bicubic",
         default_resize="center-crop",

@@ -82,6 +82,7 @@ def _register() -> None:
             default_weights=DEFAULT_WEIGHTS,
             feature_desc="(n, 1024) CLS",
             description="DINOv2 ViT-L/14 (transformers), CLS token after the final layernorm",
+            family="dino",
             load=load,
             interpolation="bicubic",
             default_resize="letterbox",

@@ -18,6 +18,7 @@ register_encoder(
         default_weights="facebook/dinov2-base",
         feature_desc="(n, 768) CLS",
         description="DINOv2 ViT-B/14 (transformers), CLS token after the final layernorm",
+        family="dino",
         load=dinov2.load,
         interpolation="bicubic",
         default_resize="center-crop",

@@ -178,6 +178,7 @@ def _register() -> None:
             default_weights=DEFAULT_WEIGHTS,
             feature_desc="5 × (n, C, C) Gram, C = 64, 128, 256, 512, 512",
             description="torchvision VGG-19, conv1_1…conv5_1 before ReLU, Gram matrices (style loss)",
+            family="vgg",
             load=load,
             interpolation="bilinear",
             default_resize="scale",

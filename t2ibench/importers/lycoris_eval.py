@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,11 @@ CONFIG_COLUMN_RENAMES = {"algo": "algorithm"}
 #: The mapping calls native fine-tuning "full" (all weights); the schema calls it "native".
 ALGORITHM_ALIASES = {"full": "native"}
 NUMERIC_CONFIG_COLUMNS = ("lr", "dim", "alpha", "factor")
+#: Configs the authors' analysis notebooks leave out (``keywords_to_exclude = ['1027', '1007',
+#: '1017']`` in results/notebooks/shap and xy_plot): the learning rates outside the paper's three
+#: levels (LoRA 5e-5, LoHa and LoKr 5e-3). ``exclude_configs=PAPER_EXCLUDED_CONFIGS`` gives the
+#: paper's config set.
+PAPER_EXCLUDED_CONFIGS: tuple[str, ...] = ("exp-1007", "exp-1017", "exp-1027")
 
 _ENC = "|".join(sorted(map(re.escape, ENCODER_MAP), key=len, reverse=True))
 _RES = "|".join(RESIZE_MAP)
@@ -156,19 +162,31 @@ def read_config_mapping(path: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
+def _excluded(configs: pd.Series, exclude: Iterable[str]) -> pd.Series:
+    """Whether each config is named in ``exclude`` (whole name, or its ``exp-<n>`` number)."""
+    names = {str(e) for e in exclude}
+    if not names:
+        return pd.Series(False, index=configs.index)
+    number = configs.astype(str).str.extract(r"^(exp-\d+)", expand=False)
+    return configs.astype(str).isin(names) | number.isin(names)
+
+
 def import_lycoris_eval(
     metrics_csv: str | os.PathLike,
     config_mapping: str | os.PathLike | pd.DataFrame | None = None,
     *,
     final_epoch: int = DEFAULT_FINAL_EPOCH,
     keep_means: bool = False,
+    exclude_configs: Iterable[str] = (),
 ) -> pd.DataFrame:
     """Convert one evaluation-code CSV into results rows (not yet written; see
     :func:`t2ibench.results.write_results`).
 
     Folder rows that have descendants in the file are folder means and are dropped unless
-    ``keep_means`` (then their ``leaf`` is the folder path). Unknown columns, unparseable folders,
-    and configs missing from ``config_mapping`` raise :class:`ResultsError` naming them.
+    ``keep_means`` (then their ``leaf`` is the folder path). Configs named in ``exclude_configs``
+    (a full name, or its ``exp-<n>`` prefix; :data:`PAPER_EXCLUDED_CONFIGS` for the paper's set)
+    are left out. Unknown columns, unparseable folders, and configs missing from
+    ``config_mapping`` raise :class:`ResultsError` naming them.
     """
     path = Path(metrics_csv)
     try:
@@ -258,6 +276,11 @@ def import_lycoris_eval(
         block["value"] = values[s.column].to_numpy(dtype="float64")
         frames.append(block)
     out = pd.concat(frames, ignore_index=True)
+    drop = _excluded(out["config"], exclude_configs)
+    if drop.any():
+        out = out[~drop].reset_index(drop=True)
+        if out.empty:
+            raise ResultsError(f"{path}: every config is excluded ({list(exclude_configs)})")
 
     if config_mapping is not None:
         mapping = (

@@ -190,6 +190,7 @@ def _register() -> None:
     specs = [
         EncoderSpec(
             name="toy-clip",
+            family="clip",  # stands in for CLIP
             kind="image-text",
             default_weights=str(WEIGHTS / "toy-clip"),
             feature_desc="(n, 128) L2-normalised, image and text",
@@ -198,6 +199,7 @@ def _register() -> None:
         ),
         EncoderSpec(
             name="toy-dino",
+            family="dino",  # stands in for DINOv2
             kind="image",
             default_weights=str(WEIGHTS / "toy-dino"),
             feature_desc="(n, 128) embedding",
@@ -206,6 +208,7 @@ def _register() -> None:
         ),
         EncoderSpec(
             name="toy-gram",
+            family="vgg",  # stands in for VGG-19
             kind="gram",
             default_weights=str(WEIGHTS / "toy-dino"),
             feature_desc="3 × (n, C, C) Gram, C = 32, 64, 128",

@@ -103,3 +103,74 @@ def test_aggregation_skips_missing_scores():
     df = scored(rows([0.2, np.nan, 0.6]).assign(config="c", seed=["a", "b", "c"]))
     cat = aggregate(df)["category"].iloc[0]
     assert cat["n"] == 2 and cat["mean"] == pytest.approx(0.4)
+
+
+def _three_seed_scores(rng, n_sims, mu=0.6, sd=0.2):
+    """``n_sims`` configs, each one category with one class scored by 3 seeds drawn from
+    N(mu, sd): the category mean's true value is ``mu``."""
+    v = rng.normal(mu, sd, size=(n_sims, 3))
+    recs = {
+        "checkpoint": [f"ck{i}-{s}" for i in range(n_sims) for s in "abc"],
+        "config": [f"c{i}" for i in range(n_sims) for _ in "abc"],
+        "seed": [s for _ in range(n_sims) for s in "abc"],
+    }
+    n = 3 * n_sims
+    return pd.DataFrame(
+        {**recs, "epoch": 10, "category": "scene", "class": "castle", "leaf": "scene/castle",
+         "prompt_type": "train", "metric": "vendi", "encoder": "dinov2-l", "resize": "stretch",
+         "value": v.ravel(), "score": v.ravel()},
+        index=range(n),
+    )  # fmt: skip
+
+
+def test_category_interval_covers_95_percent_with_three_seeds():
+    # The regression: a percentile bootstrap over 3 units covered ~75 % of the true mean.
+    rng = np.random.default_rng(7)
+    mu = 0.6
+    df = _three_seed_scores(rng, 2000, mu=mu)
+    cat = aggregate(df, bootstrap=200, seed=3)["category"]
+    assert (cat["n"] == 3).all() and (cat["interval"] == "Student-t").all()
+    covered = ((cat["ci_low"] <= mu) & (mu <= cat["ci_high"])).mean()
+    assert 0.93 <= covered <= 0.97, covered
+    # the t interval is wider than a ±2 SE one at n = 3 (t_2 = 4.30)
+    half = (cat["ci_high"] - cat["mean"]) / cat["se"]
+    assert half.to_numpy() == pytest.approx(4.302653, rel=1e-5)
+
+
+def test_percentile_bootstrap_over_three_units_under_covers():
+    # Why the t interval: the percentile bootstrap's coverage at n = 3, measured the same way.
+    rng = np.random.default_rng(11)
+    v = rng.normal(0.0, 1.0, size=(2000, 3))
+    idx = rng.integers(0, 3, size=(400, 3))
+    boot = v[:, idx].mean(axis=2)  # (sims, resamples)
+    lo, hi = np.quantile(boot, [0.025, 0.975], axis=1)
+    covered = ((lo <= 0) & (0 <= hi)).mean()
+    assert 0.70 <= covered <= 0.80, covered
+
+
+def test_all_level_interval_uses_welch_satterthwaite():
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    a = _three_seed_scores(rng, 1)
+    b = _three_seed_scores(rng, 1).assign(category="anime", **{"class": "x"}, leaf="anime/x")
+    agg = aggregate(pd.concat([a, b], ignore_index=True))
+    cat = agg["category"].set_index("category")
+    row = agg["all"].iloc[0]
+    se2 = cat["se"] ** 2
+    df = se2.sum() ** 2 / ((se2**2) / (cat["n"] - 1)).sum()
+    half = stats.t.ppf(0.975, df) * row["se"]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (row["mean"] - half, row["mean"] + half)
+    )
+
+
+def test_bootstrap_uses_bca_only_with_enough_units():
+    rng = np.random.default_rng(2)
+    many = pd.concat(
+        [_three_seed_scores(rng, 1).assign(**{"class": f"k{i}"}, leaf=f"scene/k{i}")
+         for i in range(8)], ignore_index=True,
+    )  # fmt: skip  # 24 units in one category
+    cat = aggregate(many, bootstrap=500, seed=0)["category"].iloc[0]
+    assert cat["n"] == 24 and cat["interval"] == "BCa bootstrap"
+    assert cat["ci_low"] < cat["mean"] < cat["ci_high"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from t2ibench import csvsafe
-from t2ibench.analysis.aggregate import aggregate, config_columns
+from t2ibench.analysis.aggregate import aggregate, config_columns, interval_note
 from t2ibench.analysis.anchors import read_anchors
 from t2ibench.analysis.images import seed_paired_grids
 from t2ibench.analysis.raw import (
@@ -36,16 +36,18 @@ from t2ibench.analysis.shap_analysis import (
     DEFAULT_FEATURES,
     checkpoint_features,
     run_shap,
+    shap_section,
     shap_tables,
 )
 from t2ibench.analysis.tables import (
-    PAPER_TABLE1,
+    add_epoch_claims,
     check_epoch_claims,
-    compare_with_paper,
     config_table,
     epoch_change,
     epoch_trends,
     rank_table,
+    table1,
+    table1_section,
     varied_hyperparameter,
 )
 from t2ibench.analysis.targets import Target, report_targets
@@ -271,11 +273,12 @@ def analyze(
         change = epoch_change(trends)
         _write_csv(trends, out / "epoch_trends.csv", files, index=False)
         _write_csv(change, out / "epoch_change.csv", files, index=False)
-        claims = check_epoch_claims(aggs["category"], scores)
+        claims = check_epoch_claims(scores)
         _write_csv(claims, out / "epoch_claims.csv", files, index=False)
-        means, ranks = rank_table(aggs["all"], scores, criteria)
-        rank_out = pd.concat({"mean_score": means, "rank": ranks}, names=["table", "criterion"])
-        _write_csv(rank_out, out / "rank_table.csv", files)
+        t1 = table1(scores, criteria, seed=seed)
+        means, ranks = rank_table(None, scores, criteria)
+        _write_csv(t1.table, out / "rank_table.csv", files, index=False)
+        _write_csv(t1.order, out / "table1_order.csv", files, index=False)
         if shap:
             have = checkpoint_features(scores).columns
             missing = [f for f in shap_features if f not in have]
@@ -304,7 +307,7 @@ def analyze(
         _write_csv(shap_values, out / "shap_values.csv", files, index=False)
         _write_csv(shap_fit, out / "shap_fit.csv", files, index=False)
         sections += _sections(
-            scores, aggs, trends, change, claims, means, ranks, shap_fit, shap_results, out,
+            scores, aggs, trends, change, claims, t1, shap_fit, shap_results, out,
             plots, files, shap_note, bootstrap=bootstrap,
         )  # fmt: skip
     sections += list(extra_sections)
@@ -363,7 +366,7 @@ def _overview(source, df, dirs, n_configs, n_checkpoints, active) -> Section:
 
 
 def _sections(
-    scores, aggs, trends, change, claims, means, ranks, shap_fit, shap_results,
+    scores, aggs, trends, change, claims, t1, shap_fit, shap_results,
     out, plots, files, shap_note, bootstrap,
 ) -> list[Section]:  # fmt: skip
     import t2ibench.analysis.plots as P
@@ -375,23 +378,12 @@ def _sections(
         + " the checkpoints are ranked (ties: average rank) and score = (rank − 1)/(n − 1), "
         "1 = best; missing values stay missing and do not count in n. Leaves are averaged into "
         "classes, classes into categories (plain means); error bars are standard errors over "
-        "seeds × classes"
-        + (
-            f"; {bootstrap}-resample bootstrap 95% intervals in the aggregate CSVs."
-            if bootstrap
-            else "."
-        )
+        "seeds × classes. " + interval_note(bootstrap)
     )
     sections.append(rs)
 
     ep = Section("Epochs (paper §5.3.2)")
-    if not claims.empty:
-        ep.text(
-            "The paper's epoch findings: for anime and movie characters image similarity (train "
-            "prompts) rises and text alignment falls from epoch 10 to 50; for scenes and stuffed "
-            "toys image similarity falls (overtraining with few images)."
-        )
-        ep.table(claims, "the paper's epoch findings checked on these results")
+    add_epoch_claims(ep, claims)
     if change.empty:
         ep.text("Only one epoch in the results: no epoch trend to report.")
     else:
@@ -412,27 +404,7 @@ def _sections(
         ep.table(wide.reset_index(), "mean score per epoch", max_rows=200)
     sections.append(ep)
 
-    rk = Section("Algorithms (Table 1 style)")
-    if means.empty:
-        rk.text("No algorithm groups or criterion measurements in the results.")
-    else:
-        rk.text(
-            "Each algorithm's default config (native fine-tuning split by learning rate), mean score "
-            "over epochs, categories and each criterion's measurements; rank 1 = lowest score, as "
-            "in the paper's Table 1 where a larger number means more of the criterion."
-        )
-        rk.table(ranks, "rank")
-        rk.table(means, "mean score")
-        cmp = compare_with_paper(ranks)
-        if not cmp.empty:
-            rk.table(cmp.set_index("criterion"), "order among the groups shared with the paper")
-        rk.table(pd.DataFrame(PAPER_TABLE1), "the paper's Table 1 (ranks)")
-        if plots:
-            p = P.rank_table_plot(means, ranks, out / "plots" / "rank_table.png")
-            if p:
-                files.append(p)
-                rk.figure(p, "rank table")
-    sections.append(rk)
+    sections.append(table1_section(scores, result=t1, plots=plots, out=out, files=files))
 
     if plots:
         sc = Section("Metric pairs")
@@ -449,29 +421,11 @@ def _sections(
             sc.text("No metric pair present in the results.")
         sections.append(sc)
 
-    sh = Section("CatBoost + SHAP")
-    if shap_note:
-        sh.text(shap_note + ".")
-    elif shap_fit.empty:
-        sh.text(
-            "No SHAP model (no target present, fewer than "
-            f"{MIN_CHECKPOINTS_FOR_SHAP} checkpoints, or too few per category)."
-        )
-    else:
-        sh.text(
-            "CatBoostRegressor per category and target on each checkpoint's mean score; R² is the "
-            "in-sample fit. Native fine-tuning's capacity SHAP value is folded into algorithm."
-        )
-        cols = ["category", "target", "epochs", "n_checkpoints", "r2_train"] + [
-            c for c in shap_fit.columns if c.startswith("mean_abs_shap_")
-        ]
-        sh.table(shap_fit[cols], "model fit and mean |SHAP| per feature")
-        if plots:
-            for r in shap_results:
-                name = f"shap_{r.category}_{r.measure[0]}_{r.measure[3]}.png".replace("/", "_")
-                p = P.beeswarm(r, out / "plots" / name)
-                files.append(p)
-                sh.figure(p, f"{_label(r.category)}: {r.target.label}")
+    sh = shap_section(
+        shap_fit, shap_results, note=shap_note, plots=plots, out=out, files=files, label=_label,
+        empty_text="No SHAP model (no target present, fewer than "
+        f"{MIN_CHECKPOINTS_FOR_SHAP} checkpoints, or too few per category).",
+    )  # fmt: skip
     sections.append(sh)
 
     return sections

@@ -525,3 +525,62 @@ def beeswarm(result: ShapResult, path) -> Path:
     out = _save(fig, Path(path))
     plt.close("all")
     return out
+
+
+def shap_section(
+    shap_fit: pd.DataFrame,
+    results: Sequence[ShapResult],
+    *,
+    note: str = "",
+    empty_text: str = "No SHAP model.",
+    plots: bool = False,
+    out=None,
+    files: list | None = None,
+    label=str,
+):
+    """The "CatBoost + SHAP" report section: in-sample and out-of-sample R² per model, then the
+    beeswarms, findings first; a model that does not beat a constant out of sample is drawn grey
+    and listed as not a finding."""
+    from t2ibench.analysis.report import Section
+
+    sh = Section("CatBoost + SHAP")
+    if note:
+        return sh.text(note + ".")
+    if shap_fit.empty:
+        return sh.text(empty_text)
+    sh.text(
+        "CatBoostRegressor per category and target on each checkpoint's mean score. R² in-sample "
+        "is the fit to the training rows; out of sample, each seed (leave-one-seed-out: another "
+        "training run of configs the model has seen) and each config (leave-one-config-out: a "
+        "config it has not seen) is predicted by a model fitted on the rest, and R² is taken over "
+        "the pooled held-out predictions (≤ 0: no better than a constant). A SHAP plot is a "
+        f"finding only when the leave-one-seed-out R² exceeds {MIN_OUT_OF_SAMPLE_R2:g}; the others "
+        "are drawn grey under that warning. Native fine-tuning's capacity SHAP value is folded "
+        "into algorithm; categorical features are coloured by level in the order their label "
+        "lists (low colour first)."
+    )
+    cols = ["category", "target", "epochs", "n_checkpoints", "r2_train", "r2_leave_one_seed_out",
+            "r2_leave_one_config_out", "finding"]  # fmt: skip
+    sh.table(shap_fit[cols], "model fit: in-sample and out-of-sample R²", max_rows=200)
+    sh.table(
+        shap_fit[["category", "target"] + [c for c in shap_fit.columns
+                                           if c.startswith("mean_abs_shap_")]],
+        "mean |SHAP| per feature", max_rows=200,
+    )  # fmt: skip
+    weak = [r for r in results if not r.is_finding]
+    if weak:
+        sh.bullets(
+            [f"not a finding: {label(r.category)}, {r.target.label} — {r.warning}" for r in weak]
+        )
+    notes = sorted({n for r in results for n in r.notes})
+    if notes:
+        sh.bullets(notes)
+    if plots and out is not None:
+        for r in sorted(results, key=lambda r: not r.is_finding):
+            name = f"shap_{r.category}_{r.measure[0]}_{r.measure[3]}.png".replace("/", "_")
+            p = beeswarm(r, out / "plots" / name)
+            if files is not None:
+                files.append(p)
+            grey = "" if r.is_finding else " (grey: not a finding)"
+            sh.figure(p, f"{label(r.category)}: {r.target.label}{grey}")
+    return sh

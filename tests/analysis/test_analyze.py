@@ -9,6 +9,8 @@ from t2ibench.cli import app
 from t2ibench.errors import ResultsError
 from t2ibench.results import write_results
 
+ALIGN = "text_alignment <alter> (clip-l14, stretch)"
+
 
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
@@ -30,8 +32,10 @@ def test_analyze_writes_report(results_dir, tmp_path):
     assert re.search(r"src='data:image/png;base64,", html)  # figures embedded
     assert "score" in res.scores.columns and len(res.scores) == len(synthetic_results(("a", "b")))
     # the synthetic trends: fidelity rises for characters, falls for overtrained scenes
-    claims = res.epoch_claims.set_index(["category", "claim"])
-    assert claims["agrees"].all() and len(claims) == 6
+    claims = res.epoch_claims.set_index(["category", "measure"])["outcome"]
+    assert len(claims) == 6 and (claims.drop(("anime", ALIGN)) == "agrees").all()
+    # the synthetic text alignment falls for every category; the paper has it rise for anime
+    assert claims[("anime", ALIGN)] == "contradicts"
     assert {"lora", "loha", "lokr"} <= set(res.ranks.columns)
     assert not res.shap_fit.empty
 

@@ -60,3 +60,71 @@ def test_absent_target_gives_none(scores):
     with pytest.raises(ValueError):
         Target.parse("vendi")
     assert isinstance(scores, pd.DataFrame)
+
+
+def test_lr_levels_are_fixed_per_algorithm_not_ranks_of_the_rates_present():
+    from t2ibench.analysis.shap_analysis import lr_levels
+
+    algo = pd.Series(["lora", "lora", "loha", "native", "native", "lokr", "lora"])
+    lr = pd.Series([5e-4, 1e-3, 5e-4, 1e-6, 5e-6, 5e-3, 5e-5])
+    levels = lr_levels(algo, lr).tolist()
+    # 5e-4 is level 2 whichever rates are present (a rank among {5e-4, 1e-3} made it 1);
+    # rates outside the levels (5e-3, 5e-5) have none
+    assert levels[:5] == [2.0, 3.0, 2.0, 2.0, 3.0]
+    assert np.isnan(levels[5]) and np.isnan(levels[6])
+    # a plug-in algorithm without fixed levels ranks its rates
+    assert lr_levels(pd.Series(["mine", "mine"]), pd.Series([0.3, 0.1])).tolist() == [2.0, 1.0]
+
+
+def test_a_config_outside_the_lr_levels_is_left_out_and_named(scores):
+    df = synthetic_results(seeds=("a", "b"))
+    df.loc[df["config"] == "exp-3-lora-lr1e-3", "lr"] = 5e-3
+    res = fit_shap(rank_normalise(df), "people", Target("image_similarity", "train"),
+                   iterations=20, cv=())  # fmt: skip
+    assert not res.data.index.str.contains("exp-3-lora").any()
+    assert any("exp-3-lora-lr1e-3" in n and "lr" in n for n in res.notes)
+
+
+def test_out_of_sample_r2_separates_signal_from_noise():
+    df = synthetic_results(seeds=("a", "b", "c"))
+    sig = rank_normalise(df)
+    res = fit_shap(sig, "people", Target("image_similarity", "train"), iterations=60)
+    assert res.r2_seed > 0.5 and res.is_finding and res.warning == ""
+    # the same design with values that do not depend on any feature
+    noise = df.assign(value=np.random.default_rng(0).normal(size=len(df)))
+    res = fit_shap(rank_normalise(noise), "people", Target("image_similarity", "train"),
+                   iterations=60)  # fmt: skip
+    assert res.r2 > 0.05  # in-sample, the trees fit the noise...
+    assert res.r2_seed <= 0.05 and res.r2_config <= 0.05  # ...which held-out runs expose
+    assert not res.is_finding and "does not beat a constant" in res.warning
+
+
+def test_leave_one_group_out_r2_is_computed_on_held_out_predictions():
+    from t2ibench.analysis.shap_analysis import out_of_sample_r2
+
+    X = pd.DataFrame({"x": [0.0, 1.0, 0.0, 1.0]})
+    y = np.array([0.0, 1.0, 0.2, 0.8])
+    seen = []
+
+    def fit_predict(X_train, y_train, X_test):
+        seen.append((list(X_train.index), list(X_test.index)))
+        return np.full(len(X_test), y_train.mean())  # a constant: the training mean
+
+    r2 = out_of_sample_r2(fit_predict, X, y, np.array(["a", "a", "b", "b"]))
+    assert seen == [([2, 3], [0, 1]), ([0, 1], [2, 3])]
+    assert r2 <= 0.0  # a constant never beats the mean out of sample
+    assert np.isnan(out_of_sample_r2(fit_predict, X, y, np.array(["a"] * 4)))
+
+
+def test_categorical_levels_are_ordered_and_only_present_ones(tmp_path, scores):
+    from t2ibench.analysis.shap_analysis import beeswarm, level_codes
+
+    codes, levels = level_codes("preset", pd.Series(["full", "attn-mlp", "full"]))
+    assert levels == ["attn-mlp", "full"]  # no attn-only: not in the data, not in the label
+    assert codes.tolist() == [1.0, 0.0, 1.0]
+    _, levels = level_codes("algorithm", pd.Series(["native", "lokr", "lora", "loha"]))
+    assert levels == ["lora", "loha", "lokr", "native"]  # the paper's order, not alphabetical
+    res = fit_shap(scores, "anime", Target("text_alignment", "alter"), iterations=20, cv=())
+    assert not res.is_finding  # no out-of-sample R² computed: not a finding
+    p = beeswarm(res, tmp_path / "b.png")
+    assert p.is_file() and p.stat().st_size > 1000

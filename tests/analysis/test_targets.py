@@ -79,3 +79,32 @@ def test_a_new_metric_reaches_the_report_without_edits(sharpness, tmp_path):
     assert "crispness" in report and "sharpness" in report
     means, _ = rank_table(res.aggregates["all"], res.scores)
     assert "crispness" in means.index
+
+
+def _two_encoders(metric, encoders, prompt_type="train"):
+    rows = []
+    for i, enc in enumerate(encoders):
+        for ck in ("c1", "c2"):
+            rows.append(dict(checkpoint=ck, config=ck, seed="a", epoch=1, category="k",
+                             **{"class": "k"}, leaf="k", prompt_type=prompt_type, metric=metric,
+                             encoder=enc, resize="stretch", value=0.1 * i))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_fidelity_and_diversity_read_the_dino_like_encoder_of_the_run():
+    from t2ibench.analysis.shap_analysis import resolve_measure
+    from t2ibench.analysis.targets import encoder_family
+
+    assert encoder_family("toy-dino") == encoder_family("dinov2-l") == "dino"
+    assert encoder_family("toy-clip") == encoder_family("clip-l14") == "clip"
+    assert encoder_family("not-registered") is None
+    # the toy world: toy-clip sorts first by name, but fidelity and diversity are DINO measures
+    for metric in ("image_similarity", "vendi"):
+        df = _two_encoders(metric, ["toy-clip", "toy-dino"])
+        assert resolve_measure(df, Target(metric, "train"))[1] == "toy-dino"
+    # text alignment names CLIP: its toy stand-in wins over a DINO-like encoder
+    df = _two_encoders("text_alignment", ["dino-vits16", "toy-clip"], "alter")
+    assert resolve_measure(df, Target("text_alignment", "alter"))[1] == "toy-clip"
+    # the metric's own encoder beats one of its family
+    df = _two_encoders("image_similarity", ["dinov2-l", "dinov2-b", "toy-dino"])
+    assert resolve_measure(df, Target("image_similarity", "train"))[1] == "dinov2-l"

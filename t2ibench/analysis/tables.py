@@ -166,13 +166,19 @@ def criterion_units(
                 & (mine["prompt_type"] == pt)
             ]
             if not rows.empty:
-                parts.append(class_scores(rows).assign(criterion=crit))
+                label = f"{metric} <{pt}> ({enc}, {res or 'no resize'})"
+                parts.append(class_scores(rows).assign(criterion=crit, measure=label))
     if not parts:
         return pd.DataFrame(columns=cols)
     t = pd.concat(parts, ignore_index=True)
     t["group"] = t["config"].map(cfg_group)
     keys = ["criterion", "group", "epoch", "category", "class", "seed"]
-    return t.groupby(keys, dropna=False, sort=True)["score"].mean().reset_index()[cols]
+    out = t.groupby(keys, dropna=False, sort=True)["score"].mean().reset_index()[cols]
+    # criterion → the measurements found (for the report's description)
+    out.attrs["measures"] = {
+        c: list(dict.fromkeys(g["measure"])) for c, g in t.groupby("criterion", sort=False)
+    }
+    return out
 
 
 def _epoch_blocks(units: pd.DataFrame, epochs) -> list[tuple[str, pd.DataFrame]]:
@@ -218,6 +224,8 @@ class Table1:
     epochs: object = EACH_EPOCH
     n_boot: int = 0
     criteria: Mapping[str, Sequence[Target]] = field(default_factory=dict)
+    #: criterion → the measurements found in the results (metric <prompt type> (encoder, resize))
+    measures: Mapping[str, list[str]] = field(default_factory=dict)
 
     def wide(self, value: str = "rank") -> pd.DataFrame:
         """criterion × group rows, one column per epoch block (side by side)."""
@@ -317,7 +325,7 @@ def table1(
         columns=["criterion", "epoch", "groups", "paper_order", "data_order", "agrees",
                  "p_paper_order", "p_data_order", "n_units"],
     )  # fmt: skip
-    return Table1(table, order, epochs, n_boot, dict(criteria))
+    return Table1(table, order, epochs, n_boot, dict(criteria), units.attrs.get("measures", {}))
 
 
 def rank_table(
@@ -588,10 +596,7 @@ def table1_section(
     )  # fmt: skip
     if t1.table.empty:
         return sec.text("No algorithm groups or criterion measurements in the results.")
-    crit = t1.criteria or criteria or table1_criteria(scores["metric"].unique())
-    how = "; ".join(
-        f"{c}: " + ", ".join(f"{t.metric} <{t.prompt_type}>" for t in ts) for c, ts in crit.items()
-    )
+    how = "; ".join(f"{c}: " + ", ".join(ms) for c, ms in t1.measures.items())
     sec.text(
         "Each algorithm's default config (native fine-tuning split by learning rate: the paper's "
         "native (low lr) = 1e-6, native (high lr) = 5e-6). A group's score for a criterion is the "

@@ -110,7 +110,7 @@ def test_out_of_sample_r2_flags_the_anime_models(scores):
 
 @pytest.mark.slow
 def test_reference_report_shows_the_epoch_findings(tmp_path):
-    res = analyze(REF, tmp_path, shap=False, plots=False)
+    res = analyze(REF, tmp_path, plots=False, shap_targets=[Target("text_alignment", "alter")])
     claims = res.epoch_claims.set_index(["category", "measure"])
     assert len(claims) == 6
     img = "image_similarity <train> (dinov2-l, letterbox)"
@@ -126,3 +126,8 @@ def test_reference_report_shows_the_epoch_findings(tmp_path):
     assert order[order["epoch"].astype(str) == "10"]["agrees"].all()
     html = (tmp_path / "report.html").read_text()
     assert "p_paper_order" in html and "epoch 10" in html
+    # out-of-sample R² beside the in-sample one; the anime model is flagged
+    assert "r2_leave_one_seed_out" in html and "r2_leave_one_config_out" in html
+    assert "not a finding: anime characters, text_alignment &lt;alter&gt;" in html
+    fit = res.shap_fit.set_index("category")
+    assert not fit.loc["anime", "finding"] and fit.loc["people", "finding"]

@@ -36,9 +36,9 @@ from t2ibench.analysis.shap_analysis import (
     DEFAULT_FEATURES,
     checkpoint_features,
     run_shap,
-    shap_section,
     shap_tables,
 )
+from t2ibench.analysis.shap_report import shap_section
 from t2ibench.analysis.tables import (
     add_epoch_claims,
     check_epoch_claims,

@@ -1,4 +1,5 @@
-"""Headless matplotlib figures: metric-pair scatter plots, the rank table, SHAP beeswarms."""
+"""Headless matplotlib figures: metric-pair scatter plots, the rank table (SHAP beeswarms:
+:mod:`t2ibench.analysis.shap_report`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from t2ibench.analysis.shap_analysis import ShapResult, resolve_measure
+from t2ibench.analysis.shap_analysis import resolve_measure
 from t2ibench.analysis.targets import Target, pair_targets
 from t2ibench.fsutil import atomic_write_with
 
@@ -150,11 +151,3 @@ def rank_table_plot(means: pd.DataFrame, ranks: pd.DataFrame, path: Path) -> Pat
     out = _save(fig, path)
     plt.close(fig)
     return out
-
-
-def beeswarm(result: ShapResult, path: Path) -> Path:
-    """SHAP beeswarm of one (category, target) model: see
-    :func:`t2ibench.analysis.shap_analysis.beeswarm` (levels in order, greyed when not a finding)."""
-    from t2ibench.analysis.shap_analysis import beeswarm as draw
-
-    return draw(result, path)

@@ -117,7 +117,8 @@ def test_leave_one_group_out_r2_is_computed_on_held_out_predictions():
 
 
 def test_categorical_levels_are_ordered_and_only_present_ones(tmp_path, scores):
-    from t2ibench.analysis.shap_analysis import beeswarm, level_codes
+    from t2ibench.analysis.shap_analysis import level_codes
+    from t2ibench.analysis.shap_report import beeswarm
 
     codes, levels = level_codes("preset", pd.Series(["full", "attn-mlp", "full"]))
     assert levels == ["attn-mlp", "full"]  # no attn-only: not in the data, not in the label

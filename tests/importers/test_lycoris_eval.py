@@ -130,3 +130,25 @@ def test_cli_import(published_slice, tmp_path):
     r = CliRunner().invoke(app, args)  # importing twice changes nothing
     assert r.exit_code == 0, r.output
     assert len(read_results(tmp_path)) == 3 * 9 * 63
+
+
+def test_paper_config_set_leaves_out_what_the_authors_notebooks_exclude(published_slice, tmp_path):
+    from t2ibench.importers import PAPER_EXCLUDED_CONFIGS
+
+    assert PAPER_EXCLUDED_CONFIGS == ("exp-1007", "exp-1017", "exp-1027")
+    out = import_lycoris_eval(REF / "style_classes_style_losses.csv", MAPPING,
+                              exclude_configs=PAPER_EXCLUDED_CONFIGS)  # fmt: skip
+    everything = import_lycoris_eval(REF / "style_classes_style_losses.csv", MAPPING)
+    dropped = sorted(set(everything["config"]) - set(out["config"]))
+    assert dropped == ["exp-1007-sd15-lora8a4-lr5e-5", "exp-1017-sd15-loha4a2-lr5e-3",
+                       "exp-1027-sd15-lokrf8-lr5e-3"]  # fmt: skip
+    # a whole config name works too; excluding every config is an error, not an empty table
+    one = import_lycoris_eval(published_slice, exclude_configs=["exp-1021-sd15-lokrf8"])
+    assert set(one["config"]) == {"exp-1001-sd15-lora8a4"}
+    with pytest.raises(ResultsError, match="every config is excluded"):
+        import_lycoris_eval(published_slice, exclude_configs=["exp-1001", "exp-1021"])
+    r = CliRunner().invoke(app, ["import-lycoris-eval", str(REF / "style_classes_style_losses.csv"),
+                                 "--configs", str(MAPPING), "--paper-configs", "--out",
+                                 str(tmp_path)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert not read_results(tmp_path)["config"].str.contains("-10[012]7-").any()

@@ -184,7 +184,9 @@ def analyze(
     the checkpoint line and a recommendation (``recommendation.csv``). With at least
     :data:`MIN_CONFIGS_FOR_RANKS` configs (the ``base`` rows never count) it adds the rank sections
     and writes ``scores.csv``, ``aggregate_{class,category,all}.csv``, ``epoch_trends.csv``,
-    ``epoch_change.csv``, ``rank_table.csv``, ``shap_values.csv``, ``shap_fit.csv``; figures go to
+    ``epoch_change.csv``, ``epoch_claims.csv``, ``rank_table.csv`` (Table 1 per epoch),
+    ``table1_order.csv`` (the paper's order and its bootstrap probability), ``shap_values.csv``,
+    ``shap_fit.csv`` (in-sample and out-of-sample R²); figures go to
     ``plots/*.png``, and ``report.html`` (self-contained) and ``summary.md`` hold it all.
     ``extra_sections`` are added before the file list (e.g. a sweep hook's links to companion pages).
     Raises :class:`ResultsError` when nothing usable is left.

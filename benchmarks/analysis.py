@@ -43,7 +43,14 @@ def main() -> None:
     timed("rank_normalise", lambda: rank_normalise(df))
     timed("aggregate", lambda: aggregate(scores))
     timed("aggregate (bootstrap 1000)", lambda: aggregate(scores, bootstrap=1000))
-    timed("run_shap (300 it)", lambda: run_shap(scores, thread_count=args.threads))
+    timed(
+        "run_shap (300 it, no out-of-sample R²)",
+        lambda: run_shap(scores, thread_count=args.threads, cv=()),
+    )
+    timed(
+        "run_shap (300 it, + leave-one-seed/config-out R²)",
+        lambda: run_shap(scores, thread_count=args.threads),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         write_results(df, os.path.join(tmp, "results"))
         timed(

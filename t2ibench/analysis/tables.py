@@ -122,7 +122,7 @@ TABLE1_CRITERIA: dict[str, tuple[Target, ...]] = {
     "diversity": (Target("vendi", "train"), Target("vendi", "alter"), Target("vendi", "trigger")),
 }
 #: Epoch choices of the Table-1 view: one block per epoch (default), or epochs averaged.
-EACH_EPOCH, POOLED = "each", "pooled"
+EACH_EPOCH, POOLED, NO_EPOCH = "each", "pooled", "none"
 #: Paired bootstrap resamples for the probability of the paper's order.
 TABLE1_BOOTSTRAP = 2000
 
@@ -192,7 +192,10 @@ def _epoch_blocks(units: pd.DataFrame, epochs) -> list[tuple[str, pd.DataFrame]]
         chosen = sorted(int(e) for e in units["epoch"].dropna().unique())
     else:
         chosen = [int(e) for e in epochs]
-    return [(str(e), units[units["epoch"] == e]) for e in chosen]
+    blocks = [(str(e), units[units["epoch"] == e]) for e in chosen]
+    if isinstance(epochs, str) and units["epoch"].isna().any():
+        blocks.append((NO_EPOCH, units[units["epoch"].isna()]))  # checkpoints without an epoch
+    return blocks
 
 
 def _bootstrap_estimates(wide: pd.DataFrame, n_boot: int, rng) -> np.ndarray:

@@ -91,3 +91,10 @@ def test_the_anime_text_alignment_claim_is_that_it_rises():
         c for c in EPOCH_CLAIMS if "anime" in c.categories and c.target.metric == "text_alignment"
     ]
     assert [(c.sign, c.source) for c in anime_align] == [(+1, "appendix G.4.2")]
+
+
+def test_table1_without_epochs_keeps_one_block():
+    df = synthetic_results(seeds=("a", "b"), epochs=(10,))
+    df["epoch"] = pd.array([pd.NA] * len(df), dtype="Int64")  # e.g. evaluated outside images
+    t1 = table1(rank_normalise(df), n_boot=20)
+    assert set(t1.table["epoch"]) == {"none"} and not t1.order.empty

@@ -94,21 +94,23 @@ class _Encoders:
         self.tiny, self.weights, self.device, self.batch_size = tiny, weights, device, batch_size
         self.loaded: dict[tuple, Any] = {}
 
-    def get(self, name: str, weights: str | None, resize: str | None, size: int | None):
+    def get(self, m: Measure):
         from t2ibench.encoders import create_encoder
+        from t2ibench.metric_profiles.preprocess import set_resize_size
 
-        key = (name, weights, resize, size)
+        key = (m.encoder, m.weights, m.resize, m.size, m.resize_size)
         if key not in self.loaded:
-            w = self.weights.get(name, weights)
-            self.loaded[key] = create_encoder(
-                name,
+            w = self.weights.get(m.encoder, m.weights)
+            enc = create_encoder(
+                m.encoder,
                 weights=None if self.tiny else w,
                 tiny=self.tiny,
-                resize=resize,
-                size=size,
+                resize=m.resize,
+                size=m.size,
                 device=self.device,
                 batch_size=self.batch_size,
             )
+            self.loaded[key] = set_resize_size(enc, m.resize_size)
         return self.loaded[key]
 
 
@@ -132,7 +134,7 @@ def evaluate(
     image for the same prompt and seed, one per image (drift). ``identifier``: the rare token(s)
     that ``remove-identifier`` text cleaning drops. ``weights``: encoder name → weights (hub id or
     local path) instead of the profile's; ``tiny``: random-weight tiny encoders (tests, demos).
-    Columns: metric_profile, measure, metric, encoder, encoder_weights, resize, size, pairing,
+    Columns: metric_profile, measure, metric, encoder, encoder_weights, resize, size, resize_size, pairing,
     scale, clamp, value, n_images, n_pairs.
     """
     profile = get_metric_profile(metric_profile)
@@ -148,7 +150,7 @@ def evaluate(
     measures = profile.measures or _default_measures(refs, prompts, bases)
     rows = []
     for m in measures:
-        enc = encoders.get(m.encoder, m.weights, m.resize, m.size)
+        enc = encoders.get(m)
         feats = enc.encode_images(gen)
         if m.pairing == "prompt":
             if prompts is None:
@@ -178,6 +180,7 @@ def evaluate(
                 "encoder_weights": enc.weights_id,
                 "resize": enc.preprocess.resize,
                 "size": enc.preprocess.size,
+                "resize_size": m.resize_size or enc.preprocess.size,
                 "pairing": m.pairing,
                 "scale": m.scale,
                 "clamp": m.clamp,

@@ -5,7 +5,8 @@ registered metric it is, the encoder and weights id, the preprocessing (resize m
 interpolation; the normalisation is the encoder's own), the pairing (``all-pairs`` = every generated
 image against every reference; ``paired`` = image i against reference i; ``base-paired`` = against
 the base model's image of the same prompt and seed; ``prompt`` = image i against its prompt), the
-text cleaning (``remove-identifier`` or ``keep``), the scaling (``scale``, e.g. 100) and the clamp
+text cleaning (``remove-identifier`` or ``keep``), ``resize_size`` (the short side before a centre
+crop of ``size``: DINO's evaluation transform resizes to 256, then crops 224), the scaling (``scale``, e.g. 100) and the clamp
 (``none``, ``pair`` = max(cos, 0) per pair, ``mean`` = max(mean, 0)).
 
 Each built-in profile is one TOML file in this folder (a new one needs no code); third parties
@@ -40,6 +41,7 @@ class Measure:
     weights: str | None = None
     resize: str | None = None
     size: int | None = None
+    resize_size: int | None = None
     pairing: str = "all-pairs"
     text: str = "remove-identifier"
     scale: float = 1.0
@@ -56,6 +58,13 @@ class Measure:
                 raise ConfigError(
                     f"measure {self.label!r}: {name} {value!r} is not one of {', '.join(allowed)}"
                 )
+        if self.resize_size is not None and (
+            self.resize != "center-crop" or self.resize_size < (self.size or 224)
+        ):
+            raise ConfigError(
+                f"measure {self.label!r}: resize_size {self.resize_size} needs resize = "
+                f"'center-crop' and resize_size ≥ size (resize, then crop the centre)"
+            )
 
 
 @dataclass(frozen=True)
@@ -68,11 +77,11 @@ class MetricProfile:
     defaults: bool = False
     path: Path | None = field(default=None, compare=False)
 
-    def encoders(self) -> list[tuple[str, str | None, str | None, int | None]]:
-        """Distinct (encoder, weights, resize, size) the measures need, in order."""
+    def encoders(self) -> list[tuple[str, str | None, str | None, int | None, int | None]]:
+        """Distinct (encoder, weights, resize, size, resize_size) the measures need, in order."""
         seen: dict[tuple, None] = {}
         for m in self.measures:
-            seen.setdefault((m.encoder, m.weights, m.resize, m.size), None)
+            seen.setdefault((m.encoder, m.weights, m.resize, m.size, m.resize_size), None)
         return list(seen)
 
     def metrics(self) -> list[str]:

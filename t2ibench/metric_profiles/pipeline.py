@@ -3,8 +3,10 @@
 The evaluate stage computes each metric against the leaf's dataset images (all pairs), each image's
 cleaned prompt, and the base model's image of the same prompt and seed: measures paired that way
 run there unchanged, on the profile's encoders and preprocessing, then get the profile's scale.
-Measures the stage cannot pair (``paired`` with per-image references, a clamp, uncleaned text) are
-refused with one line pointing at :func:`t2ibench.evaluate`, which computes every profile.
+A clamped text measure runs as text alignment's CLIPScore convention (clamp per pair: Hessel's
+2.5·max(cos, 0); clamp of the mean: torchmetrics'). ``paired`` runs where each leaf has one reference
+image, ``text = "keep"`` where the prompts carry no identifier (peer layouts say so); anything else
+the stage cannot compute is refused with one line pointing at :func:`t2ibench.evaluate`.
 """
 
 from __future__ import annotations
@@ -15,18 +17,35 @@ from typing import Any
 from t2ibench.errors import ConfigError
 from t2ibench.metric_profiles import MetricProfile
 
+# A clamped, scaled text measure is text_alignment in one of its CLIPScore conventions:
+# clamp → (convention, the scale that convention already applies).
+_TEXT_CONVENTIONS = {
+    "none": ("cosine", 1.0),
+    "pair": ("clipscore-hessel", 2.5),  # mean of 2.5·max(cos, 0)
+    "mean": ("clipscore-torchmetrics", 100.0),  # max(100·mean cos, 0)
+}
 
-def check_pipeline_supports(profile: MetricProfile) -> None:
+
+def check_pipeline_supports(
+    profile: MetricProfile, *, single_reference: bool = False, identifier_free: bool = False
+) -> None:
+    """Refuse (one line) a measure the evaluate stage cannot compute as the profile defines it.
+
+    ``single_reference``: every leaf has exactly one reference image, so ``paired`` (each image
+    with its own reference) is the stage's all-pairs mean. ``identifier_free``: the prompts carry
+    no identifier, so the stage's cleaning keeps them as they are (``text = "keep"``).
+    """
+    texts: dict[str, str] = {}
     for m in profile.measures:
-        why = (
-            "pairs each image with its own reference"
-            if m.pairing == "paired"
-            else f"clamps ({m.clamp})"
-            if m.clamp != "none"
-            else "keeps the identifier in the prompt"
-            if m.text == "keep"
-            else None
-        )
+        why = None
+        if m.pairing == "paired" and not single_reference:
+            why = "pairs each image with its own reference"
+        elif m.clamp != "none" and m.metric != "text_alignment":
+            why = f"clamps ({m.clamp})"
+        elif m.text == "keep" and m.metric == "text_alignment" and not identifier_free:
+            why = "keeps the identifier in the prompt"
+        elif m.metric == "text_alignment" and texts.setdefault(m.metric, m.clamp) != m.clamp:
+            why = "clamps its text alignment unlike another measure of the profile"
         if why:
             raise ConfigError(
                 f"metric profile {profile.name}: measure {m.label} {why}, which the evaluate "
@@ -34,12 +53,22 @@ def check_pipeline_supports(profile: MetricProfile) -> None:
             )
 
 
+def metric_options(profile: MetricProfile) -> dict[str, dict[str, Any]]:
+    """The metric options that make the stage compute the profile's clamp (text alignment)."""
+    for m in profile.measures:
+        if m.metric == "text_alignment" and m.clamp != "none":
+            return {"text_alignment": {"convention": _TEXT_CONVENTIONS[m.clamp][0]}}
+    return {}
+
+
 def profile_encoders(
-    profile: MetricProfile, overrides: Sequence[str] | None, device: str
+    profile: MetricProfile, overrides: Sequence[str] | None, device: str, *, all_tiny: bool = False
 ) -> list[Any]:
     """The profile's encoders with its preprocessing; ``overrides`` (``name@tiny``,
-    ``name@WEIGHTS``) replace the weights of the profile's encoder of that name."""
+    ``name@WEIGHTS``) replace the weights of the profile's encoder of that name; ``all_tiny``:
+    every encoder not overridden is its tiny random-weight variant (toy runs, tests)."""
     from t2ibench.encoders import create_encoder
+    from t2ibench.metric_profiles.preprocess import set_resize_size
     from t2ibench.pipeline.run import parse_encoder
 
     wanted = profile.encoders()
@@ -53,18 +82,12 @@ def profile_encoders(
             )
         over[name] = (weights, tiny)
     out = []
-    for name, weights, resize, size in wanted:
-        w, tiny = over.get(name, (weights, False))
-        out.append(
-            create_encoder(
-                name,
-                weights=None if tiny else w,
-                tiny=tiny,
-                resize=resize,
-                size=size,
-                device=device,
-            )
+    for name, weights, resize, size, resize_size in wanted:
+        w, tiny = over.get(name, (weights, all_tiny))
+        enc = create_encoder(
+            name, weights=None if tiny else w, tiny=tiny, resize=resize, size=size, device=device
         )
+        out.append(set_resize_size(enc, resize_size))
     return out
 
 
@@ -79,7 +102,10 @@ def apply_metric_profile(df, profile: MetricProfile):
     keep = [(r.metric, r.encoder) in labels for r in df.itertuples()]
     df = df[keep].copy()
     measures = [labels[(r.metric, r.encoder)] for r in df.itertuples()]
-    df["value"] = [v * m.scale for v, m in zip(df["value"], measures, strict=True)]
+    # A clamped text measure ran in a CLIPScore convention that already applied its own scale.
+    done = [_TEXT_CONVENTIONS[m.clamp][1] if m.metric == "text_alignment" else 1.0
+            for m in measures]  # fmt: skip
+    df["value"] = [v * m.scale / d for v, m, d in zip(df["value"], measures, done, strict=True)]
     df["measure"] = [m.label for m in measures]
     df["metric_profile"] = profile.name
     return df.reset_index(drop=True)

@@ -16,6 +16,14 @@ Conventions and where each comes from:
 - DreamBench++ (Peng et al., ICLR 2025, §5 / appendix on metrics): DINOv1 ViT-S/8 and DINOv2-S,
   CLIP-I and CLIP-T with CLIP ViT-B/32; each image against the source image it was made from
   (paired); reported ×100; the prompt is used as is.
+- CustomConcept101 (adobe-research/custom-diffusion, customconcept101/evaluate.py at commit
+  7c19c9a; the line numbers are that file's): CLIP ViT-B/32 (l. 160, 184) on Resize(224, bicubic) +
+  CenterCrop(224) + OpenAI mean/std (l. 47-55); DINO ViT-S/16 from torch.hub (l. 207) on
+  Resize(256, bicubic) + CenterCrop(224) + ImageNet mean/std (l. 73-80); CLIP-T = mean over
+  samples of 2.5·max(cos, 0) against the sample's own prompt (get_clip_score, l. 123-149, w = 2.5,
+  clip at 0 per sample, l. 148), without prefix (append=False, l. 92-95), with the modifier token
+  removed (maintainers' answer, adobe-research/custom-diffusion issue #29); CLIP-I and DINO = mean
+  of the full (sample × target) cosine matrix (l. 197, 220).
 - peft-drift (issue 11): 1 − cos(DINOv2-B CLS) to the base image of the same prompt and seed.
 - lycoris2024 (Yeh et al., ICLR 2024, §4 / App. D; PROTOCOL "Metrics"): DINOv2-L CLS and OpenCLIP
   ViT-L-14 on a 224 letterbox (long side 224, black padding), mean cosine over all pairs.
@@ -170,6 +178,81 @@ def test_dreambench_pp(images):
     assert got == pytest.approx(expected, abs=TOL * 100)
     # Paired, not all pairs: the all-pairs mean is a different number on these images.
     assert abs(got["DINO-I"] - 100 * all_pairs(dino8(gen), dino8(refs))) > 1e-3
+
+
+def dino_eval_transform():
+    """DINO's evaluation transform: Resize(256, bicubic) of the short side, CenterCrop(224)."""
+    return T.Compose(
+        [
+            T.PILToTensor(),
+            T.Resize(256, interpolation=InterpolationMode.BICUBIC, antialias=True),
+            T.CenterCrop(224),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(*IMAGENET),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def clip_b32_mixed(tmp_path_factory):
+    """A tiny random CLIP ViT-B/32 (the real loader's format) whose image–prompt cosines on the
+    fixture's images have both signs (the default tiny one's are all negative), so the per-sample
+    clamp of CLIP-T is exercised."""
+    from t2ibench.encoders import clip, clip_b32
+
+    folder = tmp_path_factory.mktemp("clip-b32-seed2")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        clip.build_tiny(folder, model_cfg=clip_b32.TINY_MODEL_CFG)
+    return str(folder)
+
+
+@torch.no_grad()
+def test_customconcept101(images, clip_b32_mixed):
+    gen, refs, _, _ = images
+    prompts = ["<new1> cat swimming in a pool", "a <new1> cat in times square", "<new1> cat"]
+    weights = {"clip-b32": clip_b32_mixed, "dino-vits16": tiny_folder("dino-vits16")}
+    got = values(
+        t2ibench.evaluate(
+            gen, refs, prompts, metric_profile="customconcept101", identifier="<new1>",
+            weights=weights,
+        )
+    )  # fmt: skip
+    import open_clip
+    from transformers import ViTModel
+
+    dino_model = ViTModel.from_pretrained(weights["dino-vits16"], add_pooling_layer=False).eval()
+    clip_model = open_clip.create_model(f"local-dir:{clip_b32_mixed}").eval()
+    tok = open_clip.get_tokenizer(f"local-dir:{clip_b32_mixed}")
+    dino_tf, clip_tf = dino_eval_transform(), clip_transform(OPENAI)
+
+    def dino(ims):
+        return dino_model(pixel_values=torch.stack([dino_tf(i) for i in ims])).last_hidden_state[
+            :, 0
+        ]
+
+    def clip_img(ims):
+        return clip_model.encode_image(torch.stack([clip_tf(i) for i in ims]))
+
+    def unit(x):
+        x = np.asarray(x, np.float64)
+        return x / np.sqrt((x**2).sum(axis=1, keepdims=True))
+
+    texts = [" ".join(p.replace("<new1>", "").split()) for p in prompts]
+    assert texts[1] == "a cat in times square"
+    cos_t = (unit(clip_img(gen)) * unit(clip_model.encode_text(tok(texts)))).sum(axis=1)
+    assert cos_t.min() < 0 < cos_t.max()  # the clamp matters on these pairs
+    expected = {
+        "CLIP-T": float((2.5 * np.clip(cos_t, 0, None)).mean()),
+        "CLIP-I": float((unit(clip_img(gen)) @ unit(clip_img(refs)).T).mean()),
+        "DINO": float((unit(dino(gen)) @ unit(dino(refs)).T).mean()),
+    }
+    assert got == pytest.approx(expected, abs=TOL)
+    # Clamped per sample, not the mean clamped (which would be 0 here), nor unclamped.
+    assert got["CLIP-T"] > 0.05 and abs(got["CLIP-T"] - 2.5 * cos_t.mean()) > 0.05
+    # 256 → 224 is not the plain 224 centre crop: that DINO number differs.
+    dino224 = dino_v1("dino-vits16")
+    assert abs(got["DINO"] - all_pairs(dino224(gen), dino224(refs))) > 1e-4
 
 
 @torch.no_grad()

@@ -15,7 +15,11 @@ Conventions and where each comes from:
   The identifier token is dropped from the prompt ("a sks dog" → "a dog").
 - DreamBench++ (Peng et al., ICLR 2025, §5 / appendix on metrics): DINOv1 ViT-S/8 and DINOv2-S,
   CLIP-I and CLIP-T with CLIP ViT-B/32; each image against the source image it was made from
-  (paired); reported ×100; the prompt is used as is.
+  (paired); reported ×100; the prompt is used as is. Preprocessing from yuangpeng/dreambench_plus:
+  DINOv1 Resize(256, bicubic) + CenterCrop(224) + ImageNet mean/std
+  (dreambench_plus/metrics/dino_score.py, DinoScore.__init__), DINOv2 the dinov2-small
+  BitImageProcessor (shortest edge 256, bicubic, crop 224; Dinov2Score), CLIP its CLIPProcessor
+  (shortest edge 224, crop 224; dreambench_plus/metrics/clip_score.py).
 - CustomConcept101 (adobe-research/custom-diffusion, customconcept101/evaluate.py at commit
   7c19c9a; the line numbers are that file's): CLIP ViT-B/32 (l. 160, 184) on Resize(224, bicubic) +
   CenterCrop(224) + OpenAI mean/std (l. 47-55); DINO ViT-S/16 from torch.hub (l. 207) on
@@ -76,6 +80,19 @@ def clip_transform(mean_std):
     )
 
 
+def dino_eval_transform():
+    """DINO's evaluation transform: Resize(256, bicubic) of the short side, CenterCrop(224)."""
+    return T.Compose(
+        [
+            T.PILToTensor(),
+            T.Resize(256, interpolation=InterpolationMode.BICUBIC, antialias=True),
+            T.CenterCrop(224),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(*IMAGENET),
+        ]
+    )
+
+
 def letterbox_transform(mean_std):
     """Long side to 224 (bicubic), black padding to 224×224 centred, then Normalize."""
 
@@ -97,11 +114,11 @@ def tiny_folder(name: str) -> str:
     return create_encoder(name, tiny=True).source
 
 
-def dino_v1(name):
+def dino_v1(name, tf=None):
     from transformers import ViTModel
 
     model = ViTModel.from_pretrained(tiny_folder(name), add_pooling_layer=False).eval()
-    tf = clip_transform(IMAGENET)
+    tf = tf or clip_transform(IMAGENET)
     return lambda ims: model(pixel_values=torch.stack([tf(i) for i in ims])).last_hidden_state[:, 0]
 
 
@@ -167,7 +184,8 @@ def test_dreambooth(images):
 def test_dreambench_pp(images):
     gen, refs, _, prompts = images
     got = values(t2ibench.evaluate(gen, refs, prompts, metric_profile="dreambench-pp", tiny=True))
-    dino8, dinov2s = dino_v1("dino-vits8"), dino_v2("dinov2-s")
+    dino8 = dino_v1("dino-vits8", dino_eval_transform())
+    dinov2s = dino_v2("dinov2-s", dino_eval_transform())
     clip_img, clip_txt = open_clip_model("clip-b32")
     expected = {
         "DINO-I": 100 * row_pairs(dino8(gen), dino8(refs)),
@@ -178,19 +196,6 @@ def test_dreambench_pp(images):
     assert got == pytest.approx(expected, abs=TOL * 100)
     # Paired, not all pairs: the all-pairs mean is a different number on these images.
     assert abs(got["DINO-I"] - 100 * all_pairs(dino8(gen), dino8(refs))) > 1e-3
-
-
-def dino_eval_transform():
-    """DINO's evaluation transform: Resize(256, bicubic) of the short side, CenterCrop(224)."""
-    return T.Compose(
-        [
-            T.PILToTensor(),
-            T.Resize(256, interpolation=InterpolationMode.BICUBIC, antialias=True),
-            T.CenterCrop(224),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(*IMAGENET),
-        ]
-    )
 
 
 @pytest.fixture(scope="module")

@@ -209,9 +209,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_cmd(
-        images_dir: Path = typer.Argument(..., help="Images folder with manifest.jsonl."),
+        images_dir: Path = typer.Argument(
+            ..., help="Images folder: manifest.jsonl (t2ibench), or a peer layout (--layout)."
+        ),
+        layout: str = typer.Option(
+            "t2ibench",
+            help="How IMAGES is laid out: t2ibench, dreambooth, customconcept101, dreambench-pp "
+            "or a plug-in (README 'Score my images').",
+        ),
         dataset: Path = typer.Option(
-            ..., help="The dataset the images were made for (references)."
+            None,
+            help="The references: a t2ibench dataset (layout t2ibench), the DreamBooth dataset, "
+            "CustomConcept101's concept folders (dreambench-pp: not needed).",
+        ),
+        checkpoint: str = typer.Option(
+            None, help="Checkpoint name of the rows (peer layouts: default the folder's name)."
+        ),
+        identifier: str = typer.Option(
+            None,
+            help="The identifier token the prompts use, removed for CLIP-T (dreambooth: sks, "
+            "customconcept101: <new1>).",
         ),
         base_images: Path = typer.Option(
             None, "--base-images", help="Base-model images folder (style loss)."
@@ -227,17 +244,19 @@ def register(app: typer.Typer) -> None:
         metric_profile: str = typer.Option(
             None,
             "--metric-profile",
-            help="Metric definitions of a paper: lycoris2024 (default), dreambooth, peft-drift... "
-            "(README table); --encoders NAME@tiny|NAME@WEIGHTS override its weights.",
+            help="Metric definitions of a paper: lycoris2024 (default), dreambooth, "
+            "customconcept101, dreambench-pp, peft-drift (README table); --encoders NAME@tiny|"
+            "NAME@WEIGHTS override its weights.",
         ),
     ) -> None:
         """Score a folder of generated images (from t2ibench or any tool) into the results table."""
-        from t2ibench.data import load_dataset
         from t2ibench.encoders import FeatureCache
+        from t2ibench.layouts import scan_layout
         from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE, get_metric_profile
         from t2ibench.metric_profiles.pipeline import (
             apply_metric_profile,
             check_pipeline_supports,
+            metric_options,
             profile_encoders,
         )
         from t2ibench.pipeline.evaluate import evaluate_images
@@ -246,21 +265,29 @@ def register(app: typer.Typer) -> None:
         from t2ibench.runconfig import PAPER_ENCODERS
 
         profile = get_metric_profile(metric_profile or DEFAULT_METRIC_PROFILE)
-        check_pipeline_supports(profile)
-        ds = load_dataset(dataset)
+        scan = scan_layout(
+            layout, images_dir, dataset=dataset, checkpoint=checkpoint, identifier=identifier
+        )
+        check_pipeline_supports(
+            profile, single_reference=scan.single_reference, identifier_free=scan.identifier_free
+        )
         if profile.defaults:
             encs = create_encoders(
                 _split(encoders) or PAPER_ENCODERS, _split(resize) or None, device
             )
         else:
             encs = profile_encoders(profile, _split(encoders), device)
+        selected = _split(metrics) or (None if profile.defaults else profile.metrics())
         df = evaluate_images(
-            images_dir,
-            ds,
+            scan.root,
+            scan.dataset,
             encs,
-            metrics=_split(metrics) or (None if profile.defaults else profile.metrics()),
+            metrics=selected,
             base_images_dir=base_images,
             cache=FeatureCache(cache or out / ".feature-cache"),
+            metric_options=metric_options(profile, selected),
+            records=scan.records,
+            checkpoint_info=scan.checkpoint_info,
         )
         df = apply_metric_profile(df, profile)
         merged = append_results(df, out)

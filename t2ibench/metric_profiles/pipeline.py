@@ -53,10 +53,17 @@ def check_pipeline_supports(
             )
 
 
-def metric_options(profile: MetricProfile) -> dict[str, dict[str, Any]]:
-    """The metric options that make the stage compute the profile's clamp (text alignment)."""
+def metric_options(
+    profile: MetricProfile, selected: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The metric options that make the stage compute the profile's clamp (text alignment), for
+    the ``selected`` metrics (None: all)."""
     for m in profile.measures:
-        if m.metric == "text_alignment" and m.clamp != "none":
+        if (
+            m.metric == "text_alignment"
+            and m.clamp != "none"
+            and (selected is None or m.metric in selected)
+        ):
             return {"text_alignment": {"convention": _TEXT_CONVENTIONS[m.clamp][0]}}
     return {}
 

@@ -109,16 +109,21 @@ def evaluate_images(
     checkpoint_info: Mapping[str, Mapping[str, Any]] | None = None,
     metric_options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = True,
+    records: Sequence[ManifestRecord] | None = None,
 ) -> pd.DataFrame:
     """Results rows (the schema of :mod:`t2ibench.results`) for the images in ``images_dir``.
 
     ``checkpoint_info`` maps a checkpoint name to its columns (``config``, ``seed``, ``epoch`` and
     hyperparameters); checkpoints without an entry get ``config`` = their name. ``metric_options``
     maps a metric name to keyword options that override its spec's ``options`` (e.g.
-    ``{"text_alignment": {"convention": "clipscore-hessel"}}``).
+    ``{"text_alignment": {"convention": "clipscore-hessel"}}``). ``records``: the images (files
+    relative to ``images_dir``) when they come from a peer layout (:mod:`t2ibench.layouts`)
+    instead of ``images_dir/manifest.jsonl``.
     """
     images_dir = Path(images_dir)
-    records = read_manifest(images_dir / MANIFEST_NAME)
+    if records is None:
+        records = read_manifest(images_dir / MANIFEST_NAME)
+    records = list(records)
     if not records:
         raise T2IBenchError(f"{images_dir / MANIFEST_NAME}: no images to evaluate")
     _check_files(images_dir, records)

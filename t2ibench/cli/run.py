@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
             name=kw["name"],
             allow_pickle=kw["allow_pickle"],
             progress=kw["progress"],
+            metric_profile=kw["metric_profile"],
         )
         resolved = resolve(run_options)
         if kw["dry_run"]:
@@ -163,6 +164,18 @@ def register(app: typer.Typer) -> None:
             P.KEYWORD_ONLY,
             annotation=str,
             default=typer.Option(None, help="Run name (default: <trainer>-<config hash>)."),
+        ),
+        P(
+            "metric_profile",
+            P.KEYWORD_ONLY,
+            annotation=str,
+            default=typer.Option(
+                None,
+                "--metric-profile",
+                help="Metric definitions of a paper (t2ibench evaluate --help; default lycoris2024): "
+                "the evaluate stage computes the profile's measures on its encoders ("
+                "--encoders NAME@tiny|NAME@WEIGHTS override their weights).",
+            ),
         ),
         P(
             "allow_pickle",

@@ -98,6 +98,20 @@ def profile_encoders(
     return out
 
 
+def run_encoders(profile: MetricProfile, selected: Sequence[str], device: str) -> list[Any]:
+    """The profile's encoders for ``t2ibench run``: the run's encoder list (``evaluate.encoders``)
+    only says which weights to use — ``NAME@tiny`` / ``NAME@WEIGHTS`` for an encoder the profile
+    uses replaces its weights, and a list of only tiny encoders (the toy and tiny run profiles)
+    makes every profile encoder tiny."""
+    from t2ibench.pipeline.run import parse_encoder
+
+    used = {e[0] for e in profile.encoders()}
+    parsed = [(item, *parse_encoder(item)) for item in selected]
+    overrides = [item for item, name, weights, tiny in parsed if name in used and (weights or tiny)]
+    all_tiny = bool(parsed) and all(tiny for *_, tiny in parsed)
+    return profile_encoders(profile, overrides, device, all_tiny=all_tiny)
+
+
 def apply_metric_profile(df, profile: MetricProfile):
     """Keep the profile's (metric, encoder) rows, scale them, add ``measure`` and
     ``metric_profile`` columns."""

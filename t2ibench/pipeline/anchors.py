@@ -186,9 +186,12 @@ def evaluate_anchors(
     image_dirs: Mapping[str, Path],
     cache,
     progress: bool = True,
+    metric_options: Mapping[str, Mapping] | None = None,
+    transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> None:
     """Score the base model as checkpoint ``base`` and write the ceiling and copy-detection tables
-    (each step skipped when its output exists: a resumed run redoes nothing)."""
+    (each step skipped when its output exists: a resumed run redoes nothing). ``metric_options``
+    and ``transform`` (applied to the base model's rows): a metric profile's, as for checkpoints."""
     from t2ibench.pipeline.evaluate import evaluate_images
     from t2ibench.results import append_results, read_results, write_results
 
@@ -217,9 +220,10 @@ def evaluate_anchors(
                 base_images_dir=base_images,
                 cache=cache,
                 checkpoint_info={"base": {"config": "base", "seed": "", "epoch": 0}},
+                metric_options=metric_options,
                 progress=progress,
             )
-            write_results(df, part, formats=("parquet",))
+            write_results(transform(df) if transform else df, part, formats=("parquet",))
         if need_anchors:
             anchors.mkdir(parents=True, exist_ok=True)
             ceil = real_image_ceiling(dataset, encoders, metrics, cache)

@@ -62,6 +62,8 @@ class RunOptions:
     progress: bool = True
     #: result columns every row gets (a sweep's config name and seed label)
     labels: dict[str, Any] = field(default_factory=dict)
+    #: the metric definitions (:mod:`t2ibench.metric_profiles`); None = the default, lycoris2024
+    metric_profile: str | None = None
 
 
 def set_layers(items: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -89,6 +91,7 @@ class ResolvedRun:
     generation: Any
     run_hash: str
     run_dir: Path
+    metric_profile: str = "lycoris2024"
 
     def identity(self) -> dict[str, Any]:
         return _identity(self)
@@ -156,7 +159,11 @@ def resolve(options: RunOptions) -> ResolvedRun:
     base = str(resolve_named("base", cfg.base))
     fingerprint = base_fingerprint(base)  # a missing base model fails here, before training
 
-    metrics = list(cfg.evaluate.metrics or list_metrics())
+    metric_profile = _metric_profile(options, dataset)
+    if metric_profile.defaults:
+        metrics = list(cfg.evaluate.metrics or list_metrics())
+    else:  # the profile's measures say what is computed
+        metrics = metric_profile.metrics()
     for m in metrics:
         get_metric(m)
     prompt_types = list(cfg.generate.prompt_types or list_prompt_types())
@@ -205,6 +212,7 @@ def resolve(options: RunOptions) -> ResolvedRun:
         generation=generation,
         run_hash="",
         run_dir=Path(),
+        metric_profile=metric_profile.name,
     )
     ident = _identity(resolved)
     resolved.run_hash = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
@@ -213,9 +221,23 @@ def resolve(options: RunOptions) -> ResolvedRun:
     return resolved
 
 
+def _metric_profile(options: RunOptions, dataset: Any) -> Any:
+    """The metric profile asked for, checked against what the evaluate stage can compute."""
+    from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE, get_metric_profile
+    from t2ibench.metric_profiles.pipeline import check_pipeline_supports
+
+    profile = get_metric_profile(options.metric_profile or DEFAULT_METRIC_PROFILE)
+    single = all(len(leaf.images) == 1 for leaf in dataset.leaves.values())
+    check_pipeline_supports(profile, single_reference=single)
+    return profile
+
+
 def _identity(r: ResolvedRun) -> dict[str, Any]:
-    """Everything that changes results; its hash names the run."""
+    """Everything that changes results; its hash names the run (the default metric profile is
+    left out, so runs made before profiles existed keep their names)."""
+    extra = {} if r.metric_profile == "lycoris2024" else {"metric_profile": r.metric_profile}
     return {
+        **extra,
         "trainer_config": r.trainer_config.to_dict(),
         "dataset_sha256": r.dataset.sha256,
         "base": r.base_fingerprint,
@@ -552,6 +574,7 @@ def _execute(r: ResolvedRun) -> Path:
             "versions": package_versions(),
             "git_commit": _git_commit(),
             "device": r.options.device,
+            "metric_profile": r.metric_profile,
         }
     )
     atomic_write(record_path, json.dumps(record, indent=2, default=str))
@@ -656,10 +679,22 @@ def _execute(r: ResolvedRun) -> Path:
         except json.JSONDecodeError:
             return False
 
+    from t2ibench.metric_profiles import get_metric_profile
+    from t2ibench.metric_profiles.pipeline import apply_metric_profile, metric_options
+
+    metric_profile = get_metric_profile(r.metric_profile)
+
+    def make_encoders():
+        if metric_profile.defaults:
+            return create_encoders(r.encoders, r.resize, r.options.device)
+        from t2ibench.metric_profiles.pipeline import run_encoders
+
+        return run_encoders(metric_profile, r.encoders, r.options.device)
+
     def do_evaluate():
         todo = [c for c in checkpoints if not evaluated(c)]
         if todo:
-            encoders = create_encoders(r.encoders, r.resize, r.options.device)
+            encoders = make_encoders()
             cache = FeatureCache(Path(r.options.out) / ".feature-cache")
             for ck in todo:
                 df = evaluate_images(
@@ -670,8 +705,10 @@ def _execute(r: ResolvedRun) -> Path:
                     base_images_dir=base_images,
                     cache=cache,
                     checkpoint_info=info,
+                    metric_options=metric_options(metric_profile, r.metrics),
                     progress=r.options.progress,
                 )
+                df = apply_metric_profile(df, metric_profile)
                 write_results(df, parts / names[ck], formats=("parquet",))
                 atomic_write(parts / names[ck] / PART_INPUTS, json.dumps(inputs_of(ck)))
                 state.add("evaluated", names[ck])
@@ -684,12 +721,14 @@ def _execute(r: ResolvedRun) -> Path:
         evaluate_anchors(
             results_dir,
             r.dataset,
-            lambda: create_encoders(r.encoders, r.resize, r.options.device),
+            make_encoders,
             r.metrics,
             base_images,
             {names[ck]: images / names[ck] for ck in checkpoints},
             FeatureCache(Path(r.options.out) / ".feature-cache"),
             progress=r.options.progress,
+            metric_options=metric_options(metric_profile, r.metrics),
+            transform=lambda df: apply_metric_profile(df, metric_profile),
         )
 
     timed("evaluate", do_evaluate)

@@ -231,3 +231,64 @@ def _default_measures(refs, prompts, bases) -> list[Measure]:
             "nothing to compute: give references=..., prompts=... or base_images=..."
         )
     return out
+
+
+def evaluate_folder(
+    images: str | Path,
+    *,
+    layout: str = "t2ibench",
+    dataset: str | Path | None = None,
+    metric_profile: str | MetricProfile = DEFAULT_METRIC_PROFILE,
+    encoders: Sequence[str] | None = None,
+    resize: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    base_images: str | Path | None = None,
+    cache: str | Path | None = None,
+    checkpoint: str | None = None,
+    identifier: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Results rows (the :mod:`t2ibench.results` schema) for a folder of generated images laid out
+    as ``layout`` (:mod:`t2ibench.layouts`: ``t2ibench``, ``dreambooth``, ``customconcept101``,
+    ``dreambench-pp`` or a plug-in), scored by the evaluate stage as ``metric_profile`` defines
+    its numbers — what ``t2ibench evaluate`` writes, not yet written. ``encoders``: the default
+    profile's encoder list, or ``NAME@tiny`` / ``NAME@WEIGHTS`` overrides of a profile's encoders.
+    """
+    from t2ibench.encoders import FeatureCache
+    from t2ibench.layouts import scan_layout
+    from t2ibench.metric_profiles.pipeline import (
+        apply_metric_profile,
+        check_pipeline_supports,
+        metric_options,
+        profile_encoders,
+    )
+    from t2ibench.pipeline.evaluate import evaluate_images
+    from t2ibench.pipeline.run import create_encoders
+    from t2ibench.runconfig import PAPER_ENCODERS
+
+    profile = get_metric_profile(metric_profile)
+    scan = scan_layout(
+        layout, images, dataset=dataset, checkpoint=checkpoint, identifier=identifier
+    )
+    check_pipeline_supports(
+        profile, single_reference=scan.single_reference, identifier_free=scan.identifier_free
+    )
+    if profile.defaults:
+        encs = create_encoders(list(encoders or PAPER_ENCODERS), list(resize or ()) or None, device)
+    else:
+        encs = profile_encoders(profile, list(encoders or ()), device)
+    selected = list(metrics or ()) or (None if profile.defaults else profile.metrics())
+    df = evaluate_images(
+        scan.root,
+        scan.dataset,
+        encs,
+        metrics=selected,
+        base_images_dir=base_images,
+        cache=FeatureCache(cache) if cache is not None else None,
+        metric_options=metric_options(profile, selected),
+        records=scan.records,
+        checkpoint_info=scan.checkpoint_info,
+        progress=progress,
+    )
+    return apply_metric_profile(df, profile)

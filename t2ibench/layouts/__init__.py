@@ -60,8 +60,6 @@ class Layout:
     description: str
     scan: Callable[..., LayoutScan] = field(repr=False)
     needs_dataset: bool = True
-    #: the minimal example tree, for ``t2ibench layouts`` and the README
-    example: str = ""
     #: what ``identifier`` defaults to (the token the layout's prompts use)
     default_identifier: str | None = None
 

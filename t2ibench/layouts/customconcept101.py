@@ -15,6 +15,8 @@ concept's). Conventions kept from the script: an image's prompt is ``prompts.jso
 modifier token (``--identifier``, default ``<new1>``) is removed before CLIP-T; the targets are the
 concept folder's images. Rows: leaf "<prefix>/<concept>" (prefix = the folder name up to its first
 "_", e.g. "pet"), prompt type ``alter``; single-concept folders (one target folder) only.
+The script scores one sample folder at a time (one row per measure and concept, as here); the
+benchmark's table averages the concepts.
 """
 
 from __future__ import annotations
@@ -37,10 +39,6 @@ from t2ibench.layouts import (
 #: The suffixes the script lists images by (matched case-sensitively, as it does).
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tiff", ".JPG")
 SAMPLES, PROMPTS = "samples", "prompts.json"
-EXAMPLE = """\
-DATASET/pet_cat1/00.jpg
-IMAGES/pet_cat1/samples/0.png
-IMAGES/pet_cat1/prompts.json     {"0": "<new1> cat swimming in a pool", ...}"""
 
 
 def _is_sample_root(folder: Path) -> bool:
@@ -106,7 +104,6 @@ register_layout(
         description="CustomConcept101: IMAGES/<concept>/samples/*.png + prompts.json; --dataset = "
         "the benchmark's concept folders",
         scan=scan,
-        example=EXAMPLE,
         default_identifier="<new1>",
     )
 )

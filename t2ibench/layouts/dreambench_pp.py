@@ -15,6 +15,7 @@ prompt, and every source copy and prompt its generated image. The source copies 
 the same image, read once (identical bytes), so each leaf has one reference and scoring against it
 is DreamBench++'s per-image pairing. Prompts are used as they are (no identifier). Rows: leaf
 "<category>/<id>", prompt type ``alter``, seed j; checkpoint = the method folder's name.
+DreamBench++ reports one mean over all images: the rows' mean weighted by ``n_images``.
 """
 
 from __future__ import annotations
@@ -40,11 +41,6 @@ SUFFIXES = tuple(f".{e}" for e in ("png", "jpeg", "jpg", "PNG", "JPEG", "JPG"))
 CATEGORIES = ("live_subject_animal", "live_subject_human", "object", "style")
 _ID = re.compile(rf"^({'|'.join(CATEGORIES)})_(\d+)_(.+)$")
 _STEM = re.compile(r"^(\d+)_(\d+)$")
-EXAMPLE = """\
-IMAGES/src_image/object_0_backpack/0_0.jpg
-IMAGES/tgt_image/object_0_backpack/0_0.jpg
-IMAGES/text/object_0_backpack/0_0.txt     "a backpack on a snowy mountain top"
-"""
 
 
 def _by_stem(files: list[Path]) -> dict[str, Path]:
@@ -128,6 +124,5 @@ register_layout(
         description="DreamBench++: IMAGES/{src_image,tgt_image,text}/<id>/<i>_<j>.*",
         scan=scan,
         needs_dataset=False,
-        example=EXAMPLE,
     )
 )

@@ -40,11 +40,6 @@ GENERATED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 REFERENCE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _NAME = re.compile(r"^(\d+)_(\d+)\.[A-Za-z]+$")
 _TEMPLATE = re.compile(r"""^'(.*)'\.format\(\s*unique_token\s*,\s*class_token\s*\),?$""")
-EXAMPLE = """\
-DATASET/prompts_and_classes.txt
-DATASET/dog/00.jpg
-IMAGES/dog/0_0.png          prompt 0 ('a {0} {1} in the jungle'), image 0
-IMAGES/dog/24_3.png"""
 
 
 def read_prompts_and_classes(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -137,7 +132,6 @@ register_layout(
         description="DreamBooth: IMAGES/<subject>/<prompt>_<k>.png; --dataset = the DreamBooth "
         "dataset (prompts_and_classes.txt + subject folders)",
         scan=scan,
-        example=EXAMPLE,
         default_identifier="sks",
     )
 )

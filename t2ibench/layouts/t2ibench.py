@@ -17,12 +17,6 @@ from pathlib import Path
 
 from t2ibench.layouts import Layout, LayoutError, LayoutScan, register_layout
 
-EXAMPLE = """\
-IMAGES/manifest.jsonl
-IMAGES/characters/kiro/train/0000-s1000.png
-DATASET/dataset.toml
-DATASET/characters/kiro/01.png + 01.txt"""
-
 
 def scan(
     images: Path, *, dataset: Path | None, checkpoint: str | None, identifier: str | None
@@ -51,6 +45,5 @@ register_layout(
         name="t2ibench",
         description="t2ibench's own: IMAGES/manifest.jsonl + a t2ibench dataset (--dataset)",
         scan=scan,
-        example=EXAMPLE,
     )
 )

@@ -263,24 +263,46 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Score a folder of generated images (from t2ibench or any tool) into the results table."""
-        from t2ibench.api import evaluate_folder
-        from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE
-        from t2ibench.results import append_results
-
-        df = evaluate_folder(
-            images_dir,
-            layout=layout,
-            dataset=dataset,
-            metric_profile=metric_profile or DEFAULT_METRIC_PROFILE,
-            encoders=_split(encoders),
-            resize=_split(resize),
-            metrics=_split(metrics),
-            base_images=base_images,
-            cache=cache or out / ".feature-cache",
-            checkpoint=checkpoint,
-            identifier=identifier,
-            device=device,
+        from t2ibench.encoders import FeatureCache
+        from t2ibench.layouts import scan_layout
+        from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE, get_metric_profile
+        from t2ibench.metric_profiles.pipeline import (
+            apply_metric_profile,
+            check_pipeline_supports,
+            metric_options,
+            profile_encoders,
         )
+        from t2ibench.pipeline.evaluate import evaluate_images
+        from t2ibench.pipeline.run import create_encoders
+        from t2ibench.results import append_results
+        from t2ibench.runconfig import PAPER_ENCODERS
+
+        profile = get_metric_profile(metric_profile or DEFAULT_METRIC_PROFILE)
+        scan = scan_layout(
+            layout, images_dir, dataset=dataset, checkpoint=checkpoint, identifier=identifier
+        )
+        check_pipeline_supports(
+            profile, single_reference=scan.single_reference, identifier_free=scan.identifier_free
+        )
+        if profile.defaults:
+            encs = create_encoders(
+                _split(encoders) or PAPER_ENCODERS, _split(resize) or None, device
+            )
+        else:
+            encs = profile_encoders(profile, _split(encoders), device)
+        selected = _split(metrics) or (None if profile.defaults else profile.metrics())
+        df = evaluate_images(
+            scan.root,
+            scan.dataset,
+            encs,
+            metrics=selected,
+            base_images_dir=base_images,
+            cache=FeatureCache(cache or out / ".feature-cache"),
+            metric_options=metric_options(profile, selected),
+            records=scan.records,
+            checkpoint_info=scan.checkpoint_info,
+        )
+        df = apply_metric_profile(df, profile)
         merged = append_results(df, out)
         console().print(f"{len(df)} rows written; {len(merged)} rows in {out}")
 

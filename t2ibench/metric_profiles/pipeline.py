@@ -17,6 +17,16 @@ from typing import Any
 from t2ibench.errors import ConfigError
 from t2ibench.metric_profiles import MetricProfile
 
+
+def parse_encoder(item: str) -> tuple[str, str | None, bool]:
+    """``name`` | ``name@tiny`` | ``name@WEIGHTS`` → (name, weights, tiny): the ``--encoders``
+    grammar of ``t2ibench run`` (kept here so profiles need nothing from the pipeline package)."""
+    name, _, weights = item.partition("@")
+    if weights == "tiny":
+        return name, None, True
+    return name, weights or None, False
+
+
 # A clamped, scaled text measure is text_alignment in one of its CLIPScore conventions:
 # clamp → (convention, the scale that convention already applies).
 _TEXT_CONVENTIONS = {
@@ -76,7 +86,6 @@ def profile_encoders(
     every encoder not overridden is its tiny random-weight variant (toy runs, tests)."""
     from t2ibench.encoders import create_encoder
     from t2ibench.metric_profiles.preprocess import set_resize_size
-    from t2ibench.pipeline.run import parse_encoder
 
     wanted = profile.encoders()
     over = {}
@@ -103,8 +112,6 @@ def run_encoders(profile: MetricProfile, selected: Sequence[str], device: str) -
     only says which weights to use — ``NAME@tiny`` / ``NAME@WEIGHTS`` for an encoder the profile
     uses replaces its weights, and a list of only tiny encoders (the toy and tiny run profiles)
     makes every profile encoder tiny."""
-    from t2ibench.pipeline.run import parse_encoder
-
     used = {e[0] for e in profile.encoders()}
     parsed = [(item, *parse_encoder(item)) for item in selected]
     overrides = [item for item, name, weights, tiny in parsed if name in used and (weights or tiny)]

@@ -114,3 +114,14 @@ def test_first_misfit_is_named_in_one_line(tree, damage, named, why):
         scan_layout("dreambooth", gen, dataset=db)
     msg = str(exc.value)
     assert named in msg and why in msg and "\n" not in msg
+
+
+def test_a_profile_this_layout_cannot_pair_is_refused(tree):
+    """DreamBench++ pairs each image with its own source image; a DreamBooth subject has several
+    real images, so the stage refuses rather than silently averaging all pairs."""
+    from t2ibench.errors import ConfigError
+
+    db, gen, tmp = tree
+    with pytest.raises(ConfigError, match="pairs each image with its own reference"):
+        evaluate_cli(str(gen), "--layout", "dreambooth", "--dataset", str(db),
+                     "--out", str(tmp / "x"), "--metric-profile", "dreambench-pp")  # fmt: skip

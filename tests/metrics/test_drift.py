@@ -20,3 +20,19 @@ def test_values_stream_and_registration():
     spec = get_metric("drift")
     assert spec.inputs == ("gen", "base") and spec.references == ("base_images",)
     assert spec.encoder == "dinov2-b" and not spec.higher_is_better
+
+
+def test_identical_images_drift_exactly_zero():
+    # The base model scored against itself: 1 − g·b left ±1e-16 noise in the report.
+    torch.manual_seed(0)
+    x = torch.randn(20, 768)
+    assert drift(x, x) == 0.0
+    assert drift(x.float(), x.float().clone()) == 0.0
+    s = Drift()
+    s.update(gen=x, base=x)
+    assert s.compute() == 0.0
+    # Small drifts keep their precision: ½‖g − b‖² equals 1 − cos for unit vectors.
+    y = x + 1e-3 * torch.randn(20, 768)
+    cos = torch.nn.functional.cosine_similarity(x.double(), y.double(), dim=1)
+    assert drift(y, x) == pytest.approx(float((1 - cos).mean()), rel=1e-6)
+    assert drift(y, x) > 0

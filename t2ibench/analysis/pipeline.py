@@ -15,6 +15,7 @@ import pandas as pd
 from t2ibench import csvsafe
 from t2ibench.analysis.aggregate import aggregate, config_columns, interval_note
 from t2ibench.analysis.anchors import read_anchors
+from t2ibench.analysis.cost import cost_section
 from t2ibench.analysis.images import seed_paired_grids
 from t2ibench.analysis.raw import (
     BASE_CHECKPOINT,
@@ -235,6 +236,7 @@ def analyze(
         recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files),
         copy_section(anchors["copies"]),
         images_section(seed_paired_grids(anchors["images"])),
+        cost_section(results, df, raw, dirs, out, plots, files),
     ]
     empty = pd.DataFrame()
     scores, aggs, trends, change, claims, means, ranks = (

@@ -543,6 +543,7 @@ def _execute(r: ResolvedRun) -> Path:
     from t2ibench.pipeline.evaluate import evaluate_images
     from t2ibench.pipeline.generate import checkpoint_name, checkpoint_on_base, generate_images
     from t2ibench.pipeline.manifest import MANIFEST_NAME, manifest_digest, read_manifest
+    from t2ibench.pipeline.peak_memory import PeakMemory
     from t2ibench.prompts import jobs_for
     from t2ibench.results import append_results, read_results, write_results
 
@@ -598,16 +599,30 @@ def _execute(r: ResolvedRun) -> Path:
             pipe = load_base(
                 r.base, device=r.options.device, dtype=_training_dtype(r), allow_pickle=True
             )
-        return train_run(
-            r.trainer.name,
-            r.dataset,
-            r.base,
-            ckpt_dir,
-            r.trainer_config,
-            device=r.options.device,
-            progress=r.options.progress,
-            pipe=pipe,
-        ).checkpoints
+        # Cost: each invocation that trains is one segment (time, peak memory); a resumed run
+        # adds a segment, an interrupted one is recorded with what it measured.
+        result = None
+        peak = PeakMemory(r.options.device).start()
+        try:
+            result = train_run(
+                r.trainer.name,
+                r.dataset,
+                r.base,
+                ckpt_dir,
+                r.trainer_config,
+                device=r.options.device,
+                progress=r.options.progress,
+                pipe=pipe,
+            )
+        finally:
+            peak.stop()
+            if result is None or result.epochs_trained:
+                segment = {**peak.record(), "finished": result is not None}
+                if result is not None:
+                    segment.update(epochs_trained=result.epochs_trained, steps=result.steps)
+                record.setdefault("cost", {}).setdefault("train_segments", []).append(segment)
+                atomic_write(record_path, json.dumps(record, indent=2, default=str))
+        return result.checkpoints
 
     checkpoints = [Path(p) for p in timed("train", do_train)]
     state.mark("train", checkpoints=[p.name for p in checkpoints])

@@ -78,6 +78,23 @@ def test_records(finished_run):
     assert set(record["timings"]) >= {"train", "generate", "evaluate", "analyze"}
     assert record["resolved"]["trainer_config"]["trainer"] == "lora"
     assert (run_dir / "run.log").read_text().count("checkpoints:") >= 1
+    # Cost: one train segment with its time and peak memory; the report reads it with the
+    # checkpoint's parameters, counted here from the network the trainer builds on the same base.
+    (seg,) = record["cost"]["train_segments"]
+    assert seg["finished"] and seg["epochs_trained"] == 2 and seg["steps"] > 0
+    assert 0 < seg["seconds"] <= record["timings"]["train"]
+    assert seg["peak_rss_bytes"] > 100 * 2**20 and seg["peak_cuda_bytes"] is None
+    from t2ibench.adapters.sizes import network_shapes
+    from t2ibench.analysis.cost import run_cost
+    from t2ibench.models import load_base
+
+    pipe = load_base(resolved.base)
+    cfg = {k: v for k, v in resolved.trainer_config.to_dict().items() if k != "trainer"}
+    shapes = network_shapes("lora", parts={"unet": pipe.unet, "te": pipe.text_encoder}, **cfg)
+    want = sum(math.prod(s) for k, s in shapes.items() if not k.endswith(".alpha"))
+    cost = run_cost(run_dir)
+    assert cost["params"] == want and cost["train_s"] == seg["seconds"]
+    assert "<h2>Cost</h2>" in (run_dir / "report" / "report.html").read_text()
 
 
 def test_rerun_redoes_nothing(finished_run):
@@ -94,6 +111,8 @@ def test_rerun_redoes_nothing(finished_run):
     assert {p: p.stat().st_mtime_ns for p in parts} == parts
     assert {p: p.stat().st_mtime_ns for p in ckpts} == ckpts
     assert len(read_results(run_dir / "results")) == rows
+    # Nothing was trained: no second cost segment.
+    assert len(json.loads((run_dir / "run.json").read_text())["cost"]["train_segments"]) == 1
 
 
 def test_changed_config_is_a_new_run(finished_run, tmp_path):

@@ -1,5 +1,10 @@
 """Where the report finds the anchors ``t2ibench run`` writes next to its results (see
-:mod:`t2ibench.pipeline.anchors`): ``<results>/anchors/{ceiling,copies,images}.parquet``."""
+:mod:`t2ibench.pipeline.anchors`): ``<results>/anchors/{ceiling,copies,images}.parquet``.
+
+A sweep's joint results (``<out>/results``) have no anchors of their own: they are gathered from its
+runs (``<out>/runs/<run>/results/anchors``, :func:`t2ibench.analysis.cost.find_runs`), with each
+run's checkpoints named ``<run>/<checkpoint>`` as in the joint table; the base model's images and the
+training images, shared by every run, are kept once, and so is the ceiling of a shared dataset."""
 
 from __future__ import annotations
 
@@ -26,11 +31,45 @@ def read_anchors(results: Any) -> dict[str, Any]:
     p = Path(results)
     d = (p if p.is_dir() else p.parent) / ANCHORS_DIR
     if not d.is_dir():
-        return out
+        return _runs_anchors(results, out)
     for name in ("ceiling", "copies", "images"):
         f = d / f"{name}.parquet"
         if f.is_file():
             out[name] = pd.read_parquet(f)
     if (d / "sources.json").is_file():
         out["sources"] = json.loads((d / "sources.json").read_text())
+    return out
+
+
+def _prefixed(df: pd.DataFrame, run: str, column: str = "checkpoint") -> pd.DataFrame:
+    if df.empty:
+        return df
+    ck = df[column].astype(str)
+    shared = ck.isin(["base", "training"])
+    return df.assign(**{column: ck.where(shared, run + "/" + ck)})
+
+
+def _runs_anchors(results: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """The anchors of a sweep's runs, joined (see the module docstring)."""
+    from t2ibench.analysis.cost import find_runs
+
+    runs = {k: v for k, v in find_runs(results).items() if k}
+    parts: dict[str, list[pd.DataFrame]] = {"ceiling": [], "copies": [], "images": []}
+    for run, run_dir in runs.items():
+        one = read_anchors(run_dir / "results")
+        if one["sources"]:
+            out["sources"][run] = one["sources"]
+        parts["ceiling"].append(one["ceiling"])
+        parts["copies"].append(_prefixed(one["copies"], run))
+        parts["images"].append(_prefixed(one["images"], run))
+    keys = {
+        "ceiling": ["leaf", "metric", "encoder", "resize"],
+        "copies": ["checkpoint", "image"],
+        "images": ["checkpoint", "path"],
+    }
+    for name, frames in parts.items():
+        frames = [f for f in frames if not f.empty]
+        if frames:
+            joined = pd.concat(frames, ignore_index=True)
+            out[name] = joined.drop_duplicates(keys[name]).reset_index(drop=True)
     return out

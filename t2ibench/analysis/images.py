@@ -34,22 +34,41 @@ def thumbnail_uri(path: str | Path, px: int = THUMB_PX) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _pick_columns(names: list[str]) -> list[str]:
-    """Base first, then checkpoints; many checkpoints thinned evenly (first and last kept)."""
+def _pick_columns(names: list[str], configs: dict[str, str] | None = None) -> list[str]:
+    """Base first, then checkpoints; many checkpoints thinned evenly (first and last kept). In a
+    sweep (checkpoints ``<run>/<checkpoint>`` and ``configs`` given) one column per config: its
+    first run's last checkpoint."""
     ck = [n for n in names if n != "base"]
+    if configs and any("/" in n for n in ck):
+        chosen: dict[str, str] = {}
+        for n in sorted(ck, key=lambda n: (n.split("/")[0], _epoch_key(n))):
+            cfg = configs.get(n, n.split("/")[0])
+            first_run = chosen.get(cfg, n).split("/")[0]
+            if n.split("/")[0] == first_run:
+                chosen[cfg] = n  # the run's later epochs replace its earlier ones
+        ck = [chosen[c] for c in sorted(chosen)]
     if len(ck) > MAX_COLUMNS:
         step = (len(ck) - 1) / (MAX_COLUMNS - 1)
         ck = [ck[round(i * step)] for i in range(MAX_COLUMNS)]
     return (["base"] if "base" in names else []) + ck
 
 
-def seed_paired_grids(index):
+def column_label(name: str, configs: dict[str, str] | None = None) -> str:
+    """A grid column's header: a sweep's ``<run>/<checkpoint>`` reads ``<config> · e<epoch>``."""
+    if configs and "/" in name and name in configs:
+        epoch = _epoch_key(name)[0]
+        return f"{configs[name]} · e{epoch}" if epoch >= 0 else configs[name]
+    return name
+
+
+def seed_paired_grids(index, configs: dict[str, str] | None = None):
     """Per prompt type: ``(header, rows)``; a row is ``(label, [uri or None, ...])`` with columns
     training image | base | each checkpoint, images paired by (leaf, prompt type, index, seed).
 
     ``index`` is ``anchors/images.parquet`` (written by :mod:`t2ibench.pipeline.anchors`): one row
     per image with ``checkpoint`` (``training`` for the dataset's), ``leaf``, ``prompt_type``,
-    ``index``, ``seed``, ``prompt`` and ``path``."""
+    ``index``, ``seed``, ``prompt`` and ``path``. ``configs`` (checkpoint → config) turns a sweep's
+    columns into one per config (see :func:`_pick_columns`)."""
     if index is None or len(index) == 0:
         return {}
     training = index[index["checkpoint"] == "training"].sort_values("index")
@@ -62,7 +81,7 @@ def seed_paired_grids(index):
     }
     if not manifests:
         return {}
-    cols = _pick_columns(sorted(manifests, key=lambda n: (n != "base", _epoch_key(n))))
+    cols = _pick_columns(sorted(manifests, key=lambda n: (n != "base", _epoch_key(n))), configs)
     anchor = manifests[cols[0]]
     # Per prompt type the first image of each leaf, leaves taken round-robin over categories so
     # the few rows shown cover different kinds of concept.
@@ -87,7 +106,7 @@ def seed_paired_grids(index):
                 rec = manifests[c].get(key)
                 cells.append(thumbnail_uri(rec["path"]) if rec is not None else None)
             rows.append((f"{key[0]}: {anchor[key]['prompt']} (seed {key[3]})", cells))
-        grids[pt] = (["training image", *cols], rows)
+        grids[pt] = (["training image", *(column_label(c, configs) for c in cols)], rows)
     return grids
 
 

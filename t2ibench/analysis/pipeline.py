@@ -235,7 +235,7 @@ def analyze(
         raw_section(raw, constants, dirs, anchors["ceiling"], df["leaf"].nunique()),
         recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files),
         copy_section(anchors["copies"]),
-        images_section(seed_paired_grids(anchors["images"])),
+        images_section(seed_paired_grids(anchors["images"], _checkpoint_configs(df))),
         cost_section(results, df, raw, dirs, out, plots, files),
     ]
     empty = pd.DataFrame()
@@ -329,6 +329,12 @@ def analyze(
         out, scores, aggs, trends, change, claims, means, ranks, shap_values, shap_fit, files,
         shap_note, raw, constants,
     )  # fmt: skip
+
+
+def _checkpoint_configs(df: pd.DataFrame) -> dict[str, str]:
+    """checkpoint → config (the image grids show one column per config in a sweep)."""
+    ck = df.drop_duplicates("checkpoint")
+    return dict(zip(ck["checkpoint"].astype(str), ck["config"].astype(str), strict=True))
 
 
 def _label(cat: str) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from t2ibench import csvsafe
 from t2ibench.analysis.checkpoints import RULE, checkpoint_line, headline_measures, recommend
-from t2ibench.analysis.images import thumbnail_uri
+from t2ibench.analysis.images import MAX_COLUMNS, thumbnail_uri
 from t2ibench.analysis.raw import BASE_CHECKPOINT, INTERVAL, ceiling_rows
 from t2ibench.analysis.report import Section
 from t2ibench.fsutil import atomic_write_with
@@ -211,7 +211,8 @@ def images_section(grids) -> Section:
     sec.text(
         "Per prompt type a few prompts, one row each: a training image of the leaf, then the base "
         "model and each checkpoint on the same prompt and seed (so differences come from the "
-        "adapter, not the noise)."
+        "adapter, not the noise). In a sweep one column per config (its first seed's last "
+        f"checkpoint); at most {MAX_COLUMNS} checkpoint columns, evenly chosen."
     )
     for pt, (header, rows) in grids.items():
         sec.grid(header, rows, f"<{pt}> prompts")

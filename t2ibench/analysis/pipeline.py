@@ -422,7 +422,9 @@ def _sections(
         written = P.scatter_pairs(aggs["category"], scores, varied, out / "plots")
         sc.text(
             "Each point is a config (mean score ± SE over seeds × classes on both axes); colour = "
-            "algorithm, marker = the hyperparameter varied from the algorithm's default."
+            "algorithm, marker shape = the hyperparameter varied from the algorithm's default, "
+            "marker size = its value: small below the default, large above it (capacity: dim, "
+            "or a smaller LoKr factor), medium for the default or a preset change."
         )
         for label, p in written:
             files.append(p)

@@ -14,6 +14,46 @@ from t2ibench.analysis.targets import Target, pair_targets
 from t2ibench.fsutil import atomic_write_with
 
 MARKERS = ("o", "^", "s", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+#: Marker area (pt²) by the varied hyperparameter's value against the algorithm's default.
+SIZE_BY_LEVEL = {"lower": 12.0, "default": 30.0, "other": 30.0, "higher": 70.0}
+_LEVEL_WORDS = {"lower": "below the default", "default": "default",
+                "other": "other value", "higher": "above the default"}  # fmt: skip
+
+
+def _as_number(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(f) else f
+
+
+def value_levels(scores: pd.DataFrame, varied: pd.Series) -> pd.Series:
+    """config → ``lower`` / ``higher`` / ``other`` (its varied hyperparameter against the
+    algorithm's default: learning rate, capacity = dim or factor, alpha; a preset is ``other``) or
+    ``default``. The scatter plots draw it as marker size, so a point shows the value's direction,
+    not only which hyperparameter was varied."""
+    from t2ibench.analysis.tables import config_table, default_configs
+
+    table = config_table(scores)
+    defaults = default_configs(table)
+    levels = {}
+    for cfg, row in table.iterrows():
+        kind = str(varied.get(cfg, "default"))
+        ref = defaults.get(row["algorithm"])
+        level = "default" if kind == "default" else "other"
+        cols = {"lr": ["lr"], "capacity": ["dim", "factor"], "alpha": ["alpha"]}.get(kind, [])
+        for c in cols:
+            if ref is None or c not in row.index:
+                continue
+            a, b = _as_number(row[c]), _as_number(ref.get(c))
+            if a is not None and b is not None and a != b:
+                # LoKr's factor: a smaller factor means larger Kronecker blocks (more capacity).
+                up = a > b if c != "factor" else a < b
+                level = "higher" if up else "lower"
+                break
+        levels[cfg] = level
+    return pd.Series(levels, dtype=object)
 
 
 def _pyplot():
@@ -68,6 +108,7 @@ def scatter_pairs(
     colour = {a: cmap(i % 10) for i, a in enumerate(algos)}
     kinds = sorted(set(varied), key=lambda v: (v != "default", v))
     marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
+    levels = value_levels(scores, varied)
     for x_t, y_t in pairs:
         mx, my = resolve_measure(scores, x_t), resolve_measure(scores, y_t)
         if mx is None or my is None:
@@ -86,6 +127,10 @@ def scatter_pairs(
             len(cats), len(epochs), figsize=(3.6 * len(epochs) + 1.5, 3.2 * len(cats)),
             squeeze=False, sharex=True, sharey=True,
         )  # fmt: skip
+        # Legend entries only for what some panel of this figure draws.
+        used_algos: set[str] = set()
+        used_kinds: set[str] = set()
+        used_levels: set[str] = set()
         for i, cat in enumerate(cats):
             for j, ep in enumerate(epochs):
                 ax = axes[i][j]
@@ -93,6 +138,7 @@ def scatter_pairs(
                 sub = sub.assign(
                     _algo=sub["algorithm"].astype(str) if "algorithm" in sub.columns else "",
                     _kind=sub["config"].map(lambda c: varied.get(c, "default")),
+                    _level=sub["config"].map(lambda c: levels.get(c, "default")),
                 )
                 if sub.empty:
                     continue
@@ -104,10 +150,14 @@ def scatter_pairs(
                 )  # fmt: skip
                 for kind, pts in sub.groupby("_kind"):
                     ax.scatter(
-                        pts["mean_x"], pts["mean_y"], marker=marker.get(kind, "o"), s=22,
+                        pts["mean_x"], pts["mean_y"], marker=marker.get(kind, "o"),
+                        s=[SIZE_BY_LEVEL[lv] for lv in pts["_level"]],
                         c=[colour.get(a, "grey") for a in pts["_algo"]], zorder=2,
                         edgecolors="black", linewidths=0.3,
                     )  # fmt: skip
+                used_algos.update(sub["_algo"])
+                used_kinds.update(sub["_kind"])
+                used_levels.update(sub["_level"])
                 ax.set_title(_plain(f"{cat}, epoch {ep}"), fontsize=9)
                 ax.grid(alpha=0.3)
                 if i == len(cats) - 1:
@@ -117,11 +167,29 @@ def scatter_pairs(
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], color=colour[a], marker="o", ls="", label=_plain(a)) for a in algos
+            Line2D([], [], color=colour[a], marker="o", ls="", label=_plain(a))
+            for a in algos
+            if a in used_algos
         ]
         handles += [
-            Line2D([], [], color="black", marker=marker[k], ls="", label=_plain(k)) for k in kinds
+            Line2D([], [], color="black", marker=marker[k], ls="", label=_plain(f"varied: {k}"))
+            for k in kinds
+            if k in used_kinds
         ]
+        if used_levels - {"default"}:
+            handles += [
+                Line2D(
+                    [],
+                    [],
+                    color="0.5",
+                    marker="o",
+                    ls="",
+                    label=_LEVEL_WORDS[lv],
+                    markersize=float(np.sqrt(SIZE_BY_LEVEL[lv])),
+                )  # fmt: skip
+                for lv in ("lower", "default", "other", "higher")
+                if lv in used_levels
+            ]
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0, 0.9, 1))
         name = f"scatter_{mx[0]}-{mx[3]}_vs_{my[0]}-{my[3]}.png"

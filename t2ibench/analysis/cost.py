@@ -238,18 +238,23 @@ def pareto_plot(points: pd.DataFrame, base: pd.Series | None, path: Path) -> Pat
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from t2ibench.fsutil import atomic_write_with
 
-    fig, ax = plt.subplots(figsize=(7.2, 5.0))
+    fig, ax = plt.subplots(figsize=(7.2, 5.4))
     size = points["file_mib"].astype(float)
     ok = size > 0
-    norm = LogNorm(vmin=size[ok].min(), vmax=max(size[ok].max(), size[ok].min() * 1.01))
+    lo, hi = size[ok].min(), max(size[ok].max(), size[ok].min() * 1.01)
+    wide = hi / lo > 10  # sizes over more than a decade: a log colour scale
+    norm = LogNorm(vmin=lo, vmax=hi) if wide else Normalize(vmin=lo, vmax=hi)
     sc = ax.scatter(points.loc[ok, "fidelity"], points.loc[ok, "preservation"], c=size[ok],
                     norm=norm, cmap="viridis", s=60, edgecolors="black", linewidths=0.4,
                     zorder=3)  # fmt: skip
-    fig.colorbar(sc, ax=ax, label="checkpoint file (MiB, log scale)")
+    bar = fig.colorbar(sc, ax=ax, label="checkpoint file (MiB" + (", log scale)" if wide else ")"))
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    bar.ax.yaxis.set_minor_formatter(NullFormatter())
     front = points[points["pareto"]]
     ax.scatter(front["fidelity"], front["preservation"], s=160, facecolors="none",
                edgecolors="crimson", linewidths=1.4, zorder=4,
@@ -268,8 +273,10 @@ def pareto_plot(points: pd.DataFrame, base: pd.Series | None, path: Path) -> Pat
     ax.set_xlabel("fidelity (0 = worst, 1 = best checkpoint or base)")
     ax.set_ylabel("preservation (0 = worst, 1 = best)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left", frameon=False)
-    fig.tight_layout()
+    # Below the axes: inside, it hid points in the corner.
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7,
+               frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     out = atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
     return out

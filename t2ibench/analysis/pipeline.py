@@ -15,6 +15,7 @@ import pandas as pd
 from t2ibench import csvsafe
 from t2ibench.analysis.aggregate import aggregate, config_columns, interval_note
 from t2ibench.analysis.anchors import read_anchors
+from t2ibench.analysis.captions import caption_sections
 from t2ibench.analysis.cost import cost_section
 from t2ibench.analysis.images import seed_paired_grids
 from t2ibench.analysis.raw import (
@@ -314,6 +315,7 @@ def analyze(
             scores, aggs, trends, change, claims, t1, shap_fit, shap_results, out,
             plots, files, shap_note, bootstrap=bootstrap,
         )  # fmt: skip
+    sections += caption_sections(configs_df, dirs)  # only when the results carry a caption study
     sections += list(extra_sections)
     fl = Section("Files")
     fl.bullets(sorted({f.relative_to(out).as_posix() for f in files}))

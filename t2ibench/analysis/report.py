@@ -136,8 +136,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:0.85em}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3} caption{caption-side:top;text-align:left;font-style:italic;padding:4px 0}
 img{max-width:100%;border:1px solid #eee} figure{margin:1em 0} .note{color:#666;font-size:0.85em}
-.scroll{max-width:100%;overflow-x:auto} table.grid td{padding:2px}
-img.thumb{display:block;width:96px;height:auto;image-rendering:pixelated}
+.scroll{max-width:100%;overflow-x:auto} table.grid td{padding:2px;text-align:center}
+img.thumb{display:block;margin:0 auto;width:96px;height:auto;image-rendering:pixelated}
 th.lbl{max-width:16em;text-align:left;font-weight:normal;font-size:0.9em}
 """
 

@@ -1,6 +1,6 @@
-"""The report of a tiny-profile run, loaded in a real headless browser (Debian's ``chromium``, which
-``.ci/run`` installs): every image decodes, nothing is wider than the viewport, no console error,
-and the file stays within its size budget."""
+"""The report of a tiny-profile run and of a three-config tiny sweep, loaded in a real headless
+browser (Debian's ``chromium``, which ``.ci/run`` installs): every image decodes, nothing is wider
+than the viewport, no console error, and the file stays within its size budget."""
 
 import json
 import re
@@ -54,7 +54,36 @@ def probe(html_path, tmp_path) -> dict:
                       .replace("&gt;", ">"))  # fmt: skip
 
 
-pytestmark = pytest.mark.slow  # a whole tiny-profile run (train, generate, evaluate): ~1-2 min
+pytestmark = pytest.mark.slow  # tiny-profile runs (train, generate, evaluate): ~1 min each
+
+SWEEP_GRID = """
+[grid]
+name = "browser"
+seeds = [23]
+seed_labels = ["a"]
+profile = "tiny"
+
+[common]
+epochs = 2
+save_epochs = [1, 2]
+generate.images_per_leaf = 1
+generate.steps = 2
+evaluate.encoders = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
+
+[[config]]
+name = "lora-dim4"
+trainer = "lora"
+dim = 4
+
+[[config]]
+name = "lora-dim8"
+trainer = "lora"
+dim = 8
+
+[[config]]
+name = "loha"
+trainer = "loha"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +103,15 @@ def tiny_report(tmp_path_factory):
     return execute(resolve(options)) / "report" / "report.html"
 
 
+@pytest.fixture(scope="module")
+def sweep_report(tmp_path_factory):
+    from t2ibench.pipeline.sweep import load_grid, run_sweep
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    (tmp / "grid.toml").write_text(SWEEP_GRID)
+    return run_sweep(load_grid(tmp / "grid.toml"), out=tmp / "out", progress=False) / "report.html"
+
+
 def test_report_sections_and_budget(tiny_report):
     html = tiny_report.read_text(encoding="utf-8")
     order = [html.index(f"<h2>{s}</h2>") for s in ("Overview", "Raw values",
@@ -89,6 +127,24 @@ def test_report_sections_and_budget(tiny_report):
 def test_report_in_headless_chromium(tiny_report, tmp_path):
     got = probe(tiny_report, tmp_path)
     assert got["images"] >= 6
+    assert got["undecoded"] == [], got["undecoded"]
+    assert got["wide"] == [] and got["scrollWidth"] <= got["viewport"], got["wide"]
+    assert got["errors"] == [], got["errors"]
+
+
+def test_sweep_report_has_anchors_cost_and_fits(sweep_report):
+    html = sweep_report.read_text(encoding="utf-8")
+    for title in ("Raw values", "Copy detection", "Images", "Cost", "Rank scores (many configs)"):
+        assert f"<h2>{title}</h2>" in html, title
+    assert "real images" in html and "No copy-detection table" not in html
+    assert "lora-dim4 · e2" in html and "pareto_cost.png" in html  # grids per config, Pareto
+    assert sweep_report.stat().st_size <= REPORT_BUDGET_BYTES
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
+def test_sweep_report_in_headless_chromium(sweep_report, tmp_path):
+    got = probe(sweep_report, tmp_path)
+    assert got["images"] >= 10
     assert got["undecoded"] == [], got["undecoded"]
     assert got["wide"] == [] and got["scrollWidth"] <= got["viewport"], got["wide"]
     assert got["errors"] == [], got["errors"]

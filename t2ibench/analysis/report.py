@@ -132,8 +132,8 @@ def _md_table(df: pd.DataFrame, caption: str, max_rows: int) -> str:
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:0.85em}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;overflow-wrap:anywhere}
 th{background:#f3f3f3} caption{caption-side:top;text-align:left;font-style:italic;padding:4px 0}
 img{max-width:100%;border:1px solid #eee} figure{margin:1em 0} .note{color:#666;font-size:0.85em}
 .scroll{max-width:100%;overflow-x:auto} table.grid td{padding:2px;text-align:center}

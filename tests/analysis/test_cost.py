@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -137,3 +138,14 @@ def test_runs_outside_the_folder_are_not_followed(tmp_path):
     (outside / "run.json").write_text("{}")
     (tmp_path / "runs" / "link").symlink_to(outside)
     assert "link" not in find_runs(tmp_path / "results")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_peak_memory_on_cuda():
+    with PeakMemory("cuda") as m:
+        x = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
+        del x
+    assert m.peak_cuda_bytes >= 256 * 2**20
+    with PeakMemory("cuda") as small:
+        pass
+    assert small.peak_cuda_bytes < 256 * 2**20  # the peak was reset

@@ -161,9 +161,10 @@ def config_cost(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"runs": g.size()})
     mean, lo, hi = g["train_s"].mean(), g["train_s"].min(), g["train_s"].max()
     out["train time (s)"] = [
-        "" if math.isnan(m) else f"{m:.1f}" + (f" ({a:.1f}–{b:.1f})" if b > a else "")
+        "" if math.isnan(m) else f"{m:.1f}" + (f" ({a:.1f}–{b:.1f})" if f"{a:.1f}" != f"{b:.1f}"
+                                               else "")
         for m, a, b in zip(mean, lo, hi, strict=True)
-    ]
+    ]  # fmt: skip
     out["s / epoch"] = g["s_per_epoch"].mean().round(2)
     out["peak RSS (MiB)"] = g["peak_rss_mib"].max().round(0)
     if table["peak_cuda_mib"].notna().any():
@@ -311,6 +312,11 @@ def cost_section(results, df, raw, directions, out: Path, plots: bool, files: li
         "of the last checkpoint's tensors less the one-element alpha per module; file = its size "
         "on disk. Generation and evaluation times per run are in cost.csv."
     )
+    if (table["train_segments"] == 0).any():
+        sec.text(
+            "Runs made before t2ibench recorded train segments show the train stage's wall time "
+            "(from run.json's timings) and no memory."
+        )
     sec.table(config_cost(table), "what each config cost", max_rows=100)
     points = pareto_points(raw, directions, table)
     if not points.empty:

@@ -183,7 +183,10 @@ def analyze(
 
     Every report starts with the raw-value view (``raw_values.csv``), the anchors (base model rows,
     real-image ceiling, copy detection and image grids from ``<results>/anchors/`` when present),
-    the checkpoint line and a recommendation (``recommendation.csv``). With at least
+    the checkpoint line and a recommendation (``recommendation.csv``), and the cost of each config
+    (``cost.csv``, from the run folders next to the results: :mod:`t2ibench.analysis.cost`); a
+    sweep's anchors come from its runs. Results with a caption study (a ``caption`` column with
+    two or more values) add its section (:mod:`t2ibench.analysis.captions`). With at least
     :data:`MIN_CONFIGS_FOR_RANKS` configs (the ``base`` rows never count) it adds the rank sections
     and writes ``scores.csv``, ``aggregate_{class,category,all}.csv``, ``epoch_trends.csv``,
     ``epoch_change.csv``, ``epoch_claims.csv``, ``rank_table.csv`` (Table 1 per epoch),

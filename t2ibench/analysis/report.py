@@ -70,17 +70,24 @@ def md_escape(s: str) -> str:
     return s.replace("\n", " ")
 
 
+def _cell(text: str) -> str:
+    """Escaped cell text that may wrap after ``_`` and ``/`` (``mean_abs_shap_lr_level``,
+    ``<run>/<checkpoint>``): with ``table{max-width:100%}`` tables then fit the page without
+    breaking words elsewhere."""
+    return html.escape(text).replace("_", "_<wbr>").replace("/", "/<wbr>")
+
+
 def _html_table(df: pd.DataFrame, caption: str, max_rows: int) -> str:
     shown = df.head(max_rows)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    head = "".join(f"<th>{_cell(str(c))}</th>" for c in shown.columns)
     idx = shown.index.name is not None or not isinstance(shown.index, pd.RangeIndex)
     if idx:
-        head = f"<th>{html.escape(str(shown.index.name or ''))}</th>" + head
+        head = f"<th>{_cell(str(shown.index.name or ''))}</th>" + head
     rows = []
     for i, r in shown.iterrows():
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r.to_numpy())
+        cells = "".join(f"<td>{_cell(_fmt(v))}</td>" for v in r.to_numpy())
         if idx:
-            cells = f"<th>{html.escape(_fmt(i))}</th>" + cells
+            cells = f"<th>{_cell(_fmt(i))}</th>" + cells
         rows.append(f"<tr>{cells}</tr>")
     more = (
         f"<p class='note'>{len(df) - max_rows} more rows in the CSV.</p>"
@@ -133,7 +140,7 @@ def _md_table(df: pd.DataFrame, caption: str, max_rows: int) -> str:
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.85em;max-width:100%}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;overflow-wrap:anywhere}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3} caption{caption-side:top;text-align:left;font-style:italic;padding:4px 0}
 img{max-width:100%;border:1px solid #eee} figure{margin:1em 0} .note{color:#666;font-size:0.85em}
 .scroll{max-width:100%;overflow-x:auto} table.grid td{padding:2px;text-align:center}

@@ -179,17 +179,28 @@ def atomic_folder(final: str | os.PathLike, complete: Callable[[Path], bool]) ->
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class LockBusyError(T2IBenchError):
+    """Another process holds the lock; ``lock_file`` names it (a sweep's runs wait on it)."""
+
+    def __init__(self, message: str, lock_file: str) -> None:
+        super().__init__(message)
+        self.lock_file = lock_file
+
+    def __reduce__(self):  # picklable across processes (a Ray task's error)
+        return type(self), (str(self), self.lock_file)
+
+
 @contextlib.contextmanager
 def exclusive_lock(lock_file: str | os.PathLike, busy: str) -> Iterator[None]:
     """Hold an inter-process lock on ``lock_file`` for the block; if another process holds it,
-    raise a :class:`T2IBenchError` with the message ``busy`` instead of waiting."""
+    raise a :class:`LockBusyError` with the message ``busy`` instead of waiting."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(lock_file), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise T2IBenchError(busy) from None
+        raise LockBusyError(busy, str(lock_file)) from None
     try:
         yield
     finally:

@@ -327,11 +327,26 @@ def register(app: typer.Typer) -> None:
             help="List the runs and project their work and GPU-hours; do nothing.",
         ),
         progress: bool = typer.Option(True),
+        executor: str = typer.Option(
+            "local",
+            "--executor",
+            help="Where the runs execute: local (one after another, here) or ray (in parallel "
+            "on a Ray cluster; pip install 't2ibench[ray]').",
+        ),
+        address: str = typer.Option(
+            None,
+            "--address",
+            help="--executor ray: the cluster to join (auto = the one `ray start` began; "
+            "ray://HOST:10001); default: start a local Ray instance on this machine's cores.",
+        ),
     ) -> None:
         """Run a grid of configs × seeds (each a resumable run), then one analysis of all of them."""
+        from t2ibench.errors import T2IBenchError
+        from t2ibench.pipeline.executors import get_executor
         from t2ibench.pipeline.sweep import load_grid, run_sweep
         from t2ibench.runconfig import flatten
 
+        runner = get_executor(executor, address=address)  # a bad name or option fails first
         g = load_grid(grid)
         if dry_run:
             from t2ibench.pipeline.plan import render_sweep_plan, sweep_plan
@@ -341,5 +356,31 @@ def register(app: typer.Typer) -> None:
                 console().print(f"{opts.name}: {' '.join(shown)}")
             console().print("\n" + render_sweep_plan(sweep_plan(g, dataset=dataset, base=base)))
             return
-        report = run_sweep(g, out=out, device=device, dataset=dataset, base=base, progress=progress)
-        console().print(f"[green]done[/]: {report}")
+        with runner:
+            result = run_sweep(
+                g,
+                out=out,
+                device=device,
+                dataset=dataset,
+                base=base,
+                progress=progress,
+                executor=runner,
+            )
+        bad = result.failed
+        if bad:
+            from rich.table import Table
+
+            table = Table("run", "where", "error", title="failed runs")
+            for o in bad:
+                table.add_row(o.name, o.where, o.error)
+            console().print(table)
+        n = len(result.outcomes)
+        console().print(f"{n - len(bad)} of {n} runs done; summary: {result.summary}")
+        if result.report is not None:
+            console().print(f"[green]report[/]: {result.report}")
+        if bad:
+            raise T2IBenchError(
+                f"{len(bad)} of {n} runs failed ({', '.join(o.name for o in bad[:5])}"
+                f"{', ...' if len(bad) > 5 else ''}); their errors are in {result.summary}; "
+                "rerun the same command to retry them (finished work is kept)"
+            )

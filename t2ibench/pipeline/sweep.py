@@ -28,6 +28,8 @@ Each run is ``<config name>-<seed label>``; the order of precedence is profile <
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import ConfigError
+from t2ibench.fsutil import atomic_write
 from t2ibench.validation import read_toml
 
 _GRID_KEYS = {"name", "seeds", "seed_labels", "profile"}
@@ -139,24 +142,90 @@ def _check(grid: Grid) -> None:
         spec.config(layers.trainer_sources(), prefix="trainer.")
 
 
+SUMMARY_NAME = "sweep-summary.json"
+
+
+@dataclass
+class SweepResult:
+    """What a sweep left: the joint report (``None`` when no run finished), one outcome per run
+    in grid order, and the summary file that records them."""
+
+    report: Path | None
+    outcomes: list[Any]
+    summary: Path
+
+    @property
+    def failed(self) -> list[Any]:
+        return [o for o in self.outcomes if o.status != "done"]
+
+
 def run_sweep(
-    grid: Grid, *, out: Path, device: str = "cpu", dataset=None, base=None, progress: bool = True
-) -> Path:
-    """Every run of the grid (resumable), then the joint results table and report under ``out``;
-    registered sweep hooks (``t2ibench.profiles.SWEEP_HOOKS``) add their sections to the report."""
+    grid: Grid,
+    *,
+    out: Path,
+    device: str = "cpu",
+    dataset=None,
+    base=None,
+    progress: bool = True,
+    executor: str | Any = "local",
+) -> SweepResult:
+    """Every run of the grid (resumable) on ``executor`` (a name from
+    :mod:`t2ibench.pipeline.executors` or an executor object), then, once all are over, the summary
+    (``<out>/sweep-summary.json``) and the joint results table and report of the runs that
+    finished. Registered sweep hooks (``t2ibench.profiles.SWEEP_HOOKS``) add their sections to the
+    report. A failed run is in the summary with its error and does not stop the others; running
+    the same sweep again retries it and redoes nothing finished."""
+    from t2ibench.pipeline.executors import SweepProgress, get_executor
+
+    # Absolute: workers on other machines (or in another folder) must find the same place.
+    out = Path(out).absolute()
+    runs = list(
+        grid.run_options(out=out, device=device, dataset=dataset, base=base, progress=progress)
+    )
+    owned = isinstance(executor, str)
+    ex = get_executor(executor) if owned else executor
+    started = time.time()
+    try:
+        ex.check_storage(out)
+        view = SweepProgress(len(runs), out / "runs", enabled=progress)
+        try:
+            outcomes = ex.run_all(runs, view)
+        finally:
+            view.close()
+    finally:
+        if owned:
+            ex.close()
+    summary = out / SUMMARY_NAME
+    done = [o for o in outcomes if o.status == "done"]
+    atomic_write(
+        summary,
+        json.dumps(
+            {
+                "grid": grid.name,
+                "source": grid.source,
+                "executor": ex.name,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                "seconds": round(time.time() - started, 3),
+                "runs": len(outcomes),
+                "done": len(done),
+                "failed": len(outcomes) - len(done),
+                "outcomes": [o.to_dict() for o in outcomes],
+            },
+            indent=2,
+        ),
+    )
+    report = _joint_analysis(grid, out, [Path(o.run_dir) for o in done]) if done else None
+    return SweepResult(report=report, outcomes=outcomes, summary=summary)
+
+
+def _joint_analysis(grid: Grid, out: Path, run_dirs: list[Path]) -> Path:
+    """The joint results table and report of ``run_dirs`` (grid order), on the driver."""
     from t2ibench.analysis import analyze
-    from t2ibench.pipeline.run import run
     from t2ibench.profiles import SWEEP_HOOKS
     from t2ibench.results import merge_results, read_results, write_results
 
-    out = Path(out)
     merged = None
-    run_dirs = []
-    for opts in grid.run_options(
-        out=out, device=device, dataset=dataset, base=base, progress=progress
-    ):
-        run_dir = run(opts)
-        run_dirs.append(run_dir)
+    for run_dir in run_dirs:
         # Checkpoint names repeat across runs (every LoRA run has a lora-e000010); in the joint
         # table a checkpoint is "<run>/<checkpoint>", or merging would keep one run per name.
         df = read_results(run_dir / "results")

@@ -57,7 +57,12 @@ def test_bad_grid_names_the_key(tmp_path):
 def test_sweep_runs_and_analyses(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text(GRID)
-    report = run_sweep(load_grid(path), out=tmp_path / "out", progress=False)
+    result = run_sweep(load_grid(path), out=tmp_path / "out", progress=False)
+    report = result.report
+    assert [(o.name, o.status) for o in result.outcomes] == [
+        ("mini-lora-a", "done"),
+        ("mini-lora-lr2e-3-a", "done"),
+    ]
     df = read_results(tmp_path / "out" / "results")
     assert set(df["config"]) == {"mini-lora", "mini-lora-lr2e-3", "base"}
     # Both runs name their checkpoints lora-e000001/2: the joint table keeps all four, and the

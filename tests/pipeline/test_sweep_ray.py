@@ -1,0 +1,237 @@
+"""``t2ibench sweep --executor ray`` on a local Ray instance (2 CPUs, no GPU) started here: the
+same results as ``--executor local``, a failing run that does not stop the others, a Ray worker
+SIGKILLed mid-generation then the same sweep again, and a node that cannot see ``--out``."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from t2ibench.pipeline.executors import StorageError  # noqa: E402
+from t2ibench.pipeline.executors.ray import RayExecutor, probe_storage  # noqa: E402
+from t2ibench.pipeline.sweep import load_grid, run_sweep  # noqa: E402
+from t2ibench.results import read_results  # noqa: E402
+
+COMMON = """
+[grid]
+name = "mini"
+seeds = [23]
+seed_labels = ["a"]
+profile = "tiny"
+
+[common]
+epochs = 1
+save_epochs = [1]
+generate.steps = 2
+evaluate.encoders = ["dinov2-l@tiny"]
+evaluate.metrics = ["image_similarity", "vendi"]
+"""
+
+# Two good configs and one whose loss becomes NaN in its first steps (a real divergence).
+GRID = (
+    COMMON
+    + """
+generate.images_per_leaf = 1
+generate.prompt_types = ["trigger", "train"]
+
+[[config]]
+name = "mini-lora"
+trainer = "lora"
+
+[[config]]
+name = "mini-nan"
+trainer = "lokr"
+lr = 1e30
+max_grad_norm = 0
+
+[[config]]
+name = "mini-lora-lr2e-3"
+trainer = "lora"
+lr = 2e-3
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _grid(tmp_path, text, name="grid.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return load_grid(path)
+
+
+def _table(out):
+    df = read_results(out / "results")
+    keys = [c for c in ("checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize")]
+    return df.sort_values(keys).reset_index(drop=True)
+
+
+def test_ray_equals_local_and_a_failed_run_does_not_stop_the_others(tmp_path, ray_instance):
+    grid = _grid(tmp_path, GRID)
+    results = {}
+    for executor in ("local", RayExecutor()):
+        name = executor if isinstance(executor, str) else "ray"
+        out = tmp_path / name
+        results[name] = run_sweep(grid, out=out, progress=False, executor=executor)
+        got = results[name]
+        assert [(o.name, o.status) for o in got.outcomes] == [
+            ("mini-lora-a", "done"),
+            ("mini-nan-a", "failed"),
+            ("mini-lora-lr2e-3-a", "done"),
+        ], name
+        assert "TrainingDivergedError" in got.outcomes[1].error
+        summary = json.loads((out / "sweep-summary.json").read_text())
+        assert (summary["executor"], summary["done"], summary["failed"]) == (name, 2, 1)
+        assert "TrainingDivergedError" in summary["outcomes"][1]["error"]
+        assert (got.report / "report.html").is_file()
+    # Both ray runs went through Ray workers, not this process.
+    assert {o.where.split(":")[1] for o in results["ray"].outcomes} != {str(os.getpid())}
+    local, remote = _table(tmp_path / "local"), _table(tmp_path / "ray")
+    assert set(local["config"]) == {"mini-lora", "mini-lora-lr2e-3", "base"}
+    assert list(local.columns) == list(remote.columns)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(local, remote, check_exact=True)
+
+
+KILL_GRID = (
+    COMMON
+    + """
+generate.images_per_leaf = 2
+generate.batch_size = 1
+
+[[config]]
+name = "kill-lora"
+trainer = "lora"
+"""
+)
+
+
+def test_sigkill_a_ray_worker_mid_generation_then_rerun(tmp_path, ray_instance):
+    """A real SIGKILL to the Ray worker running a run, mid-generation; the run is reported
+    failed (no retries here); the same sweep again finishes it, redoing nothing finished."""
+    grid = _grid(tmp_path, KILL_GRID)
+    out = tmp_path / "out"
+    first = {}
+
+    def sweep():
+        first["result"] = run_sweep(
+            grid, out=out, progress=False, executor=RayExecutor(max_retries=0)
+        )
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    status = out / ".sweep" / "runs" / "kill-lora-a.json"
+    manifest = out / "runs" / "kill-lora-a" / "images" / "lora-e000001" / "manifest.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if manifest.is_file() and len(manifest.read_text().splitlines()) >= 5:
+            break
+        assert thread.is_alive(), f"the sweep ended before it could be killed: {first}"
+        time.sleep(0.05)
+    else:
+        pytest.fail("generation never started")
+    pid = json.loads(status.read_text())["pid"]
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=120)
+    outcome = first["result"].outcomes[0]
+    assert outcome.status == "failed" and "worker lost" in outcome.error, outcome
+    assert first["result"].report is None  # nothing finished: no joint analysis yet
+
+    images = manifest.parent
+    done_before = [
+        json.loads(line)["file"] for line in manifest.read_text().splitlines() if line.endswith("}")
+    ]
+    assert done_before
+    mtimes = {f: (images / f).stat().st_mtime_ns for f in done_before}
+
+    again = run_sweep(grid, out=out, progress=False, executor=RayExecutor(max_retries=0))
+    assert [o.status for o in again.outcomes] == ["done"], again.outcomes
+    files = [json.loads(line)["file"] for line in manifest.read_text().splitlines()]
+    assert len(files) == len(set(files)), "a manifest line was duplicated"
+    assert len(list(images.rglob("*.png"))) == len(files)
+    leftovers = [p.name for p in images.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert leftovers in ([], [".generate.lock"]), leftovers
+    for f, mtime in mtimes.items():
+        assert (images / f).stat().st_mtime_ns == mtime, f"{f} was redone"
+    df = read_results(out / "results")
+    assert not df.duplicated(
+        ["checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize"]
+    ).any()
+    assert set(df["checkpoint"]) == {"base", "kill-lora-a/lora-e000001"}
+
+
+def test_probe_names_what_a_node_cannot_see(tmp_path):
+    assert "is not there" in probe_storage(str(tmp_path), "t0k3n", "node1")
+    (tmp_path / ".sweep").mkdir()
+    (tmp_path / ".sweep" / "storage-t0k3n").write_text("t0k3n")
+    assert probe_storage(str(tmp_path), "t0k3n", "node1") == ""
+    assert (tmp_path / ".sweep" / "storage-t0k3n-node1").read_text() == "t0k3n"
+
+
+def _can_hide_a_folder() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+def _alive():
+    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+
+
+@pytest.mark.skipif(not _can_hide_a_folder(), reason="needs unshare -m and mount (root)")
+def test_a_node_that_cannot_see_out_stops_the_sweep(tmp_path, ray_instance):
+    """A second real Ray node joins from a mount namespace where ``--out`` is an empty tmpfs
+    (as a node without the shared filesystem mounted would see it)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _alive()
+    gcs = ray.get_runtime_context().gcs_address
+    script = (
+        f"mount -t tmpfs none '{out}' && exec '{sys.executable}' -m ray.scripts.scripts start "
+        f"--address={gcs} --num-cpus=0 --block"
+    )
+    node = subprocess.Popen(
+        ["unshare", "-m", "sh", "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while len(_alive() - before) < 1:
+            assert node.poll() is None, node.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "the second node never joined"
+            time.sleep(0.5)
+        blind = (_alive() - before).pop()
+        with pytest.raises(StorageError) as err:
+            RayExecutor().check_storage(out)
+        message = str(err.value)
+        assert f"--out {out}: not visible from Ray node" in message
+        assert f"id {blind[:12]}" in message and "is not there" in message
+        assert "\n" not in message
+    finally:
+        os.killpg(node.pid, signal.SIGTERM)
+        node.wait(timeout=60)
+        deadline = time.time() + 60
+        while _alive() - before and time.time() < deadline:
+            time.sleep(0.5)
+    assert not _alive() - before, "the second node is still alive"
+    RayExecutor().check_storage(out)  # the one node left sees it

@@ -8,8 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +64,7 @@ lr = 2e-3
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -79,26 +81,60 @@ def _table(out):
     return df.sort_values(keys).reset_index(drop=True)
 
 
+def _base_images_lock(grid, out):
+    """The lock of the base model's images folder that every run of ``grid`` shares."""
+    from t2ibench.pipeline.generate import LOCK_NAME
+    from t2ibench.pipeline.run import resolve, shared_base_images
+    from t2ibench.prompts import jobs_for
+
+    r = resolve(next(grid.run_options(out=out, device="cpu")))
+    folder = shared_base_images(r, jobs_for(r.dataset, r.prompt_types, r.images_per_leaf))
+    folder.mkdir(parents=True)
+    return folder / LOCK_NAME
+
+
 def test_ray_equals_local_and_a_failed_run_does_not_stop_the_others(tmp_path, ray_instance):
+    from filelock import FileLock
+
     grid = _grid(tmp_path, GRID)
-    results = {}
-    for executor in ("local", RayExecutor()):
-        name = executor if isinstance(executor, str) else "ray"
+    results = {"local": run_sweep(grid, out=tmp_path / "local", progress=False)}
+
+    # The runs share one folder of base-model images; while another process writes it (the
+    # lock held here until both good runs have trained), runs wait for it instead of failing.
+    lock = FileLock(str(_base_images_lock(grid, tmp_path / "ray")))
+    lock.acquire()
+    thread = threading.Thread(
+        target=lambda: results.__setitem__(
+            "ray", run_sweep(grid, out=tmp_path / "ray", progress=False, executor=RayExecutor())
+        )
+    )
+    thread.start()
+    try:
+        trained = [tmp_path / "ray" / "runs" / f"{n}-a" / "checkpoints" / "lora-e000001.safetensors"
+                   for n in ("mini-lora", "mini-lora-lr2e-3")]  # fmt: skip
+        deadline = time.time() + 300
+        while not all(p.is_file() for p in trained):
+            assert thread.is_alive() and time.time() < deadline, "the runs never trained"
+            time.sleep(0.2)
+        time.sleep(2)  # both now wait on the lock
+    finally:
+        lock.release()
+    thread.join(timeout=300)
+
+    for name, got in results.items():
         out = tmp_path / name
-        results[name] = run_sweep(grid, out=out, progress=False, executor=executor)
-        got = results[name]
         assert [(o.name, o.status) for o in got.outcomes] == [
             ("mini-lora-a", "done"),
             ("mini-nan-a", "failed"),
             ("mini-lora-lr2e-3-a", "done"),
-        ], name
+        ], (name, got.outcomes)
         assert "TrainingDivergedError" in got.outcomes[1].error
         summary = json.loads((out / "sweep-summary.json").read_text())
         assert (summary["executor"], summary["done"], summary["failed"]) == (name, 2, 1)
         assert "TrainingDivergedError" in summary["outcomes"][1]["error"]
         assert (got.report / "report.html").is_file()
-    # Both ray runs went through Ray workers, not this process.
-    assert {o.where.split(":")[1] for o in results["ray"].outcomes} != {str(os.getpid())}
+    # The ray runs went through Ray workers, not this process.
+    assert str(os.getpid()) not in {o.where.split(":")[1] for o in results["ray"].outcomes}
     local, remote = _table(tmp_path / "local"), _table(tmp_path / "ray")
     assert set(local["config"]) == {"mini-lora", "mini-lora-lr2e-3", "base"}
     assert list(local.columns) == list(remote.columns)
@@ -230,6 +266,10 @@ def test_a_node_that_cannot_see_out_stops_the_sweep(tmp_path, ray_instance):
     finally:
         os.killpg(node.pid, signal.SIGTERM)
         node.wait(timeout=60)
+        # `ray start` records this cluster for later bare ray.init() calls on the machine: forget it
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip() == gcs:
+            current.unlink()
         deadline = time.time() + 60
         while _alive() - before and time.time() < deadline:
             time.sleep(0.5)

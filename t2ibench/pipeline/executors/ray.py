@@ -141,7 +141,12 @@ class RayExecutor(Executor):
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
             else:
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    address="local",  # a new instance, never one `ray start` left running here
+                    num_cpus=self.num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
                 self._started = True
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = self.address or "a local instance"

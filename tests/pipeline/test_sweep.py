@@ -121,3 +121,62 @@ def test_old_grid_format_says_what_changed(tmp_path):
     bad.write_text('[[config]]\nname = "a"\ntrainer = "lora"\ndimm = 3\n')
     with pytest.raises(ConfigError, match=r"config\[0\] \(a\): unknown key 'trainer.dimm'"):
         load_grid(bad)
+
+
+def test_local_executor_never_imports_ray():
+    """``--executor local`` (the default) must work without Ray: choosing executors, building the
+    local one and the CLI import nothing of Ray."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import t2ibench.cli\n"
+        "from t2ibench.pipeline.executors import EXECUTORS, get_executor\n"
+        "assert {'local', 'ray'} <= set(EXECUTORS.names())\n"
+        "get_executor('local')\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_executor_choice_errors_are_one_line(monkeypatch):
+    import sys
+
+    from t2ibench.errors import MissingExtraError
+    from t2ibench.pipeline.executors import get_executor
+    from t2ibench.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown sweep executor 'slurm'.*Known: local, ray"):
+        get_executor("slurm")
+    with pytest.raises(ConfigError, match="--address: not an option of the 'local' executor"):
+        get_executor("local", address="auto")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 't2ibench\[ray\]'"):
+        get_executor("ray").check_storage(".")
+
+
+def test_cli_sweep_reports_a_failed_run_and_goes_on(tmp_path):
+    """A run whose loss becomes NaN: the other run finishes and is analysed, the summary and the
+    console name the failed one, and the command ends with one error line (exit 2)."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "grid.toml"
+    grid = GRID.replace("epochs = 2\nsave_epochs = [1, 2]", "epochs = 1\nsave_epochs = [1]")
+    diverges = 'trainer = "lokr"\nlr = 1e30\nmax_grad_norm = 0'
+    path.write_text(grid.replace('trainer = "lora"\nlr = 2e-3', diverges))
+    cmd = [sys.executable, "-m", "t2ibench", "sweep", "--grid", str(path), "--no-progress"]
+    done = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "1 of 2 runs done" in done.stdout and "mini-lora-lr2e-3-a" in done.stdout
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "1 of 2 runs failed (mini-lora-lr2e-3-a)" in error[0], done.stderr
+    summary = json.loads((tmp_path / "out" / "sweep-summary.json").read_text())
+    assert [o["status"] for o in summary["outcomes"]] == ["done", "failed"]
+    assert summary["outcomes"][1]["error"].startswith("TrainingDivergedError: ")
+    assert (tmp_path / "out" / "report" / "report.html").is_file()

@@ -24,6 +24,11 @@ other than ``[grid]`` holds run-config overrides, written exactly as ``--set`` k
 
 Each run is ``<config name>-<seed label>``; the order of precedence is profile < ``[common]`` <
 ``[[config]]`` < the seed < ``t2ibench sweep --dataset/--base``.
+
+Where the runs execute is an executor (:mod:`t2ibench.pipeline.executors`: ``local``, one after
+another here; ``ray``, in parallel on a Ray cluster). Whichever it is, a failed run is recorded
+with its error in ``<out>/sweep-summary.json`` and the others go on, and the joint analysis runs
+once, here, over the runs that finished.
 """
 
 from __future__ import annotations

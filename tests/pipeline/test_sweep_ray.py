@@ -148,6 +148,7 @@ KILL_GRID = (
     + """
 generate.images_per_leaf = 2
 generate.batch_size = 1
+generate.prompt_types = ["trigger", "train"]
 
 [[config]]
 name = "kill-lora"
@@ -195,8 +196,20 @@ def test_sigkill_a_ray_worker_mid_generation_then_rerun(tmp_path, ray_instance):
     assert done_before
     mtimes = {f: (images / f).stat().st_mtime_ns for f in done_before}
 
-    again = run_sweep(grid, out=out, progress=False, executor=RayExecutor(max_retries=0))
-    assert [o.status for o in again.outcomes] == ["done"], again.outcomes
+    # The same command again, through the CLI, with the sweep's live view on.
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    again = CliRunner().invoke(
+        app, ["sweep", "--grid", grid.source, "--out", str(out), "--executor", "ray"]
+    )
+    assert again.exit_code == 0, (again.output, again.exception)
+    assert "1 of 1 runs done" in again.output
+    n_images = len(list(images.rglob("*.png"))) + len(
+        list((out / "runs" / ".base-images").rglob("*.png"))
+    )
+    assert f"done 1, running 0, failed 0, images {n_images}" in again.output
     files = [json.loads(line)["file"] for line in manifest.read_text().splitlines()]
     assert len(files) == len(set(files)), "a manifest line was duplicated"
     assert len(list(images.rglob("*.png"))) == len(files)

@@ -71,11 +71,15 @@ def probe_storage(out: str, token: str, node: str) -> str:
     return ""
 
 
-def _run_task(options: Any, sentinel: str, status_dir: str) -> dict[str, Any]:
-    """One run on a Ray worker. Errors come back as data (only strings cross processes)."""
+def _run_task(options: Any, sentinel: str, status_dir: str, threads: int) -> dict[str, Any]:
+    """One run on a Ray worker, with as many torch threads as CPUs it asked for. Errors come
+    back as data (only strings cross processes)."""
     import traceback
 
     import ray
+    import torch
+
+    torch.set_num_threads(threads)
 
     where = f"{socket.gethostname()}:{os.getpid()}"
     start = time.perf_counter()
@@ -231,7 +235,7 @@ class RayExecutor(Executor):
                 max_retries=self.max_retries,
                 retry_exceptions=False,
                 **run_resources(options, self.cpus_per_run),
-            ).remote(remote, str(self._sentinel), str(status_dir))
+            ).remote(remote, str(self._sentinel), str(status_dir), max(1, int(self.cpus_per_run)))
             pending[ref] = options
         outcomes: dict[str, RunOutcome] = {}
         try:

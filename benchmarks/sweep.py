@@ -1,0 +1,108 @@
+"""The same small sweep through ``--executor local`` and ``--executor ray`` on this machine.
+
+    HF_HUB_OFFLINE=1 python benchmarks/sweep.py [--configs 2] [--rounds 2] [--cpus N]
+
+A tiny-profile grid of ``--configs`` LoRA configs × 1 seed (1 epoch, 2 prompt types, 2 images per
+leaf, 2 sampling steps). Each round runs it once per executor, each into a fresh folder, the order
+alternating between rounds (local first, then ray first, ...) so neither always meets warm caches.
+``local``: the runs one after another in this process with ``--cpus`` torch threads; ``ray``: a
+local Ray instance of ``--cpus`` CPUs started by the sweep (its start counted), one run per CPU,
+one thread each. Prints one Markdown table: both wall times per round, the ratio ray / local and
+the parallel efficiency (local time / (ray time × runs at once)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+GRID = """
+[grid]
+name = "bench"
+seeds = [23]
+seed_labels = ["a"]
+profile = "tiny"
+
+[common]
+epochs = 1
+save_epochs = [1]
+generate.images_per_leaf = 2
+generate.steps = 2
+generate.prompt_types = ["trigger", "train"]
+evaluate.encoders = ["dinov2-l@tiny"]
+evaluate.metrics = ["image_similarity", "vendi"]
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--configs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+    import torch
+
+    from t2ibench.pipeline.executors.ray import RayExecutor
+    from t2ibench.pipeline.sweep import load_grid, run_sweep
+
+    root = Path(tempfile.mkdtemp(prefix="t2ibench-sweep-bench-"))
+    lrs = [1e-3 * (i + 1) for i in range(args.configs)]
+    configs = "".join(
+        f'\n[[config]]\nname = "bench-lr{i}"\ntrainer = "lora"\nlr = {lr}\n'
+        for i, lr in enumerate(lrs)
+    )
+    (root / "grid.toml").write_text(GRID + configs)
+    grid = load_grid(root / "grid.toml")
+    torch.set_num_threads(args.cpus)
+
+    def sweep(kind: str, out: Path) -> float:
+        executor = "local" if kind == "local" else RayExecutor(num_cpus=args.cpus)
+        t0 = time.perf_counter()
+        try:
+            result = run_sweep(grid, out=out, progress=False, executor=executor)
+        finally:
+            if not isinstance(executor, str):
+                executor.close()  # the Ray instance's shutdown is part of the cost
+        seconds = time.perf_counter() - t0
+        assert not result.failed, result.failed
+        return seconds
+
+    rows = []
+    try:
+        for r in range(args.rounds):
+            order = ["local", "ray"] if r % 2 == 0 else ["ray", "local"]
+            times = {}
+            for kind in order:
+                times[kind] = sweep(kind, root / f"r{r}-{kind}")
+                shutil.rmtree(root / f"r{r}-{kind}", ignore_errors=True)
+            rows.append((r + 1, " then ".join(order), times["local"], times["ray"]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    at_once = min(args.cpus, args.configs)
+    print(
+        f"{args.configs} configs × 1 seed (tiny profile: 1 epoch, 2 prompt types, 2 images per "
+        f"leaf, 2 steps); {args.cpus} CPUs ({platform.processor() or platform.machine()}); "
+        f"local: {args.cpus} torch threads, runs one after another; ray: {at_once} runs at once, "
+        "1 thread each, Ray start and shutdown included\n"
+    )
+    print("| round | order | local s | ray s | ray / local | parallel efficiency |")
+    print("|---|---|---|---|---|---|")
+    for r, order, local, ray in rows:
+        eff = local / (ray * at_once)
+        print(f"| {r} | {order} | {local:.1f} | {ray:.1f} | {ray / local:.2f} | {eff:.0%} |")
+    local = sum(r[2] for r in rows) / len(rows)
+    ray = sum(r[3] for r in rows) / len(rows)
+    eff = local / (ray * at_once)
+    print(f"| mean | | {local:.1f} | {ray:.1f} | {ray / local:.2f} | {eff:.0%} |")
+
+
+if __name__ == "__main__":
+    main()

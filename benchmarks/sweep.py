@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # As the CLI does: OpenMP's busy-waiting makes multi-threaded torch slow on shared cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    load_before = os.getloadavg()[0]
 
     import torch
 
@@ -91,7 +94,8 @@ def main() -> None:
         f"{args.configs} configs × 1 seed (tiny profile: 1 epoch, 2 prompt types, 2 images per "
         f"leaf, 2 steps); {args.cpus} CPUs ({platform.processor() or platform.machine()}); "
         f"local: {args.cpus} torch threads, runs one after another; ray: {at_once} runs at once, "
-        "1 thread each, Ray start and shutdown included\n"
+        "1 thread each, Ray start and shutdown included; load average "
+        f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n"
     )
     print("| round | order | local s | ray s | ray / local | parallel efficiency |")
     print("|---|---|---|---|---|---|")

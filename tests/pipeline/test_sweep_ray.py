@@ -288,3 +288,13 @@ def test_a_node_that_cannot_see_out_stops_the_sweep(tmp_path, ray_instance):
             time.sleep(0.5)
     assert not _alive() - before, "the second node is still alive"
     RayExecutor().check_storage(out)  # the one node left sees it
+
+
+def test_runs_no_node_can_hold_stop_before_scheduling(tmp_path, ray_instance):
+    """--device cuda on a cluster without GPUs would leave every run pending forever."""
+    from t2ibench.errors import T2IBenchError
+
+    grid = _grid(tmp_path, KILL_GRID)
+    with pytest.raises(T2IBenchError, match=r"--device cuda: each run asks for 1 CPU and 1 GPU"):
+        run_sweep(grid, out=tmp_path / "out", device="cuda", executor=RayExecutor())
+    assert not (tmp_path / "out" / "runs").exists()

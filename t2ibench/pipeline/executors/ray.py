@@ -220,6 +220,7 @@ class RayExecutor(Executor):
         if self._sentinel is None:
             self.check_storage(Path(runs[0].out).parent if runs else Path("."))
         assert self._sentinel is not None
+        self._check_feasible(ray, runs)
         status_dir = self._sentinel.parent / "runs"
         status_dir.mkdir(parents=True, exist_ok=True)
         task = ray.remote(_run_task)
@@ -248,10 +249,10 @@ class RayExecutor(Executor):
                         log.warning("run %s failed: %s", options.name, outcome.error)
                     outcomes[options.name] = outcome
                     progress.finished(outcome)
-                progress.set_running(
-                    _running(status_dir, {o.name for o in pending.values()}, since)
-                )
-                progress.refresh()
+                if progress.enabled:
+                    pending_names = {o.name for o in pending.values()}
+                    progress.set_running(_running(status_dir, pending_names, since))
+                    progress.refresh()
         except KeyboardInterrupt:
             for ref in pending:  # stop the runs in flight; their finished work is kept
                 ray.cancel(ref, force=True)
@@ -259,6 +260,21 @@ class RayExecutor(Executor):
         finally:
             self._forget_sentinel()
         return [outcomes[o.name] for o in runs]
+
+    def _check_feasible(self, ray: Any, runs: Sequence[Any]) -> None:
+        """A run no node could ever hold would wait forever: say so before scheduling."""
+        if not runs:
+            return
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        need = run_resources(runs[0], self.cpus_per_run)  # one --device for the whole sweep
+        if any(all(res.get(k.removeprefix("num_").upper(), 0) >= v for k, v in need.items())
+               for res in nodes):  # fmt: skip
+            return
+        asked = " and ".join(f"{v:g} {k.removeprefix('num_').upper()}" for k, v in need.items())
+        raise T2IBenchError(
+            f"--device {runs[0].device}: each run asks for {asked} and no node of the Ray "
+            f"cluster has that much ({len(nodes)} node(s)); use another --device or cluster"
+        )
 
     @staticmethod
     def _outcome(ray: Any, ref: Any, name: str) -> RunOutcome:

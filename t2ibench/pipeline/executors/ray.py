@@ -267,10 +267,10 @@ class RayExecutor(Executor):
             return
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         need = run_resources(runs[0], self.cpus_per_run)  # one --device for the whole sweep
-        if any(all(res.get(k.removeprefix("num_").upper(), 0) >= v for k, v in need.items())
-               for res in nodes):  # fmt: skip
+        names = {"num_cpus": "CPU", "num_gpus": "GPU"}  # Ray's resource names
+        if any(all(res.get(names[k], 0) >= v for k, v in need.items()) for res in nodes):
             return
-        asked = " and ".join(f"{v:g} {k.removeprefix('num_').upper()}" for k, v in need.items())
+        asked = " and ".join(f"{v:g} {names[k]}" for k, v in need.items())
         raise T2IBenchError(
             f"--device {runs[0].device}: each run asks for {asked} and no node of the Ray "
             f"cluster has that much ({len(nodes)} node(s)); use another --device or cluster"

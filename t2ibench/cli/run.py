@@ -368,11 +368,12 @@ def register(app: typer.Typer) -> None:
             )
         bad = result.failed
         if bad:
+            from rich.markup import escape
             from rich.table import Table
 
             table = Table("run", "where", "error", title="failed runs")
             for o in bad:
-                table.add_row(o.name, o.where, o.error)
+                table.add_row(escape(o.name), escape(o.where), escape(o.error))
             console().print(table)
         n = len(result.outcomes)
         console().print(f"{n - len(bad)} of {n} runs done; summary: {result.summary}")

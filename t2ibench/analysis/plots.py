@@ -33,7 +33,7 @@ def value_levels(scores: pd.DataFrame, varied: pd.Series) -> pd.Series:
     algorithm's default: learning rate, capacity = dim or factor, alpha; a preset is ``other``) or
     ``default``. The scatter plots draw it as marker size, so a point shows the value's direction,
     not only which hyperparameter was varied."""
-    from t2ibench.analysis.tables import config_table, default_configs
+    from t2ibench.analysis.configs import config_table, default_configs
 
     table = config_table(scores)
     defaults = default_configs(table)

@@ -54,6 +54,12 @@ class GenerateConfig(_Section):
         8, ge=1, description="Generation batch size.", json_schema_extra={"cli": True}
     )
     negative_prompt: str | None = None
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Ray workers that share generation (1: in this process; results are the same).",
+        json_schema_extra={"cli": "--generate-workers"},
+    )
 
 
 class EvaluateConfig(_Section):
@@ -71,6 +77,12 @@ class EvaluateConfig(_Section):
         None,
         description="Metrics (default: every registered one).",
         json_schema_extra={"cli": True},
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Ray workers that share the encoding (1: in this process; same values).",
+        json_schema_extra={"cli": "--evaluate-workers"},
     )
 
 

@@ -36,6 +36,15 @@ def register(app: typer.Typer) -> None:
         allow_pickle: bool = typer.Option(False, help="Allow a pickle .ckpt base (weights_only)."),
         attention: str = typer.Option("plain", help="plain (reproducible) or sdpa."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
+        executor: str = typer.Option(
+            "local", help="local (this process) or ray (batches shared by Ray workers)."
+        ),
+        workers: int = typer.Option(
+            None, min=1, help="Ray workers with --executor ray (default: 2; one GPU each on CUDA)."
+        ),
+        address: str = typer.Option(
+            None, help="Ray cluster address (default: $RAY_ADDRESS, a running one, else local)."
+        ),
     ) -> None:
         """Generate images for every leaf × prompt type, seed-paired across checkpoints, resumable."""
         import torch
@@ -45,6 +54,12 @@ def register(app: typer.Typer) -> None:
         from t2ibench.pipeline.generate import GenerationSettings, generate_checkpoints
         from t2ibench.prompts import jobs_for
 
+        if executor not in ("local", "ray"):
+            raise ConfigError(f"--executor: {executor!r} is not local or ray")
+        if executor == "local" and (workers or address):
+            raise ConfigError("--workers/--address: only with --executor ray")
+        if executor == "ray":
+            workers = workers or 2
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         from t2ibench.pipeline.run import check_device
@@ -78,6 +93,8 @@ def register(app: typer.Typer) -> None:
             settings=settings,
             multiplier=multiplier,
             progress=progress,
+            workers=workers or 1,
+            address=address,
             device=device,
             dtype=dtypes[dtype],
             config=config,

@@ -326,6 +326,9 @@ def register(app: typer.Typer) -> None:
             "--dry-run",
             help="List the runs and project their work and GPU-hours; do nothing.",
         ),
+        gpus: int = typer.Option(
+            None, "--gpus", min=1, help="With --dry-run: the makespan on this many GPUs."
+        ),
         progress: bool = typer.Option(True),
         executor: str = typer.Option(
             "local",
@@ -354,7 +357,9 @@ def register(app: typer.Typer) -> None:
             for opts in g.run_options(out=out, device=device, dataset=dataset, base=base):
                 shown = [f"{k}={v}" for _, t in opts.layers for k, v in flatten(t).items()]
                 console().print(f"{opts.name}: {' '.join(shown)}")
-            console().print("\n" + render_sweep_plan(sweep_plan(g, dataset=dataset, base=base)))
+            console().print(
+                "\n" + render_sweep_plan(sweep_plan(g, dataset=dataset, base=base, gpus=gpus))
+            )
             return
         with runner:
             result = run_sweep(

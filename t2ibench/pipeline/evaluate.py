@@ -27,10 +27,13 @@ writes it (``<leaf>/<prompt_type>/<file>.png`` + ``manifest.jsonl``, README "Ima
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +206,11 @@ def _compute(
     try:
         inputs = {name: p.provide(ctx) for name, p in providers.items()}
     except MissingInput as exc:
-        log.warning("%s skipped for %s <%s>: %s", spec.name, ctx.leaf.key, ctx.prompt_type, exc)
+        if _RECORDER.get() is None:
+            log.warning("%s skipped for %s <%s>: %s", spec.name, ctx.leaf.key, ctx.prompt_type, exc)
         return None
+    if _RECORDER.get() is not None:
+        return None  # recording: the inputs asked for are all that is wanted
     if spec.group_by.get(ctx.prompt_type) == "prompt":
         by_prompt: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(ctx.records):
@@ -250,15 +256,95 @@ def _row(checkpoint, leaf, prompt_type, metric, encoder, value, n, info) -> dict
     return row
 
 
+# --- recording the encoder batches, for sharded encoding (t2ibench.pipeline.shard) ----------------
+
+
+@dataclass(frozen=True)
+class EncodeBatch:
+    """One encoder batch exactly as the local evaluation would run it: encoder number (in the
+    encoder list), the images' (content sha256, path) in batch order, the feature cache's folder."""
+
+    encoder: int
+    items: tuple[tuple[str, str], ...]
+    cache_root: str
+
+
+@dataclass
+class EncodingRecorder:
+    """The encoder batches an evaluation would run, in order. ``encode_images_cached`` encodes the
+    images of a call that the cache does not hold, ``encoder.batch_size`` at a time in order of
+    first appearance; this repeats that on the content hashes, with the rows of earlier batches
+    counting as cached, so each recorded batch is one the local run would encode."""
+
+    encoders: Sequence[Encoder]
+    batches: list[EncodeBatch] = field(default_factory=list)
+    stored: set[tuple[str, str]] = field(default_factory=set)
+
+    def record(self, encoder: Encoder, paths: Sequence[Path], cache: FeatureCache | None) -> None:
+        from t2ibench.fsutil import file_sha256
+
+        if cache is None:
+            return  # never cached (a checkpoint's own Gram matrices): the evaluation encodes them
+        number = next(i for i, e in enumerate(self.encoders) if e is encoder)
+        todo: dict[str, str] = {}
+        for path in paths:
+            h = file_sha256(path)
+            key = (str(cache.root), cache.key(encoder, h))
+            if h in todo or key in self.stored:
+                continue
+            if cache.get(encoder, h) is None:
+                todo[h] = str(path)
+            self.stored.add(key)
+        items = list(todo.items())
+        for first in range(0, len(items), encoder.batch_size):
+            chunk = tuple(items[first : first + encoder.batch_size])
+            self.batches.append(EncodeBatch(number, chunk, str(cache.root)))
+
+
+_RECORDER: contextvars.ContextVar[EncodingRecorder | None] = contextvars.ContextVar(
+    "t2ibench_encoding_recorder", default=None
+)
+
+
+@contextlib.contextmanager
+def recording(encoders: Sequence[Encoder]) -> Iterator[EncodingRecorder]:
+    """Within it, :func:`evaluate_images` computes no metric and encodes nothing through the
+    built-in providers: it lists the encoder batches it would run (``recorder.batches``)."""
+    recorder = EncodingRecorder(list(encoders))
+    token = _RECORDER.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _RECORDER.reset(token)
+
+
+def encode_batch(encoder: Encoder, batch: EncodeBatch, cache: FeatureCache) -> None:
+    """Encode one recorded batch and store each row, as ``encode_images_cached`` does."""
+    import torch
+
+    from t2ibench.encoders.cache import _decode, _read_bytes
+
+    images = [_decode(Path(p), _read_bytes(Path(p))) for _, p in batch.items]
+    out = encoder.encode_images(images)
+    for j, (h, _) in enumerate(batch.items):
+        row = out[j] if isinstance(out, torch.Tensor) else [t[j] for t in out]
+        cache.put(encoder, h, row)
+
+
+def _encode(encoder: Encoder, paths: Sequence[Path], cache: FeatureCache | None) -> Any:
+    recorder = _RECORDER.get()
+    if recorder is not None:
+        return recorder.record(encoder, paths, cache)
+    return encode_images_cached(encoder, paths, cache)
+
+
 # --- the built-in input providers -----------------------------------------------------------------
 _IMAGE_KINDS = ("image", "image-text")
 
 
 def _generated(ctx: EvalContext) -> Any:
     """Features of the group's generated images from ``ctx.encoder`` (encoded once per group)."""
-    return ctx.once(
-        "generated", lambda: encode_images_cached(ctx.encoder, ctx.image_paths, ctx.cache)
-    )
+    return ctx.once("generated", lambda: _encode(ctx.encoder, ctx.image_paths, ctx.cache))
 
 
 def _reference(ctx: EvalContext) -> Any:
@@ -266,12 +352,14 @@ def _reference(ctx: EvalContext) -> Any:
     enc = ctx.encoder
     paths = [im.path for im in ctx.leaf.images]
     key = ("reference", enc.name + enc.preprocess_id, ctx.leaf.key)
-    return ctx.once(key, lambda: encode_images_cached(enc, paths, ctx.cache), shared=True)
+    return ctx.once(key, lambda: _encode(enc, paths, ctx.cache), shared=True)
 
 
 def _prompt_texts(ctx: EvalContext) -> Any:
     """Features of each job's prompt, cleaned of trigger words (PROTOCOL "Metrics")."""
     texts = [clean_prompt(r.prompt, ctx.leaf) for r in ctx.records]
+    if _RECORDER.get() is not None:
+        return None  # text features are cheap: the evaluation itself encodes them
     return ctx.once("texts", lambda: encode_texts_cached(ctx.encoder, texts, ctx.cache))
 
 
@@ -286,7 +374,7 @@ def _base_images(ctx: EvalContext) -> Any:
             f"(and {len(missing) - 1} more); generate the base images for the same jobs"
         )
     paths = [ctx.base_images[paired_key(r)] for r in ctx.records]
-    return ctx.once("base", lambda: encode_images_cached(ctx.encoder, paths, ctx.base_cache))
+    return ctx.once("base", lambda: _encode(ctx.encoder, paths, ctx.base_cache))
 
 
 def _base_images_of_group(ctx: EvalContext) -> Any:

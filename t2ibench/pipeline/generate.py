@@ -267,6 +267,71 @@ def generate_batch(pipe: Any, jobs: Sequence[Job], settings: GenerationSettings)
     return list(pipe.image_processor.numpy_to_pil(out.images))
 
 
+def prepare_folder(
+    jobs: Sequence[Job], out_dir: Path, *, checkpoint: str, settings: GenerationSettings
+) -> tuple[Path, list[Job], list[ManifestRecord]]:
+    """Make ``out_dir`` ready to resume, under its writer lock (held by the caller): stale temps
+    removed, a truncated last manifest line cut, lines of missing or changed files dropped.
+    Returns (manifest path, jobs still to generate, finished records)."""
+    manifest = out_dir / MANIFEST_NAME
+    remove_stale_temps(out_dir)
+    if manifest.is_file():
+        repair_tail(manifest)
+    todo, done = pending_jobs(jobs, out_dir, checkpoint=checkpoint, settings=settings)
+    if manifest.is_file() and _line_count(manifest) != len(done):
+        # Drop lines of missing or changed files (and repeated lines) so regenerated images
+        # never duplicate a line.
+        write_manifest(manifest, done)
+    if not manifest.exists():
+        manifest.touch()
+    return manifest, todo, done
+
+
+def make_folder(out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise T2IBenchError(f"{out_dir}: cannot create the images folder: {exc}") from exc
+    return out_dir
+
+
+def write_batch(
+    pipe: Any,
+    batch: Sequence[Job],
+    wanted: Sequence[int],
+    out_dir: Path,
+    *,
+    checkpoint: str,
+    settings: GenerationSettings,
+) -> list[ManifestRecord]:
+    """Generate one aligned ``batch`` whole and write the images at positions ``wanted`` (each
+    atomically); returns their manifest records, for the caller to append. The scheduler must be
+    set already. Used by the local loop and by every shard worker alike."""
+    images = generate_batch(pipe, batch, settings)
+    image_settings = settings.image_settings()
+    records = []
+    for position in sorted(wanted):
+        job = batch[position]
+        rel = job_file(job)
+        sha = _write_png(images[position], out_dir / rel)
+        records.append(
+            ManifestRecord(
+                checkpoint=checkpoint,
+                leaf=job.leaf,
+                prompt_type=job.prompt_type,
+                prompt=job.prompt,
+                seed=int(job.seed),
+                file=rel,
+                index=int(job.index),
+                sha256=sha,
+                variant=str(getattr(job, "variant", "") or ""),
+                settings=image_settings,
+            )
+        )
+    return records
+
+
 def generate_images(
     pipe: Any,
     jobs: Sequence[Job],
@@ -286,27 +351,14 @@ def generate_images(
     from tqdm.auto import tqdm
 
     settings = settings or GenerationSettings()
-    out_dir = Path(out_dir)
-    manifest = out_dir / MANIFEST_NAME
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise T2IBenchError(f"{out_dir}: cannot create the images folder: {exc}") from exc
+    out_dir = make_folder(out_dir)
     with _folder_lock(out_dir):
-        remove_stale_temps(out_dir)
-        if manifest.is_file():
-            repair_tail(manifest)
-        todo, done = pending_jobs(jobs, out_dir, checkpoint=checkpoint, settings=settings)
-        if manifest.is_file() and _line_count(manifest) != len(done):
-            # Drop lines of missing or changed files (and repeated lines) so regenerated images
-            # never duplicate a line.
-            write_manifest(manifest, done)
-        if not manifest.exists():
-            manifest.touch()
+        manifest, todo, done = prepare_folder(
+            jobs, out_dir, checkpoint=checkpoint, settings=settings
+        )
         if not todo:
             return manifest
         previous = _set_scheduler(pipe, settings.scheduler)
-        image_settings = settings.image_settings()
         bar = tqdm(
             total=len(todo),
             unit="img",
@@ -317,28 +369,11 @@ def generate_images(
         start, written = time.perf_counter(), 0
         try:
             for batch, wanted in aligned_batches(jobs, todo, settings.batch_size):
-                images = generate_batch(pipe, batch, settings)
-                records = []
+                positions = [i for i, job in enumerate(batch) if id(job) in wanted]
                 try:
-                    for job, image in zip(batch, images, strict=True):
-                        if id(job) not in wanted:
-                            continue  # finished before; made again only to keep the batch whole
-                        rel = job_file(job)
-                        sha = _write_png(image, out_dir / rel)
-                        records.append(
-                            ManifestRecord(
-                                checkpoint=checkpoint,
-                                leaf=job.leaf,
-                                prompt_type=job.prompt_type,
-                                prompt=job.prompt,
-                                seed=int(job.seed),
-                                file=rel,
-                                index=int(job.index),
-                                sha256=sha,
-                                variant=str(getattr(job, "variant", "") or ""),
-                                settings=image_settings,
-                            )
-                        )
+                    records = write_batch(
+                        pipe, batch, positions, out_dir, checkpoint=checkpoint, settings=settings
+                    )
                     append_records(manifest, records)
                 except OSError as exc:
                     if _disk_full(exc):
@@ -416,10 +451,14 @@ def generate_checkpoints(
     settings: GenerationSettings | None = None,
     multiplier: float = 1.0,
     progress: bool = True,
+    workers: int = 1,
+    address: str | None = None,
     **load_kwargs: Any,
 ) -> dict[str, Path]:
     """Images for each checkpoint (and ``"base"``) into ``out_dir/<name>/``; the base is loaded
-    once. Returns name → manifest path. Finished images are never redone."""
+    once (per worker). Returns name → manifest path. Finished images are never redone. With
+    ``workers`` > 1 the batches are shared by that many Ray workers (``address``: the cluster;
+    default: the one Ray finds, else a local one), with the same files and manifests."""
     from t2ibench.models import load_base
 
     for checkpoint in checkpoints:  # fail before the (slow) base load, not after
@@ -429,6 +468,21 @@ def generate_checkpoints(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"checkpoints: several share the name {', '.join(dupes)}; rename them")
+    if workers > 1:
+        from t2ibench.pipeline.shard import Target, generate_sharded
+
+        targets = [Target(c, n, Path(out_dir) / n) for c, n in zip(checkpoints, names, strict=True)]
+        return generate_sharded(
+            base,
+            targets,
+            jobs,
+            settings or GenerationSettings(),
+            workers=workers,
+            load_kwargs=load_kwargs,
+            multiplier=multiplier,
+            progress=progress,
+            address=address,
+        )
     pipe = load_base(base, **load_kwargs)
     manifests = {}
     for name, checkpoint in zip(names, checkpoints, strict=True):

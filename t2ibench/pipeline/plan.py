@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -266,10 +267,16 @@ def _paper_shape(prompt_types: list[str], n: int) -> dict[str, Any]:
 
 
 def sweep_plan(
-    grid: Any, *, dataset: Any = None, base: Any = None, throughput: dict | None = None
+    grid: Any,
+    *,
+    dataset: Any = None,
+    base: Any = None,
+    throughput: dict | None = None,
+    gpus: int | None = None,
 ) -> dict[str, Any]:
     """Work per stage of a whole sweep, before and after sharing the base model's work, and its
-    GPU-hours from per-GPU throughputs, next to the paper's own (Table 5) training hours.
+    GPU-hours from per-GPU throughputs, next to the paper's own (Table 5) training hours; with
+    ``gpus``, the makespan on that many GPUs (:func:`makespan`).
 
     Needs neither the base model nor, for the paper grid, the dataset (its shape is the paper's).
     """
@@ -373,10 +380,25 @@ def sweep_plan(
             "encoder passes": w["encoder passes"] / enc_rate / 3600,
             "Gram computations": w["Gram computations"] / enc_rate / 3600,
         }
+    # Per run, after sharing: its checkpoints' images and their encoding (+ Gram matrices of their
+    # style images); the base model's images, references and base Grams once for the sweep.
+    gen_s, enc_s = image_s / 3600, 1 / enc_rate / 3600
+    for r in per_run:
+        r["generate_h"] = r["checkpoints"] * per_ck * gen_s
+        r["evaluate_h"] = (E * r["checkpoints"] * per_ck + G * r["checkpoints"] * style) * enc_s
+    shared = {"generate_h": per_ck * gen_s, "evaluate_h": (E * refs + G * style) * enc_s}
     # The paper's own images: 4 prompt types (no concept-agnostic), 14,900 per checkpoint, plus the
     # base model's once; at the same generation rate (its generation time is not reported).
     paper_gen_h = (C + 1) * PAPER_IMAGES_PER_CHECKPOINT * image_s / 3600
+    schedule = None
+    if gpus is not None:
+        schedule = {
+            "gpus": gpus,
+            "one_gpu_per_run": makespan(per_run, shared, gpus, shards=1),
+            "sharded": makespan(per_run, shared, gpus, shards=gpus),
+        }
     return {
+        "schedule": schedule,
         "paper_generation_h": paper_gen_h,
         "grid": grid.name,
         "profile": profile,
@@ -394,6 +416,100 @@ def sweep_plan(
             "encoder_images_per_s": round(enc_rate, 1),
             "train": tp.get("train", "measured s/step per algorithm"),
         },
+    }
+
+
+def makespan(
+    runs: Sequence[Mapping[str, Any]], shared: Mapping[str, float], gpus: int, *, shards: int = 1
+) -> dict[str, Any]:
+    """Hours until the last run is done on ``gpus`` GPUs, by list scheduling.
+
+    Each run is train → generate → evaluate (``train_h``, ``generate_h``, ``evaluate_h``); its
+    generation and encoding are cut into ``shards`` equal parts that may run on different GPUs at
+    once (sharded generation and encoding, ``generate.workers`` / ``evaluate.workers``); a training
+    is one GPU's. The base model's images and the references' encoding (``shared``, sharded too)
+    come first, and every evaluation waits for them. Whenever a GPU is free it takes the ready task
+    of highest priority — the shared work, then shards of runs already trained (earliest first, so
+    a run finishes as soon as it can), then the longest training left (LPT) — and keeps it to the
+    end. Returns the makespan, the busy GPU-hours, the utilisation and the lower bound
+    max(GPU-hours / gpus, longest chain).
+    """
+    import heapq
+    import itertools
+
+    if gpus < 1:
+        raise ValueError(f"gpus must be ≥ 1, got {gpus}")
+    shards = max(1, shards)
+    tie = itertools.count()
+    waiting: list[tuple] = []  # (ready_at, tie, priority, duration, on_done)
+    eligible: list[tuple] = []  # (priority, tie, duration, on_done)
+    free = [(0.0, g) for g in range(gpus)]
+    busy = 0.0
+    run_end: list[float] = []
+    shared_end: list[float] = []
+    generated: list[tuple[int, float]] = []  # runs generated before the shared work was placed
+
+    def release(priority: tuple, ready_at: float, duration: float, on_done: Any) -> None:
+        heapq.heappush(waiting, (ready_at, next(tie), priority, duration, on_done))
+
+    def split(total: float, ready_at: float, priority: tuple, then: Any) -> None:
+        """``total`` hours as ``shards`` parts from ``ready_at``; ``then(end)`` after the last."""
+        ends: list[float] = []
+
+        def one_done(end: float) -> None:
+            ends.append(end)
+            if len(ends) == shards:
+                then(max(ends))
+
+        for _ in range(shards):
+            release(priority, ready_at, total / shards, one_done)
+
+    def evaluate(i: int, gen_end: float) -> None:
+        ready_at = max(gen_end, shared_end[0])
+        split(runs[i]["evaluate_h"], ready_at, (1, ready_at), run_end.append)
+
+    def after_generate(i: int, end: float) -> None:
+        if shared_end:
+            evaluate(i, end)
+        else:
+            generated.append((i, end))
+
+    def shared_done(end: float) -> None:
+        shared_end.append(end)
+        for i, gen_end in generated:
+            evaluate(i, gen_end)
+
+    split(shared["generate_h"], 0.0, (0, 0.0),
+          lambda end: split(shared["evaluate_h"], end, (0, end), shared_done))  # fmt: skip
+    for i, r in enumerate(runs):
+
+        def trained(end: float, i: int = i) -> None:
+            split(runs[i]["generate_h"], end, (1, end), lambda e: after_generate(i, e))
+
+        release((2, -r["train_h"]), 0.0, r["train_h"], trained)
+    while waiting or eligible:
+        now, g = heapq.heappop(free)
+        while waiting and waiting[0][0] <= now:
+            _, t, priority, duration, on_done = heapq.heappop(waiting)
+            heapq.heappush(eligible, (priority, t, duration, on_done))
+        if not eligible:  # idle until the next task is ready
+            heapq.heappush(free, (waiting[0][0], g))
+            continue
+        _, _, duration, on_done = heapq.heappop(eligible)
+        busy += duration
+        heapq.heappush(free, (now + duration, g))
+        on_done(now + duration)
+    end = max(run_end + shared_end, default=0.0)
+    chain = max(
+        (r["train_h"] + (r["generate_h"] + r["evaluate_h"]) / shards for r in runs), default=0.0
+    )
+    chain = max(chain, (shared["generate_h"] + shared["evaluate_h"]) / shards)
+    return {
+        "makespan_h": end,
+        "gpu_hours": busy,
+        "utilisation": busy / (gpus * end) if end else 1.0,
+        "lower_bound_h": max(busy / gpus, chain),
+        "shards": shards,
     }
 
 
@@ -429,4 +545,32 @@ def render_sweep_plan(p: dict[str, Any]) -> str:
         "checkpoint recomputes the base images' Gram matrices; after = once per sweep "
         "(<out>/runs/.base-images and the feature cache are shared by all runs).",
     ]
+    if p.get("schedule"):
+        lines += ["", *render_schedule(p["schedule"])]
+    lines.append(
+        "calibrate: on a GPU, benchmarks/gpu.sh measures these rates and writes "
+        "benchmarks/results/gpu_<date>.json, which this plan then uses instead of the defaults."
+    )
     return "\n".join(lines)
+
+
+def render_schedule(schedule: Mapping[str, Any]) -> list[str]:
+    n = schedule["gpus"]
+    lines = [
+        f"makespan on {n} GPU(s) (list scheduling; a run trains before it generates and is "
+        "evaluated; the base model's images and the references' encoding first):",
+        "",
+        "| schedule | makespan | GPU-h busy | utilisation | lower bound |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in (
+        ("one_gpu_per_run", "one GPU per run"),
+        ("sharded", f"generation and encoding sharded over up to {n} GPUs"),
+    ):
+        s = schedule[key]
+        h = s["makespan_h"]
+        lines.append(
+            f"| {label} | {h:,.1f} h ({h / 24:,.1f} days) | {s['gpu_hours']:,.1f} | "
+            f"{s['utilisation']:.0%} | {s['lower_bound_h']:,.1f} h |"
+        )
+    return lines

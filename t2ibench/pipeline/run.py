@@ -644,6 +644,24 @@ def _execute(r: ResolvedRun) -> Path:
         todo = [c for c in checkpoints if not _images_done(r, jobs, images / names[c], names[c])]
         if not base_todo and not todo:
             return
+        if r.config.generate.workers > 1:  # the same images and manifests, made by Ray workers
+            from t2ibench.pipeline.shard import Target, generate_sharded
+
+            targets = [Target("base", "base", base_images)] if base_todo else []
+            targets += [Target(ck, names[ck], images / names[ck]) for ck in todo]
+            workers = r.config.generate.workers
+            generate_sharded(
+                r.base,
+                targets,
+                jobs,
+                r.generation,
+                workers=workers,
+                load_kwargs=load_kwargs,
+                progress=r.options.progress,
+            )
+            for t in targets:
+                state.add("generated", t.name)
+            return
         pipe = load_base(r.base, **load_kwargs)
         if pipe.unet.training:
             pipe.unet.eval()
@@ -711,6 +729,34 @@ def _execute(r: ResolvedRun) -> Path:
         if todo:
             encoders = make_encoders()
             cache = FeatureCache(Path(r.options.out) / ".feature-cache")
+
+            if r.config.evaluate.workers > 1:  # the same feature rows, encoded by Ray workers
+                from t2ibench.pipeline.shard import encode_sharded
+
+                def record():  # the evaluations below, then the base model's (the anchors')
+                    folders = [images / names[ck] for ck in todo]
+                    if not (parts / "base" / "results.parquet").is_file():
+                        folders.append(base_images)
+                    for folder in folders:
+                        evaluate_images(
+                            folder,
+                            r.dataset,
+                            encoders,
+                            metrics=r.metrics,
+                            base_images_dir=base_images,
+                            cache=cache,
+                            progress=False,
+                        )
+
+                encode_sharded(
+                    record,
+                    encoders,
+                    items=r.encoders,
+                    resize=r.resize,
+                    device=r.options.device,
+                    workers=r.config.evaluate.workers,
+                    progress=r.options.progress,
+                )
             for ck in todo:
                 df = evaluate_images(
                     images / names[ck],

@@ -83,3 +83,58 @@ def test_counts_come_from_a_given_dataset(tmp_path):
     assert p["dataset"]["style_images_per_checkpoint"] == sum(
         j.prompt_type == "style" for j in jobs
     )
+
+
+# --- the makespan on N GPUs (``--gpus N``) ----------------------------------------------------------
+
+
+def test_makespan_small_cases_by_hand():
+    from t2ibench.pipeline.plan import makespan
+
+    runs = [
+        {"train_h": 4.0, "generate_h": 2.0, "evaluate_h": 1.0},
+        {"train_h": 2.0, "generate_h": 2.0, "evaluate_h": 1.0},
+    ]
+    none = {"generate_h": 0.0, "evaluate_h": 0.0}
+    # One GPU: everything in a row.
+    one = makespan(runs, none, 1)
+    assert one["makespan_h"] == pytest.approx(12.0) and one["utilisation"] == pytest.approx(1.0)
+    # Two GPUs, one each: the longer chain (4 + 2 + 1) decides.
+    two = makespan(runs, none, 2)
+    assert two["makespan_h"] == pytest.approx(7.0) and two["lower_bound_h"] == pytest.approx(7.0)
+    # Sharded over both: never worse here, never below the bound, the same GPU-hours.
+    sharded = makespan(runs, none, 2, shards=2)
+    assert sharded["makespan_h"] <= two["makespan_h"] + 1e-9
+    assert sharded["makespan_h"] >= sharded["lower_bound_h"] - 1e-9
+    assert sharded["gpu_hours"] == pytest.approx(12.0)
+    # A run never generates before it is trained: one run on many GPUs is its chain.
+    solo = makespan(runs[:1], none, 8, shards=8)
+    assert solo["makespan_h"] == pytest.approx(4.0 + 2.0 / 8 + 1.0 / 8)
+    # Shared work (base images, references) comes before every evaluation.
+    shared = makespan(runs[:1], {"generate_h": 10.0, "evaluate_h": 0.0}, 2)
+    assert shared["makespan_h"] == pytest.approx(10.0 + 1.0)
+
+
+@pytest.mark.parametrize("gpus", [1, 3, 16, 100])
+def test_paper_makespan_is_within_list_scheduling_bounds(gpus):
+    p = sweep_plan(load_grid("paper"), throughput=None, gpus=gpus)
+    total = sum(p["gpu_hours"]["after"].values())
+    for key in ("one_gpu_per_run", "sharded"):
+        s = p["schedule"][key]
+        assert s["gpu_hours"] == pytest.approx(total)
+        # Graham: a list schedule is within (busy / m) + longest chain of the optimum's bound
+        assert s["lower_bound_h"] - 1e-6 <= s["makespan_h"] <= total / gpus + s["lower_bound_h"]
+    one, sharded = p["schedule"]["one_gpu_per_run"], p["schedule"]["sharded"]
+    assert sharded["makespan_h"] <= one["makespan_h"] + 1e-6
+    if gpus == 1:
+        assert one["makespan_h"] == pytest.approx(total)
+
+
+def test_cli_dry_run_with_gpus_prints_the_makespan(tmp_path):
+    args = ["sweep", "--grid", "paper", "--dry-run", "--gpus", "8", "--out", str(tmp_path)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "makespan on 8 GPU(s)" in res.output and "sharded over up to 8 GPUs" in res.output
+    assert "benchmarks/gpu.sh" in res.output
+    bad = CliRunner().invoke(app, [*args[:-4], "--gpus", "0"])
+    assert bad.exit_code != 0

@@ -1,0 +1,405 @@
+"""Generation and encoding of one run sharded over Ray workers, with results equal to a local run.
+
+**Generation.** The (checkpoint × leaf × prompt type × seed) jobs are cut into the same aligned
+batches as a local run (:func:`t2ibench.pipeline.generate.aligned_batches`: pixels depend on the
+batch's composition, so each image must come from the batch it would come from locally). Whole
+batches go to a pool of Ray actors, each of which loads the base model once and puts a checkpoint's
+adapter on it when its batches come (taking it off exactly afterwards). A worker writes each image
+atomically under the run's images folder (a file system every worker sees) and returns its manifest
+lines; the driver, the only writer of each manifest and holder of its folder lock, appends them in
+job order, so a manifest is byte for byte the local one. A worker killed mid-batch is restarted and
+its batch made again (``retries``); past that, the run stops with what finished kept, and rerunning
+the same command makes only what is missing. Workers run with the driver's number of CPU threads:
+on the CPU, kernels sum in an order that depends on it.
+
+**Encoding.** The evaluation is first run in *recording* mode (:func:`t2ibench.pipeline.evaluate.
+recording`): no metric is computed, and every encoder batch the local evaluation would run (same
+calls, same order, same cache hits) is listed instead. The batches go to a pool of actors that load
+the encoders once and store each feature row in the shared feature cache; the real evaluation then
+runs locally and finds every row there, so metric values equal the local run's. The only features
+left to the driver are those never cached (a checkpoint's own Gram matrices) and text features.
+
+``ray`` is imported only here and only when a run asks for more than one worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import ConfigError, T2IBenchError
+
+log = logging.getLogger(__name__)
+
+#: Environment a worker needs to load the same models from the same places as the driver.
+FORWARDED_ENV = (
+    "T2IBENCH_CACHE",
+    "T2IBENCH_OFFLINE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "TORCH_HOME",
+)
+
+
+def ensure_ray(address: str | None = None) -> Any:
+    """The ``ray`` module, connected: an existing connection (inside a Ray task, or a caller's
+    ``ray.init``), else ``address`` / ``$RAY_ADDRESS``, else a new local instance."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "sharding over workers needs Ray: pip install 't2ibench[ray]' (or set workers = 1)"
+        ) from None
+    if not ray.is_initialized():
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _env() -> dict[str, str]:
+    return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+
+
+def _worker_device(device: str) -> str:
+    # Ray gives each GPU actor its own CUDA_VISIBLE_DEVICES: the GPU it holds is cuda:0 there.
+    return "cuda" if str(device).startswith("cuda") else str(device)
+
+
+def _resources(device: str) -> dict[str, float]:
+    return {"num_cpus": 1, "num_gpus": 1 if str(device).startswith("cuda") else 0}
+
+
+def _setup_worker(env: dict[str, str], threads: int) -> None:
+    import torch
+
+    os.environ.update(env)
+    torch.set_num_threads(threads)
+    with contextlib.suppress(Exception):  # the libraries' own loading bars would flood the driver
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The worker's own exception inside a Ray error (``RayTaskError.cause``), else ``exc``."""
+    return getattr(exc, "cause", None) or exc
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line`` of a Ray error, without its terminal colours, at most ``limit`` long."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    first = text.splitlines()[0] if text else ""
+    if len(first) > limit:
+        first = first[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One images folder to fill: ``checkpoint`` is ``"base"``, an adapter file or a diffusers
+    folder; ``name`` the checkpoint's name in the manifest."""
+
+    checkpoint: str | Path
+    name: str
+    folder: Path
+
+
+class GenerationWorker:
+    """A Ray actor: the base model loaded once; a checkpoint's adapter put on when needed."""
+
+    def __init__(
+        self, base: str, load_kwargs: dict, multiplier: float, threads: int, env: dict[str, str]
+    ) -> None:
+        _setup_worker(env, threads)
+        from t2ibench.models import load_base
+
+        device = _worker_device(load_kwargs.get("device", "cpu"))
+        self.load_kwargs = {**load_kwargs, "device": device}
+        self.multiplier = multiplier
+        self.pipe = load_base(base, **self.load_kwargs)
+        if self.pipe.unet.training:
+            self.pipe.unet.eval()
+        self.pipe.set_progress_bar_config(disable=True)
+        self.current: tuple[str, str] | None = None
+        self.stack = contextlib.ExitStack()
+        self.tuned: Any = None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _switch(self, checkpoint: str | Path, scheduler: str) -> Any:
+        from t2ibench.pipeline.generate import _set_scheduler, checkpoint_on_base
+
+        if self.current != (str(checkpoint), scheduler):
+            self.stack.close()  # the previous adapter off, its scheduler back
+            self.stack = contextlib.ExitStack()
+            tuned = self.stack.enter_context(
+                checkpoint_on_base(
+                    self.pipe, checkpoint, multiplier=self.multiplier, **self.load_kwargs
+                )
+            )
+            previous = _set_scheduler(tuned, scheduler)
+            self.stack.callback(setattr, tuned, "scheduler", previous)
+            self.tuned, self.current = tuned, (str(checkpoint), scheduler)
+        return self.tuned
+
+    def generate(
+        self, target: Target, batch: list, positions: list[int], settings: Any
+    ) -> list[Any]:
+        from t2ibench.pipeline.generate import _disk_full, write_batch
+
+        pipe = self._switch(target.checkpoint, settings.scheduler)
+        try:
+            return write_batch(
+                pipe, batch, positions, target.folder, checkpoint=target.name, settings=settings
+            )
+        except OSError as exc:
+            if _disk_full(exc):
+                raise T2IBenchError(
+                    f"{target.folder}: disk full while writing images; finished images are kept "
+                    "— free space and rerun to resume"
+                ) from None
+            raise
+
+
+def generate_sharded(
+    base: str | Path,
+    targets: Sequence[Target],
+    jobs: Sequence[Any],
+    settings: Any,
+    *,
+    workers: int,
+    load_kwargs: dict[str, Any],
+    multiplier: float = 1.0,
+    progress: bool = True,
+    retries: int = 2,
+    threads: int | None = None,
+    address: str | None = None,
+) -> dict[str, Path]:
+    """Fill every target folder with the images of ``jobs`` on ``workers`` Ray actors; returns
+    name → manifest path. Same files and manifests as :func:`generate_images` on each target.
+    ``load_kwargs`` go to ``load_base`` (device, dtype, ...); ``retries``: times a killed worker
+    is restarted and its batches made again; ``threads``: CPU threads per worker (default: this
+    process's, which CPU results depend on)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from t2ibench.pipeline.generate import (
+        _folder_lock,
+        aligned_batches,
+        make_folder,
+        prepare_folder,
+    )
+    from t2ibench.pipeline.manifest import append_records
+
+    if workers < 1:
+        raise ConfigError(f"workers: must be ≥ 1, got {workers}")
+    manifests: dict[str, Path] = {}
+    with contextlib.ExitStack() as locks:
+        # unit = (target number, its batch number, the batch, positions to write)
+        units: list[tuple[int, int, list, list[int]]] = []
+        for t, target in enumerate(targets):
+            folder = make_folder(target.folder)
+            locks.enter_context(_folder_lock(folder))
+            manifest, todo, _ = prepare_folder(
+                jobs, folder, checkpoint=target.name, settings=settings
+            )
+            manifests[target.name] = manifest
+            for b, (batch, wanted) in enumerate(aligned_batches(jobs, todo, settings.batch_size)):
+                positions = [i for i, job in enumerate(batch) if id(job) in wanted]
+                units.append((t, b, list(batch), positions))
+        if not units:
+            return manifests
+        ray = ensure_ray(address)
+        actor_cls = ray.remote(GenerationWorker).options(
+            **_resources(load_kwargs.get("device", "cpu")),
+            max_restarts=retries,
+            max_task_retries=retries,
+        )
+        threads = threads or torch.get_num_threads()
+        kwargs = {k: (str(v) if isinstance(v, Path) else v) for k, v in load_kwargs.items()}
+        actors = [
+            actor_cls.remote(str(base), kwargs, multiplier, threads, _env())
+            for _ in range(min(workers, len(units)))
+        ]
+        total = sum(len(u[3]) for u in units)
+        bar = tqdm(total=total, unit="img", desc="generate (sharded)", disable=not progress)
+        queue = deque(units)
+        pending: dict[Any, tuple[int, tuple]] = {}
+        done: list[dict[int, list]] = [{} for _ in targets]  # finished, not yet appended
+        appended = [0] * len(targets)  # next batch number to append, per target
+
+        def submit(a: int) -> None:
+            if queue:
+                unit = queue.popleft()
+                t, _, batch, positions = unit
+                ref = actors[a].generate.remote(targets[t], batch, positions, settings)
+                pending[ref] = (a, unit)
+
+        def flush(t: int, everything: bool = False) -> None:
+            path = manifests[targets[t].name]
+            while appended[t] in done[t]:
+                append_records(path, done[t].pop(appended[t]))
+                appended[t] += 1
+            if everything:  # stopping: finished images out of order are kept too
+                for b in sorted(done[t]):
+                    append_records(path, done[t].pop(b))
+
+        for a in range(len(actors)):
+            for _ in range(2):  # two batches in flight per worker: no idle round trip
+                submit(a)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                a, (t, b, _, positions) = pending.pop(ready[0])
+                try:
+                    done[t][b] = ray.get(ready[0])
+                except Exception as exc:
+                    # harvest what else finished, keep it all, then stop with one clear line
+                    for ref in list(pending):
+                        ready_now, _ = ray.wait([ref], timeout=0)
+                        if ready_now:
+                            _, (t2, b2, _, _) = pending.pop(ref)
+                            with contextlib.suppress(Exception):
+                                done[t2][b2] = ray.get(ref)
+                    for i in range(len(targets)):
+                        flush(i, everything=True)
+                    kept = sum(
+                        len(p.read_text(encoding="utf-8").splitlines()) for p in manifests.values()
+                    )
+                    cause = _cause(exc)
+                    if isinstance(cause, T2IBenchError):
+                        raise T2IBenchError(str(cause)) from None
+                    raise T2IBenchError(
+                        f"generation worker failed ({_one_line(cause)}); {kept} finished images "
+                        "are kept — rerun the same command to make the rest"
+                    ) from None
+                flush(t)
+                bar.update(len(positions))
+                submit(a)
+        finally:
+            bar.close()
+            for actor in actors:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
+    return manifests
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------------------
+
+
+class EncodingWorker:
+    """A Ray actor: the run's encoders loaded once; stores each batch's rows in the feature cache."""
+
+    def __init__(
+        self, items: list[str], resize: list[str] | None, device: str, threads: int, env: dict
+    ) -> None:
+        _setup_worker(env, threads)
+        from t2ibench.pipeline.run import create_encoders
+
+        self.encoders = create_encoders(items, resize, _worker_device(device))
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def encode(self, batch: Any) -> int:
+        from t2ibench.encoders import FeatureCache
+        from t2ibench.pipeline.evaluate import encode_batch
+
+        encode_batch(self.encoders[batch.encoder], batch, FeatureCache(batch.cache_root))
+        return len(batch.items)
+
+
+def encode_sharded(
+    record: Callable[[], Any],
+    encoders: Sequence[Any],
+    *,
+    items: Sequence[str],
+    resize: Sequence[str] | None,
+    device: str,
+    workers: int,
+    progress: bool = True,
+    retries: int = 2,
+    threads: int | None = None,
+    address: str | None = None,
+) -> int:
+    """Run ``record()`` (the evaluations, as the driver will run them) in recording mode, then
+    encode the batches it lists on ``workers`` Ray actors into the feature cache. ``encoders`` are
+    the driver's, made by ``create_encoders(items, resize, device)`` as each worker's are. Returns
+    the number of images encoded."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from t2ibench.pipeline.evaluate import recording
+
+    with recording(encoders) as recorder:
+        record()
+    batches = recorder.batches
+    if not batches:
+        return 0
+    ray = ensure_ray(address)
+    actor_cls = ray.remote(EncodingWorker).options(
+        **_resources(device), max_restarts=retries, max_task_retries=retries
+    )
+    threads = threads or torch.get_num_threads()
+    actors = [
+        actor_cls.remote(list(items), list(resize) if resize else None, device, threads, _env())
+        for _ in range(min(workers, len(batches)))
+    ]
+    bar = tqdm(
+        total=sum(len(b.items) for b in batches),
+        unit="img",
+        desc="encode (sharded)",
+        disable=not progress,
+    )
+    queue = deque(batches)
+    pending: dict[Any, int] = {}
+
+    def submit(a: int) -> None:
+        if queue:
+            pending[actors[a].encode.remote(queue.popleft())] = a
+
+    for a in range(len(actors)):
+        for _ in range(2):
+            submit(a)
+    encoded = 0
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            a = pending.pop(ready[0])
+            try:
+                n = ray.get(ready[0])
+            except Exception as exc:
+                cause = _cause(exc)
+                if isinstance(cause, T2IBenchError):
+                    raise T2IBenchError(str(cause)) from None
+                raise T2IBenchError(
+                    f"encoding worker failed ({_one_line(cause)}); the features stored are kept "
+                    "in the cache — rerun the same command to go on"
+                ) from None
+            encoded += n
+            bar.update(n)
+            submit(a)
+    finally:
+        bar.close()
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+    return encoded

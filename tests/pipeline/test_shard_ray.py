@@ -1,0 +1,198 @@
+"""Generation and encoding sharded over Ray workers (a local Ray instance, 2 CPUs): the same image
+bytes, manifests and metric values as a local run; a worker SIGKILLed mid-generation, then a rerun
+that makes only what is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from t2ibench.errors import T2IBenchError  # noqa: E402
+from t2ibench.pipeline.generate import GenerationSettings, generate_images  # noqa: E402
+from t2ibench.pipeline.manifest import read_manifest  # noqa: E402
+from t2ibench.pipeline.shard import Target, generate_sharded  # noqa: E402
+from t2ibench.prompts import GenerationJob  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One thread per process (the local runs and the workers alike), one Ray instance."""
+    import torch
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("T2IBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    # "local": a new instance even if another one runs on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    torch.set_num_threads(threads)
+    mp.undo()
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
+    """``generate.workers = 2`` and ``evaluate.workers = 2``: every image byte, every manifest
+    line and every metric value equal to the same run made in this process."""
+    from t2ibench.pipeline.run import RunOptions, execute, resolve
+    from t2ibench.results import read_results
+
+    quick = {
+        "trainer": "lora",
+        "evaluate.encoders": ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"],
+        "generate.images_per_leaf": 2,
+        "generate.prompt_types": ["trigger", "style"],  # style: the Gram (style loss) path too
+        "generate.steps": 2,
+        "generate.batch_size": 3,  # batches straddle leaves and prompt types
+        "trainer.epochs": 1,
+        "trainer.save_epochs": [1],
+    }
+    shard = {"generate.workers": 2, "evaluate.workers": 2}
+    import t2ibench.pipeline.evaluate as evaluate
+
+    encoded_here: dict[str, int] = {"local": 0, "ray": 0}
+    plain = evaluate.encode_images_cached
+
+    def counting(encoder, paths, cache):  # images the driver itself encodes into the cache
+        if cache is not None and evaluate._RECORDER.get() is None:
+            from t2ibench.fsutil import file_sha256
+
+            encoded_here[how] += sum(cache.get(encoder, file_sha256(p)) is None for p in paths)
+        return plain(encoder, paths, cache)
+
+    monkeypatch.setattr(evaluate, "encode_images_cached", counting)
+    runs = {}
+    for how, layers in {"local": [], "ray": [("shard", shard)]}.items():
+        opts = RunOptions(
+            layers=[("test", quick), *layers],
+            profile="tiny",
+            out=str(tmp_path / how),
+            progress=False,
+            analyze=False,
+        )
+        r = resolve(opts)
+        runs[how] = (r, execute(r))
+    (local, local_dir), (sharded, ray_dir) = runs["local"], runs["ray"]
+    assert local.run_hash == sharded.run_hash  # workers change how, not what
+    assert ray_dir.name == local_dir.name
+    base_l, base_r = (tmp_path / h / ".base-images" for h in ("local", "ray"))
+    for a, b in [(local_dir / "images", ray_dir / "images"), (base_l, base_r)]:
+        got, want = files(b), files(a)
+        assert len(want) > 10 and got.keys() == want.keys()
+        assert [k for k in want if got[k] != want[k]] == []
+        for m in a.rglob("manifest.jsonl"):
+            assert (b / m.relative_to(a)).read_bytes() == m.read_bytes()
+    keys = ["checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize"]
+    df_l = read_results(local_dir / "results").sort_values(keys).reset_index(drop=True)
+    df_r = read_results(ray_dir / "results").sort_values(keys).reset_index(drop=True)
+    assert len(df_l) > 50 and df_r[keys].equals(df_l[keys])
+    assert df_r["value"].tolist() == df_l["value"].tolist()  # value for value (NaN-free here)
+    # the workers did the encoding: the sharded driver found every cached feature there
+    assert encoded_here["local"] > 50 and encoded_here["ray"] == 0, encoded_here
+
+
+def _jobs(n: int) -> list[GenerationJob]:
+    return [
+        GenerationJob("toys/bear", "trigger", f"a bear number {k}", 1000 + k, k) for k in range(n)
+    ]
+
+
+SETTINGS = GenerationSettings(steps=4, height=64, width=64, batch_size=2)
+N = 32
+
+
+def _worker_pids() -> list[int]:
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if cmd.startswith("ray::GenerationWorker"):
+            pids.append(proc.pid)
+    return pids
+
+
+def _in_thread(call) -> tuple[threading.Thread, list]:
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread, outcome
+
+
+def _kill_a_worker_after(thread: threading.Thread, manifest: Path, lines: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and thread.is_alive():
+        if manifest.is_file() and len(manifest.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.05)
+    pids = _worker_pids()
+    assert thread.is_alive() and pids, "generation finished before a worker could be killed"
+    os.kill(pids[0], signal.SIGKILL)
+    thread.join(180)
+    assert not thread.is_alive()
+
+
+def test_worker_sigkill_then_rerun(cluster, tmp_path):
+    """SIGKILL a generation worker mid-run with no retries: the run stops with one clear line and
+    keeps what finished. The same call again (retries on) survives a second SIGKILL (the worker is
+    restarted, its batches made again) and makes only the rest: every image once, nothing finished
+    made again, every byte and manifest line equal to the local run's."""
+    out, jobs = tmp_path / "sharded", _jobs(N)
+    target = Target("base", "base", out)
+    kw = {"workers": 2, "load_kwargs": {"device": "cpu"}, "progress": False}
+    manifest = out / "manifest.jsonl"
+
+    thread, outcome = _in_thread(
+        lambda: generate_sharded("tiny", [target], jobs, SETTINGS, retries=0, **kw)
+    )
+    _kill_a_worker_after(thread, manifest, 4)
+    assert len(outcome) == 1 and isinstance(outcome[0], T2IBenchError), outcome
+    assert "rerun the same command" in str(outcome[0]) and "\n" not in str(outcome[0])
+    assert "\x1b" not in str(outcome[0])
+    kept = {r.file: (out / r.file).stat().st_mtime_ns for r in read_manifest(manifest)}
+    assert 4 <= len(kept) < N
+
+    thread, outcome = _in_thread(lambda: generate_sharded("tiny", [target], jobs, SETTINGS, **kw))
+    _kill_a_worker_after(thread, manifest, len(kept) + 4)
+    assert outcome == [None]
+    lines = manifest.read_text().splitlines()
+    records = read_manifest(manifest)
+    assert len(lines) == len(records) == len({r.file for r in records}) == N  # none lost or twice
+    for file, mtime in kept.items():
+        assert (out / file).stat().st_mtime_ns == mtime, f"{file} was made again"
+    assert not list(out.rglob("*.t2ibench-tmp"))
+    assert len(list(out.rglob("*.png"))) == N
+
+    from t2ibench.models import load_base
+
+    local = tmp_path / "local"
+    generate_images(
+        load_base("tiny"), jobs, local, checkpoint="base", settings=SETTINGS, progress=False
+    )
+    assert files(out) == files(local)
+    assert sorted(lines) == sorted(local.joinpath("manifest.jsonl").read_text().splitlines())
+
+
+def test_zero_workers_refused(cluster, tmp_path):
+    with pytest.raises(Exception, match="workers"):
+        generate_sharded("tiny", [], _jobs(1), SETTINGS, workers=0, load_kwargs={"device": "cpu"})

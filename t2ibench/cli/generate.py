@@ -85,7 +85,14 @@ def register(app: typer.Typer) -> None:
             jobs = jobs_for(load_dataset(dataset), types, images_per_leaf)
         except KeyError as exc:  # unknown prompt type: the registry's message lists the known ones
             raise ConfigError(f"--prompt-types: {exc}") from None
-        manifests = generate_checkpoints(
+        run = generate_checkpoints
+        if executor == "ray":
+            from functools import partial
+
+            from t2ibench.pipeline.shard import generate_checkpoints_sharded
+
+            run = partial(generate_checkpoints_sharded, workers=workers, address=address)
+        manifests = run(
             base,
             checkpoints,
             jobs,
@@ -93,8 +100,6 @@ def register(app: typer.Typer) -> None:
             settings=settings,
             multiplier=multiplier,
             progress=progress,
-            workers=workers or 1,
-            address=address,
             device=device,
             dtype=dtypes[dtype],
             config=config,

@@ -442,6 +442,19 @@ def checkpoint_on_base(
         handle.remove()
 
 
+def checkpoint_names(checkpoints: Sequence[str | Path]) -> list[str]:
+    """Each checkpoint's folder name, after checking that every one exists and no two share a
+    name (before the slow base load, not after)."""
+    for checkpoint in checkpoints:
+        if str(checkpoint) != BASE and not Path(checkpoint).exists():
+            raise ConfigError(f"checkpoint {checkpoint}: no such file or folder")
+    names = [checkpoint_name(c) for c in checkpoints]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"checkpoints: several share the name {', '.join(dupes)}; rename them")
+    return names
+
+
 def generate_checkpoints(
     base: str | Path,
     checkpoints: Sequence[str | Path],
@@ -451,38 +464,13 @@ def generate_checkpoints(
     settings: GenerationSettings | None = None,
     multiplier: float = 1.0,
     progress: bool = True,
-    workers: int = 1,
-    address: str | None = None,
     **load_kwargs: Any,
 ) -> dict[str, Path]:
     """Images for each checkpoint (and ``"base"``) into ``out_dir/<name>/``; the base is loaded
-    once (per worker). Returns name → manifest path. Finished images are never redone. With
-    ``workers`` > 1 the batches are shared by that many Ray workers (``address``: the cluster;
-    default: the one Ray finds, else a local one), with the same files and manifests."""
+    once. Returns name → manifest path. Finished images are never redone."""
     from t2ibench.models import load_base
 
-    for checkpoint in checkpoints:  # fail before the (slow) base load, not after
-        if str(checkpoint) != BASE and not Path(checkpoint).exists():
-            raise ConfigError(f"checkpoint {checkpoint}: no such file or folder")
-    names = [checkpoint_name(c) for c in checkpoints]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"checkpoints: several share the name {', '.join(dupes)}; rename them")
-    if workers > 1:
-        from t2ibench.pipeline.shard import Target, generate_sharded
-
-        targets = [Target(c, n, Path(out_dir) / n) for c, n in zip(checkpoints, names, strict=True)]
-        return generate_sharded(
-            base,
-            targets,
-            jobs,
-            settings or GenerationSettings(),
-            workers=workers,
-            load_kwargs=load_kwargs,
-            multiplier=multiplier,
-            progress=progress,
-            address=address,
-        )
+    names = checkpoint_names(checkpoints)
     pipe = load_base(base, **load_kwargs)
     manifests = {}
     for name, checkpoint in zip(names, checkpoints, strict=True):

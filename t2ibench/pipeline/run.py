@@ -731,6 +731,8 @@ def _execute(r: ResolvedRun) -> Path:
             cache = FeatureCache(Path(r.options.out) / ".feature-cache")
 
             if r.config.evaluate.workers > 1:  # the same feature rows, encoded by Ray workers
+                from functools import partial
+
                 from t2ibench.pipeline.shard import encode_sharded
 
                 def record():  # the evaluations below, then the base model's (the anchors')
@@ -751,8 +753,7 @@ def _execute(r: ResolvedRun) -> Path:
                 encode_sharded(
                     record,
                     encoders,
-                    items=r.encoders,
-                    resize=r.resize,
+                    make_encoders=partial(create_encoders, r.encoders, r.resize),
                     device=r.options.device,
                     workers=r.config.evaluate.workers,
                     progress=r.options.progress,

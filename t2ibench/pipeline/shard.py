@@ -104,6 +104,64 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _workers(ray: Any, workers: int, device: str, units: int) -> int:
+    """``workers``, at most one per GPU (CUDA) or CPU of the cluster and one per unit of work."""
+    if workers < 1:
+        raise ConfigError(f"workers: must be ≥ 1, got {workers}")
+    kind = "GPU" if str(device).startswith("cuda") else "CPU"
+    have = int(ray.cluster_resources().get(kind, 0))
+    if have < 1:
+        raise ConfigError(f"--device {device}: the Ray cluster has no {kind} for a worker")
+    return max(1, min(workers, have, units))
+
+
+class _WorkerFailed(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _run_pool(
+    ray: Any, actors: Sequence[Any], units: Sequence[Any], call: Callable, on_result: Callable
+) -> None:
+    """Feed ``units`` to ``actors`` — two in flight each, and only once an actor is up, so one the
+    cluster cannot place yet takes nothing — calling ``on_result(unit, result)`` as each returns.
+    On a failure the results already back are handed over too, then :class:`_WorkerFailed`."""
+    queue = deque(units)
+    pending: dict[Any, tuple[int, Any]] = {}
+    starting = {actor.pid.remote(): a for a, actor in enumerate(actors)}
+
+    def feed(a: int) -> None:
+        if queue:
+            unit = queue.popleft()
+            pending[call(actors[a], unit)] = (a, unit)
+
+    failure: BaseException | None = None
+    while pending or (queue and starting):
+        ref = ray.wait([*pending, *starting], num_returns=1)[0][0]
+        try:
+            result = ray.get(ref)
+        except Exception as exc:  # a worker died (past its retries) or raised
+            failure = exc
+            pending.pop(ref, None)
+            break
+        if ref in starting:
+            a = starting.pop(ref)
+            feed(a)
+            feed(a)  # two in flight: no idle round trip between batches
+            continue
+        a, unit = pending.pop(ref)
+        on_result(unit, result)
+        feed(a)
+    if failure is None:
+        return
+    for ref, (_, unit) in list(pending.items()):
+        if ray.wait([ref], timeout=0)[0]:
+            with contextlib.suppress(Exception):
+                on_result(unit, ray.get(ref))
+    raise _WorkerFailed(_cause(failure))
+
+
 # --------------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------------
@@ -207,7 +265,7 @@ def generate_sharded(
     )
     from t2ibench.pipeline.manifest import append_records
 
-    if workers < 1:
+    if workers < 1:  # before any lock or Ray start
         raise ConfigError(f"workers: must be ≥ 1, got {workers}")
     manifests: dict[str, Path] = {}
     with contextlib.ExitStack() as locks:
@@ -226,30 +284,20 @@ def generate_sharded(
         if not units:
             return manifests
         ray = ensure_ray(address)
+        device = load_kwargs.get("device", "cpu")
         actor_cls = ray.remote(GenerationWorker).options(
-            **_resources(load_kwargs.get("device", "cpu")),
-            max_restarts=retries,
-            max_task_retries=retries,
+            **_resources(device), max_restarts=retries, max_task_retries=retries
         )
         threads = threads or torch.get_num_threads()
         kwargs = {k: (str(v) if isinstance(v, Path) else v) for k, v in load_kwargs.items()}
         actors = [
             actor_cls.remote(str(base), kwargs, multiplier, threads, _env())
-            for _ in range(min(workers, len(units)))
+            for _ in range(_workers(ray, workers, device, len(units)))
         ]
         total = sum(len(u[3]) for u in units)
         bar = tqdm(total=total, unit="img", desc="generate (sharded)", disable=not progress)
-        queue = deque(units)
-        pending: dict[Any, tuple[int, tuple]] = {}
         done: list[dict[int, list]] = [{} for _ in targets]  # finished, not yet appended
         appended = [0] * len(targets)  # next batch number to append, per target
-
-        def submit(a: int) -> None:
-            if queue:
-                unit = queue.popleft()
-                t, _, batch, positions = unit
-                ref = actors[a].generate.remote(targets[t], batch, positions, settings)
-                pending[ref] = (a, unit)
 
         def flush(t: int, everything: bool = False) -> None:
             path = manifests[targets[t].name]
@@ -260,44 +308,66 @@ def generate_sharded(
                 for b in sorted(done[t]):
                     append_records(path, done[t].pop(b))
 
-        for a in range(len(actors)):
-            for _ in range(2):  # two batches in flight per worker: no idle round trip
-                submit(a)
+        def call(actor: Any, unit: tuple) -> Any:
+            t, _, batch, positions = unit
+            return actor.generate.remote(targets[t], batch, positions, settings)
+
+        def on_result(unit: tuple, records: list) -> None:
+            t, b, _, positions = unit
+            done[t][b] = records
+            flush(t)
+            bar.update(len(positions))
+
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                a, (t, b, _, positions) = pending.pop(ready[0])
-                try:
-                    done[t][b] = ray.get(ready[0])
-                except Exception as exc:
-                    # harvest what else finished, keep it all, then stop with one clear line
-                    for ref in list(pending):
-                        ready_now, _ = ray.wait([ref], timeout=0)
-                        if ready_now:
-                            _, (t2, b2, _, _) = pending.pop(ref)
-                            with contextlib.suppress(Exception):
-                                done[t2][b2] = ray.get(ref)
-                    for i in range(len(targets)):
-                        flush(i, everything=True)
-                    kept = sum(
-                        len(p.read_text(encoding="utf-8").splitlines()) for p in manifests.values()
-                    )
-                    cause = _cause(exc)
-                    if isinstance(cause, T2IBenchError):
-                        raise T2IBenchError(str(cause)) from None
-                    raise T2IBenchError(
-                        f"generation worker failed ({_one_line(cause)}); {kept} finished images "
-                        "are kept — rerun the same command to make the rest"
-                    ) from None
-                flush(t)
-                bar.update(len(positions))
-                submit(a)
+            _run_pool(ray, actors, units, call, on_result)
+        except _WorkerFailed as failed:
+            for t in range(len(targets)):
+                flush(t, everything=True)
+            kept = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in manifests.values())
+            if isinstance(failed.cause, T2IBenchError):
+                raise T2IBenchError(str(failed.cause)) from None
+            raise T2IBenchError(
+                f"generation worker failed ({_one_line(failed.cause)}); {kept} finished images "
+                "are kept — rerun the same command to make the rest"
+            ) from None
         finally:
             bar.close()
             for actor in actors:
                 with contextlib.suppress(Exception):
                     ray.kill(actor)
     return manifests
+
+
+def generate_checkpoints_sharded(
+    base: str | Path,
+    checkpoints: Sequence[str | Path],
+    jobs: Sequence[Any],
+    out_dir: Path,
+    *,
+    settings: Any = None,
+    multiplier: float = 1.0,
+    progress: bool = True,
+    workers: int = 2,
+    address: str | None = None,
+    **load_kwargs: Any,
+) -> dict[str, Path]:
+    """:func:`t2ibench.pipeline.generate.generate_checkpoints` on Ray workers: the same folders,
+    files and manifests (``t2ibench generate --executor ray``)."""
+    from t2ibench.pipeline.generate import GenerationSettings, checkpoint_names
+
+    names = checkpoint_names(checkpoints)
+    targets = [Target(c, n, Path(out_dir) / n) for c, n in zip(checkpoints, names, strict=True)]
+    return generate_sharded(
+        base,
+        targets,
+        jobs,
+        settings or GenerationSettings(),
+        workers=workers,
+        load_kwargs=load_kwargs,
+        multiplier=multiplier,
+        progress=progress,
+        address=address,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -308,13 +378,9 @@ def generate_sharded(
 class EncodingWorker:
     """A Ray actor: the run's encoders loaded once; stores each batch's rows in the feature cache."""
 
-    def __init__(
-        self, items: list[str], resize: list[str] | None, device: str, threads: int, env: dict
-    ) -> None:
+    def __init__(self, make_encoders: Callable, device: str, threads: int, env: dict) -> None:
         _setup_worker(env, threads)
-        from t2ibench.pipeline.run import create_encoders
-
-        self.encoders = create_encoders(items, resize, _worker_device(device))
+        self.encoders = make_encoders(_worker_device(device))
 
     def pid(self) -> int:
         return os.getpid()
@@ -331,8 +397,7 @@ def encode_sharded(
     record: Callable[[], Any],
     encoders: Sequence[Any],
     *,
-    items: Sequence[str],
-    resize: Sequence[str] | None,
+    make_encoders: Callable[[str], list],
     device: str,
     workers: int,
     progress: bool = True,
@@ -342,8 +407,8 @@ def encode_sharded(
 ) -> int:
     """Run ``record()`` (the evaluations, as the driver will run them) in recording mode, then
     encode the batches it lists on ``workers`` Ray actors into the feature cache. ``encoders`` are
-    the driver's, made by ``create_encoders(items, resize, device)`` as each worker's are. Returns
-    the number of images encoded."""
+    the driver's, made by ``make_encoders(device)``, a picklable function each worker calls for
+    its own, the same list in the same order. Returns the number of images encoded."""
     import torch
     from tqdm.auto import tqdm
 
@@ -360,8 +425,8 @@ def encode_sharded(
     )
     threads = threads or torch.get_num_threads()
     actors = [
-        actor_cls.remote(list(items), list(resize) if resize else None, device, threads, _env())
-        for _ in range(min(workers, len(batches)))
+        actor_cls.remote(make_encoders, device, threads, _env())
+        for _ in range(_workers(ray, workers, device, len(batches)))
     ]
     bar = tqdm(
         total=sum(len(b.items) for b in batches),
@@ -369,34 +434,22 @@ def encode_sharded(
         desc="encode (sharded)",
         disable=not progress,
     )
-    queue = deque(batches)
-    pending: dict[Any, int] = {}
-
-    def submit(a: int) -> None:
-        if queue:
-            pending[actors[a].encode.remote(queue.popleft())] = a
-
-    for a in range(len(actors)):
-        for _ in range(2):
-            submit(a)
     encoded = 0
+
+    def on_result(batch: Any, n: int) -> None:
+        nonlocal encoded
+        encoded += n
+        bar.update(n)
+
     try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            a = pending.pop(ready[0])
-            try:
-                n = ray.get(ready[0])
-            except Exception as exc:
-                cause = _cause(exc)
-                if isinstance(cause, T2IBenchError):
-                    raise T2IBenchError(str(cause)) from None
-                raise T2IBenchError(
-                    f"encoding worker failed ({_one_line(cause)}); the features stored are kept "
-                    "in the cache — rerun the same command to go on"
-                ) from None
-            encoded += n
-            bar.update(n)
-            submit(a)
+        _run_pool(ray, actors, batches, lambda a, b: a.encode.remote(b), on_result)
+    except _WorkerFailed as failed:
+        if isinstance(failed.cause, T2IBenchError):
+            raise T2IBenchError(str(failed.cause)) from None
+        raise T2IBenchError(
+            f"encoding worker failed ({_one_line(failed.cause)}); the features stored are kept "
+            "in the cache — rerun the same command to go on"
+        ) from None
     finally:
         bar.close()
         for actor in actors:

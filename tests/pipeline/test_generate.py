@@ -342,6 +342,22 @@ def test_cli_generate_base(cache, tmp_path):
     )
     bad = CliRunner().invoke(app, [*args[:5], "nope", *args[6:]])
     assert isinstance(bad.exception, ConfigError) and "nope" in str(bad.exception)
+    # the executor options: one clear line before any work, and no Ray import for a local run
+    for extra, says in [
+        (["--workers", "2"], "only with --executor ray"),
+        (["--executor", "slurm"], "not local or ray"),
+    ]:
+        bad = CliRunner().invoke(app, [*args, *extra])
+        assert isinstance(bad.exception, ConfigError) and says in str(bad.exception), bad.output
+
+
+def test_local_generation_does_not_import_ray():
+    """Ray is an optional extra: nothing on the local path imports it."""
+    code = (
+        "import sys; import t2ibench.cli, t2ibench.pipeline.run, t2ibench.pipeline.generate, "
+        "t2ibench.pipeline.evaluate, t2ibench.runconfig; assert 'ray' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_adapter_checkpoint_on_base(pipe, cache, tmp_path):

@@ -12,18 +12,17 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
-
-from t2ibench.errors import T2IBenchError  # noqa: E402
-from t2ibench.pipeline.generate import GenerationSettings, generate_images  # noqa: E402
-from t2ibench.pipeline.manifest import read_manifest  # noqa: E402
-from t2ibench.pipeline.shard import Target, generate_sharded  # noqa: E402
-from t2ibench.prompts import GenerationJob  # noqa: E402
+from t2ibench.errors import T2IBenchError
+from t2ibench.pipeline.generate import GenerationSettings, generate_images
+from t2ibench.pipeline.manifest import read_manifest
+from t2ibench.pipeline.shard import Target, generate_sharded
+from t2ibench.prompts import GenerationJob
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One thread per process (the local runs and the workers alike), one Ray instance."""
+    ray = pytest.importorskip("ray")
     import torch
 
     mp = pytest.MonkeyPatch()
@@ -37,6 +36,81 @@ def cluster(tmp_path_factory):
     ray.shutdown()
     torch.set_num_threads(threads)
     mp.undo()
+
+
+def _image_folder(folder: Path, dataset, checkpoint: str, seed: int) -> None:
+    """Random PNGs and their manifest for every trigger and style job of ``dataset``."""
+    import numpy as np
+    from PIL import Image
+
+    from t2ibench.fsutil import file_sha256
+    from t2ibench.pipeline.generate import job_file
+    from t2ibench.pipeline.manifest import ManifestRecord, write_manifest
+    from t2ibench.prompts import jobs_for
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for job in jobs_for(dataset, ["trigger", "style"], 2):
+        rel = job_file(job)
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / rel)
+        records.append(ManifestRecord(checkpoint, job.leaf, job.prompt_type, job.prompt, job.seed,
+                                      rel, job.index, file_sha256(folder / rel)))  # fmt: skip
+    write_manifest(folder / "manifest.jsonl", records)
+
+
+def test_recorded_batches_encoded_in_any_order_give_the_local_values(tmp_path, monkeypatch):
+    """No Ray: the encoder batches listed by a recording evaluation, encoded in reverse order
+    (as workers may finish them), fill the cache so that the evaluation then encodes nothing
+    itself and gives the values of a plain evaluation with an empty cache."""
+    import torch
+
+    import t2ibench.pipeline.evaluate as evaluate
+    from t2ibench.data import load_dataset
+    from t2ibench.data.demo import make_demo_dataset
+    from t2ibench.encoders import FeatureCache
+    from t2ibench.pipeline.run import create_encoders
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("T2IBENCH_CACHE", str(tmp_path / "models"))
+    ds = load_dataset(make_demo_dataset(tmp_path / "data"))
+    _image_folder(tmp_path / "ck", ds, "ck", 1)
+    _image_folder(tmp_path / "base", ds, "base", 2)
+    encoders = create_encoders(["dinov2-l@tiny", "vgg19@tiny"], None, "cpu")
+    for enc in encoders:
+        enc.batch_size = 3  # several batches per call, straddling groups
+
+    def run(cache_dir: str):
+        return evaluate.evaluate_images(tmp_path / "ck", ds, encoders, base_images_dir=tmp_path / "base",
+                                        cache=FeatureCache(tmp_path / cache_dir), progress=False)  # fmt: skip
+
+    want = run("plain")
+    with evaluate.recording(encoders) as recorder:
+        assert run("sharded").empty  # recording computes no metric
+    batches = recorder.batches
+    assert batches and all(1 <= len(b.items) <= 3 for b in batches)
+    seen = [(b.encoder, h) for b in batches for h, _ in b.items]
+    assert len(seen) == len(set(seen))  # each feature row encoded once
+    for batch in reversed(batches):
+        evaluate.encode_batch(encoders[batch.encoder], batch, FeatureCache(batch.cache_root))
+
+    encoded = []
+    plain = evaluate.encode_images_cached
+
+    def counting(encoder, paths, cache):
+        if cache is not None:
+            from t2ibench.fsutil import file_sha256
+
+            encoded.extend(p for p in paths if cache.get(encoder, file_sha256(p)) is None)
+        return plain(encoder, paths, cache)
+
+    monkeypatch.setattr(evaluate, "encode_images_cached", counting)
+    got = run("sharded")
+    assert encoded == []
+    keys = ["checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize"]
+    want, got = (df.sort_values(keys).reset_index(drop=True) for df in (want, got))
+    assert len(want) > 20 and got[keys].equals(want[keys])
+    assert got["value"].tolist() == want["value"].tolist()
 
 
 def files(folder: Path) -> dict[str, bytes]:

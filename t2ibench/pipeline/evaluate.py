@@ -21,6 +21,10 @@ VGG-19 Gram matrices (2.4 MB per image) are cached for the base model's images o
 every checkpoint of every run, 3,200 images (7.7 GB) for the paper's sweep — and recomputed for a
 checkpoint's own images, which only that checkpoint uses.
 
+With ``evaluate.workers`` > 1 the encoding is shared by Ray workers (:mod:`t2ibench.pipeline.shard`):
+:func:`recording` lists the encoder batches this evaluation would run, the workers store those
+rows in the cache, and the evaluation then reads them — the same values as encoding here.
+
 It also evaluates images made by any other tool: give it a folder laid out as the generate stage
 writes it (``<leaf>/<prompt_type>/<file>.png`` + ``manifest.jsonl``, README "Images folder layout").
 """

@@ -126,7 +126,7 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
     quick = {
         "trainer": "lora",
         "evaluate.encoders": ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"],
-        "generate.images_per_leaf": 2,
+        "generate.images_per_leaf": 1,
         "generate.prompt_types": ["trigger", "style"],  # style: the Gram (style loss) path too
         "generate.steps": 2,
         "generate.batch_size": 3,  # batches straddle leaves and prompt types
@@ -164,7 +164,7 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
     base_l, base_r = (tmp_path / h / ".base-images" for h in ("local", "ray"))
     for a, b in [(local_dir / "images", ray_dir / "images"), (base_l, base_r)]:
         got, want = files(b), files(a)
-        assert len(want) > 10 and got.keys() == want.keys()
+        assert len(want) >= 8 and got.keys() == want.keys()
         assert [k for k in want if got[k] != want[k]] == []
         for m in a.rglob("manifest.jsonl"):
             assert (b / m.relative_to(a)).read_bytes() == m.read_bytes()
@@ -172,9 +172,10 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
     df_l = read_results(local_dir / "results").sort_values(keys).reset_index(drop=True)
     df_r = read_results(ray_dir / "results").sort_values(keys).reset_index(drop=True)
     assert len(df_l) > 50 and df_r[keys].equals(df_l[keys])
-    assert df_r["value"].tolist() == df_l["value"].tolist()  # value for value (NaN-free here)
+    assert df_r["value"].notna().sum() > 50
+    assert df_r["value"].equals(df_l["value"])  # value for value (NaN where one image has none)
     # the workers did the encoding: the sharded driver found every cached feature there
-    assert encoded_here["local"] > 50 and encoded_here["ray"] == 0, encoded_here
+    assert encoded_here["local"] > 20 and encoded_here["ray"] == 0, encoded_here
 
 
 def _jobs(n: int) -> list[GenerationJob]:
@@ -184,7 +185,7 @@ def _jobs(n: int) -> list[GenerationJob]:
 
 
 SETTINGS = GenerationSettings(steps=4, height=64, width=64, batch_size=2)
-N = 32
+N = 24
 
 
 def _worker_pids() -> list[int]:
@@ -239,15 +240,15 @@ def test_worker_sigkill_then_rerun(cluster, tmp_path):
     thread, outcome = _in_thread(
         lambda: generate_sharded("tiny", [target], jobs, SETTINGS, retries=0, **kw)
     )
-    _kill_a_worker_after(thread, manifest, 4)
+    _kill_a_worker_after(thread, manifest, 3)
     assert len(outcome) == 1 and isinstance(outcome[0], T2IBenchError), outcome
     assert "rerun the same command" in str(outcome[0]) and "\n" not in str(outcome[0])
     assert "\x1b" not in str(outcome[0])
     kept = {r.file: (out / r.file).stat().st_mtime_ns for r in read_manifest(manifest)}
-    assert 4 <= len(kept) < N
+    assert 3 <= len(kept) < N
 
     thread, outcome = _in_thread(lambda: generate_sharded("tiny", [target], jobs, SETTINGS, **kw))
-    _kill_a_worker_after(thread, manifest, len(kept) + 4)
+    _kill_a_worker_after(thread, manifest, len(kept) + 3)
     assert outcome == [None]
     lines = manifest.read_text().splitlines()
     records = read_manifest(manifest)

@@ -3,6 +3,10 @@
 The time estimate is measured, not guessed: a short calibration times one training step (UNet +
 text encoder forward and backward on a batch at the training resolution), one image generation
 with the run's sampler settings, and one encoder batch per encoder, then scales by the counts.
+
+``t2ibench sweep --dry-run [--gpus N]``: a whole sweep's work per stage, its GPU-hours from
+per-GPU rates (measured by ``benchmarks/gpu.sh`` when its table exists, else the documented
+defaults below) and, with ``--gpus``, its makespan on N GPUs (:func:`makespan`).
 """
 
 from __future__ import annotations

@@ -59,8 +59,18 @@ def ensure_ray(address: str | None = None) -> Any:
         raise ConfigError(
             "sharding over workers needs Ray: pip install 't2ibench[ray]' (or set workers = 1)"
         ) from None
-    if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    if ray.is_initialized():
+        if ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+            # A run that is itself a Ray task (sweep --executor ray) holds the CPU/GPU its shard
+            # workers would wait for: with every slot held by such runs, none would ever start.
+            raise ConfigError(
+                "generate.workers / evaluate.workers > 1 inside a Ray sweep: the sweep already "
+                "spreads runs over the cluster; set workers = 1 for its runs"
+            )
+        return ray
+    # "local": a new instance, never a stale cluster a past `ray start` left registered here.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
     return ray
 
 

@@ -271,3 +271,22 @@ def test_worker_sigkill_then_rerun(cluster, tmp_path):
 def test_zero_workers_refused(cluster, tmp_path):
     with pytest.raises(Exception, match="workers"):
         generate_sharded("tiny", [], _jobs(1), SETTINGS, workers=0, load_kwargs={"device": "cpu"})
+
+
+def test_sharding_inside_a_ray_task_is_refused(cluster):
+    """A run that is itself a Ray task (a Ray sweep) must not wait for shard workers that need the
+    slots its siblings hold: one clear line instead of a hang."""
+    import ray
+
+    from t2ibench.pipeline.shard import ensure_ray
+
+    @ray.remote(num_cpus=0)
+    def nested() -> str:
+        try:
+            ensure_ray()
+        except Exception as exc:  # the error type crosses the process as its name and text
+            return f"{type(exc).__name__}: {exc}"
+        return "no error"
+
+    message = ray.get(nested.remote())
+    assert message.startswith("ConfigError") and "set workers = 1" in message

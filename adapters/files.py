@@ -185,10 +185,23 @@ def save_adapter(
 
 
 def read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """``(tensors, metadata)`` of an adapter file; errors name the file."""
+    """``(tensors, metadata)`` of an adapter file (kohya keys whatever tool saved it: see
+    :mod:`.foreign`) or a PEFT / diffusers LoRA folder; errors name the file."""
     from safetensors import SafetensorError, safe_open
 
+    from .foreign import (
+        check_known_keys,
+        convert_to_kohya,
+        is_adapter_folder,
+        read_adapter_folder,
+    )
+
     path = Path(path)
+    if path.is_dir() and is_adapter_folder(path):  # PEFT / diffusers LoRA folder
+        tensors, meta = read_adapter_folder(path)
+        check_tensors(tensors, str(path))
+        check_known_keys(tensors, path)
+        return tensors, meta
     if path.is_dir():
         raise AdapterFileError(
             f"{path}: a full diffusers checkpoint (native_save='diffusers'), not an adapter file; "
@@ -204,7 +217,10 @@ def read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise AdapterFileError(f"{path}: not a readable safetensors file ({exc})") from None
     if not tensors:
         raise AdapterFileError(f"{path}: holds no tensors")
+    # other tools' layouts (LyCORIS, PEFT, diffusers) read as kohya keys; see .foreign
+    tensors, meta = convert_to_kohya(tensors, meta, path)
     check_tensors(tensors, str(path))
+    check_known_keys(tensors, path)
     return tensors, meta
 
 

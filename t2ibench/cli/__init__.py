@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "t2ibench.cli.core",
     "t2ibench.cli.analysis",
     "t2ibench.cli.run",
+    "t2ibench.cli.checkpoints",
     "t2ibench.cli.generate",
     "t2ibench.cli.train",
     "t2ibench.cli.export",

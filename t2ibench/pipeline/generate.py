@@ -420,7 +420,8 @@ def checkpoint_on_base(
     pipe: Any, checkpoint: str | Path, *, multiplier: float = 1.0, **load_kwargs: Any
 ) -> Iterator[Any]:
     """The pipeline to generate ``checkpoint`` with: the base itself for ``"base"``, a diffusers
-    folder (a native full checkpoint) loaded on its own, or an adapter file put on ``pipe`` with
+    folder (a native full checkpoint) loaded on its own, or an adapter (a file, or a PEFT /
+    diffusers LoRA folder) put on ``pipe`` with
     ``t2ibench.adapters.apply_adapter`` and taken off again on exit."""
     if str(checkpoint) == BASE:
         yield pipe
@@ -428,7 +429,9 @@ def checkpoint_on_base(
     path = Path(checkpoint)
     if not path.exists():
         raise ConfigError(f"checkpoint {checkpoint}: no such file or folder")
-    if path.is_dir():
+    from t2ibench.adapters.foreign import is_adapter_folder
+
+    if path.is_dir() and not is_adapter_folder(path):
         from t2ibench.models import load_base
 
         yield load_base(path, **load_kwargs)

@@ -92,6 +92,11 @@ class ResolvedRun:
     run_hash: str
     run_dir: Path
     metric_profile: str = "lycoris2024"
+    #: ``t2ibench evaluate-checkpoints``: the checkpoints to score instead of training, in order,
+    #: each with its result columns (epoch, step, algorithm, ...); see pipeline/checkpoints.py
+    given_checkpoints: dict[Path, dict[str, Any]] | None = None
+    #: extra fields for ``run.json`` (where given checkpoints came from)
+    record_extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         return _identity(self)
@@ -238,7 +243,8 @@ def _identity(r: ResolvedRun) -> dict[str, Any]:
     extra = {} if r.metric_profile == "lycoris2024" else {"metric_profile": r.metric_profile}
     return {
         **extra,
-        "trainer_config": r.trainer_config.to_dict(),
+        # given checkpoints: each is checked by its own digest (pipeline/checkpoints.py)
+        "trainer_config": r.trainer_config.to_dict() if r.given_checkpoints is None else "given",
         "dataset_sha256": r.dataset.sha256,
         "base": r.base_fingerprint,
         "generation": asdict(r.generation),
@@ -576,6 +582,7 @@ def _execute(r: ResolvedRun) -> Path:
             "git_commit": _git_commit(),
             "device": r.options.device,
             "metric_profile": r.metric_profile,
+            **r.record_extra,
         }
     )
     atomic_write(record_path, json.dumps(record, indent=2, default=str))
@@ -624,8 +631,11 @@ def _execute(r: ResolvedRun) -> Path:
                 atomic_write(record_path, json.dumps(record, indent=2, default=str))
         return result.checkpoints
 
-    checkpoints = [Path(p) for p in timed("train", do_train)]
-    state.mark("train", checkpoints=[p.name for p in checkpoints])
+    if r.given_checkpoints is not None:  # evaluate-checkpoints: nothing to train
+        checkpoints = list(r.given_checkpoints)
+    else:
+        checkpoints = [Path(p) for p in timed("train", do_train)]
+        state.mark("train", checkpoints=[p.name for p in checkpoints])
     log.info("checkpoints: %s", ", ".join(p.name for p in checkpoints))
 
     # -- generate --------------------------------------------------------------------------------
@@ -693,7 +703,11 @@ def _execute(r: ResolvedRun) -> Path:
     # -- evaluate --------------------------------------------------------------------------------
     results_dir = run_dir / "results"
     parts = results_dir / "parts"
-    info = checkpoint_info(r, checkpoints)
+    info = (
+        {names[ck]: cols for ck, cols in r.given_checkpoints.items()}
+        if r.given_checkpoints is not None
+        else checkpoint_info(r, checkpoints)
+    )
 
     def inputs_of(ck: Path) -> dict[str, str]:
         return {

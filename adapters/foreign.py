@@ -1,0 +1,383 @@
+"""Adapters saved by other tools, read as t2ibench's kohya keys (``lora_unet_*`` / ``lora_te_*``).
+
+What comes in, and how it maps:
+
+* kohya sd-scripts / LyCORIS' kohya wrapper / t2ibench: ``lora_unet_<path>.<suffix>`` and
+  ``lora_te_text_model_<path>.<suffix>``, read as they are.
+* lycoris-lora's ``LycorisNetwork.save_weights`` (``create_lycoris(pipe.unet, ...)``, as
+  SimpleTuner saves it): ``lycoris_<path>.<suffix>``, the path relative to the module wrapped; a
+  text-encoder path (``text_model_...`` / ``encoder_layers_...``) becomes ``lora_te_``, any other
+  ``lora_unet_``. The suffixes and the ``alpha`` scalar are LyCORIS's own, as in kohya files.
+* PEFT adapter folders (``adapter_config.json`` + ``adapter_model.safetensors``, keys
+  ``base_model.model.<path>.lora_A.weight``, LoHa ``.hada_*``, LoKr ``.lokr_*``), alone or as the
+  ``unet/`` + ``text_encoder/`` pair that ``t2ibench export --format peft`` and diffusers write; and
+  diffusers' ``pytorch_lora_weights.safetensors`` (``unet.<path>.lora_A.weight``, older
+  ``.lora.down.weight``). peft's scale ``alpha / r`` (``/ sqrt(r)`` with rsLoRA; ``rank_pattern``
+  / ``alpha_pattern`` per module) becomes the kohya ``alpha`` that gives the same scale.
+
+Every saved layer must then be one a registered trainer reads (its signature, and no tensor the
+trainer does not know: a DoRA ``dora_scale`` or a norm's ``w_norm`` is refused, never dropped);
+else one line names the file and the first unknown key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from t2ibench.errors import T2IBenchError
+
+PEFT_CONFIG = "adapter_config.json"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+DIFFUSERS_WEIGHTS = "pytorch_lora_weights.safetensors"
+#: sub-folders of a two-part PEFT adapter (t2ibench export, diffusers) → model part
+PART_FOLDERS = {"unet": "unet", "text_encoder": "te"}
+#: metadata key recording which layout a file came in
+SOURCE_FORMAT = "t2ibench_source_format"
+
+_KOHYA = ("lora_unet_", "lora_te_")
+_LYCORIS = "lycoris_"
+_PEFT_PREFIX = "base_model.model."
+_DIFFUSERS_PARTS = {"unet.": "unet", "text_encoder.": "te"}
+# LoRA tensors in peft / diffusers naming → kohya suffix
+_LORA_RENAMES = (
+    (".lora_A.weight", "lora_down.weight"),
+    (".lora_B.weight", "lora_up.weight"),
+    (".lora.down.weight", "lora_down.weight"),
+    (".lora.up.weight", "lora_up.weight"),
+    (".lora_linear_layer.down.weight", "lora_down.weight"),
+    (".lora_linear_layer.up.weight", "lora_up.weight"),
+)
+_TE_PATH = re.compile(r"^(text_model[._])?(encoder[._]layers|embeddings|final_layer_norm)")
+
+
+def _error(where: object, msg: str) -> T2IBenchError:
+    from .files import AdapterFileError
+
+    return AdapterFileError(f"{where}: {msg}")
+
+
+# --- folders --------------------------------------------------------------------------------------
+
+
+def peft_parts(folder: Path) -> dict[str, Path]:
+    """model part → PEFT folder of a PEFT adapter folder (``{}``: not one). A folder holding the
+    files itself is one part (the text encoder when it is called ``text_encoder``, else the
+    UNet); else its ``unet/`` and ``text_encoder/`` sub-folders."""
+    folder = Path(folder)
+    if (folder / PEFT_CONFIG).is_file():
+        return {PART_FOLDERS.get(folder.name, "unet"): folder}
+    return {
+        part: folder / sub
+        for sub, part in PART_FOLDERS.items()
+        if (folder / sub / PEFT_CONFIG).is_file()
+    }
+
+
+def is_adapter_folder(folder: Path | str) -> bool:
+    """Whether ``folder`` is an adapter (PEFT, or diffusers' LoRA weights), not a full model."""
+    folder = Path(folder)
+    return folder.is_dir() and bool(peft_parts(folder) or (folder / DIFFUSERS_WEIGHTS).is_file())
+
+
+def _inside(folder: Path, path: Path) -> Path:
+    """``path`` if it resolves inside ``folder`` (no symlink out of it)."""
+    real = path.resolve()
+    if not real.is_relative_to(folder.resolve()):
+        raise _error(path, f"points outside {folder} (a symlink?); refused")
+    return real
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _error(path, f"not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _error(path, "not a JSON object")
+    return data
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _error(path, f"not a readable safetensors file ({exc})") from None
+    if not tensors:
+        raise _error(path, "holds no tensors")
+    return tensors, meta
+
+
+def read_adapter_folder(folder: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(kohya tensors, metadata)`` of a PEFT adapter folder or a diffusers LoRA folder."""
+    folder = Path(folder)
+    parts = peft_parts(folder)
+    if not parts:
+        weights = _inside(folder, folder / DIFFUSERS_WEIGHTS)
+        tensors, meta = _read_safetensors(weights)
+        return convert_to_kohya(tensors, meta, weights)
+    out: dict[str, torch.Tensor] = {}
+    meta: dict[str, str] = {SOURCE_FORMAT: "peft"}
+    for part, sub in sorted(parts.items()):
+        config = _read_json(_inside(folder, sub / PEFT_CONFIG))
+        weights = sub / PEFT_WEIGHTS
+        if not weights.is_file():
+            raise _error(sub, f"has {PEFT_CONFIG} but no {PEFT_WEIGHTS}")
+        tensors, file_meta = _read_safetensors(_inside(folder, weights))
+        out.update(_from_peft(tensors, {"*": config}, weights, default_part=part))
+        extra = sub / "t2ibench_metadata.json"  # what t2ibench export keeps of the source file
+        if extra.is_file():
+            meta.update({k: str(v) for k, v in _read_json(_inside(folder, extra)).items()})
+        meta.update(file_meta)
+        meta[f"peft_config_{part}"] = json.dumps(config, sort_keys=True)
+    meta[SOURCE_FORMAT] = "peft"
+    return out, meta
+
+
+# --- key conversion -------------------------------------------------------------------------------
+
+
+def source_format(keys: list[str]) -> str:
+    """``kohya``, ``lycoris``, ``peft`` or ``diffusers`` from a file's keys (``unknown``: none)."""
+    if all(k.startswith(_KOHYA) for k in keys):
+        return "kohya"
+    if all(k.startswith(_LYCORIS) for k in keys):
+        return "lycoris"
+    if all(k.startswith(_PEFT_PREFIX) for k in keys):
+        return "peft"
+    if all(k.startswith(tuple(_DIFFUSERS_PARTS)) for k in keys):
+        return "diffusers"
+    # diffusers' ``save_lora_adapter``: one model's peft keys without a prefix
+    if all(k.endswith(tuple(s for s, _ in _LORA_RENAMES)) or k.endswith(".alpha") for k in keys):
+        return "diffusers"
+    return "unknown"
+
+
+def convert_to_kohya(
+    tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], where: object
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors adapter's tensors under kohya keys, and its metadata with the source
+    format recorded (:data:`SOURCE_FORMAT`)."""
+    keys = sorted(tensors)
+    fmt = source_format(keys)
+    if fmt == "kohya":
+        return dict(tensors), dict(meta)
+    meta = {**meta, SOURCE_FORMAT: meta.get(SOURCE_FORMAT, fmt)}
+    if fmt == "lycoris":
+        return _from_lycoris(tensors), meta
+    if fmt in ("peft", "diffusers"):
+        return _from_peft(tensors, _configs_from_metadata(meta), where), meta
+    known = (*_KOHYA, _LYCORIS, _PEFT_PREFIX, *_DIFFUSERS_PARTS)
+    first = next((k for k in keys if not k.startswith(known)), keys[0])
+    raise _error(
+        where,
+        f"key {first!r} is in no known layout (kohya lora_unet_*/lora_te_*, LyCORIS lycoris_*, "
+        "PEFT base_model.model.*, diffusers unet.*/text_encoder.*; one layout per file)",
+    )
+
+
+def _part_of(path: str) -> str:
+    return "te" if _TE_PATH.match(path) else "unet"
+
+
+def _from_lycoris(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in tensors.items():
+        stem, _, suffix = key.partition(".")
+        path = stem[len(_LYCORIS) :]
+        if _part_of(path) == "te":
+            path = path if path.startswith("text_model_") else "text_model_" + path
+            new = "lora_te_" + path
+        else:
+            new = "lora_unet_" + path
+        out[f"{new}.{suffix}"] = value
+    return out
+
+
+def _configs_from_metadata(meta: Mapping[str, str]) -> dict[str, dict]:
+    """model part (``*``: every part) → the LoRA config diffusers (≥ 0.33) writes into
+    ``lora_adapter_metadata``: the config itself (``save_lora_adapter``) or its keys prefixed
+    ``unet.`` / ``text_encoder.`` (a pipeline's ``save_lora_weights``)."""
+    raw = meta.get("lora_adapter_metadata")
+    try:
+        data = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    if "r" in data or "lora_alpha" in data:
+        return {"*": data}
+    out: dict[str, dict] = {}
+    for key, value in data.items():
+        for prefix, part in _DIFFUSERS_PARTS.items():
+            if key.startswith(prefix):
+                out.setdefault(part, {})[key[len(prefix) :]] = value
+    return out
+
+
+def _pattern_value(patterns: Mapping[str, object], name: str, default: object) -> object:
+    """peft's rank_pattern / alpha_pattern lookup: the first key matching a dotted suffix."""
+    for key in patterns:
+        if re.match(rf"(.*\.)?({key})$", name):
+            return patterns[key]
+    return default
+
+
+def _peft_scale(config: Mapping[str, object], module: str, kind: str) -> float | None:
+    """peft's scale for ``module``; None when the config says nothing (diffusers file without
+    metadata: its loader uses alpha = r, scale 1)."""
+    if not config:
+        return None
+    r = float(_pattern_value(config.get("rank_pattern") or {}, module, config.get("r", 8)))
+    alpha_key = "lora_alpha" if kind == "lora" else "alpha"
+    alpha = float(
+        _pattern_value(config.get("alpha_pattern") or {}, module, config.get(alpha_key, r))
+    )
+    if kind == "lora" and config.get("use_rslora"):
+        return alpha / math.sqrt(r)
+    return alpha / r
+
+
+def _split_peft_key(key: str, default_part: str | None) -> tuple[str, str, str]:
+    """``(part, module path, suffix)`` of a PEFT / diffusers key (suffix in kohya naming)."""
+    part = default_part
+    for prefix, p in _DIFFUSERS_PARTS.items():
+        if key.startswith(prefix):
+            key, part = key[len(prefix) :], p
+            break
+    else:
+        key = key.removeprefix(_PEFT_PREFIX)
+    for peft_suffix, kohya_suffix in _LORA_RENAMES:
+        if key.endswith(peft_suffix):
+            path = key[: -len(peft_suffix)]
+            return part or _part_of(path), path, kohya_suffix
+    path, _, suffix = key.rpartition(".")
+    if suffix == "alpha" and path.endswith(".lora"):  # older diffusers: <path>.lora.alpha
+        path = path[: -len(".lora")]
+    return part or _part_of(path), path, suffix
+
+
+def _from_peft(
+    tensors: Mapping[str, torch.Tensor],
+    configs: Mapping[str, Mapping[str, object]],
+    where: object,
+    *,
+    default_part: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """kohya tensors of PEFT / diffusers ones; ``configs``: part (``*``: all) → peft config."""
+    from .presets import kohya_name
+
+    if any(c.get("use_dora") for c in configs.values()):
+        raise _error(where, "a DoRA adapter (use_dora); t2ibench has no DoRA trainer to read it")
+    grouped: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        part, path, suffix = _split_peft_key(key, default_part)
+        if not path:
+            raise _error(where, f"key {key!r} is not '<module>.<tensor>'")
+        grouped.setdefault((part, path), {})[suffix] = value
+    out = {}
+    for (part, path), group in grouped.items():
+        stem = kohya_name(part, path)
+        given_alpha = group.pop("alpha", None)
+        kind = (
+            "lora"
+            if "lora_down.weight" in group
+            else "loha"
+            if "hada_w1_a" in group
+            else "lokr"
+            if any(k.startswith("lokr_") for k in group)
+            else ""
+        )
+        if not kind:
+            first = sorted(group)[0]
+            raise _error(where, f"key {stem}.{first} matches no registered trainer")
+        scale = _peft_scale(configs.get(part) or configs.get("*") or {}, path, kind)
+        dim = _kohya_dim(kind, group)
+        if scale is None:
+            alpha = float(given_alpha) if given_alpha is not None else float(dim)
+        elif kind == "lokr" and "lokr_w1" in group and "lokr_w2" in group:
+            # LyCORIS (and t2ibench) fix the scale of an all-full LoKr at 1: fold peft's into w2.
+            group["lokr_w2"] = group["lokr_w2"] * scale
+            alpha = float(dim)
+        else:
+            alpha = scale * dim
+        for suffix, value in group.items():
+            out[f"{stem}.{suffix}"] = value
+        out[f"{stem}.alpha"] = torch.tensor(alpha)
+    return out
+
+
+def _kohya_dim(kind: str, group: Mapping[str, torch.Tensor]) -> int:
+    """The rank t2ibench's module reads from these tensors (its ``from_state``), so that
+    ``alpha / dim`` is the scale wanted."""
+    if kind == "lora":
+        return int(group["lora_down.weight"].shape[0])
+    if kind == "loha":
+        return int(group["hada_w1_b"].shape[0])
+    if "lokr_t2" in group:
+        return int(group["lokr_t2"].shape[0])
+    if "lokr_w1_a" in group:
+        return int(group["lokr_w1_a"].shape[1])
+    if "lokr_w2_a" in group:
+        return int(group["lokr_w2_a"].shape[1])
+    return 1
+
+
+# --- the registry check ---------------------------------------------------------------------------
+
+
+def check_known_keys(tensors: Mapping[str, torch.Tensor], where: object) -> dict[str, str]:
+    """Every saved layer read by a registered trainer's module, with no tensor it does not know.
+    Returns kohya stem → trainer name; else one line naming the file and the first unknown key."""
+    from .registry import TRAINERS, module_class_for
+
+    grouped: dict[str, set[str]] = {}
+    for key in sorted(tensors):
+        stem, _, suffix = key.partition(".")
+        if not suffix:
+            raise _error(where, f"key {key!r} is not '<module>.<tensor>'")
+        grouped.setdefault(stem, set()).add(suffix)
+    owner = {
+        getattr(TRAINERS.get(n), "module_class", None): n for n in TRAINERS.names()
+    }  # module class → trainer name
+    out = {}
+    for stem, suffixes in grouped.items():
+        cls = module_class_for(suffixes)
+        if cls is None:
+            first = sorted(suffixes - {"alpha"} or suffixes)[0]
+            raise _error(
+                where,
+                f"key {stem}.{first} matches no registered trainer ({', '.join(TRAINERS.names())})",
+            )
+        unknown = sorted(suffixes - set(cls.keys) - {"alpha"})
+        if unknown:
+            raise _error(
+                where,
+                f"key {stem}.{unknown[0]} is not a {owner.get(cls, cls.algo)} tensor "
+                "(no registered trainer reads it)",
+            )
+        out[stem] = owner.get(cls, cls.algo)
+    return out
+
+
+__all__ = [
+    "DIFFUSERS_WEIGHTS",
+    "PEFT_CONFIG",
+    "PEFT_WEIGHTS",
+    "SOURCE_FORMAT",
+    "check_known_keys",
+    "convert_to_kohya",
+    "is_adapter_folder",
+    "peft_parts",
+    "read_adapter_folder",
+    "source_format",
+]

@@ -1,0 +1,386 @@
+"""``t2ibench evaluate-checkpoints DIR``: which epoch is best, for checkpoints made anywhere.
+
+Every adapter in ``DIR`` (kohya / LyCORIS / t2ibench ``.safetensors`` files, PEFT and diffusers
+LoRA folders: :mod:`t2ibench.adapters.foreign`) is read once to check it (a corrupt file, or a key
+no registered trainer reads, stops with one line naming the file and the key), placed in training
+order, then run through ``t2ibench run``'s own generate → evaluate → analyse stages in place of
+training: the probe set (every prompt type, seeds paired with the base model's images), the base
+scored as checkpoint ``base``, the results table, and the report with the checkpoint curves and
+the recommended checkpoint (``analysis/checkpoints.py``).
+
+Order: the epoch or step a file records (``t2ibench_epoch``, kohya's ``ss_epoch`` / ``ss_steps``,
+ai-toolkit's ``training_info``), else the one in its name (``NAME-000010`` as kohya names epochs,
+``epoch10``, ``e10``, ``step500``, ``checkpoint-500``). Files ordered by epoch get their epoch in
+the results' ``epoch`` column (the curves' x axis); the step goes to ``step``.
+
+The run folder is ``OUT/<DIR name>-<hash of the settings>``; ``checkpoints.json`` there records
+each checkpoint's digest, so a rerun redoes nothing finished, scores only new files (training still
+running), and redoes a file whose content changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t2ibench.errors import ConfigError
+from t2ibench.fsutil import atomic_write
+
+log = logging.getLogger("t2ibench.checkpoints")
+
+#: In the run folder: name → digest, epoch, step, format of every checkpoint scored.
+CHECKPOINTS_RECORD = "checkpoints.json"
+#: Pickle-based adapter files are not loaded (security): they are named in the log and skipped.
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+# Numbers in names, most specific first: (regex on the stem, "epoch" | "step").
+_NAME_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?:^|[-_.\s])(?:global[-_]?)?steps?[-_]?(\d+)", re.I), "step"),
+    (re.compile(r"(?:^|[-_.\s])checkpoint[-_]?(\d+)", re.I), "step"),
+    (re.compile(r"(?:^|[-_.\s])(?:epoch|ep|e)[-_]?(\d+)", re.I), "epoch"),
+    (_TRAILING := re.compile(r"[-_](\d+)$"), "epoch"),  # kohya sd-scripts: NAME-000010
+)
+
+
+@dataclass
+class FoundCheckpoint:
+    """One adapter of the folder, checked, with its place in training."""
+
+    path: Path
+    name: str
+    source_format: str  # kohya | lycoris | peft | diffusers
+    algorithm: str  # the registered trainer(s) reading it, "+"-joined when mixed
+    modules: int
+    epoch: int | None
+    step: int | None
+    order_from: str  # "metadata" | "name"
+    sha256: str
+    seed: str = ""
+
+
+@dataclass
+class CheckpointsOptions:
+    """One ``t2ibench evaluate-checkpoints``: the folder, the base and dataset, and the run
+    settings (``layers`` as in :class:`t2ibench.pipeline.run.RunOptions`, e.g. fewer steps)."""
+
+    folder: str
+    base: str | None = None
+    dataset: str | None = None
+    profile: str | None = None
+    metric_profile: str | None = None
+    layers: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    out: str = "results"
+    name: str | None = None
+    device: str = "cpu"
+    progress: bool = True
+    allow_pickle: bool = False
+    analyze: bool = True
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+# --- finding and ordering -------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    try:
+        out = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return out if out >= 0 else None
+
+
+def _first(meta: Mapping[str, str], *keys: str) -> int | None:
+    for key in keys:
+        value = _int(meta.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def position_from_metadata(meta: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``(epoch, step)`` a checkpoint's metadata records (None: not recorded)."""
+    epoch = _first(meta, "t2ibench_epoch", "ss_epoch")
+    step = _first(meta, "t2ibench_step", "ss_steps")
+    info = meta.get("training_info")  # ai-toolkit
+    if info:
+        try:
+            data = json.loads(info)
+        except json.JSONDecodeError:
+            data = {}
+        if isinstance(data, dict):
+            epoch = epoch if epoch is not None else _int(data.get("epoch"))
+            step = step if step is not None else _int(data.get("step"))
+    return epoch, step
+
+
+def position_from_name(stem: str) -> tuple[int | None, int | None]:
+    """``(epoch, step)`` a checkpoint's name gives (``NAME-000010``, ``epoch10``, ``step500``)."""
+    epoch = step = None
+    for pattern, kind in _NAME_PATTERNS:
+        m = pattern.search(stem)
+        if m is None:
+            continue
+        if kind == "step" and step is None:
+            step = int(m.group(1))
+        elif kind == "epoch" and epoch is None and not (pattern is _TRAILING and step is not None):
+            epoch = int(m.group(1))
+    return epoch, step
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    from t2ibench.fsutil import file_sha256
+
+    if path.is_file():
+        return file_sha256(path, memo=True)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}\0{file_sha256(f, memo=True)}\n".encode())
+    return h.hexdigest()
+
+
+def _inspect(path: Path) -> FoundCheckpoint:
+    """Read and check one adapter (one line naming the file on any problem)."""
+    from t2ibench.adapters.files import read_adapter
+    from t2ibench.adapters.foreign import SOURCE_FORMAT, check_known_keys
+    from t2ibench.pipeline.generate import checkpoint_name
+
+    tensors, meta = read_adapter(path)
+    trainers = check_known_keys(tensors, path)
+    epoch, step = position_from_metadata(meta)
+    order_from = "metadata"
+    if epoch is None and step is None:
+        epoch, step = position_from_name(path.name if path.is_dir() else path.stem)
+        order_from = "name"
+    return FoundCheckpoint(
+        path=path,
+        name=checkpoint_name(path),
+        source_format=meta.get(SOURCE_FORMAT, "kohya"),
+        algorithm="+".join(sorted(set(trainers.values()))),
+        modules=len(trainers),
+        epoch=epoch,
+        step=step,
+        order_from=order_from,
+        sha256=_digest(path),
+        seed=str(meta.get("ss_seed", "")),
+    )
+
+
+def find_checkpoints(folder: Path | str) -> list[FoundCheckpoint]:
+    """Every adapter in ``folder`` (not its sub-folders, except adapter folders), checked and in
+    training order. Errors (ConfigError / AdapterFileError) are one line naming the file."""
+    from t2ibench.adapters.foreign import is_adapter_folder
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such folder (a folder of adapter checkpoints)")
+    candidates = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink() and not entry.resolve().is_relative_to(folder.resolve()):
+            raise ConfigError(f"{entry}: a symlink out of {folder}; refused")
+        if entry.is_file() and entry.suffix == ".safetensors":
+            candidates.append(entry)
+        elif entry.is_dir() and is_adapter_folder(entry):
+            candidates.append(entry)
+        elif entry.is_file() and entry.suffix in PICKLE_SUFFIXES:
+            log.warning("%s: a pickle file, not loaded; convert it to .safetensors", entry)
+    if not candidates:
+        raise ConfigError(
+            f"{folder}: no adapter here (*.safetensors files, PEFT folders with "
+            "adapter_config.json, diffusers folders with pytorch_lora_weights.safetensors)"
+        )
+    found = [_inspect(p) for p in candidates]
+    seen: dict[str, Path] = {}
+    for f in found:
+        if f.name == "base" or f.name in seen:
+            other = seen.get(f.name, "the base model's name")
+            raise ConfigError(f"{f.path}: its name {f.name!r} is taken by {other}; rename one")
+        seen[f.name] = f.path
+    return order_checkpoints(found)
+
+
+def order_checkpoints(found: list[FoundCheckpoint]) -> list[FoundCheckpoint]:
+    """By epoch when every checkpoint has one, else by step when every one has one (the epoch
+    column then stays empty); two at the same place, or one at none, is one line."""
+    for key in ("epoch", "step"):
+        if all(getattr(f, key) is not None for f in found):
+            break
+    else:
+        lost = next(f for f in found if f.epoch is None or f.step is None)
+        if lost.epoch is None and lost.step is None:
+            raise ConfigError(
+                f"{lost.path}: cannot tell its epoch or step (no ss_epoch / ss_steps / "
+                "t2ibench_epoch metadata, no number in its name); rename it, e.g. NAME-000010"
+            )
+        raise ConfigError(
+            f"{lost.path}: some checkpoints give an epoch, others only a step; "
+            "put one training run's checkpoints in a folder"
+        )
+    if key == "step":
+        for f in found:  # ordered by step: epochs only where every checkpoint gave one
+            f.epoch = None
+    places: dict[int, FoundCheckpoint] = {}
+    for f in found:
+        at = getattr(f, key)
+        if at in places:
+            raise ConfigError(
+                f"{f.path} and {places[at].path} are both at {key} {at}; "
+                "put one training run's checkpoints in a folder"
+            )
+        places[at] = f
+    return sorted(found, key=lambda f: (getattr(f, key), f.step or 0))
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "checkpoints"
+
+
+def result_columns(found: FoundCheckpoint, config: str) -> dict[str, Any]:
+    """What each results row of ``found`` carries beyond the probe keys."""
+    return {
+        "config": config,
+        "seed": found.seed,
+        "epoch": found.epoch,
+        "step": found.step,
+        "algorithm": found.algorithm,
+        "source_format": found.source_format,
+    }
+
+
+def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint] | None = None):
+    """The :class:`~t2ibench.pipeline.run.ResolvedRun` that scores ``found`` (default: what
+    :func:`find_checkpoints` finds in the folder) instead of training."""
+    import hashlib
+
+    from t2ibench.pipeline.run import RunOptions, resolve
+
+    folder = Path(options.folder)
+    found = find_checkpoints(folder) if found is None else found
+    _check_metric_profile(options.metric_profile)
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if options.base is not None:
+        layers.append(("--base", {"base": options.base}))
+    if options.dataset is not None:
+        layers.append(("--dataset", {"dataset": options.dataset}))
+    run_options = RunOptions(
+        layers=[*layers, *options.layers],
+        profile=options.profile,
+        device=options.device,
+        out=options.out,
+        allow_pickle=options.allow_pickle,
+        analyze=options.analyze,
+        progress=options.progress,
+        labels=dict(options.labels),
+    )
+    r = resolve(run_options)
+    config = _slug(folder.resolve().name)
+    r.given_checkpoints = {f.path: result_columns(f, config) for f in found}
+    ident = r.identity()
+    r.run_hash = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    r.run_dir = Path(options.out) / (options.name or f"{config}-{r.run_hash[:10]}")
+    r.record_extra = {
+        "trainer": "evaluate-checkpoints",
+        "checkpoints_folder": str(folder.resolve()),
+        "checkpoints": [_record(f) for f in found],
+        "metric_profile": options.metric_profile or _default_metric_profile(),
+    }
+    return r
+
+
+def _record(f: FoundCheckpoint) -> dict[str, Any]:
+    out = asdict(f)
+    out["path"] = str(f.path)
+    return out
+
+
+def _default_metric_profile() -> str:
+    from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE
+
+    return DEFAULT_METRIC_PROFILE
+
+
+def _check_metric_profile(name: str | None) -> None:
+    """The run's evaluate stage computes the default profile's definitions; another profile is
+    computed on the generated images by ``t2ibench evaluate``."""
+    if name is None:
+        return
+    from t2ibench.metric_profiles import get_metric_profile
+
+    profile = get_metric_profile(name)  # an unknown name: one line with the known ones
+    if not profile.defaults:
+        raise ConfigError(
+            f"--metric-profile {name}: evaluate-checkpoints scores with {_default_metric_profile()}"
+            f"; score its images folders with `t2ibench evaluate IMAGES --metric-profile {name}`"
+        )
+
+
+def forget_changed(run_dir: Path, found: Sequence[FoundCheckpoint]) -> list[str]:
+    """Before a rerun: a checkpoint whose file changed since it was scored loses its images and
+    results (they are made again); when the set changed, the merged table is rebuilt from the
+    parts of the checkpoints still there. Returns the names of the changed checkpoints."""
+    path = run_dir / CHECKPOINTS_RECORD
+    try:
+        before = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError:
+        before = {}
+    now = {f.name: f.sha256 for f in found}
+    changed = [n for n, digest in now.items() if n in before and before[n] != digest]
+    for name in changed:
+        log.warning("%s: the file changed since it was scored; scoring it again", name)
+        for sub in (run_dir / "images" / name, run_dir / "results" / "parts" / name):
+            shutil.rmtree(sub, ignore_errors=True)
+    if before and (changed or set(before) != set(now)):
+        for gone in set(before) - set(now):
+            shutil.rmtree(run_dir / "results" / "parts" / gone, ignore_errors=True)
+        for table in ("results.parquet", "results.csv"):
+            (run_dir / "results" / table).unlink(missing_ok=True)
+    if before != now:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(now, indent=2, sort_keys=True))
+    return changed
+
+
+def evaluate_checkpoints(
+    options: CheckpointsOptions, found: list[FoundCheckpoint] | None = None
+) -> Path:
+    """Find (unless given ``found``), order, generate, score and report; returns the run folder
+    (resumable)."""
+    from t2ibench.pipeline.run import execute
+
+    found = find_checkpoints(options.folder) if found is None else found
+    r = resolve_checkpoints(options, found)
+    forget_changed(r.run_dir, found)
+    log.info(
+        "checkpoints in order: %s",
+        ", ".join(f"{f.name} ({_place(f)})" for f in found),
+    )
+    return execute(r)
+
+
+def _place(f: FoundCheckpoint) -> str:
+    at = f"epoch {f.epoch}" if f.epoch is not None else f"step {f.step}"
+    return f"{at} from its {f.order_from}"
+
+
+__all__ = [
+    "CheckpointsOptions",
+    "FoundCheckpoint",
+    "evaluate_checkpoints",
+    "find_checkpoints",
+    "order_checkpoints",
+    "position_from_metadata",
+    "position_from_name",
+    "resolve_checkpoints",
+]

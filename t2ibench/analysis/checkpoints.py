@@ -10,7 +10,7 @@ headline measurements, of the raw mean rescaled to [0, 1] between the worst and 
 model and the checkpoints (direction-aware: 1 = best). The Pareto set holds the checkpoints that no
 other checkpoint beats on every one of fidelity, controllability and preservation (those present);
 the recommended checkpoint is the Pareto member with the highest sum of those criterion values
-(ties: the earlier epoch, cheaper to train).
+(ties: the earlier epoch, cheaper to train; the earlier step for checkpoints placed by step).
 """
 
 from __future__ import annotations
@@ -95,7 +95,9 @@ def recommend(raw: pd.DataFrame, directions: dict[str, bool]) -> tuple[pd.DataFr
     ckpts = vals.drop(index=BASE_CHECKPOINT, errors="ignore").dropna(subset=crit, how="all")
     if not crit or ckpts.empty:
         return vals, None
-    epochs = raw.drop_duplicates("checkpoint").set_index("checkpoint")["epoch"]
+    xcol = progress_column(raw)
+    places = raw.drop_duplicates("checkpoint").set_index("checkpoint")
+    epochs = places[xcol]
     x = ckpts[crit].fillna(-math.inf)
     pareto = []
     for a in x.index:
@@ -104,12 +106,22 @@ def recommend(raw: pd.DataFrame, directions: dict[str, bool]) -> tuple[pd.DataFr
         )
         pareto.append(not dominated)
     out = ckpts.assign(pareto=pareto, total=ckpts[crit].sum(axis=1, min_count=1))
-    out["epoch"] = epochs.reindex(out.index)
-    best = out[out["pareto"]].sort_values(["total", "epoch"], ascending=[False, True])
+    out["epoch"] = places["epoch"].reindex(out.index)
+    out[xcol] = epochs.reindex(out.index)
+    best = out[out["pareto"]].sort_values(["total", xcol], ascending=[False, True])
     chosen = str(best.index[0])
     out["recommended"] = out.index == chosen
     out.index.name = "checkpoint"
-    return out.sort_values("epoch"), chosen
+    return out.sort_values(xcol), chosen
+
+
+def progress_column(raw: pd.DataFrame) -> str:
+    """The curves' x axis: ``epoch``, or ``step`` when checkpoints were placed by training step
+    (``t2ibench evaluate-checkpoints`` on a folder of step checkpoints)."""
+    ck = raw[raw["checkpoint"] != BASE_CHECKPOINT]
+    if "step" in ck.columns and ck["epoch"].isna().any() and ck["step"].notna().all():
+        return "step"
+    return "epoch"
 
 
 def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str = ""):
@@ -131,12 +143,13 @@ def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str 
     ncol = min(3, len(groups))
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.7 * nrow), squeeze=False)
+    xcol = progress_column(rows)
     for ax, (key, g) in zip(axes.flat, groups, strict=False):
         criterion, metric, pt, enc, res = key
-        ck = g[g["checkpoint"] != BASE_CHECKPOINT].sort_values("epoch")
-        x = ck["epoch"].astype(float)
+        ck = g[g["checkpoint"] != BASE_CHECKPOINT].sort_values(xcol)
+        x = ck[xcol].astype(float)
         for i, (config, c) in enumerate(ck.groupby("config", sort=True)):
-            cx = c["epoch"].astype(float)
+            cx = c[xcol].astype(float)
             label = "checkpoints" if n_configs == 1 else str(config)
             ax.plot(cx, c["mean"], "o-", color=f"C{i % 10}", label=label, ms=3)
             ax.fill_between(cx, c["ci_low"], c["ci_high"], color=f"C{i % 10}", alpha=0.15, lw=0)
@@ -146,7 +159,7 @@ def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str 
         if "ceiling" in ck and ck["ceiling"].notna().any():
             ax.axhline(float(ck["ceiling"].mean()), color="C2", ls=":", lw=1.5, label="real images")
         ax.set_title(f"{criterion}: {metric} <{pt}>\n{enc} {res}".strip(), fontsize=8)
-        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_xlabel(xcol, fontsize=8)
         ax.tick_params(labelsize=7)
         if len(x):
             ax.set_xticks(sorted(set(x)))

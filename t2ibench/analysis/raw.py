@@ -111,7 +111,9 @@ def raw_table(
     real-image value of a leaf; it holds for every prompt type).
     """
     keys = list(MEASURE)
-    group_keys = ["checkpoint", "config", "epoch", *keys]
+    # ``step``: checkpoints placed by training step (evaluate-checkpoints) keep it for the curves
+    step = ["step"] if "step" in df.columns else []
+    group_keys = ["checkpoint", "config", "epoch", *step, *keys]
     df = df.dropna(subset=["value"])
     cols = [*group_keys, "n", "mean", "ci_low", "ci_high", "delta", "delta_ci_low",
             "delta_ci_high", "ceiling", "share_of_ceiling"]  # fmt: skip

@@ -215,14 +215,15 @@ def order_checkpoints(found: list[FoundCheckpoint]) -> list[FoundCheckpoint]:
         if all(getattr(f, key) is not None for f in found):
             break
     else:
-        lost = next(f for f in found if f.epoch is None or f.step is None)
-        if lost.epoch is None and lost.step is None:
+        lost = next((f for f in found if f.epoch is None and f.step is None), None)
+        if lost is not None:
             raise ConfigError(
                 f"{lost.path}: cannot tell its epoch or step (no ss_epoch / ss_steps / "
                 "t2ibench_epoch metadata, no number in its name); rename it, e.g. NAME-000010"
             )
+        lost = next(f for f in found if f.epoch is None)
         raise ConfigError(
-            f"{lost.path}: some checkpoints give an epoch, others only a step; "
+            f"{lost.path}: gives only a step where other checkpoints give an epoch; "
             "put one training run's checkpoints in a folder"
         )
     if key == "step":

@@ -189,18 +189,12 @@ def read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, s
     :mod:`.foreign`) or a PEFT / diffusers LoRA folder; errors name the file."""
     from safetensors import SafetensorError, safe_open
 
-    from .foreign import (
-        check_known_keys,
-        convert_to_kohya,
-        is_adapter_folder,
-        read_adapter_folder,
-    )
+    from .foreign import convert_to_kohya, is_adapter_folder, read_adapter_folder
 
     path = Path(path)
     if path.is_dir() and is_adapter_folder(path):  # PEFT / diffusers LoRA folder
         tensors, meta = read_adapter_folder(path)
         check_tensors(tensors, str(path))
-        check_known_keys(tensors, path)
         return tensors, meta
     if path.is_dir():
         raise AdapterFileError(
@@ -220,7 +214,6 @@ def read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, s
     # other tools' layouts (LyCORIS, PEFT, diffusers) read as kohya keys; see .foreign
     tensors, meta = convert_to_kohya(tensors, meta, path)
     check_tensors(tensors, str(path))
-    check_known_keys(tensors, path)
     return tensors, meta
 
 
@@ -240,6 +233,9 @@ def network_for(pipe: Any, path: Path | str) -> tuple[AdapterNetwork, dict[str, 
         net = AdapterNetwork.from_state_dict(tensors, parts, module_class_for)
     except ValueError as exc:
         raise AdapterFileError(f"{path}: does not fit this base model: {exc}") from None
+    from .foreign import check_known_keys
+
+    check_known_keys(tensors, path)  # a tensor no module reads (DoRA's dora_scale) is refused
     device = pipe.unet.device
     net.to(device=device, dtype=torch.float32)
     net.requires_grad_(False)

@@ -3,7 +3,8 @@
 What comes in, and how it maps:
 
 * kohya sd-scripts / LyCORIS' kohya wrapper / t2ibench: ``lora_unet_<path>.<suffix>`` and
-  ``lora_te_text_model_<path>.<suffix>``, read as they are.
+  ``lora_te_text_model_<path>.<suffix>``, read as they are (``lora_te_encoder_...``, as written
+  under transformers >= 5, gets its ``text_model_`` back).
 * lycoris-lora's ``LycorisNetwork.save_weights`` (``create_lycoris(pipe.unet, ...)``, as
   SimpleTuner saves it): ``lycoris_<path>.<suffix>``, the path relative to the module wrapped; a
   text-encoder path (``text_model_...`` / ``encoder_layers_...``) becomes ``lora_te_``, any other
@@ -41,6 +42,7 @@ PART_FOLDERS = {"unet": "unet", "text_encoder": "te"}
 SOURCE_FORMAT = "t2ibench_source_format"
 
 _KOHYA = ("lora_unet_", "lora_te_")
+_TE_KOHYA = "lora_te_"
 _LYCORIS = "lycoris_"
 _PEFT_PREFIX = "base_model.model."
 _DIFFUSERS_PARTS = {"unet.": "unet", "text_encoder.": "te"}
@@ -170,7 +172,15 @@ def convert_to_kohya(
     keys = sorted(tensors)
     fmt = source_format(keys)
     if fmt == "kohya":
-        return dict(tensors), dict(meta)
+        # written under transformers >= 5 (lycoris-lora's kohya wrapper, sd-scripts): the text
+        # encoder's keys lack ``text_model_``, which every loader (and t2ibench) expects
+        fixed = {
+            _TE_KOHYA + "text_model_" + k[len(_TE_KOHYA) :]
+            if k.startswith(_TE_KOHYA) and not k.startswith(_TE_KOHYA + "text_model_")
+            else k: v
+            for k, v in tensors.items()
+        }
+        return fixed, dict(meta)
     meta = {**meta, SOURCE_FORMAT: meta.get(SOURCE_FORMAT, fmt)}
     if fmt == "lycoris":
         return _from_lycoris(tensors), meta

@@ -347,6 +347,10 @@ def forget_changed(run_dir: Path, found: Sequence[FoundCheckpoint]) -> list[str]
             shutil.rmtree(run_dir / "results" / "parts" / gone, ignore_errors=True)
         for table in ("results.parquet", "results.csv"):
             (run_dir / "results" / table).unlink(missing_ok=True)
+        # copy detection and the image index cover the new images too
+        from t2ibench.analysis.anchors import ANCHORS_DIR
+
+        (run_dir / "results" / ANCHORS_DIR / "sources.json").unlink(missing_ok=True)
     if before != now:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(now, indent=2, sort_keys=True))

@@ -7,6 +7,7 @@ trainer classes would save for those layers."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -56,13 +57,31 @@ def _save_t2ibench(pipe, path: Path, algo: str, epoch: int | None, seed: int, **
     save_adapter(net, path, build_metadata(cfg, None, epoch=epoch))
 
 
+@contextlib.contextmanager
+def _lycoris_presets_kept():
+    """lycoris-lora keeps its module selection in class attributes: put them back afterwards."""
+    from lycoris import LycorisNetwork
+    from lycoris.kohya import LycorisNetworkKohya
+
+    saved = [(cls, dict(vars(cls))) for cls in (LycorisNetwork, LycorisNetworkKohya)]
+    try:
+        yield
+    finally:
+        for cls, attrs in saved:
+            for key, value in attrs.items():
+                if key.isupper():
+                    setattr(cls, key, value)
+
+
 def _lycoris_network(model: torch.nn.Module, algo: str, seed: int, **kw):
     from lycoris import LycorisNetwork, create_lycoris
     from lycoris.wrapper import PRESET
 
     logging.getLogger("LyCORIS").setLevel(logging.ERROR)
-    LycorisNetwork.apply_preset(PRESET["full"])  # conv layers and every linear
-    net = create_lycoris(model, 1.0, linear_dim=kw.pop("dim", 4), linear_alpha=2, algo=algo, **kw)
+    with _lycoris_presets_kept():
+        LycorisNetwork.apply_preset(PRESET["full"])  # conv layers and every linear
+        dim = kw.pop("dim", 4)
+        net = create_lycoris(model, 1.0, linear_dim=dim, linear_alpha=2, algo=algo, **kw)
     net.apply_to()
     _randomize(net, seed)
     return net
@@ -188,9 +207,12 @@ def test_rerun_redoes_nothing_and_a_changed_file_is_redone(finished, pipe):
     # a checkpoint rewritten in place (same name, new weights) is generated and scored again
     folder = Path(options.folder)
     old = (run_dir / "images" / "run-e000002" / "manifest.jsonl").stat().st_mtime_ns
+    copies = run_dir / "results" / "anchors" / "copies.parquet"
+    old_copies = copies.stat().st_mtime_ns
     _save_t2ibench(pipe, folder / "run-e000002.safetensors", "loha", 2, 99)
     evaluate_checkpoints(options)
     assert (run_dir / "images" / "run-e000002" / "manifest.jsonl").stat().st_mtime_ns != old
+    assert copies.stat().st_mtime_ns != old_copies  # copy detection sees the new images
     final = run_dir / "images" / "final" / "manifest.jsonl"
     assert final.stat().st_mtime_ns == stamp[final]
 
@@ -276,6 +298,7 @@ def test_lycoris_file_same_delta_as_lycoris(pipe, tmp_path, algo, kw):
         net = _lycoris_network(model, algo, 10 + i, **dict(kw))
         path = tmp_path / f"{algo}-{i}.safetensors"
         net.save_weights(str(path), torch.float32, None)
+        net.restore()  # the shared pipe's layers get their own forward back
         ref = {m.lora_name.removeprefix("lycoris_"): m for m in net.loras}
         ours, _ = network_for(pipe, path)
         assert len(ours) == len(ref) > 0
@@ -291,7 +314,6 @@ def test_lycoris_file_same_delta_as_lycoris(pipe, tmp_path, algo, kw):
             shapes = {k: tuple(v.shape) for k, v in own.state_items().items()}
             assert shapes == {k: tuple(v.shape) for k, v in m.state_items().items()}
         assert not ref
-        net.restore()
 
 
 def test_peft_and_diffusers_files_same_delta_as_peft(pipe, tmp_path):
@@ -398,8 +420,39 @@ def test_order_errors_are_one_line():
         order_checkpoints([_found("a", epoch=1), _found("final")])
     with pytest.raises(ConfigError, match="b and a are both at epoch 1"):
         order_checkpoints([_found("a", epoch=1), _found("b", epoch=1)])
-    with pytest.raises(ConfigError, match="b: gives only a step where other checkpoints give an epoch"):
+    with pytest.raises(
+        ConfigError, match="b: gives only a step where other checkpoints give an epoch"
+    ):
         order_checkpoints([_found("a", epoch=1), _found("b", step=10)])
     # epochs everywhere, steps too: by epoch
     got = order_checkpoints([_found("b", 2, 10), _found("a", 1, 20)])
     assert [f.name for f in got] == ["a", "b"]
+
+
+@pytest.mark.parametrize("algo", ["loha", "lokr"])
+def test_lycoris_kohya_wrapper_file_same_delta(pipe, tmp_path, algo):
+    """lycoris-lora's kohya wrapper (``lycoris.kohya.create_network``, what sd-scripts runs) names
+    the text encoder's layers ``lora_te_encoder_...`` under transformers >= 5; read as
+    ``lora_te_text_model_...``, every module loads with lycoris-lora's ΔW."""
+    from lycoris.kohya import create_network
+
+    logging.getLogger("LyCORIS").setLevel(logging.ERROR)
+    with _lycoris_presets_kept():
+        net = create_network(1.0, 4, 2, pipe.vae, pipe.text_encoder, pipe.unet, algo=algo,
+                             factor=4, preset="attn-mlp")  # fmt: skip
+        net.apply_to(pipe.text_encoder, pipe.unet, True, True)
+    _randomize(net, 3)
+    path = tmp_path / "kohya-000002.safetensors"
+    net.save_weights(str(path), torch.float32, {"ss_epoch": "2"})
+    for m in net.text_encoder_loras + net.unet_loras:
+        m.restore()  # the shared pipe's layers get their own forward back
+    ref = {}
+    for m in net.text_encoder_loras + net.unet_loras:
+        ref[m.lora_name.replace("lora_te_", "lora_te_text_model_", 1)
+            if m.lora_name.startswith("lora_te_encoder") else m.lora_name] = m  # fmt: skip
+    ours, meta = network_for(pipe, path)
+    assert meta["ss_epoch"] == "2" and any(n.startswith("lora_te_text_model_") for n in ref)
+    assert sorted(m.lora_name for m in ours) == sorted(ref)
+    for m in ours:
+        torch.testing.assert_close(m.delta_weight(), _lycoris_delta(algo, ref[m.lora_name]),
+                                   rtol=1e-5, atol=1e-7)  # fmt: skip

@@ -269,7 +269,6 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
 
     folder = Path(options.folder)
     found = find_checkpoints(folder) if found is None else found
-    _check_metric_profile(options.metric_profile)
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if options.base is not None:
         layers.append(("--base", {"base": options.base}))
@@ -284,6 +283,7 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
         analyze=options.analyze,
         progress=options.progress,
         labels=dict(options.labels),
+        **_metric_profile_option(options.metric_profile),
     )
     r = resolve(run_options)
     config = _slug(folder.resolve().name)
@@ -295,7 +295,7 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
         "trainer": "evaluate-checkpoints",
         "checkpoints_folder": str(folder.resolve()),
         "checkpoints": [_record(f) for f in found],
-        "metric_profile": options.metric_profile or _default_metric_profile(),
+        "metric_profile": getattr(r, "metric_profile", None) or _default_metric_profile(),
     }
     return r
 
@@ -312,11 +312,18 @@ def _default_metric_profile() -> str:
     return DEFAULT_METRIC_PROFILE
 
 
-def _check_metric_profile(name: str | None) -> None:
-    """The run's evaluate stage computes the default profile's definitions; another profile is
-    computed on the generated images by ``t2ibench evaluate``."""
+def _metric_profile_option(name: str | None) -> dict[str, Any]:
+    """``RunOptions(metric_profile=...)`` where the run's evaluate stage computes metric profiles
+    (``t2ibench run --metric-profile``); without it only the default profile is computed here and
+    another one is refused with the command that computes it."""
+    from dataclasses import fields
+
+    from t2ibench.pipeline.run import RunOptions
+
     if name is None:
-        return
+        return {}
+    if "metric_profile" in {f.name for f in fields(RunOptions)}:
+        return {"metric_profile": name}
     from t2ibench.metric_profiles import get_metric_profile
 
     profile = get_metric_profile(name)  # an unknown name: one line with the known ones
@@ -325,6 +332,7 @@ def _check_metric_profile(name: str | None) -> None:
             f"--metric-profile {name}: evaluate-checkpoints scores with {_default_metric_profile()}"
             f"; score its images folders with `t2ibench evaluate IMAGES --metric-profile {name}`"
         )
+    return {}
 
 
 def forget_changed(run_dir: Path, found: Sequence[FoundCheckpoint]) -> list[str]:

@@ -456,3 +456,32 @@ def test_lycoris_kohya_wrapper_file_same_delta(pipe, tmp_path, algo):
     for m in ours:
         torch.testing.assert_close(m.delta_weight(), _lycoris_delta(algo, ref[m.lora_name]),
                                    rtol=1e-5, atol=1e-7)  # fmt: skip
+
+
+def test_metric_profile_goes_to_the_run(checkpoint_folder, tmp_path):
+    """``--metric-profile``: the run computes it where ``t2ibench run`` computes profiles
+    (``RunOptions.metric_profile``), else a non-default one is refused in one line; an unknown
+    name is one line either way."""
+    from dataclasses import fields
+
+    from t2ibench.errors import T2IBenchError
+    from t2ibench.pipeline.checkpoints import resolve_checkpoints
+    from t2ibench.pipeline.run import RunOptions
+
+    found = find_checkpoints(checkpoint_folder)
+
+    def options(name):
+        return CheckpointsOptions(folder=str(checkpoint_folder), profile="tiny", out=str(tmp_path),
+                                  metric_profile=name, progress=False, layers=[("test", QUICK)])  # fmt: skip
+
+    r = resolve_checkpoints(options("lycoris2024"), found)
+    assert r.record_extra["metric_profile"] == "lycoris2024"
+    if "metric_profile" in {f.name for f in fields(RunOptions)}:
+        r = resolve_checkpoints(options("peft-drift"), found)
+        assert r.metric_profile == r.record_extra["metric_profile"] == "peft-drift"
+    else:
+        with pytest.raises(T2IBenchError, match="--metric-profile peft-drift: .*t2ibench evaluate"):
+            resolve_checkpoints(options("peft-drift"), found)
+    with pytest.raises(T2IBenchError, match="no-such-profile"):
+        resolve_checkpoints(options("no-such-profile"), found)
+    assert not list(tmp_path.iterdir())  # nothing made

@@ -19,15 +19,11 @@ from typing import Any
 
 import torch
 
-from t2ibench.errors import T2IBenchError
 from t2ibench.fsutil import atomic_write_with
 
+from .errors import AdapterFileError
 from .network import AdapterNetwork
 from .registry import get_trainer, module_class_for
-
-
-class AdapterFileError(T2IBenchError, ValueError):
-    """An adapter file cannot be read or does not fit the base model."""
 
 
 def build_metadata(

@@ -33,6 +33,8 @@ import torch
 
 from t2ibench.errors import T2IBenchError
 
+from .errors import AdapterFileError
+
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 DIFFUSERS_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -59,8 +61,6 @@ _TE_PATH = re.compile(r"^(text_model[._])?(encoder[._]layers|embeddings|final_la
 
 
 def _error(where: object, msg: str) -> T2IBenchError:
-    from .files import AdapterFileError
-
     return AdapterFileError(f"{where}: {msg}")
 
 

@@ -295,7 +295,6 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
         "trainer": "evaluate-checkpoints",
         "checkpoints_folder": str(folder.resolve()),
         "checkpoints": [_record(f) for f in found],
-        "metric_profile": getattr(r, "metric_profile", None) or _default_metric_profile(),
     }
     return r
 
@@ -306,16 +305,10 @@ def _record(f: FoundCheckpoint) -> dict[str, Any]:
     return out
 
 
-def _default_metric_profile() -> str:
-    from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE
-
-    return DEFAULT_METRIC_PROFILE
-
-
 def _metric_profile_option(name: str | None) -> dict[str, Any]:
-    """``RunOptions(metric_profile=...)`` where the run's evaluate stage computes metric profiles
-    (``t2ibench run --metric-profile``); without it only the default profile is computed here and
-    another one is refused with the command that computes it."""
+    """``RunOptions(metric_profile=...)``: the run's evaluate stage computes the profile, as for
+    ``t2ibench run --metric-profile``. A t2ibench whose run has no such option computes only the
+    default definitions, and refuses a profile asked for with the command that computes it."""
     from dataclasses import fields
 
     from t2ibench.pipeline.run import RunOptions
@@ -324,15 +317,10 @@ def _metric_profile_option(name: str | None) -> dict[str, Any]:
         return {}
     if "metric_profile" in {f.name for f in fields(RunOptions)}:
         return {"metric_profile": name}
-    from t2ibench.metric_profiles import get_metric_profile
-
-    profile = get_metric_profile(name)  # an unknown name: one line with the known ones
-    if not profile.defaults:
-        raise ConfigError(
-            f"--metric-profile {name}: evaluate-checkpoints scores with {_default_metric_profile()}"
-            f"; score its images folders with `t2ibench evaluate IMAGES --metric-profile {name}`"
-        )
-    return {}
+    raise ConfigError(
+        f"--metric-profile {name}: this t2ibench's run stage computes the default metric profile "
+        f"only; score the images folders with `t2ibench evaluate IMAGES --metric-profile {name}`"
+    )
 
 
 def forget_changed(run_dir: Path, found: Sequence[FoundCheckpoint]) -> list[str]:

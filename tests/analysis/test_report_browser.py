@@ -109,7 +109,9 @@ def sweep_report(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("sweep")
     (tmp / "grid.toml").write_text(SWEEP_GRID)
-    return run_sweep(load_grid(tmp / "grid.toml"), out=tmp / "out", progress=False) / "report.html"
+    swept = run_sweep(load_grid(tmp / "grid.toml"), out=tmp / "out", progress=False)
+    assert not swept.failed, swept.failed
+    return swept.report / "report.html"
 
 
 def test_report_sections_and_budget(tiny_report):

@@ -287,16 +287,53 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
     )
     r = resolve(run_options)
     config = _slug(folder.resolve().name)
-    r.given_checkpoints = {f.path: result_columns(f, config) for f in found}
+    r.source = GivenCheckpoints(found, config, folder.resolve())
     ident = r.identity()
     r.run_hash = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     r.run_dir = Path(options.out) / (options.name or f"{config}-{r.run_hash[:10]}")
-    r.record_extra = {
-        "trainer": "evaluate-checkpoints",
-        "checkpoints_folder": str(folder.resolve()),
-        "checkpoints": [_record(f) for f in found],
-    }
     return r
+
+
+class GivenCheckpoints:
+    """The checkpoint source of ``evaluate-checkpoints``, in place of training: the files found,
+    in training order. Its work is to forget what a changed file left (:func:`forget_changed`);
+    it is done when ``checkpoints.json`` records the digests found now."""
+
+    name = "checkpoints"
+    kept = "the checkpoints are as scored before"
+
+    def __init__(self, found: Sequence[FoundCheckpoint], config: str, folder: Path) -> None:
+        self.found = list(found)
+        self.config = config
+        self.folder = folder
+
+    def done(self, run: Any) -> bool:
+        path = run.run_dir / CHECKPOINTS_RECORD
+        try:
+            before = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except json.JSONDecodeError:
+            return False
+        return before == {f.name: f.sha256 for f in self.found}
+
+    def run(self, run: Any) -> None:
+        forget_changed(run.run_dir, self.found)
+
+    def checkpoints(self, run: Any) -> list[Path]:
+        return [f.path for f in self.found]
+
+    def columns(self, run: Any) -> dict[str, dict[str, Any]]:
+        return {f.name: result_columns(f, self.config) for f in self.found}
+
+    def identity(self, resolved: Any) -> Any:
+        # each checkpoint is checked by its own digest (checkpoints.json), not by the run hash
+        return {"given": "evaluate-checkpoints"}
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "trainer": "evaluate-checkpoints",
+            "checkpoints_folder": str(self.folder),
+            "checkpoints": [_record(f) for f in self.found],
+        }
 
 
 def _record(f: FoundCheckpoint) -> dict[str, Any]:
@@ -344,7 +381,6 @@ def evaluate_checkpoints(
 
     found = find_checkpoints(options.folder) if found is None else found
     r = resolve_checkpoints(options, found)
-    forget_changed(r.run_dir, found)
     log.info(
         "checkpoints in order: %s",
         ", ".join(f"{f.name} ({_place(f)})" for f in found),

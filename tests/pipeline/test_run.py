@@ -253,3 +253,33 @@ def test_dotted_overrides_and_errors(tmp_path):
         resolve(tiny_options(tmp_path, overrides=["generate.stepz=3"]))
     with pytest.raises(ConfigError, match=r"unknown key 'trainer.native_save' for trainer 'lora'"):
         resolve(tiny_options(tmp_path, overrides=["native_save=diffusers"]))
+
+
+def test_item29_metric_profile_file_end_to_end(tmp_path):
+    """``t2ibench run --metric-profile FILE.toml`` (issue 22 item 29): the file loaded at the
+    start defines the evaluate stage's measures; it is not looked up again by its name ('mp',
+    registered nowhere) after training and generation."""
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    profile = tmp_path / "mine.toml"
+    profile.write_text(
+        'name = "mp"\ndescription = "one DINO measure"\nreference = "a test"\n\n'
+        '[[measure]]\nlabel = "DINO"\nmetric = "image_similarity"\nencoder = "dino-vits16"\n'
+        'weights = "facebook/dino-vits16"\nresize = "center-crop"\nsize = 224\n'
+    )
+    out = tmp_path / "results"
+    args = ["run", "--profile", "tiny", "--trainer", "lora", "--no-progress", "--epochs", "1",
+            "--save-epochs", "1", "--images-per-leaf", "1", "--steps", "2",
+            "--prompt-types", "trigger", "--encoders", "dinov2-l@tiny",
+            "--metric-profile", str(profile), "--out", str(out)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, f"{res.output}\n{res.exception!r}"
+    (run_dir,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    df = read_results(run_dir / "results")
+    assert set(df["metric_profile"]) == {"mp"} and set(df["measure"]) == {"DINO"}
+    assert set(df["checkpoint"]) == {"base", "lora-e000001"}
+    assert set(df["encoder"]) == {"dino-vits16"} and df["value"].notna().all()
+    assert json.loads((run_dir / "run.json").read_text())["metric_profile"] == "mp"
+    assert (run_dir / "report" / "report.html").is_file()

@@ -1,0 +1,179 @@
+"""The evaluate stage of ``t2ibench run``: each checkpoint's images scored
+(:func:`t2ibench.pipeline.evaluate.evaluate_images`) into ``results/parts/<checkpoint>/``, merged
+into ``results/``, then the report's anchors (the base model as checkpoint ``base``, the
+real-image ceiling, copy detection: :mod:`t2ibench.pipeline.anchors`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from t2ibench.fsutil import atomic_write
+from t2ibench.pipeline.stage import Run
+
+#: Next to each results part: digests of the images it scored (its manifest and the base's).
+PART_INPUTS = "inputs.json"
+
+
+class EvaluateStage:
+    """A part counts only for the images it scored: regenerated images that differ (another
+    device, a replaced file) are scored again. The stage is done when every part is current and
+    the merged table and anchors were made from this set of parts."""
+
+    name = "evaluate"
+    kept = "every checkpoint is scored on its current images"
+
+    def done(self, run: Run) -> bool:
+        return (
+            not self._todo(run)
+            and run.state.info("evaluate").get("inputs") == self._inputs(run)
+            and (run.results_dir / "results.parquet").is_file()
+        )
+
+    def run(self, run: Run) -> None:
+        from t2ibench.pipeline.anchors import evaluate_anchors
+        from t2ibench.results import append_results, read_results
+
+        r = run.resolved
+        todo = self._todo(run)
+        if todo:
+            encoders = self._encoders(run)
+            if r.config.evaluate.workers > 1:
+                self._encode_sharded(run, todo, encoders)
+            for ck in todo:
+                self._score(run, ck, encoders)
+        for ck in run.checkpoints:
+            append_results(read_results(run.parts / run.names[ck]), run.results_dir)
+        # The report's anchors: the base model scored as checkpoint "base", the real-image
+        # ceiling and copy detection (each skipped when already written).
+        evaluate_anchors(
+            run.results_dir,
+            r.dataset,
+            lambda: self._encoders(run),
+            r.metrics,
+            run.base_images,
+            {run.names[ck]: run.images / run.names[ck] for ck in run.checkpoints},
+            self._cache(run),
+            progress=r.options.progress,
+            metric_options=self._metric_options(run),
+            transform=lambda df: self._apply_profile(run, df),
+        )
+        run.state.mark("evaluate", inputs=self._inputs(run))
+
+    # -- the units ---------------------------------------------------------------------------------
+
+    def _score(self, run: Run, ck: Path, encoders: list) -> None:
+        from t2ibench.pipeline.evaluate import evaluate_images
+        from t2ibench.results import write_results
+
+        r, name = run.resolved, run.names[ck]
+        df = evaluate_images(
+            run.images / name,
+            r.dataset,
+            encoders,
+            metrics=r.metrics,
+            base_images_dir=run.base_images,
+            cache=self._cache(run),
+            checkpoint_info=run.once("columns", lambda: r.source.columns(run)),
+            metric_options=self._metric_options(run),
+            progress=r.options.progress,
+        )
+        write_results(self._apply_profile(run, df), run.parts / name, formats=("parquet",))
+        atomic_write(run.parts / name / PART_INPUTS, json.dumps(self._part_inputs(run, ck)))
+        run.state.add("evaluated", name)
+
+    def _encode_sharded(self, run: Run, todo: list[Path], encoders: list) -> None:
+        """The same feature rows, encoded by Ray workers (the evaluations below, then the base
+        model's, the anchors', are recorded and shared out)."""
+        from functools import partial
+
+        from t2ibench.pipeline.evaluate import evaluate_images
+        from t2ibench.pipeline.load_encoders import create_encoders
+        from t2ibench.pipeline.shard import encode_sharded
+
+        r = run.resolved
+
+        def record() -> None:
+            folders = [run.images / run.names[ck] for ck in todo]
+            if not (run.parts / "base" / "results.parquet").is_file():
+                folders.append(run.base_images)
+            for folder in folders:
+                evaluate_images(
+                    folder,
+                    r.dataset,
+                    encoders,
+                    metrics=r.metrics,
+                    base_images_dir=run.base_images,
+                    cache=self._cache(run),
+                    progress=False,
+                )
+
+        encode_sharded(
+            record,
+            encoders,
+            make_encoders=partial(create_encoders, r.encoders, r.resize),
+            device=r.options.device,
+            workers=r.config.evaluate.workers,
+            progress=r.options.progress,
+        )
+
+    # -- what the units share ----------------------------------------------------------------------
+
+    def _todo(self, run: Run) -> list[Path]:
+        return run.once(
+            "evaluate", lambda: [ck for ck in run.checkpoints if not self._scored(run, ck)]
+        )
+
+    def _scored(self, run: Run, ck: Path) -> bool:
+        part = run.parts / run.names[ck]
+        if not (part / "results.parquet").is_file() or not (part / PART_INPUTS).is_file():
+            return False
+        try:
+            return json.loads((part / PART_INPUTS).read_text(encoding="utf-8")) == (
+                self._part_inputs(run, ck)
+            )
+        except json.JSONDecodeError:
+            return False
+
+    @staticmethod
+    def _part_inputs(run: Run, ck: Path) -> dict[str, str]:
+        from t2ibench.pipeline.manifest import MANIFEST_NAME, manifest_digest, read_manifest
+
+        return {
+            "images": manifest_digest(read_manifest(run.images / run.names[ck] / MANIFEST_NAME)),
+            "base_images": manifest_digest(read_manifest(run.base_images / MANIFEST_NAME)),
+        }
+
+    def _inputs(self, run: Run) -> dict[str, dict[str, str]]:
+        """What the merged table and the anchors were made from: each part's images."""
+        return {run.names[ck]: self._part_inputs(run, ck) for ck in run.checkpoints}
+
+    @staticmethod
+    def _cache(run: Run) -> Any:
+        from t2ibench.encoders import FeatureCache
+
+        return run.once("cache", lambda: FeatureCache(Path(run.options.out) / ".feature-cache"))
+
+    @staticmethod
+    def _encoders(run: Run) -> list:
+        r = run.resolved
+        if r.loaded_metric_profile.defaults:
+            from t2ibench.pipeline.load_encoders import create_encoders
+
+            return create_encoders(r.encoders, r.resize, r.options.device)
+        from t2ibench.metric_profiles.pipeline import run_encoders
+
+        return run_encoders(r.loaded_metric_profile, r.encoders, r.options.device)
+
+    @staticmethod
+    def _metric_options(run: Run) -> Any:
+        from t2ibench.metric_profiles.pipeline import metric_options
+
+        return metric_options(run.resolved.loaded_metric_profile, run.resolved.metrics)
+
+    @staticmethod
+    def _apply_profile(run: Run, df: Any) -> Any:
+        from t2ibench.metric_profiles.pipeline import apply_metric_profile
+
+        return apply_metric_profile(df, run.resolved.loaded_metric_profile)

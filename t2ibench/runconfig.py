@@ -18,6 +18,7 @@ types and the error names the source, the key and what it expected.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -107,6 +108,66 @@ class RunConfig(_Section):
     @property
     def trainer_name(self) -> str:
         return str(self.trainer.get("trainer", "lora"))
+
+
+class Invocation(_Section):
+    """How one ``t2ibench run`` executes its config: where, from which profile, with which checks.
+    Not part of the run hash (the :class:`RunConfig` is). Every field is a ``t2ibench run``
+    option (``cli``: its flag); ``evaluate-checkpoints`` and ``sweep`` take the ones they share
+    from here."""
+
+    trainer: str | None = Field(
+        None,
+        description="lora | loha | lokr | native | a plug-in (= --set trainer=NAME).",
+        json_schema_extra={"cli": True},
+    )
+    profile: str | None = Field(
+        None,
+        description="A profile name (t2ibench profiles list) or a profile TOML file "
+        "(default: the offline one unless --base/--dataset name real ones, else paper).",
+        json_schema_extra={"cli": True},
+    )
+    config: Path | None = Field(
+        None,
+        description="Trainer config TOML (its keys at top level or under a trainer table).",
+        json_schema_extra={"cli": True},
+    )
+    overrides: list[str] | None = Field(
+        None,
+        description="Run-config override KEY=VALUE (repeatable): trainer.dim=8, "
+        'generate.steps=30, evaluate.metrics=["vendi"]; a bare trainer key (dim=8) means '
+        "trainer.dim.",
+        json_schema_extra={"cli": "--set"},
+    )
+    device: str = Field("cpu", description="cpu | cuda | cuda:N", json_schema_extra={"cli": True})
+    out: Path = Field(
+        Path("results"),
+        description="Folder that holds run folders.",
+        json_schema_extra={"cli": True},
+    )
+    name: str | None = Field(
+        None,
+        description="Run name (default: <trainer>-<config hash>).",
+        json_schema_extra={"cli": True},
+    )
+    metric_profile: str | None = Field(
+        None,
+        description="Metric definitions of a paper (t2ibench evaluate --help; default lycoris2024), "
+        "or a metric-profile TOML file: the evaluate stage computes the profile's measures on its "
+        "encoders (--encoders NAME@tiny|NAME@WEIGHTS override their weights).",
+        json_schema_extra={"cli": True},
+    )
+    allow_pickle: bool = Field(
+        False,
+        description="Allow a pickle .ckpt base (loaded with weights_only=True).",
+        json_schema_extra={"cli": True},
+    )
+    dry_run: bool = Field(
+        False,
+        description="Print the plan and a time estimate; do nothing.",
+        json_schema_extra={"cli": True},
+    )
+    progress: bool = Field(True, description="Progress bars.", json_schema_extra={"cli": True})
 
 
 #: trainer keys with their own ``t2ibench run`` option (the rest go through ``--set``): the

@@ -1,21 +1,29 @@
 """The ``t2ibench`` command line: a thin typer shell over the library.
 
-Each area adds its commands from its own module (``register(app)``), and every command imports its
-heavy dependencies inside the function, so ``t2ibench --help`` stays fast.
+Every module of this package (but ``_*`` helpers) is a command or a small family of them and adds
+them with ``register(app)``; plug-ins (the toy world included) add theirs through the entry-point
+group ``t2ibench.commands`` (a module or object with ``register``). Commands import their heavy
+dependencies inside the function, so ``t2ibench --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
+import logging
 import os
+import pkgutil
 import sys
+from importlib.metadata import entry_points
 
 # OpenMP's busy-waiting workers make 2-thread torch many times slower whenever the cores are
 # shared; passive waiting costs little on an idle machine. Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
+
+COMMANDS_GROUP = "t2ibench.commands"
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="t2ibench",
@@ -25,27 +33,29 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# One module per area; each defines ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES = [
-    "t2ibench.cli.core",
-    "t2ibench.cli.analysis",
-    "t2ibench.cli.run",
-    "t2ibench.cli.checkpoints",
-    "t2ibench.cli.generate",
-    "t2ibench.cli.train",
-    "t2ibench.cli.export",
-    "t2ibench.cli.toy",
-    "t2ibench.cli.toy_validity",
-]
 
-for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(app)
+def command_modules() -> list[str]:
+    """The built-in command modules: every public module of this package, by name."""
+    return sorted(
+        f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
+    )
+
+
+def _register_all(target: typer.Typer) -> None:
+    for name in command_modules():
+        importlib.import_module(name).register(target)
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            ep.load().register(target)
+        except Exception as exc:  # a broken plug-in must not break the built-in commands
+            log.warning("command plug-in %s (%s) not loaded: %s", ep.name, ep.value, exc)
+
+
+_register_all(app)
 
 
 def main() -> None:
     """Console-script entry point; user errors print one line and exit 2, never a traceback."""
-    import logging
-
     from t2ibench.errors import T2IBenchError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

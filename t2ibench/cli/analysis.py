@@ -1,4 +1,4 @@
-"""``t2ibench analyze`` and ``t2ibench import-lycoris-eval``."""
+"""``t2ibench analyze``: a results table → the report."""
 
 from __future__ import annotations
 
@@ -68,38 +68,3 @@ def register(app: typer.Typer) -> None:
         if res.shap_note:
             typer.echo(res.shap_note)
         typer.echo(f"wrote {len(res.files)} files to {out} (report: {out / 'report.html'})")
-
-    @app.command("import-lycoris-eval")
-    def import_cmd(
-        metrics_csv: list[Path] = typer.Argument(..., help="Evaluation-code metrics CSV(s)."),
-        configs: Path = typer.Option(None, "--configs", help="config_mapping.csv to join."),
-        out: Path = typer.Option(..., "--out", "-o", help="Results folder (merged into)."),
-        final_epoch: int = typer.Option(50, help="Epoch of checkpoints without an epoch suffix."),
-        keep_means: bool = typer.Option(False, help="Keep folder-mean rows as extra leaves."),
-        paper_configs: bool = typer.Option(
-            False,
-            "--paper-configs",
-            help="Leave out the configs the authors' notebooks exclude (1007, 1017, 1027).",
-        ),
-    ) -> None:
-        """Import the paper's evaluation-code CSVs into a t2ibench results folder."""
-        from t2ibench.importers import (
-            PAPER_EXCLUDED_CONFIGS,
-            import_lycoris_eval,
-            read_config_mapping,
-        )
-        from t2ibench.results import append_results
-
-        mapping = read_config_mapping(configs) if configs is not None else None
-        total = None
-        for path in metrics_csv:
-            rows = import_lycoris_eval(
-                path,
-                mapping,
-                final_epoch=final_epoch,
-                keep_means=keep_means,
-                exclude_configs=PAPER_EXCLUDED_CONFIGS if paper_configs else (),
-            )
-            total = append_results(rows, out)
-            typer.echo(f"{path}: {len(rows)} rows")
-        typer.echo(f"{out}: {len(total)} rows in results.parquet / results.csv")

@@ -2,88 +2,96 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from t2ibench.cli._console import console
+from t2ibench.cli._options import shared, with_options
+
+FOLDER = inspect.Parameter(
+    "folder",
+    inspect.Parameter.KEYWORD_ONLY,
+    annotation=Path,
+    default=typer.Argument(
+        ...,
+        help="Folder of adapter checkpoints: kohya / LyCORIS / t2ibench .safetensors files, "
+        "PEFT or diffusers LoRA folders (one training run).",
+    ),
+)
+OPTIONS = shared(
+    "base",
+    "dataset",
+    "metric_profile",
+    "profile",
+    "overrides",
+    "out",
+    "name",
+    "device",
+    "dry_run",
+    "progress",
+    help={
+        "base": "The base model they were trained on (default: the profile's).",
+        "dataset": "The dataset they were trained on (default: the profile's).",
+        "metric_profile": "Metric definitions (default: lycoris2024), or a metric-profile TOML "
+        "file.",
+        "profile": "Run profile for the probe settings (t2ibench profiles list).",
+        "overrides": "Run-config override KEY=VALUE (repeatable): generate.steps=30, "
+        "generate.images_per_leaf=4, evaluate.encoders=[...].",
+        "name": "Run name (default: <DIR name>-<settings hash>).",
+        "dry_run": "List the checkpoints found, in order; do nothing.",
+    },
+)
+
+
+def evaluate_checkpoints_cmd(**kw: Any) -> None:
+    """Score every checkpoint of a training run (any trainer) and recommend the best one."""
+    from t2ibench.cli.run import print_done
+    from t2ibench.pipeline.checkpoints import (
+        CheckpointsOptions,
+        evaluate_checkpoints,
+        find_checkpoints,
+    )
+    from t2ibench.pipeline.run import set_layers
+
+    found = find_checkpoints(kw["folder"])
+    if kw["dry_run"]:
+        print_found(found)
+        return
+    options = CheckpointsOptions(
+        folder=str(kw["folder"]),
+        base=kw["base"],
+        dataset=kw["dataset"],
+        profile=kw["profile"],
+        metric_profile=kw["metric_profile"],
+        layers=set_layers(kw["overrides"] or ()),
+        out=str(kw["out"]),
+        name=kw["name"],
+        device=kw["device"],
+        progress=kw["progress"],
+    )
+    print_done(evaluate_checkpoints(options, found))
+
+
+def print_found(found: list[Any]) -> None:
+    """The checkpoints found, in training order, with where the order came from."""
+    from rich.table import Table
+
+    table = Table("checkpoint", "epoch", "step", "from", "format", "algorithm", "modules")
+    for f in found:
+        table.add_row(
+            f.name,
+            "" if f.epoch is None else str(f.epoch),
+            "" if f.step is None else str(f.step),
+            f.order_from,
+            f.source_format,
+            f.algorithm,
+            str(f.modules),
+        )
+    console().print(table)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("evaluate-checkpoints")
-    def evaluate_checkpoints_cmd(
-        folder: Path = typer.Argument(
-            ...,
-            help="Folder of adapter checkpoints: kohya / LyCORIS / t2ibench .safetensors files, "
-            "PEFT or diffusers LoRA folders (one training run).",
-        ),
-        base: str = typer.Option(
-            None, help="The base model they were trained on (default: the profile's)."
-        ),
-        dataset: str = typer.Option(
-            None, help="The dataset they were trained on (default: the profile's)."
-        ),
-        metric_profile: str = typer.Option(
-            None, "--metric-profile", help="Metric definitions (default: lycoris2024)."
-        ),
-        profile: str = typer.Option(
-            None, help="Run profile for the probe settings (t2ibench profiles list)."
-        ),
-        set_: list[str] = typer.Option(
-            None,
-            "--set",
-            help="Run-config override KEY=VALUE (repeatable): generate.steps=30, "
-            "generate.images_per_leaf=4, evaluate.encoders=[...].",
-        ),
-        out: Path = typer.Option(Path("results"), help="Folder that holds run folders."),
-        name: str = typer.Option(None, help="Run name (default: <DIR name>-<settings hash>)."),
-        device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
-        dry_run: bool = typer.Option(
-            False, "--dry-run", help="List the checkpoints found, in order; do nothing."
-        ),
-        progress: bool = typer.Option(True, help="Progress bars."),
-    ) -> None:
-        """Score every checkpoint of a training run (any trainer) and recommend the best one."""
-        from t2ibench.pipeline.checkpoints import (
-            CheckpointsOptions,
-            evaluate_checkpoints,
-            find_checkpoints,
-        )
-        from t2ibench.pipeline.run import set_layers
-
-        found = find_checkpoints(folder)
-        if dry_run:
-            from rich.table import Table
-
-            table = Table("checkpoint", "epoch", "step", "from", "format", "algorithm", "modules")
-            for f in found:
-                table.add_row(
-                    f.name,
-                    "" if f.epoch is None else str(f.epoch),
-                    "" if f.step is None else str(f.step),
-                    f.order_from,
-                    f.source_format,
-                    f.algorithm,
-                    str(f.modules),
-                )
-            console().print(table)
-            return
-        run_dir = evaluate_checkpoints(
-            CheckpointsOptions(
-                folder=str(folder),
-                base=base,
-                dataset=dataset,
-                profile=profile,
-                metric_profile=metric_profile,
-                layers=set_layers(set_ or ()),
-                out=str(out),
-                name=name,
-                device=device,
-                progress=progress,
-            ),
-            found,
-        )
-        report = run_dir / "report" / "report.html"
-        console().print(
-            f"[green]done[/]: {run_dir}" + (f"\nreport: {report}" if report.is_file() else "")
-        )
+    app.command("evaluate-checkpoints")(with_options(evaluate_checkpoints_cmd, [FOLDER], OPTIONS))

@@ -78,13 +78,14 @@ def main() -> None:
     import t2ibench.models as models
     import t2ibench.pipeline.evaluate as evaluate
     import t2ibench.pipeline.generate as generate
+    import t2ibench.pipeline.load_encoders as load_encoders
     import t2ibench.pipeline.run as run_mod
     from t2ibench.pipeline.run import RunOptions, execute
 
     wrap(adapters, "train", "train")
     wrap(models, "load_base", "load base model")
     wrap(generate, "generate_images", "generate")
-    wrap(run_mod, "create_encoders", "load encoders")
+    wrap(load_encoders, "create_encoders", "load encoders")
     wrap(evaluate, "evaluate_images", "evaluate")
     wrap(analysis, "analyze", "analyze")
     wrap(run_mod, "resolve", "resolve (dataset, base hash, config)")

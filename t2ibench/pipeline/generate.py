@@ -485,9 +485,6 @@ def generate_checkpoints(
     return manifests
 
 
-# --- the generate stage of ``t2ibench run`` -------------------------------------------------------
-
-
 def shared_base_images(r: Any, jobs: Sequence[Job]) -> Path:
     """The base model's images depend only on the base, the generation settings and the jobs, so
     every run under the same ``--out`` (a sweep's runs included) shares one folder of them
@@ -499,93 +496,3 @@ def shared_base_images(r: Any, jobs: Sequence[Job]) -> Path:
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(r.options.out) / ".base-images" / digest
-
-
-def images_done(
-    jobs: Sequence[Job], folder: Path, checkpoint: str, settings: GenerationSettings
-) -> bool:
-    """Whether ``folder`` holds every job's image, each hashing to its manifest's sha256."""
-    if not (folder / MANIFEST_NAME).is_file():
-        return False
-    todo, _ = pending_jobs(jobs, folder, checkpoint=checkpoint, settings=settings)
-    if todo:
-        log.warning(
-            "%s: %d image(s) missing or changed since generation (first: %s); making them again",
-            folder,
-            len(todo),
-            f"{todo[0].leaf}/{todo[0].prompt_type} #{todo[0].index}",
-        )
-    return not todo
-
-
-class GenerateStage:
-    """The base model's images (shared under ``--out``) and each checkpoint's, seed-paired.
-    Finished folders are checked again (every image present, every hash as recorded): a deleted
-    or replaced image is made again instead of failing or being scored."""
-
-    name = "generate"
-    kept = "every image is on disk as recorded"
-
-    def done(self, run: Any) -> bool:
-        base_todo, todo = self._todo(run)
-        return not base_todo and not todo
-
-    def run(self, run: Any) -> None:
-        r = run.resolved
-        base_todo, todo = self._todo(run)
-        load_kwargs = {"device": r.options.device, "allow_pickle": r.options.allow_pickle}
-        targets = [("base", "base", run.base_images)] if base_todo else []
-        targets += [(ck, run.names[ck], run.images / run.names[ck]) for ck in todo]
-        if r.config.generate.workers > 1:  # the same images and manifests, made by Ray workers
-            from t2ibench.pipeline.shard import Target, generate_sharded
-
-            generate_sharded(
-                r.base,
-                [Target(*t) for t in targets],
-                run.jobs,
-                r.generation,
-                workers=r.config.generate.workers,
-                load_kwargs=load_kwargs,
-                progress=r.options.progress,
-            )
-            for _, name, _ in targets:
-                run.state.add("generated", name)
-            return
-        from t2ibench.models import load_base
-
-        pipe = load_base(r.base, **load_kwargs)
-        if pipe.unet.training:
-            pipe.unet.eval()
-        for ck, name, folder in targets:
-            # an adapter file goes on the base; a full checkpoint (a diffusers folder) is loaded
-            tuned_pipe = (
-                contextlib.nullcontext(pipe)
-                if name == "base"
-                else checkpoint_on_base(pipe, ck, **load_kwargs)
-            )
-            with tuned_pipe as tuned:
-                generate_images(
-                    tuned,
-                    run.jobs,
-                    folder,
-                    checkpoint=name,
-                    settings=r.generation,
-                    progress=r.options.progress,
-                )
-            run.state.add("generated", name)
-
-    @staticmethod
-    def _todo(run: Any) -> tuple[bool, list[Path]]:
-        """(base images to make?, checkpoints with images to make), checked once per invocation."""
-
-        def check() -> tuple[bool, list[Path]]:
-            settings = run.resolved.generation
-            base_todo = not images_done(run.jobs, run.base_images, "base", settings)
-            todo = [
-                ck
-                for ck in run.checkpoints
-                if not images_done(run.jobs, run.images / run.names[ck], run.names[ck], settings)
-            ]
-            return base_todo, todo
-
-        return run.once("generate", check)

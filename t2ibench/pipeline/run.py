@@ -42,7 +42,7 @@ from t2ibench.pipeline.record import (
     quiet_libraries,
     setup_log,
 )
-from t2ibench.pipeline.train import TrainStage
+from t2ibench.pipeline.train_stage import TrainStage
 
 log = logging.getLogger("t2ibench.run")
 
@@ -113,7 +113,7 @@ class ResolvedRun:
         """The stages in order: the checkpoint source, generate, evaluate, then analyse."""
         from t2ibench.analysis.stage import AnalyseStage
         from t2ibench.pipeline.evaluate_stage import EvaluateStage
-        from t2ibench.pipeline.generate import GenerateStage
+        from t2ibench.pipeline.generate_stage import GenerateStage
 
         analyse = [AnalyseStage()] if self.options.analyze else []
         return [self.source, GenerateStage(), EvaluateStage(), *analyse]

@@ -3,7 +3,7 @@
 A stage is a small object beside the module that does its work: ``done(run)`` says whether its
 outputs are on disk and current, ``run(run)`` makes (or completes) them. :func:`t2ibench.pipeline.run
 .execute` runs each stage that is not done, in order. The first stage is the *checkpoint source*:
-training (:mod:`t2ibench.pipeline.train`) or, for ``evaluate-checkpoints``, the given files
+training (:mod:`t2ibench.pipeline.train_stage`) or, for ``evaluate-checkpoints``, the given files
 (:mod:`t2ibench.pipeline.checkpoints`); the rest do not know which one it was.
 """
 

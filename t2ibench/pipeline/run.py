@@ -142,78 +142,30 @@ def choose_profile(options: RunOptions, base: str | None, dataset: str | None) -
 
 def resolve(options: RunOptions) -> ResolvedRun:
     """Layer the profile, trainer file and overrides, and validate every input before any work."""
-    from t2ibench.adapters import get_trainer
-    from t2ibench.adapters.config import read_trainer_toml
     from t2ibench.data import load_dataset
-    from t2ibench.metrics import get_metric, list_metrics
     from t2ibench.models import base_fingerprint
-    from t2ibench.pipeline.generate import GenerationSettings
     from t2ibench.profiles import resolve_named
-    from t2ibench.prompts import get_prompt_type, list_prompt_types
-    from t2ibench.runconfig import Layers
 
     check_device(options.device)
     _check_out(Path(options.out))
-    user = Layers()
-    for where, table in options.layers:
-        user.add_table(where, table)
-    profile = choose_profile(options, user.values.get("base"), user.values.get("dataset"))
-    layers = Layers().add_table(f"profile {profile.name}", profile.values)
-    file_trainer = None
-    if options.trainer_file:
-        data = read_trainer_toml(Path(options.trainer_file))
-        file_trainer = data.get("trainer")
-        layers.add_table(options.trainer_file, {"trainer": data})
-    for where, table in options.layers:
-        layers.add_table(where, table)
+    profile, layers, file_trainer = _layers(options)
     cfg = layers.run_config()
-    spec = get_trainer(cfg.trainer_name)  # unknown trainer → one line with the known names
-    if file_trainer not in (None, spec.name):
-        raise ConfigError(
-            f"{options.trainer_file}: field 'trainer' is {file_trainer!r} but the trainer asked "
-            f"for is {spec.name!r}"
-        )
-    trainer_cfg = spec.config(layers.trainer_sources(), prefix="trainer.")
-
+    spec, trainer_cfg = _trainer(options, layers, cfg.trainer_name, file_trainer)
     if cfg.dataset is None:
         raise ConfigError(f"--dataset: required (profile {profile.name} names none)")
     dataset = load_dataset(resolve_named("dataset", cfg.dataset))
     base = str(resolve_named("base", cfg.base))
     fingerprint = base_fingerprint(base)  # a missing base model fails here, before training
-
     metric_profile = _metric_profile(options, dataset)
-    if metric_profile.defaults:
-        metrics = list(cfg.evaluate.metrics or list_metrics())
-    else:  # the profile's measures say what is computed
-        metrics = metric_profile.metrics()
-    for m in metrics:
-        get_metric(m)
-    prompt_types = list(cfg.generate.prompt_types or list_prompt_types())
-    for p in prompt_types:
-        get_prompt_type(p)
-    encoders = list(cfg.evaluate.encoders)
-    check_encoders(encoders)
-    gen = cfg.generate
-    side = gen.resolution or trainer_cfg.resolution
-    # Every generation job and its file name, built now: what generation would refuse fails here,
-    # before training, not after it.
-    from t2ibench.pipeline.generate import job_file
-    from t2ibench.prompts import jobs_for
-
-    for job in jobs_for(dataset, prompt_types, gen.images_per_leaf):
-        job_file(job)
-    generation = GenerationSettings(
-        steps=gen.steps,
-        guidance_scale=gen.guidance_scale,
-        height=side,
-        width=side,
-        negative_prompt=gen.negative_prompt,
-        batch_size=gen.batch_size,
-    )
+    metrics = _metrics(cfg, metric_profile)
+    generation, prompt_types = _generation(cfg, trainer_cfg, dataset)
+    check_encoders(cfg.evaluate.encoders)
     resolved_cfg = cfg.model_copy(
         update={
             "trainer": trainer_cfg.to_dict(),
-            "generate": gen.model_copy(update={"resolution": side, "prompt_types": prompt_types}),
+            "generate": cfg.generate.model_copy(
+                update={"resolution": generation.height, "prompt_types": prompt_types}
+            ),
             "evaluate": cfg.evaluate.model_copy(update={"metrics": metrics}),
         }
     )
@@ -226,22 +178,92 @@ def resolve(options: RunOptions) -> ResolvedRun:
         base=base,
         base_fingerprint=fingerprint,
         trainer_config=trainer_cfg,
-        encoders=encoders,
+        encoders=list(cfg.evaluate.encoders),
         resize=list(cfg.evaluate.resize) if cfg.evaluate.resize else None,
         metrics=metrics,
         prompt_types=prompt_types,
-        images_per_leaf=gen.images_per_leaf,
+        images_per_leaf=cfg.generate.images_per_leaf,
         generation=generation,
         run_hash="",
         run_dir=Path(),
         metric_profile=metric_profile.name,
         loaded_metric_profile=metric_profile,
     )
-    ident = _identity(resolved)
-    resolved.run_hash = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    name = options.name or f"{spec.name}-{resolved.run_hash[:10]}"
-    resolved.run_dir = Path(options.out) / name
+    identity = json.dumps(_identity(resolved), sort_keys=True)
+    resolved.run_hash = hashlib.sha256(identity.encode()).hexdigest()
+    resolved.run_dir = Path(options.out) / (options.name or f"{spec.name}-{resolved.run_hash[:10]}")
     return resolved
+
+
+def _layers(options: RunOptions) -> tuple[Any, Any, Any]:
+    """(profile, the config layers in order: profile, trainer file, overrides; the trainer name
+    the trainer file gives)."""
+    from t2ibench.adapters.config import read_trainer_toml
+    from t2ibench.runconfig import Layers
+
+    user = Layers()
+    for where, table in options.layers:
+        user.add_table(where, table)
+    profile = choose_profile(options, user.values.get("base"), user.values.get("dataset"))
+    layers = Layers().add_table(f"profile {profile.name}", profile.values)
+    file_trainer = None
+    if options.trainer_file:
+        data = read_trainer_toml(Path(options.trainer_file))
+        file_trainer = data.get("trainer")
+        layers.add_table(options.trainer_file, {"trainer": data})
+    for where, table in options.layers:
+        layers.add_table(where, table)
+    return profile, layers, file_trainer
+
+
+def _trainer(options: RunOptions, layers: Any, name: str, file_trainer: Any) -> tuple[Any, Any]:
+    """The trainer spec and its config, checked by the trainer against its own keys."""
+    from t2ibench.adapters import get_trainer
+
+    spec = get_trainer(name)  # unknown trainer → one line with the known names
+    if file_trainer not in (None, spec.name):
+        raise ConfigError(
+            f"{options.trainer_file}: field 'trainer' is {file_trainer!r} but the trainer asked "
+            f"for is {spec.name!r}"
+        )
+    return spec, spec.config(layers.trainer_sources(), prefix="trainer.")
+
+
+def _metrics(cfg: Any, metric_profile: Any) -> list[str]:
+    """The metrics computed: the profile's measures', else the config's (default: all)."""
+    from t2ibench.metrics import get_metric, list_metrics
+
+    if metric_profile.defaults:
+        metrics = list(cfg.evaluate.metrics or list_metrics())
+    else:  # the profile's measures say what is computed
+        metrics = metric_profile.metrics()
+    for m in metrics:
+        get_metric(m)
+    return metrics
+
+
+def _generation(cfg: Any, trainer_cfg: Any, dataset: Any) -> tuple[Any, list[str]]:
+    """The sampling settings and prompt types; every generation job and its file name is built
+    now, so what generation would refuse fails here, before training, not after it."""
+    from t2ibench.pipeline.generate import GenerationSettings, job_file
+    from t2ibench.prompts import get_prompt_type, jobs_for, list_prompt_types
+
+    gen = cfg.generate
+    prompt_types = list(gen.prompt_types or list_prompt_types())
+    for p in prompt_types:
+        get_prompt_type(p)
+    for job in jobs_for(dataset, prompt_types, gen.images_per_leaf):
+        job_file(job)
+    side = gen.resolution or trainer_cfg.resolution
+    generation = GenerationSettings(
+        steps=gen.steps,
+        guidance_scale=gen.guidance_scale,
+        height=side,
+        width=side,
+        negative_prompt=gen.negative_prompt,
+        batch_size=gen.batch_size,
+    )
+    return generation, prompt_types
 
 
 def _metric_profile(options: RunOptions, dataset: Any) -> Any:

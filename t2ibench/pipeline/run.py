@@ -16,6 +16,13 @@ A run folder ``<out>/<run-name>/`` holds::
 The run name is ``<trainer>-<hash>`` where the hash covers everything that changes results (the
 resolved trainer config, dataset hash, base model, generation settings, encoders, prompt types,
 images per leaf, metrics): changing any of it starts a new run instead of mixing results.
+
+:func:`resolve` checks every input before any work; :func:`execute` runs the stages
+(:mod:`t2ibench.pipeline.stage`), each skipped when done: the checkpoint source
+(:mod:`~t2ibench.pipeline.train_stage`, or the given files of ``evaluate-checkpoints``),
+:mod:`~t2ibench.pipeline.generate_stage`, :mod:`~t2ibench.pipeline.evaluate_stage` and
+:mod:`t2ibench.analysis.stage`. The record (``run.json``, ``state.json``, ``run.log``) is
+:mod:`t2ibench.pipeline.record`.
 """
 
 from __future__ import annotations
@@ -45,9 +52,6 @@ from t2ibench.pipeline.record import (
 from t2ibench.pipeline.train_stage import TrainStage
 
 log = logging.getLogger("t2ibench.run")
-
-#: the stages of a run, in order (the first one may be swapped: :attr:`ResolvedRun.source`)
-STAGES = ("train", "generate", "evaluate", "analyze")
 
 
 @dataclass
@@ -368,7 +372,6 @@ def run(options: RunOptions) -> Path:
 
 # Older import paths of what now lives beside its stage (plan.py, the CLI, benchmarks, tests).
 __all__ = [
-    "STAGES",
     "ResolvedRun",
     "RunOptions",
     "RunState",

@@ -316,6 +316,8 @@ def test_item21_disk_full_outside_image_writing_is_one_line(finished, monkeypatc
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    # a finished run's rerun writes nothing: the merged table it must rebuild is written
+    (run_dir / "results" / "results.parquet").unlink()
     code, err = run_main(["run", *RUN_ARGS, "--out", opts.out], monkeypatch, capsys)
     assert code == 2 and "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]

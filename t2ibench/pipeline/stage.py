@@ -25,7 +25,7 @@ T = TypeVar("T")
 class Stage(Protocol):
     #: the name in ``run.json``'s timings and ``state.json``
     name: str
-    #: what the log says when the stage is skipped
+    #: why the log says the stage was kept (skipped)
     kept: str
 
     def done(self, run: Run) -> bool:
@@ -128,6 +128,6 @@ def run_stages(run: Run, stages: Sequence[Stage]) -> None:
     """Each stage not done, in order, timed into ``run.json``."""
     for stage in stages:
         if stage.done(run):
-            log.info("%s: %s", stage.name, stage.kept)
+            log.info("%s: done before, kept (%s)", stage.name, stage.kept)
             continue
         run.record.timed(stage.name, lambda stage=stage: stage.run(run))

@@ -105,7 +105,15 @@ def test_rerun_redoes_nothing(finished_run):
     parts = {p: p.stat().st_mtime_ns for p in (run_dir / "results" / "parts").rglob("*.parquet")}
     ckpts = {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").glob("*.safetensors")}
     rows = len(read_results(run_dir / "results"))
+    merged = (run_dir / "results" / "results.parquet").stat().st_mtime_ns
+    assert [s.name for s in resolved.stages] == ["train", "generate", "evaluate", "analyze"]
+    log_before = (run_dir / "run.log").read_text()
     execute(resolve(resolved.options))
+    # every stage says it was done before and kept its outputs; the merged table is untouched
+    log = (run_dir / "run.log").read_text()[len(log_before) :]
+    for stage in ("train", "generate", "evaluate", "analyze"):
+        assert f"{stage}: " in log and "kept" in log.split(f"{stage}: ", 1)[1].splitlines()[0]
+    assert (run_dir / "results" / "results.parquet").stat().st_mtime_ns == merged
     assert {p: p.stat().st_mtime_ns for p in files} == before
     assert {p: p.read_text() for p in manifests} == manifests
     assert {p: p.stat().st_mtime_ns for p in parts} == parts

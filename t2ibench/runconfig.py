@@ -150,12 +150,19 @@ class Invocation(_Section):
         description="Run name (default: <trainer>-<config hash>).",
         json_schema_extra={"cli": True},
     )
+    protocol: str | None = Field(
+        None,
+        description="Metric definitions: a protocol, how a paper computes its numbers (t2ibench "
+        "evaluate --help; default lycoris2024), or a protocol TOML file: the evaluate stage "
+        "computes its measures on its encoders (--encoders NAME@tiny|NAME@WEIGHTS override "
+        "their weights).",
+        json_schema_extra={"cli": True},
+    )
+    #: the old name of ``protocol`` ("profile" now means a run profile only): still read, hidden
     metric_profile: str | None = Field(
         None,
-        description="Metric definitions of a paper (t2ibench evaluate --help; default lycoris2024), "
-        "or a metric-profile TOML file: the evaluate stage computes the profile's measures on its "
-        "encoders (--encoders NAME@tiny|NAME@WEIGHTS override their weights).",
-        json_schema_extra={"cli": True},
+        description="Deprecated: the old name of --protocol.",
+        json_schema_extra={"cli": True, "hidden": True},
     )
     allow_pickle: bool = Field(
         False,

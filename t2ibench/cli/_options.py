@@ -9,6 +9,7 @@ key, with their own help where the meaning narrows.
 from __future__ import annotations
 
 import inspect
+import logging
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,8 @@ class Declared:
     help: str
     #: the smallest value accepted (a number option)
     min: int | None = None
+    #: left out of ``--help`` (a deprecated name still read)
+    hidden: bool = False
 
     @property
     def param(self) -> str:
@@ -55,9 +58,9 @@ def _fields(model: Any, prefix: str = "", defaults: bool = False) -> list[Declar
         if "cli" in extra:
             flag = extra["cli"] if isinstance(extra["cli"], str) else "--" + key.replace("_", "-")
             default = f.get_default(call_default_factory=True) if defaults else None
-            out.append(
-                Declared(prefix + key, flag, _cli_type(f.annotation), default, f.description or "")
-            )
+            tp, desc = _cli_type(f.annotation), f.description or ""
+            hidden = bool(extra.get("hidden"))
+            out.append(Declared(prefix + key, flag, tp, default, desc, hidden=hidden))
         elif isinstance(f.annotation, type) and hasattr(f.annotation, "model_fields"):
             out += _fields(f.annotation, f"{prefix}{key}.", defaults)
     return out
@@ -98,7 +101,7 @@ def parameters(declared: Iterable[Declared]) -> list[inspect.Parameter]:
         if d.type is bool and d.default is True:
             decls = [f"{d.flag}/--no-{d.flag.removeprefix('--')}"]
         limits = {} if d.min is None else {"min": d.min}
-        option = typer.Option(d.default, *decls, help=d.help, **limits)
+        option = typer.Option(d.default, *decls, help=d.help, hidden=d.hidden, **limits)
         out.append(
             inspect.Parameter(
                 d.param, inspect.Parameter.KEYWORD_ONLY, annotation=d.type, default=option
@@ -117,6 +120,22 @@ def with_options(fn: Callable[..., Any], *groups: Iterable[Any]) -> Callable[...
     fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     fn.__annotations__ = {p.name: p.annotation for p in params}
     return fn
+
+
+def protocol_of(kw: Mapping[str, Any]) -> str | None:
+    """``--protocol``, or its deprecated old name ``--metric-profile`` (with a warning)."""
+    from t2ibench.errors import ConfigError
+
+    old, new = kw.get("metric_profile"), kw.get("protocol")
+    if old is None:
+        return new
+    if new not in (None, old):
+        raise ConfigError(
+            f"--metric-profile {old!r} and --protocol {new!r}: --metric-profile is the old name "
+            "of --protocol; give --protocol only"
+        )
+    logging.getLogger("t2ibench.cli").warning("--metric-profile is deprecated; use --protocol")
+    return old
 
 
 def split_lists(values: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from t2ibench.cli._console import console
-from t2ibench.cli._options import shared, with_options
+from t2ibench.cli._options import protocol_of, shared, with_options
 
 FOLDER = inspect.Parameter(
     "folder",
@@ -24,6 +24,7 @@ FOLDER = inspect.Parameter(
 OPTIONS = shared(
     "base",
     "dataset",
+    "protocol",
     "metric_profile",
     "profile",
     "overrides",
@@ -35,7 +36,7 @@ OPTIONS = shared(
     help={
         "base": "The base model they were trained on (default: the profile's).",
         "dataset": "The dataset they were trained on (default: the profile's).",
-        "metric_profile": "Metric definitions (default: lycoris2024), or a metric-profile TOML "
+        "protocol": "Metric definitions: a protocol (default: lycoris2024) or a protocol TOML "
         "file.",
         "profile": "Run profile for the probe settings (t2ibench profiles list).",
         "overrides": "Run-config override KEY=VALUE (repeatable): generate.steps=30, "
@@ -65,7 +66,7 @@ def evaluate_checkpoints_cmd(**kw: Any) -> None:
         base=kw["base"],
         dataset=kw["dataset"],
         profile=kw["profile"],
-        metric_profile=kw["metric_profile"],
+        metric_profile=protocol_of(kw),
         layers=set_layers(kw["overrides"] or ()),
         out=str(kw["out"]),
         name=kw["name"],

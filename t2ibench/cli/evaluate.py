@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from t2ibench.cli._console import console
-from t2ibench.cli._options import Declared, shared, split_lists, with_options
+from t2ibench.cli._options import Declared, protocol_of, shared, split_lists, with_options
 
 IMAGES = inspect.Parameter(
     "images_dir",
@@ -65,10 +65,11 @@ OPTIONS = [
     Declared("cache", "--cache", Path, None, "Feature cache folder (default: OUT/.feature-cache)."),
     *shared(
         "device",
+        "protocol",
         "metric_profile",
         help={
-            "metric_profile": "Metric definitions of a paper: lycoris2024 (default), dreambooth, "
-            "customconcept101, dreambench-pp, peft-drift (README table), or a metric-profile TOML "
+            "protocol": "Metric definitions, a protocol: lycoris2024 (default), dreambooth, "
+            "customconcept101, dreambench-pp, peft-drift (README table), or a protocol TOML "
             "file; --encoders NAME@tiny|NAME@WEIGHTS override its weights."
         },
     ),
@@ -92,7 +93,7 @@ def evaluate_cmd(**kw: Any) -> None:
     from t2ibench.runconfig import PAPER_ENCODERS
 
     encoders, out = split_lists(kw["evaluate__encoders"]), kw["out"]
-    profile = get_metric_profile(kw["metric_profile"] or DEFAULT_METRIC_PROFILE)
+    profile = get_metric_profile(protocol_of(kw) or DEFAULT_METRIC_PROFILE)
     scan = scan_layout(
         kw["layout"],
         kw["images_dir"],

@@ -11,6 +11,7 @@ from t2ibench.cli._console import console
 from t2ibench.cli._options import (
     config_options,
     invocation_options,
+    protocol_of,
     split_lists,
     with_options,
 )
@@ -38,7 +39,7 @@ def run_cmd(**kw: Any) -> None:
             name=kw["name"],
             allow_pickle=kw["allow_pickle"],
             progress=kw["progress"],
-            metric_profile=kw["metric_profile"],
+            metric_profile=protocol_of(kw),
         )
     )
     if kw["dry_run"]:

@@ -138,3 +138,24 @@ def test_command_functions_and_execute_are_short():
         n for w, n in _functions(PACKAGE / "pipeline" / "run.py") if w.endswith(" _execute")
     ]
     assert execute < MAX_LINES
+
+
+def test_protocol_and_its_deprecated_old_name(tmp_path, caplog):
+    """ "Profile" means a run profile only: metric definitions are a protocol (``--protocol``);
+    the old ``--metric-profile`` is still read, with a warning, and hidden from ``--help``."""
+    from typer.testing import CliRunner
+
+    from t2ibench.errors import ConfigError
+
+    run = ["run", "--profile", "tiny", "--out", str(tmp_path), "--dry-run"]
+    for flag in ("--protocol", "--metric-profile"):  # what the run cannot compute, either name
+        res = CliRunner().invoke(app, [*run, flag, "dreambench-pp"])
+        assert isinstance(res.exception, ConfigError), res.output
+        assert "its own reference" in str(res.exception)
+    assert "--metric-profile is deprecated; use --protocol" in caplog.text
+    res = CliRunner().invoke(app, [*run, "--protocol", "dreambooth", "--metric-profile", "x"])
+    assert isinstance(res.exception, ConfigError) and "old name of --protocol" in str(res.exception)
+    for command in ("run", "evaluate", "evaluate-checkpoints"):
+        assert "--protocol" in _flags(command) and _flags(command)["--metric-profile"].hidden
+        shown = CliRunner().invoke(app, [command, "--help"], terminal_width=200).output
+        assert "--protocol" in shown and "--metric-profile" not in shown

@@ -14,16 +14,18 @@
 - CMYK, YCbCr, 1-bit, L and P are converted with Pillow's ``convert("RGB")``.
 
 Anything Pillow cannot read (a truncated file, a decompression bomb) raises :class:`DatasetError`
-naming the file.
+naming the file (never Pillow's ``<_io.BytesIO object at 0x…>``). :func:`check_image` is the cheap
+form of the same test that folder scans run before any encoder loads.
 """
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from t2ibench.errors import DatasetError
 
@@ -33,11 +35,14 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """An 8-bit RGB version of ``image`` (16-bit scaled, transparency on white); see the module."""
-    if image.mode == "RGB":
+    if image.mode == "RGB" and "transparency" not in image.info:
         return image
     if image.mode in _SIXTEEN_BIT:
-        a = np.asarray(image).astype(np.float64)
-        a = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+        raw = np.asarray(image).astype(np.float64)
+        a = np.clip(np.rint(raw / 257.0), 0, 255).astype(np.uint8)
+        key = image.info.get("transparency")  # a PNG tRNS grey value: that value is transparent
+        if isinstance(key, int):
+            a[raw == key] = BACKGROUND[0]
         return Image.fromarray(a, "L").convert("RGB")
     if image.mode == "F":  # float images: values taken to be in [0, 1]
         a = np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255.0), 0, 255)
@@ -52,6 +57,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+_STREAM = re.compile(r"\s*<_io\.\w+ object at 0x[0-9a-fA-F]+>")
+
+
+def _reason(exc: Exception) -> str:
+    """Why Pillow refused a file, in words that name no Python object (the file is named apart)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow reads"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too many pixels to decode safely ({exc})"
+    text = _STREAM.sub("", str(exc)).strip() or type(exc).__name__
+    return text
+
+
+def _unreadable(name: str | Path, exc: Exception) -> DatasetError:
+    return DatasetError(f"{name}: not a readable image ({_reason(exc)})")
+
+
 def decode_image(data: bytes, name: str | Path = "<bytes>") -> Image.Image:
     """Decode image file bytes to upright 8-bit RGB, or raise :class:`DatasetError` naming ``name``."""
     try:
@@ -60,7 +82,29 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> Image.Image:
             upright = ImageOps.exif_transpose(image)
             return to_rgb(upright if upright is not None else image)
     except Exception as exc:  # PIL raises many types for bad files; all mean "not an image"
-        raise DatasetError(f"{name}: not a readable image ({type(exc).__name__}: {exc})") from exc
+        raise _unreadable(name, exc) from exc
+
+
+def check_image(path: str | Path) -> None:
+    """Raise :class:`DatasetError` naming ``path`` unless it looks decodable, cheaply: a PNG's
+    chunks are CRC-checked without inflating them (``verify``), a JPEG is decoded at 1/8 scale
+    (``draft``: catches truncation), anything else is decoded. What passes decodes in
+    :func:`decode_image` except for damage inside a PNG's compressed stream with valid CRCs."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh, Image.open(fh) as image:
+            if image.format == "PNG":
+                image.verify()
+            else:
+                if image.format == "JPEG":
+                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise DatasetError(f"{path}: cannot read image file ({exc.strerror or exc})") from exc
+        raise _unreadable(path, exc) from exc
+    except Exception as exc:  # PIL raises many types for bad files; all mean "not an image"
+        raise _unreadable(path, exc) from exc
 
 
 def open_image(path: str | Path) -> Image.Image:

@@ -228,8 +228,8 @@ def probe_images(
     the CPU in fixed batches, so a rerun costs nothing and the output does not depend on the batch.
     """
     import torch
-    from PIL import Image
 
+    from t2ibench.images import open_image
     from t2ibench.toy.probe import PROBE_DIR, Probe
 
     probe_dir = Path(probe_dir or PROBE_DIR)
@@ -256,8 +256,7 @@ def probe_images(
             chunk = items[i : i + batch]
             images = []
             for _, p in chunk:
-                with Image.open(p) as im:
-                    images.append(im.convert("RGB"))
+                images.append(open_image(p))
             for (h, _), pred in zip(chunk, probe.predict(images), strict=True):
                 new.append({"sha256": h, "probe": pid, **pred})
         known = pd.concat([known, pd.DataFrame(new)], ignore_index=True)
@@ -823,9 +822,9 @@ def counterfactual_alignment(
     drop isolates the attribute words from concept presence.
     """
     import torch
-    from PIL import Image
 
     from t2ibench.encoders import create_encoder
+    from t2ibench.images import open_image
     from t2ibench.prompts import clean_prompt
 
     swapped = images["prompt"].map(swap_attributes)
@@ -844,8 +843,7 @@ def counterfactual_alignment(
     for start in range(0, len(df), 256):
         batch = []
         for p in df["path"].iloc[start : start + 256]:
-            with Image.open(p) as im:
-                batch.append(im.convert("RGB"))
+            batch.append(open_image(p))
         feats.append(enc.encode_images(batch))
     img = torch.nn.functional.normalize(torch.cat(feats).double(), dim=1)
     t_o = torch.nn.functional.normalize(enc.encode_texts(df["text"].tolist()).double(), dim=1)

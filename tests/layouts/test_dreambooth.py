@@ -98,7 +98,7 @@ def test_scan_maps_to_the_results_schema(tree):
         (
             lambda db, gen: (gen / "dog" / "notes.txt").write_text("x"),
             "notes.txt",
-            "not a generated",
+            "unexpected file among the generated images",
         ),
         (
             lambda db, gen: (db / "prompts_and_classes.txt").unlink(),
@@ -125,3 +125,85 @@ def test_a_profile_this_layout_cannot_pair_is_refused(tree):
     with pytest.raises(ConfigError, match="pairs each image with its own reference"):
         evaluate_cli(str(gen), "--layout", "dreambooth", "--dataset", str(db),
                      "--out", str(tmp / "x"), "--metric-profile", "dreambench-pp")  # fmt: skip
+
+
+def test_item08_upper_case_extensions_and_os_files(tree):
+    """Issue 22 item 8: ``00.JPG`` / ``0_0.PNG`` are images (any case), ``Thumbs.db``,
+    ``desktop.ini``, ``.DS_Store``, ``._00.jpg`` (AppleDouble) and ``__MACOSX/`` are skipped."""
+    db, gen, _ = tree
+    (db / "dog" / "01.jpg").rename(db / "dog" / "01.JPG")
+    (gen / "dog" / "1_1.png").rename(gen / "dog" / "1_1.PNG")
+    for folder in (db / "dog", gen / "dog", gen):
+        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not an image")
+        (folder / "desktop.ini").write_text("[.ShellClassInfo]\n")
+        (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (gen / "dog" / "._0_0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (gen / "__MACOSX" / "dog").mkdir(parents=True)
+    scan = scan_layout("dreambooth", gen, dataset=db)
+    assert sorted(r.file for r in scan.records if r.leaf == "live/dog") == [
+        "dog/0_0.png", "dog/1_0.png", "dog/1_1.PNG"
+    ]  # fmt: skip
+    assert [im.path.name for im in scan.dataset.leaves["live/dog"].images] == ["00.jpg", "01.JPG"]
+
+
+def test_item08_not_a_readable_image_only_for_undecodable_files(tree):
+    """A wrong suffix says so; a file with an image suffix that does not decode is named "not a
+    readable image" — and only such a file."""
+    db, gen, _ = tree
+    (gen / "dog" / "notes.txt").write_text("x")
+    with pytest.raises(LayoutError) as exc:
+        scan_layout("dreambooth", gen, dataset=db)
+    where, _, why = str(exc.value).partition(": ")
+    assert where.endswith("notes.txt") and why.startswith("unexpected file among the generated")
+    assert "not a real" not in why and "readable" not in why
+    (gen / "dog" / "notes.txt").unlink()
+    (db / "dog" / "01.JPG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(LayoutError, match=r"01\.JPG: not a readable image"):
+        scan_layout("dreambooth", gen, dataset=db)
+
+
+@pytest.mark.parametrize("where", ["generated", "reference"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated-jpeg", "truncated-png"])
+def test_item09_corrupt_image_refused_in_the_scan_before_any_encoder(
+    tree, monkeypatch, where, damage
+):
+    """Issue 22 item 9: a corrupt image stops ``t2ibench evaluate`` in the layout scan, before any
+    encoder is constructed, with one line naming the file (no ``<_io.BytesIO object at …>``)."""
+    from typer.testing import CliRunner
+
+    import t2ibench.encoders as encoders_pkg
+    from t2ibench.cli import app
+
+    db, gen, tmp = tree
+    bad = gen / "dog" / "1_0.png" if where == "generated" else db / "dog" / "01.jpg"
+    if damage == "garbage":
+        bad.write_bytes(b"definitely not an image")
+    else:
+        if damage == "truncated-png" and bad.suffix != ".png":
+            bad = bad.rename(bad.with_suffix(".png"))
+        elif damage == "truncated-jpeg" and bad.suffix != ".jpg":
+            bad = bad.rename(bad.with_suffix(".jpg"))
+        src = noise(tmp / f"whole{bad.suffix}", 5, (300, 200))
+        data = src.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    constructed = []
+    real_create = encoders_pkg.create_encoder
+
+    def spy(*args, **kwargs):
+        constructed.append(args[0] if args else kwargs.get("name"))
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(encoders_pkg, "create_encoder", spy)
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", str(gen), "--layout", "dreambooth", "--dataset", str(db),
+         "--out", str(tmp / "out"), "--metric-profile", "dreambooth",
+         "--encoders", "dino-vits16@tiny,clip-b32@tiny"],
+    )  # fmt: skip
+    # The console script prints a T2IBenchError as one "error: ..." line and exits 2.
+    assert isinstance(result.exception, LayoutError), result.output
+    line = str(result.exception)
+    assert line.startswith(f"{bad}: not a readable image (") and "\n" not in line
+    assert "BytesIO" not in line and " at 0x" not in line
+    assert constructed == []  # refused before any encoder was built
+    assert not (tmp / "out" / "results.parquet").exists()

@@ -15,6 +15,7 @@ from layout_testing import evaluate_cli, mean_cos_all_pairs, mean_cos_rows, nois
 
 from t2ibench.encoders import create_encoder
 from t2ibench.layouts import LayoutError, scan_layout
+from t2ibench.metric_profiles.preprocess import set_resize_size
 
 PROMPTS = """Classes
 
@@ -65,8 +66,9 @@ def test_rows_and_values(tree):
     assert set(df["measure"]) == {"DINO", "CLIP-I", "CLIP-T"} and len(df) == 6
     got = df.set_index(["leaf", "measure"])["value"]
 
-    # Row 1: DINO of the dog = mean cosine over all (generated, real) pairs, DINO's centre crop.
-    dino = create_encoder("dino-vits16", tiny=True, resize="center-crop")
+    # Row 1: DINO of the dog = mean cosine over all (generated, real) pairs, DINO's evaluation
+    # crop (short side 256, centre 224; dreambooth.toml).
+    dino = set_resize_size(create_encoder("dino-vits16", tiny=True, resize="center-crop"), 256)
     g = dino.encode_images(open_images(sorted((gen / "dog").iterdir())))
     r = dino.encode_images(open_images(sorted((db / "dog").iterdir())))
     assert got["live/dog", "DINO"] == pytest.approx(mean_cos_all_pairs(g, r), abs=1e-6)

@@ -209,3 +209,34 @@ def test_item09_corrupt_image_refused_in_the_scan_before_any_encoder(
     assert "BytesIO" not in line and " at 0x" not in line
     assert constructed == []  # refused before any encoder was built
     assert not (tmp / "out" / "results.parquet").exists()
+
+
+def test_item12_report_rows_carry_the_papers_labels(tree):
+    """Issue 22 item 12 (labels): the dreambooth profile's rows reach the report as DINO / CLIP-I /
+    CLIP-T — the label beside t2ibench's metric name, whose column keeps its name."""
+    import html
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    db, gen, tmp = tree
+    df = evaluate_cli(str(gen), "--layout", "dreambooth", "--dataset", str(db),
+                      "--out", str(tmp / "out"), "--metric-profile", "dreambooth",
+                      "--encoders", "dino-vits16@tiny,clip-b32@tiny")  # fmt: skip
+    assert set(df["metric"]) == {"image_similarity", "text_alignment"}  # names unchanged
+    r = CliRunner().invoke(app, ["analyze", str(tmp / "out"), "--out", str(tmp / "rep"),
+                                 "--no-plots"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    raw = pd.read_csv(tmp / "rep" / "raw_values.csv")
+    keys = zip(raw["metric"], raw["encoder"], strict=True)
+    labels = dict(zip(keys, raw["measure"], strict=True))
+    assert labels[("image_similarity", "dino-vits16")] == "DINO"
+    assert labels[("image_similarity", "clip-b32")] == "CLIP-I"
+    assert labels[("text_alignment", "clip-b32")] == "CLIP-T"
+    page = (tmp / "rep" / "report.html").read_text(encoding="utf-8")
+    page = html.unescape(page.replace("<wbr>", ""))  # table cells may wrap after "_"
+    for label, metric in (("DINO", "image_similarity"), ("CLIP-I", "image_similarity"),
+                          ("CLIP-T", "text_alignment")):  # fmt: skip
+        assert f"{label}: {metric}" in page

@@ -422,3 +422,27 @@ def test_item16_dreambooth_dino_is_dinos_256_to_224_crop(images):
     f224 = dino_v1("dino-vits16")
     assert got["DINO"] == pytest.approx(all_pairs(f256(gen), f256(refs)), abs=TOL)
     assert abs(got["DINO"] - all_pairs(f224(gen), f224(refs))) > 1e-4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the evaluation engine to build profile encoders with "
+    "metric_profiles.preprocess.set_measure_preprocess(enc, measure) (keyed by "
+    "Measure.encoder_key / MetricProfile.encoder_settings()) instead of set_resize_size(enc, "
+    "resize_size); remove this marker with that change",
+)
+@torch.no_grad()
+def test_item14_floor_crop_reaches_evaluate():
+    """End to end: ``t2ibench.evaluate`` with dreambench-pp on sources whose crop margin is 3 mod 4
+    gives transformers' processor's DINOv2-I (99.827 here; the torchvision crop gives 99.668)."""
+    rng = np.random.default_rng(3)
+
+    def im(w, h):
+        return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+    gen, refs = [im(259, 256), im(256, 263)], [im(263, 256), im(256, 259)]
+    got = values(
+        t2ibench.evaluate(gen, refs, ["a", "b"], metric_profile="dreambench-pp", tiny=True)
+    )
+    f = dino_v2("dinov2-s", bit_processor(256, 224, IMAGENET))
+    assert got["DINOv2-I"] == pytest.approx(100 * row_pairs(f(gen), f(refs)), abs=1e-5)

@@ -130,7 +130,12 @@ def test_cli_metric_profile_rows_and_values(folders):
     assert set(df["metric_profile"]) == {"dreambooth"}
     val = df.set_index(["measure"])["value"]
     assert set(val.index) == {"DINO", "CLIP-I", "CLIP-T"}
-    dino = create_encoder("dino-vits16", tiny=True, resize="center-crop")
+    from t2ibench.metric_profiles import get_metric_profile
+    from t2ibench.metric_profiles.preprocess import set_measure_preprocess
+
+    measure = get_metric_profile("dreambooth").measures[0]  # DINO: 256 → crop 224
+    dino = set_measure_preprocess(create_encoder("dino-vits16", tiny=True, resize="center-crop"),
+                                  measure)  # fmt: skip
     g = dino.encode_images([Image.open(gen / x.file) for x in recs])
     ref = dino.encode_images([Image.open(im.path) for im in leaf.images])
     assert val["DINO"] == pytest.approx(image_similarity(g, ref), abs=1e-6)
@@ -151,10 +156,16 @@ def test_cli_peft_drift_and_refusals(folders):
     df = pd.read_parquet(out / "results.parquet") if (out / "results.parquet").is_file() else (
         pd.read_csv(out / "results.csv"))  # fmt: skip
     assert list(df["measure"]) == ["drift"] and list(df["metric_profile"]) == ["peft-drift"]
-    enc = create_encoder("dinov2-b", tiny=True, resize="center-crop")
+    from t2ibench.metric_profiles import get_metric_profile
+    from t2ibench.metric_profiles.preprocess import set_measure_preprocess
+
+    measure = get_metric_profile("peft-drift").measures[0]  # PEFT's 256 → crop 224
+    enc = set_measure_preprocess(create_encoder("dinov2-b", tiny=True, resize="center-crop"),
+                                 measure)  # fmt: skip
     g = enc.encode_images([Image.open(gen / x.file) for x in recs])
     b = enc.encode_images([Image.open(base / x.file) for x in base_recs])
-    assert df["value"].iloc[0] == pytest.approx(drift(g, b), abs=1e-6)
+    # PEFT's drift: (1 − mean cos)/2 = half of mean(1 − cos)
+    assert df["value"].iloc[0] == pytest.approx(0.5 * drift(g, b), abs=1e-6)
     r = cli("evaluate", str(gen), "--dataset", str(ds_root), "--out", str(root / "x"),
             "--metric-profile", "dreambench-pp")  # fmt: skip
     assert r.returncode != 0

@@ -85,16 +85,52 @@ def decode_image(data: bytes, name: str | Path = "<bytes>") -> Image.Image:
         raise _unreadable(name, exc) from exc
 
 
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG's stream reaches its end-of-image marker: the segments before the first
+    start-of-scan are walked by their lengths (an EXIF thumbnail's own end marker sits inside one),
+    then an ``FF D9`` must follow — inside entropy-coded data ``FF`` is always followed by ``00`` or
+    a restart marker, so that pair is the end. Bytes after it (a phone's motion-photo video, an MPO
+    second frame) do not matter. ``False`` also where the walk does not understand the file."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 1 if marker == 0xFF else 2  # fill byte, TEM, RSTn, SOI: no length
+            continue
+        if marker == 0xD9:
+            return False  # an end before any scan: let the decoder judge
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", i + 2 + length) != -1
+        i += 2 + length
+    return False
+
+
+def _webp_complete(data: bytes) -> bool:
+    """Whether a WebP file holds every byte its RIFF header declares."""
+    return data[:4] == b"RIFF" and len(data) >= int.from_bytes(data[4:8], "little") + 8
+
+
 def check_image(path: str | Path) -> None:
-    """Raise :class:`DatasetError` naming ``path`` unless it looks decodable, cheaply: a PNG's
-    chunks are CRC-checked without inflating them (``verify``), a JPEG is decoded at 1/8 scale
-    (``draft``: catches truncation), anything else is decoded. What passes decodes in
-    :func:`decode_image` except for damage inside a PNG's compressed stream with valid CRCs."""
+    """Raise :class:`DatasetError` naming ``path`` unless it looks decodable — cheaply, since folder
+    scans run it on every file before any encoder loads: the header must parse; a PNG's chunks are
+    CRC-checked without inflating them (``verify``, catches truncation and flipped bytes); a JPEG
+    must reach its end-of-image marker, a WebP hold the bytes its header declares (truncation);
+    anything else, or a JPEG / WebP that fails that test, is decoded (at 1/8 scale for JPEG). What
+    passes can still fail in :func:`decode_image` only for damage inside compressed data that no
+    header or checksum covers; that error names the file too."""
     path = Path(path)
     try:
-        with path.open("rb") as fh, Image.open(fh) as image:
+        data = path.read_bytes()
+        with Image.open(BytesIO(data)) as image:
             if image.format == "PNG":
                 image.verify()
+            elif image.format == "JPEG" and _jpeg_complete(data):
+                pass
+            elif image.format == "WEBP" and _webp_complete(data):
+                pass
             else:
                 if image.format == "JPEG":
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))

@@ -280,3 +280,35 @@ def test_issue22_report_thumbnails_use_the_shared_decoder(tmp_path):
     assert np.asarray(thumb).min() > 245
     (tmp_path / "junk.png").write_bytes(b"junk")
     assert thumbnail_uri(tmp_path / "junk.png") is None
+
+
+def test_issue22_item09_jpeg_check_is_structural_and_agrees_with_the_decoder(tmp_path):
+    """The scan-time JPEG check reads markers, not pixels: every truncation is refused (as the
+    decoder refuses it), while a progressive JPEG with an EXIF thumbnail (whose own end marker
+    comes first) and bytes after its end (a motion photo's video) passes and decodes."""
+    from t2ibench.images import check_image, open_image
+
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:120, 0:160] / 160
+    picture = np.clip(np.stack([x, y, x * y], -1) * 220 + rng.normal(0, 9, (120, 160, 3)), 0, 255)
+    picture = Image.fromarray(picture.astype(np.uint8))
+    thumb = io.BytesIO()
+    picture.resize((40, 30)).save(thumb, "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    buf = io.BytesIO()
+    picture.save(buf, "JPEG", quality=90, progressive=True, exif=exif)
+    data = buf.getvalue()
+    # put a complete JPEG (thumbnail, with its own FF D9) inside an APP segment before the scan
+    app = b"\xff\xe2" + (len(thumb.getvalue()) + 2).to_bytes(2, "big") + thumb.getvalue()
+    whole = data[:2] + app + data[2:] + b"ftypmp42 motion-photo video bytes"
+    (tmp_path / "ok.jpg").write_bytes(whole)
+    check_image(tmp_path / "ok.jpg")
+    assert open_image(tmp_path / "ok.jpg").size == (160, 120)
+    for cut in (0.05, 0.2, 0.5, 0.9, 0.99):
+        end = data.index(b"\xff\xd9", len(data) - 4)  # the main image's end marker
+        short = (data[:2] + app + data[2:])[: 2 + len(app) + int(cut * end)]
+        (tmp_path / "cut.jpg").write_bytes(short)
+        for read in (check_image, open_image):
+            with pytest.raises(DatasetError, match="not a readable image"):
+                read(tmp_path / "cut.jpg")

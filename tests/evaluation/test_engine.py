@@ -73,18 +73,6 @@ def test_undefined_values_are_declared_by_the_metric(ds, dino, tmp_path, caplog)
     assert "frechet_distance on dinov2-l" in caplog.text and "recorded as missing" in caplog.text
 
 
-def test_item18_bare_clipscore_is_refused_before_any_work(ds, tmp_path):
-    """Issue 22 item 18: ``convention = "clipscore"`` given to the evaluate stage made NaN rows and
-    a log warning; it is refused in one line, before an encoder runs."""
-    folder(ds, tmp_path / "gen")
-    clip = create_encoder("clip-l14", tiny=True)
-    passes = clip.forward_passes
-    with pytest.raises(ConfigError, match="text_alignment.*'clipscore' is ambiguous"):
-        evaluate_images(tmp_path / "gen", ds, [clip], metrics=["text_alignment"], progress=False,
-                        metric_options={"text_alignment": {"convention": "clipscore"}})  # fmt: skip
-    assert clip.forward_passes == passes
-
-
 def test_pairing_is_a_provider_choice():
     sim, drift, text = (get_metric(n) for n in ("image_similarity", "drift", "text_alignment"))
     assert pairing_sources(sim, "all-pairs") == ({}, False)  # its own ref input

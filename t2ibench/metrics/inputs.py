@@ -36,9 +36,9 @@ class EvalContext:
     """What the evaluate stage knows about one (checkpoint, leaf, prompt type) group and encoder.
 
     ``records`` are the group's manifest records in a stable order and ``image_paths`` their files
-    (or, for an in-memory evaluation, the images themselves);
-    ``encoder`` is None for a metric whose inputs need no encoder; ``cache`` is the feature cache to
-    use with it (None: do not store). ``base_images`` maps a record's pairing key to the base model's
+    (an in-memory evaluation writes its images to files first); ``encoder`` is None for a metric
+    whose inputs need no encoder; ``cache`` is the feature cache to use with it (None: do not
+    store). ``base_images`` maps a record's pairing key to the base model's
     image (see :func:`paired_key`). ``shared`` lives for the whole evaluation (e.g. dataset features
     per encoder and leaf), ``memo`` for this group and encoder (e.g. generated features).
     """

@@ -168,7 +168,7 @@ def missing_weights_error(
     )
     return T2IBenchError(
         f"encoder {encoder}: cannot load weights {source!r}{why}.{offline} Download them once on a "
-        f"machine with network access, or give a local copy: --encoders {encoder}@/path/to/weights "
+        f"machine with network access, or pass a local path: --encoders {encoder}@/path/to/weights "
         '(in Python: weights="/path/to/weights").'
     )
 

@@ -136,11 +136,12 @@ def test_the_in_process_api_computes_the_plugin_metric(tmp_path):
     colours = [(255, 255, 255), (200, 100, 50), (0, 0, 0)]
     for i, c in enumerate(colours):
         Image.new("RGB", (40, 30), c).save(tmp_path / f"{i}.png")
-    Image.new("RGB", (40, 30), (10, 200, 30)).save(tmp_path / "ref.png")
+    for i, c in enumerate([(10, 200, 30), (90, 20, 160)]):
+        Image.new("RGB", (40, 30), c).save(tmp_path / f"ref{i}.png")
     code = (
         "import json, t2ibench; from PIL import Image; "
         f"ims = sorted(p for p in __import__('pathlib').Path({str(tmp_path)!r}).glob('[0-9].png')); "
-        f"ref = {str(tmp_path / 'ref.png')!r}; "
+        f"ref = sorted(__import__('pathlib').Path({str(tmp_path)!r}).glob('ref*.png')); "
         "a = t2ibench.evaluate(ims, ref, tiny=True); "
         "b = t2ibench.evaluate([Image.open(p) for p in ims], ref, tiny=True); "
         "print(json.dumps([a.to_dict('records'), b.to_dict('records')]))"

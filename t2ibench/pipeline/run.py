@@ -229,11 +229,11 @@ def resolve(options: RunOptions) -> ResolvedRun:
 def _metric_profile(options: RunOptions, dataset: Any) -> Any:
     """The metric profile asked for, checked against what the evaluate stage can compute."""
     from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE, get_metric_profile
-    from t2ibench.metric_profiles.pipeline import check_pipeline_supports
+    from t2ibench.metric_profiles.compile import check_profile
 
     profile = get_metric_profile(options.metric_profile or DEFAULT_METRIC_PROFILE)
     single = all(len(leaf.images) == 1 for leaf in dataset.leaves.values())
-    check_pipeline_supports(profile, single_reference=single)
+    check_profile(profile, single_reference=single)
     return profile
 
 
@@ -731,16 +731,21 @@ def _execute(r: ResolvedRun) -> Path:
             return False
 
     from t2ibench.metric_profiles import get_metric_profile
-    from t2ibench.metric_profiles.pipeline import apply_metric_profile, metric_options
+    from t2ibench.metric_profiles.compile import profile_plans
 
     metric_profile = get_metric_profile(r.metric_profile)
 
     def make_encoders():
         if metric_profile.defaults:
             return create_encoders(r.encoders, r.resize, r.options.device)
-        from t2ibench.metric_profiles.pipeline import run_encoders
+        from t2ibench.metric_profiles.compile import run_encoders
 
         return run_encoders(metric_profile, r.encoders, r.options.device)
+
+    def plans_for(encoders):  # the profile's measures, bound to these encoders
+        return profile_plans(
+            metric_profile, None if metric_profile.defaults else encoders, r.metrics
+        )
 
     def do_evaluate():
         todo = [c for c in checkpoints if not evaluated(c)]
@@ -785,10 +790,9 @@ def _execute(r: ResolvedRun) -> Path:
                     base_images_dir=base_images,
                     cache=cache,
                     checkpoint_info=info,
-                    metric_options=metric_options(metric_profile, r.metrics),
+                    plans=plans_for(encoders),
                     progress=r.options.progress,
                 )
-                df = apply_metric_profile(df, metric_profile)
                 write_results(df, parts / names[ck], formats=("parquet",))
                 atomic_write(parts / names[ck] / PART_INPUTS, json.dumps(inputs_of(ck)))
                 state.add("evaluated", names[ck])
@@ -807,8 +811,7 @@ def _execute(r: ResolvedRun) -> Path:
             {names[ck]: images / names[ck] for ck in checkpoints},
             FeatureCache(Path(r.options.out) / ".feature-cache"),
             progress=r.options.progress,
-            metric_options=metric_options(metric_profile, r.metrics),
-            transform=lambda df: apply_metric_profile(df, metric_profile),
+            plans=plans_for,
         )
 
     timed("evaluate", do_evaluate)

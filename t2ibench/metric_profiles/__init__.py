@@ -95,14 +95,6 @@ class MetricProfile:
     defaults: bool = False
     path: Path | None = field(default=None, compare=False)
 
-    def encoders(self) -> list[tuple[str, str | None, str | None, int | None, int | None]]:
-        """Distinct (encoder, weights, resize, size, resize_size) the measures need, in order.
-        Superseded by :meth:`encoder_settings`, which also keys the crop offset."""
-        seen: dict[tuple, None] = {}
-        for m in self.measures:
-            seen.setdefault((m.encoder, m.weights, m.resize, m.size, m.resize_size), None)
-        return list(seen)
-
     def encoder_settings(self) -> list[Measure]:
         """One measure per distinct (encoder, weights, resize, size, resize_size, crop_offset),
         in order: what to build each encoder with (``create_encoder(m.encoder, weights=m.weights,

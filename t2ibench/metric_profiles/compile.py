@@ -25,10 +25,6 @@ def parse_encoder(item: str) -> tuple[str, str | None, bool]:
     return name, weights or None, False
 
 
-def _encoder_key(m: Measure) -> tuple:
-    return (m.encoder, m.weights, m.resize, m.size, m.resize_size)
-
-
 def _measure_plan(profile: MetricProfile, m: Measure, encoder: Any | None):
     from t2ibench.evaluation import MetricPlan, pairing_sources
     from t2ibench.metrics import get_metric
@@ -87,15 +83,13 @@ def profile_plans(
     if profile.defaults:
         plans = plan_metrics(selected, metric_options)
         return [_with_columns(p, {"metric_profile": profile.name}) for p in plans]
-    keys = profile.encoders()
+    keys = [m.encoder_key for m in profile.encoder_settings()]
     if encoders is not None and len(encoders) != len(keys):
         raise ConfigError(
             f"metric profile {profile.name}: {len(encoders)} encoders for {len(keys)} needed"
         )
     return [
-        _measure_plan(
-            profile, m, None if encoders is None else encoders[keys.index(_encoder_key(m))]
-        )
+        _measure_plan(profile, m, None if encoders is None else encoders[keys.index(m.encoder_key)])
         for m in profile.measures
         if selected is None or m.metric in selected
     ]
@@ -114,25 +108,26 @@ def profile_encoders(
     ``name@WEIGHTS``) replace the weights of the profile's encoder of that name; ``all_tiny``:
     every encoder not overridden is its tiny random-weight variant (toy runs, tests)."""
     from t2ibench.encoders import create_encoder
-    from t2ibench.metric_profiles.preprocess import set_resize_size
+    from t2ibench.metric_profiles.preprocess import set_measure_preprocess
 
-    wanted = profile.encoders()
+    wanted = profile.encoder_settings()  # one measure per distinct encoder + preprocessing
     over = {}
     for item in overrides or ():
         name, weights, tiny = parse_encoder(item)
-        if name not in {e[0] for e in wanted}:
+        if name not in {m.encoder for m in wanted}:
             raise ConfigError(
                 f"--encoders {item}: metric profile {profile.name} uses "
-                f"{', '.join(dict.fromkeys(e[0] for e in wanted))}, not {name}"
+                f"{', '.join(dict.fromkeys(m.encoder for m in wanted))}, not {name}"
             )
         over[name] = (weights, tiny)
     out = []
-    for name, weights, resize, size, resize_size in wanted:
-        w, tiny = over.get(name, (weights, all_tiny))
+    for m in wanted:
+        w, tiny = over.get(m.encoder, (m.weights, all_tiny))
         enc = create_encoder(
-            name, weights=None if tiny else w, tiny=tiny, resize=resize, size=size, device=device
-        )
-        out.append(set_resize_size(enc, resize_size))
+            m.encoder, weights=None if tiny else w, tiny=tiny, resize=m.resize, size=m.size,
+            device=device,
+        )  # fmt: skip
+        out.append(set_measure_preprocess(enc, m))
     return out
 
 
@@ -141,7 +136,7 @@ def run_encoders(profile: MetricProfile, selected: Sequence[str], device: str) -
     only says which weights to use — ``NAME@tiny`` / ``NAME@WEIGHTS`` for an encoder the profile
     uses replaces its weights, and a list of only tiny encoders (the toy and tiny run profiles)
     makes every profile encoder tiny."""
-    used = {e[0] for e in profile.encoders()}
+    used = {m.encoder for m in profile.encoder_settings()}
     parsed = [(item, *parse_encoder(item)) for item in selected]
     overrides = [item for item, name, weights, tiny in parsed if name in used and (weights or tiny)]
     all_tiny = bool(parsed) and all(tiny for *_, tiny in parsed)

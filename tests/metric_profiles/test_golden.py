@@ -424,13 +424,6 @@ def test_item16_dreambooth_dino_is_dinos_256_to_224_crop(images):
     assert abs(got["DINO"] - all_pairs(f224(gen), f224(refs))) > 1e-4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the evaluation engine to build profile encoders with "
-    "metric_profiles.preprocess.set_measure_preprocess(enc, measure) (keyed by "
-    "Measure.encoder_key / MetricProfile.encoder_settings()) instead of set_resize_size(enc, "
-    "resize_size); remove this marker with that change",
-)
 @torch.no_grad()
 def test_item14_floor_crop_reaches_evaluate():
     """End to end: ``t2ibench.evaluate`` with dreambench-pp on sources whose crop margin is 3 mod 4

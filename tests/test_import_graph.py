@@ -231,3 +231,48 @@ def test_encoders_do_not_import_the_layers_above():
         if t.startswith(upper)
     ]
     assert not bad, bad
+
+
+# Issue 18: one evaluation engine. Turning images and prompts into metric inputs — encoding them
+# (``encode_images_cached`` / ``encode_texts_cached`` / an encoder's ``encode_images`` /
+# ``encode_texts``), building an ``EvalContext`` or calling an input provider — happens in
+# ``t2ibench.evaluation`` only; the encoders package implements those calls and
+# ``t2ibench.metrics`` defines the types. Everything else asks the engine.
+ENGINE = "t2ibench.evaluation"
+_INPUT_BUILDING_NAMES = {"encode_images_cached", "encode_texts_cached", "EvalContext"}
+_INPUT_BUILDING_CALLS = {"encode_images", "encode_texts", "provide"}
+_MAY_BUILD_INPUTS = {
+    # times an encoder on one blank image to plan a run's cost; computes no metric
+    "t2ibench.pipeline.plan": "encoder throughput",
+    # the toy world's validity study probes the encoders themselves (not a results metric)
+    "t2ibench.toy.validity.counterfactual": "encoder probe study",
+}
+
+
+def _builds_inputs(module: str) -> list[str]:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+            found += [f"imports {a.name} (line {node.lineno})" for a in node.names
+                      if a.name in _INPUT_BUILDING_NAMES]  # fmt: skip
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in _INPUT_BUILDING_CALLS:
+                found.append(f"calls .{node.func.attr}() (line {node.lineno})")
+    return found
+
+
+def test_nothing_outside_the_engine_builds_metric_inputs():
+    allowed = (f"{ENGINE}.", "t2ibench.encoders.")
+    bad = [
+        f"{m}: {what}"
+        for m in sorted(MODULES)
+        if not m.startswith(allowed) and m != ENGINE and m not in _MAY_BUILD_INPUTS
+        and m not in ("t2ibench.metrics", "t2ibench.metrics.inputs", "t2ibench.encoders")
+        for what in _builds_inputs(m)
+    ]  # fmt: skip
+    assert not bad, "metric inputs built outside t2ibench.evaluation:\n  " + "\n  ".join(bad)
+    # the check sees what it looks for: the engine's providers do build inputs
+    assert _builds_inputs("t2ibench.evaluation.providers")
+    for module in _MAY_BUILD_INPUTS:  # an allowance that is no longer used goes
+        assert _builds_inputs(module), module

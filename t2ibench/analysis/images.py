@@ -21,16 +21,17 @@ REPORT_BUDGET_BYTES = 3_000_000
 
 def thumbnail_uri(path: str | Path, px: int = THUMB_PX) -> str | None:
     """``data:image/jpeg;base64,...`` of a thumbnail of the image, or None when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from t2ibench.errors import DatasetError
+    from t2ibench.images import open_image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((px, px))
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-    except (OSError, UnidentifiedImageError, ValueError):
+        # the pixels the metrics saw: upright (EXIF), transparency on white, 16-bit scaled
+        im = open_image(path)
+    except DatasetError:
         return None
+    im.thumbnail((px, px))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

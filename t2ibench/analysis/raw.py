@@ -147,6 +147,13 @@ def raw_table(
                 up & (out["ceiling"] > 0)
             )
             out = out.drop(columns="_ours")
+    if "measure" in df.columns and df["measure"].notna().any():
+        # A metric profile's label for the measurement ("DINO", "CLIP-I"): shown beside the
+        # metric's own name in the report.
+        labels = df.dropna(subset=["measure"]).groupby(["metric", "encoder"])["measure"].first()
+        pairs = zip(out["metric"], out["encoder"], strict=True)
+        out["measure"] = [labels.get(pair) for pair in pairs]
+        cols = [*cols, "measure"]
     for c in cols:
         if c not in out.columns:
             out[c] = np.nan

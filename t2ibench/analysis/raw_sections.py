@@ -34,7 +34,10 @@ def _measure_label(r, directions) -> str:
     arrow = "↑" if directions.get(r["metric"], True) else "↓"
     enc = f" · {r['encoder']}" if r["encoder"] else ""
     res = f" {r['resize']}" if r["resize"] else ""
-    return f"{r['metric']} {arrow} <{r['prompt_type']}>{enc}{res}"
+    # a metric profile's label (DreamBooth's "DINO", "CLIP-I", "CLIP-T") leads, the metric follows
+    label = r.get("measure")
+    lead = f"{label}: " if isinstance(label, str) and label and label != r["metric"] else ""
+    return f"{lead}{r['metric']} {arrow} <{r['prompt_type']}>{enc}{res}"
 
 
 def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True) -> pd.DataFrame:

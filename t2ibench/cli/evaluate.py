@@ -81,12 +81,7 @@ def evaluate_cmd(**kw: Any) -> None:
     from t2ibench.encoders import FeatureCache
     from t2ibench.layouts import scan_layout
     from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE, get_metric_profile
-    from t2ibench.metric_profiles.pipeline import (
-        apply_metric_profile,
-        check_pipeline_supports,
-        metric_options,
-        profile_encoders,
-    )
+    from t2ibench.metric_profiles.compile import check_profile, profile_encoders, profile_plans
     from t2ibench.pipeline.evaluate import evaluate_images
     from t2ibench.pipeline.load_encoders import create_encoders
     from t2ibench.results import append_results
@@ -101,9 +96,7 @@ def evaluate_cmd(**kw: Any) -> None:
         checkpoint=kw["checkpoint"],
         identifier=kw["identifier"],
     )
-    check_pipeline_supports(
-        profile, single_reference=scan.single_reference, identifier_free=scan.identifier_free
-    )
+    check_profile(profile, single_reference=scan.single_reference)
     if profile.defaults:
         resize = split_lists(kw["evaluate__resize"]) or None
         encs = create_encoders(encoders or PAPER_ENCODERS, resize, kw["device"])
@@ -119,11 +112,10 @@ def evaluate_cmd(**kw: Any) -> None:
         metrics=selected,
         base_images_dir=kw["base_images"],
         cache=FeatureCache(kw["cache"] or out / ".feature-cache"),
-        metric_options=metric_options(profile, selected),
+        plans=profile_plans(profile, None if profile.defaults else encs, selected),
         records=scan.records,
         checkpoint_info=scan.checkpoint_info,
     )
-    df = apply_metric_profile(df, profile)
     merged = append_results(df, out)
     console().print(f"{len(df)} rows written; {len(merged)} rows in {out}")
 

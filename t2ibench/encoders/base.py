@@ -146,18 +146,30 @@ class Preprocess:
 # --------------------------------------------------------------------------------------------------
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain_reason(exc: BaseException) -> str:
+    """``exc`` as one plain line: its type and first line, terminal colour codes removed (torch's
+    unpickling errors carry ANSI escapes and advice to disable its safety check)."""
+    text = _ANSI.sub("", str(exc)).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def missing_weights_error(
     encoder: str, source: str, exc: BaseException | None = None
 ) -> T2IBenchError:
-    """The one error for weights that cannot be found (offline hub, bad path)."""
-    why = f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})" if exc else ""
+    """The one error for weights that cannot be found (offline hub, bad path): one plain line,
+    with the command-line way to give local weights (``--encoders NAME@/path``)."""
+    why = f" ({plain_reason(exc)})" if exc else ""
     offline = (
         " HF_HUB_OFFLINE is set, so only the local cache is searched." if hub_offline() else ""
     )
     return T2IBenchError(
         f"encoder {encoder}: cannot load weights {source!r}{why}.{offline} Download them once on a "
-        f"machine with network access, or pass a local path: create_encoder({encoder!r}, "
-        f"weights='/path/to/weights')."
+        f"machine with network access, or pass a local path: --encoders {encoder}@/path/to/weights "
+        '(in Python: weights="/path/to/weights").'
     )
 
 

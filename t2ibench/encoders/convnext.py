@@ -1,4 +1,10 @@
-"""ConvNeXt V2-L ``convnextv2_large.fcmae_ft_in22k_in1k_384`` through timm, pre-logits features.
+"""ConvNeXt V2-L ``convnextv2_large.fcmae_ft_in22k_in1k`` through timm, pre-logits features.
+
+The checkpoint is the one the LyCORIS paper's code loaded: ``timm.create_model("convnextv2_large",
+pretrained=True)`` (cyber-meow/LyCORIS-evaluation, lycoris_eval/encoding/encoders.py l. 62-72), i.e.
+timm's default tag for the architecture, ``fcmae_ft_in22k_in1k`` (ImageNet-22k → 1k at 224 px; the
+first tag timm lists, timm/models/convnext.py l. 689 in timm 0.9.7). The paper's App. D.4 names the
+``_384`` fine-tune; its published numbers come from the code (see lycoris2024.toml).
 
 Feature = ``forward_head(forward_features(x), pre_logits=True)``: global average pool + final
 norm, (n, 1536) — not the 1000 classifier logits (the paper's public code used logits by mistake).
@@ -26,7 +32,7 @@ from t2ibench.encoders.base import (
     weights_source,
 )
 
-DEFAULT_WEIGHTS = "convnextv2_large.fcmae_ft_in22k_in1k_384"
+DEFAULT_WEIGHTS = "convnextv2_large.fcmae_ft_in22k_in1k"  # timm's default tag
 TINY_ARGS: dict[str, Any] = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "num_classes": 10}
 
 
@@ -97,7 +103,7 @@ def _register() -> None:
             kind="image",
             default_weights=DEFAULT_WEIGHTS,
             feature_desc="(n, 1536) pre-logits",
-            description="ConvNeXt V2-L (timm, FCMAE, in22k→in1k 384), pre-logits features",
+            description="ConvNeXt V2-L (timm, FCMAE, in22k→in1k 224), pre-logits features",
             family="convnext",
             load=load,
             interpolation="bicubic",

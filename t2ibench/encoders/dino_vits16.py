@@ -6,7 +6,9 @@ Feature = the CLS token of ``last_hidden_state`` (after the final layernorm), th
 paper's DINO metric (Ruiz et al. 2023, §4.1: "ViT-S/16 DINO embeddings") compares. No pooler: the
 hub checkpoints have none (``add_pooling_layer=False``, so nothing random is created). The position
 grid is fixed (224 px), so inputs are square. Preprocessing default: ImageNet mean/std, bicubic,
-centre crop (DINO's evaluation transform: resize 256 → crop 224; a metric profile sets its own).
+centre crop of the short side resized to 224. DINO's own evaluation transform, short side 256 →
+crop 224 (facebookresearch/dino eval_knn.py), is what the metric profiles that use DINO set
+(``resize_size = 256`` in dreambooth.toml, customconcept101.toml, dreambench-pp.toml).
 """
 
 from __future__ import annotations

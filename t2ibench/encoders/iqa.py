@@ -47,6 +47,7 @@ from t2ibench.encoders.base import (
     hub_offline,
     local_weights_id,
     missing_weights_error,
+    plain_reason,
     stack_rows,
 )
 from t2ibench.errors import ConfigError, MissingExtraError, T2IBenchError
@@ -242,22 +243,43 @@ def _default_weights_file(name: str) -> Path:
     return Path(load_file_from_url(url))
 
 
+def _key_mismatch(net: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    want = set(net.state_dict())
+    return sorted(want - set(state)), sorted(set(state) - want)
+
+
 def load_network(name: str, source: str | None) -> tuple[torch.nn.Module, str]:
     """The probe's network with the weights of ``source`` (``None``: pyiqa's default) loaded
     safely; returns it and its weights id (a content hash of the checkpoint)."""
     label = source or f"pyiqa default {default_checkpoint_url(name)}"
     try:
         file = Path(source).expanduser() if source is not None else _default_weights_file(name)
-        if file.is_dir():
-            raise IsADirectoryError(f"{file} is a folder; give the checkpoint file")
-        state = read_state_dict(file)
-    except Exception as exc:  # URLError, OSError, unpickling refused, bad layout: one message
+    except Exception as exc:  # not in pyiqa's cache offline, URLError: fetch it or give a file
         raise missing_weights_error(name, label, exc) from exc
+    if file.is_dir():
+        raise T2IBenchError(f"encoder {name}: {file} is a folder; give the checkpoint file")
+    try:
+        state = read_state_dict(file)
+    except Exception as exc:  # the file is there but unreadable: no download would help
+        raise T2IBenchError(
+            f"encoder {name}: {file} is not a checkpoint t2ibench reads safely "
+            f"({plain_reason(exc)}); give a .safetensors file, or a .pt/.pth file that holds "
+            "only tensors"
+        ) from None
     net = build_network(name)
+    missing, unexpected = _key_mismatch(net, state)
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise T2IBenchError(
+            f"encoder {name}: {file} does not hold pyiqa's {name} network ({len(missing)} "
+            f"weights missing, {len(unexpected)} unexpected, e.g. {first!r})"
+        )
     try:
         net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise missing_weights_error(name, label, exc) from exc
+    except RuntimeError as exc:  # same names, other shapes
+        raise T2IBenchError(
+            f"encoder {name}: {file} does not fit pyiqa's {name} network ({plain_reason(exc)})"
+        ) from None
     if hasattr(net, "joint_texts"):  # LIQE: text features of the loaded CLIP, not the random one
         with torch.no_grad():
             net.text_features = net.get_text_features(net.joint_texts)

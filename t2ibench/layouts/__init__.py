@@ -9,6 +9,13 @@ identifier the text cleaning removes. The evaluate stage then scores it exactly 
 t2ibench's own images. A folder that does not fit stops with one :class:`LayoutError` line naming
 the first file or folder (in sorted order) that does not.
 
+File names: image extensions match in any case (``00.JPG`` is a JPEG); the files operating systems
+and file managers leave behind (:data:`OS_FILES`: ``Thumbs.db``, ``desktop.ini``, ``.DS_Store``,
+macOS ``._*`` AppleDouble files, ``__MACOSX/``, ...) and hidden files are skipped. Every image a
+scan lists (generated and reference) is then decode-checked (:func:`t2ibench.images.check_image`)
+before the scan returns, so an undecodable file stops the run before any encoder loads, with one
+line naming it; "not a readable image" means exactly that.
+
 Each built-in layout is one module in this package that registers itself
 (:func:`register_layout` at its bottom); third parties register through the entry-point group
 ``t2ibench.layouts``. Light: no torch.
@@ -23,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2ibench.data import Concept, Dataset, ImageRecord, Leaf
-from t2ibench.errors import T2IBenchError
+from t2ibench.errors import DatasetError, T2IBenchError
 from t2ibench.pipeline.manifest import ManifestRecord
 from t2ibench.registry import Registry
 
@@ -102,24 +109,63 @@ def scan_layout(
         dataset = Path(dataset).expanduser()
         if not dataset.is_dir():
             raise LayoutError(f"{dataset}: not a folder (the references of layout {name})")
-    return layout.scan(
+    scan = layout.scan(
         images.absolute(),
         dataset=None if dataset is None else dataset.absolute(),
         checkpoint=checkpoint,
         identifier=identifier if identifier is not None else layout.default_identifier,
     )
+    check_images(scan)
+    return scan
+
+
+def check_images(scan: LayoutScan) -> None:
+    """Decode-check every image ``scan`` lists, generated and reference, in order (cheap: see
+    :func:`t2ibench.images.check_image`); :class:`LayoutError` naming the first that fails."""
+    from t2ibench.images import check_image
+
+    paths = [scan.root / r.file for r in scan.records]
+    paths += [im.path for leaf in scan.dataset.leaves.values() for im in leaf.images]
+    for path in dict.fromkeys(paths):
+        try:
+            check_image(path)
+        except DatasetError as exc:
+            raise LayoutError(str(exc)) from None
 
 
 # --- helpers the layouts share ---------------------------------------------------------------
 
+#: What operating systems, file managers and archivers leave in folders (lower-case names): never
+#: a user's image or subject, skipped by every layout. Hidden names (``.DS_Store``, ``._*``
+#: AppleDouble files, ``.ipynb_checkpoints``) are skipped too.
+OS_FILES = frozenset(
+    {
+        "thumbs.db",  # Windows Explorer thumbnail cache
+        "ehthumbs.db",
+        "ehthumbs_vista.db",
+        "desktop.ini",  # Windows folder settings
+        "icon\r",  # macOS custom folder icon
+        "__macosx",  # macOS zip resource forks
+        "$recycle.bin",
+        "system volume information",
+        "@eadir",  # Synology NAS thumbnails
+    }
+)
+
+
+def is_os_file(name: str) -> bool:
+    """A hidden file or one of :data:`OS_FILES`: not part of a layout."""
+    return name.startswith(".") or name.lower() in OS_FILES
+
 
 def entries(folder: Path) -> list[Path]:
-    """``folder``'s entries in sorted order, hidden ones (``.DS_Store``, ``.ipynb_checkpoints``)
-    skipped; a symlink leading outside ``folder`` is refused."""
+    """``folder``'s entries in sorted order, hidden ones (``.DS_Store``, ``._00.jpg``,
+    ``.ipynb_checkpoints``) and :data:`OS_FILES` (``Thumbs.db``, ``desktop.ini``) skipped; a
+    symlink leading outside ``folder`` is refused."""
     out = []
     real = folder.resolve()
     for p in sorted(folder.iterdir(), key=lambda q: q.name):
-        if p.name.startswith("."):
+        if is_os_file(p.name):
             continue
         if not p.resolve().is_relative_to(real):
             raise LayoutError(f"{p}: a link to {p.resolve()}, outside {folder}")
@@ -128,15 +174,22 @@ def entries(folder: Path) -> list[Path]:
 
 
 def image_files(folder: Path, suffixes: Iterable[str], what: str) -> list[Path]:
-    """The images of ``folder`` (suffixes matched exactly as given); anything else is an error."""
-    suffixes = tuple(suffixes)
+    """The files of ``folder`` (``what``: e.g. "the real images of subject 'dog'"), their suffixes
+    matched in any case (``.JPG`` = ``.jpg``); a file with another suffix or a folder is an error
+    (whether a file decodes is :func:`check_images`' question, asked after the scan)."""
+    suffixes = tuple(dict.fromkeys(s.lower() for s in suffixes))
     out = []
     for p in entries(folder):
-        if not p.is_file() or not p.name.endswith(suffixes):
-            raise LayoutError(f"{p}: not {what} (expected files ending {', '.join(suffixes)})")
+        if not p.is_file():
+            raise LayoutError(f"{p}: a folder among {what} (expected only files here)")
+        if not p.name.lower().endswith(suffixes):
+            raise LayoutError(
+                f"{p}: unexpected file among {what} (expected names ending "
+                f"{', '.join(suffixes)}, in any case)"
+            )
         out.append(p)
     if not out:
-        raise LayoutError(f"{folder}: no images (expected {what})")
+        raise LayoutError(f"{folder}: no files ending {', '.join(suffixes)} ({what})")
     return out
 
 
@@ -201,7 +254,10 @@ __all__ = [
     "Layout",
     "LayoutError",
     "LayoutScan",
+    "OS_FILES",
+    "check_images",
     "get_layout",
+    "is_os_file",
     "list_layouts",
     "register_layout",
     "scan_layout",

@@ -7,7 +7,7 @@
       pet_cat1/*.jpg                  one folder per concept: the target (real) images
     IMAGES/                           one sample folder per concept, named as its concept folder
       pet_cat1/
-        samples/*.png                 the generated images (.png, .jpg, .jpeg, .tiff, .JPG)
+        samples/*.png                 the generated images (.png, .jpg, .jpeg, .tiff, any case)
         prompts.json                  {"<image file stem>": "<prompt it was generated from>"}
 
 IMAGES may also be one sample folder itself (``samples/`` + ``prompts.json``; its name is the
@@ -36,8 +36,9 @@ from t2ibench.layouts import (
     subfolders,
 )
 
-#: The suffixes the script lists images by (matched case-sensitively, as it does).
-SUFFIXES = (".png", ".jpg", ".jpeg", ".tiff", ".JPG")
+#: The suffixes the script lists images by (it matches them case-sensitively, so it would skip a
+#: ".PNG"; t2ibench matches every layout's suffixes in any case and reads such a file).
+SUFFIXES = (".png", ".jpg", ".jpeg", ".tiff")
 SAMPLES, PROMPTS = "samples", "prompts.json"
 
 
@@ -80,10 +81,12 @@ def scan(
             )
         category = concept.split("_", 1)[0] if "_" in concept else "concept"
         leaf = make_leaf(category, concept,
-                         image_files(targets, SUFFIXES, "a target image"), identifier, concept)  # fmt: skip
+                         image_files(targets, SUFFIXES, f"the target images of {concept!r}"), identifier, concept)  # fmt: skip
         leaves.append(leaf)
         prompts = _prompts(root / PROMPTS)
-        for index, path in enumerate(image_files(root / SAMPLES, SUFFIXES, "a sample image")):
+        for index, path in enumerate(
+            image_files(root / SAMPLES, SUFFIXES, f"the samples of {concept!r}")
+        ):
             stem = path.name.rsplit(".", 1)[0]
             if stem not in prompts:
                 raise LayoutError(f"{path}: no prompt for {stem!r} in {root / PROMPTS}")

@@ -36,8 +36,9 @@ from t2ibench.layouts import (
     subfolders,
 )
 
-#: The reference scripts' IMAGE_EXT (utils/image_utils.py): png, jpeg, jpg in either case.
-SUFFIXES = tuple(f".{e}" for e in ("png", "jpeg", "jpg", "PNG", "JPEG", "JPG"))
+#: The reference scripts' IMAGE_EXT (utils/image_utils.py): png, jpeg, jpg in either case
+#: (t2ibench matches every layout's suffixes in any case).
+SUFFIXES = (".png", ".jpeg", ".jpg")
 CATEGORIES = ("live_subject_animal", "live_subject_human", "object", "style")
 _ID = re.compile(rf"^({'|'.join(CATEGORIES)})_(\d+)_(.+)$")
 _STEM = re.compile(r"^(\d+)_(\d+)$")
@@ -81,9 +82,11 @@ def scan(
         for part in ("src_image", "text"):
             if not (images / part / inst).is_dir():
                 raise LayoutError(f"{images / part / inst}: missing (for {folder})")
-        targets = _by_stem(image_files(folder, SUFFIXES, "a generated image"))
-        sources = _by_stem(image_files(images / "src_image" / inst, SUFFIXES, "a source image"))
-        texts = _by_stem(image_files(images / "text" / inst, (".txt",), "a prompt file"))
+        targets = _by_stem(image_files(folder, SUFFIXES, f"the generated images of {inst}"))
+        sources = _by_stem(
+            image_files(images / "src_image" / inst, SUFFIXES, f"the sources of {inst}")
+        )
+        texts = _by_stem(image_files(images / "text" / inst, (".txt",), f"the prompts of {inst}"))
         for stems in (sources, texts):
             extra = sorted(set(stems) - set(targets))
             if extra:

@@ -9,7 +9,8 @@ github.com/google/dreambooth).
       dog/00.jpg ...                        each subject's real images (the references)
     IMAGES/
       dog/<p>_<k>.png                       image k for prompt p (0-based, the list's order) of
-                                            subject "dog"; .png, .jpg, .jpeg or .webp
+                                            subject "dog"; .png, .jpg, .jpeg or .webp (any
+                                            case; Thumbs.db, .DS_Store and the like skipped)
 
 Prompt p is the subject's list entry with {0} = the identifier (``--identifier``, default "sks")
 and {1} = its class; cats and dogs use the live-subject list (the paper's 9 live subjects), the
@@ -97,12 +98,12 @@ def scan(
         if not ref_folder.is_dir():
             raise LayoutError(f"{ref_folder}: missing (the real images of subject {subject!r})")
         leaf = make_leaf(
-            kind, subject, image_files(ref_folder, REFERENCE_SUFFIXES, "a real image"),
+            kind, subject, image_files(ref_folder, REFERENCE_SUFFIXES, f"the real images of {subject!r}"),
             identifier, cls,
         )  # fmt: skip
         leaves.append(leaf)
         found = []
-        for path in image_files(folder, GENERATED_SUFFIXES, "a generated image"):
+        for path in image_files(folder, GENERATED_SUFFIXES, f"the generated images of {subject!r}"):
             m = _NAME.match(path.name)
             if not m:
                 raise LayoutError(

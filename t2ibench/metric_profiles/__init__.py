@@ -6,8 +6,12 @@ interpolation; the normalisation is the encoder's own), the pairing (``all-pairs
 image against every reference; ``paired`` = image i against reference i; ``base-paired`` = against
 the base model's image of the same prompt and seed; ``prompt`` = image i against its prompt), the
 text cleaning (``remove-identifier`` or ``keep``), ``resize_size`` (the short side before a centre
-crop of ``size``: DINO's evaluation transform resizes to 256, then crops 224), the scaling (``scale``, e.g. 100) and the clamp
-(``none``, ``pair`` = max(cos, 0) per pair, ``mean`` = max(mean, 0)).
+crop of ``size``: DINO's evaluation transform resizes to 256, then crops 224), ``crop_offset``
+(where an odd margin puts the centre crop: ``round`` = torchvision's ``CenterCrop``, ``floor`` =
+Hugging Face transformers' image processors; see :mod:`t2ibench.metric_profiles.preprocess`), the
+scaling (``scale``, e.g. 100) and the clamp (``none``, ``pair`` = max(cos, 0) per pair, ``mean`` =
+max(mean, 0)). ``label`` is the paper's name for the number ("DINO", "CLIP-I"); results keep the
+metric's name in ``metric`` and carry the label in their ``measure`` column.
 
 Each built-in profile is one TOML file in this folder (a new one needs no code); third parties
 register a :class:`MetricProfile` (or a path to a TOML file) through the entry-point group
@@ -28,6 +32,7 @@ from t2ibench.registry import Registry
 PAIRINGS = ("all-pairs", "paired", "base-paired", "prompt")
 TEXT_CLEANING = ("remove-identifier", "keep")
 CLAMPS = ("none", "pair", "mean")
+CROP_OFFSETS = ("round", "floor")  # torchvision's CenterCrop; transformers' image processors
 DEFAULT_METRIC_PROFILE = "lycoris2024"
 
 
@@ -42,6 +47,7 @@ class Measure:
     resize: str | None = None
     size: int | None = None
     resize_size: int | None = None
+    crop_offset: str = "round"
     pairing: str = "all-pairs"
     text: str = "remove-identifier"
     scale: float = 1.0
@@ -53,6 +59,7 @@ class Measure:
             ("pairing", self.pairing, PAIRINGS),
             ("text", self.text, TEXT_CLEANING),
             ("clamp", self.clamp, CLAMPS),
+            ("crop_offset", self.crop_offset, CROP_OFFSETS),
         ):
             if value not in allowed:
                 raise ConfigError(
@@ -65,6 +72,17 @@ class Measure:
                 f"measure {self.label!r}: resize_size {self.resize_size} needs resize = "
                 f"'center-crop' and resize_size ≥ size (resize, then crop the centre)"
             )
+        if self.crop_offset != "round" and self.resize != "center-crop":
+            raise ConfigError(
+                f"measure {self.label!r}: crop_offset {self.crop_offset!r} needs resize = "
+                "'center-crop' (only a centre crop has an offset)"
+            )
+
+    @property
+    def encoder_key(self) -> tuple:
+        """What makes two measures share one encoder: model, weights and preprocessing."""
+        return (self.encoder, self.weights, self.resize, self.size, self.resize_size,
+                self.crop_offset)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,12 +95,15 @@ class MetricProfile:
     defaults: bool = False
     path: Path | None = field(default=None, compare=False)
 
-    def encoders(self) -> list[tuple[str, str | None, str | None, int | None, int | None]]:
-        """Distinct (encoder, weights, resize, size, resize_size) the measures need, in order."""
-        seen: dict[tuple, None] = {}
+    def encoder_settings(self) -> list[Measure]:
+        """One measure per distinct (encoder, weights, resize, size, resize_size, crop_offset),
+        in order: what to build each encoder with (``create_encoder(m.encoder, weights=m.weights,
+        resize=m.resize, size=m.size)``, then
+        :func:`t2ibench.metric_profiles.preprocess.set_measure_preprocess`)."""
+        seen: dict[tuple, Measure] = {}
         for m in self.measures:
-            seen.setdefault((m.encoder, m.weights, m.resize, m.size, m.resize_size), None)
-        return list(seen)
+            seen.setdefault(m.encoder_key, m)
+        return list(seen.values())
 
     def metrics(self) -> list[str]:
         return list(dict.fromkeys(m.metric for m in self.measures))
@@ -164,6 +185,7 @@ for _file in sorted(Path(__file__).parent.glob("*.toml")):
 
 __all__ = [
     "CLAMPS",
+    "CROP_OFFSETS",
     "DEFAULT_METRIC_PROFILE",
     "METRIC_PROFILES",
     "PAIRINGS",

@@ -21,6 +21,12 @@ import numpy as np
 import torch
 
 
+class UndefinedValue(ValueError):
+    """The metric has no value for these inputs although they are valid (a covariance of one
+    sample, a KID subset of one row): the evaluation records it as missing, with a warning.
+    Any other error a metric raises is a defect of its inputs and stops the evaluation."""
+
+
 def as_matrix(
     x: torch.Tensor, name: str, *, cols: int | None = None, cols_from: str = "earlier features"
 ) -> torch.Tensor:

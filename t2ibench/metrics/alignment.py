@@ -110,6 +110,12 @@ register_metric(
         description="mean cosine between each image and its cleaned prompt",
         # "clipscore-hessel" or "clipscore-torchmetrics" instead: evaluate_images(metric_options=...)
         options={"convention": "cosine"},
+        # A metric profile's clamp is one of the CLIPScore conventions: Hessel's mean of
+        # 2.5·max(cos, 0) (clamp per pair), torchmetrics' max(100·mean cos, 0) (clamp of the mean).
+        clamps={
+            "pair": ({"convention": "clipscore-hessel"}, 2.5),
+            "mean": ({"convention": "clipscore-torchmetrics"}, 100.0),
+        },
         report=ReportUse(
             criterion=("alter",),
             shap=("alter",),

@@ -17,7 +17,7 @@ import warnings
 
 import torch
 
-from t2ibench.metrics._common import StreamingMetric, add, as_matrix, width
+from t2ibench.metrics._common import StreamingMetric, UndefinedValue, add, as_matrix, width
 
 
 class SingularCovarianceWarning(UserWarning):
@@ -67,7 +67,7 @@ def _stats(
     s: torch.Tensor, ss: torch.Tensor, n: int, name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if n < 2:
-        raise ValueError(f"frechet_distance: {name} needs at least 2 samples, got {n}")
+        raise UndefinedValue(f"frechet_distance: {name} needs at least 2 samples, got {n}")
     mu = s / n
     cov = (ss - n * torch.outer(mu, mu)) / (n - 1)  # unbiased, as numpy.cov and FID code
     return mu, cov

@@ -4,7 +4,7 @@ A metric declares its inputs by name (``MetricSpec.inputs``, the keyword argumen
 The evaluate stage looks every name up here and calls the provider registered under it; a name with
 no provider stops the evaluation with an error naming the metric and the input. The built-in
 providers (generated and dataset features, prompt texts, seed-paired base images, raw scores) are
-registered by :mod:`t2ibench.pipeline.evaluate`; a plug-in registers its own next to its metric::
+registered by :mod:`t2ibench.evaluation.providers`; a plug-in registers its own next to its metric::
 
     register_input_provider(InputProvider("pixels", provide=load_pixels))
 
@@ -35,9 +35,10 @@ class MetricInputError(T2IBenchError):
 class EvalContext:
     """What the evaluate stage knows about one (checkpoint, leaf, prompt type) group and encoder.
 
-    ``records`` are the group's manifest records in a stable order and ``image_paths`` their files;
-    ``encoder`` is None for a metric whose inputs need no encoder; ``cache`` is the feature cache to
-    use with it (None: do not store). ``base_images`` maps a record's pairing key to the base model's
+    ``records`` are the group's manifest records in a stable order and ``image_paths`` their files
+    (an in-memory evaluation writes its images to files first); ``encoder`` is None for a metric
+    whose inputs need no encoder; ``cache`` is the feature cache to use with it (None: do not
+    store). ``base_images`` maps a record's pairing key to the base model's
     image (see :func:`paired_key`). ``shared`` lives for the whole evaluation (e.g. dataset features
     per encoder and leaf), ``memo`` for this group and encoder (e.g. generated features).
     """
@@ -79,6 +80,9 @@ class InputProvider:
     such encoder); None = it needs no encoder (the metric is computed once, encoder column empty).
     ``own_encoder_only``: only the encoder the metric names (IQA scores). ``per_image``: one row per
     generated image, in ``ctx.records`` order, so a metric that groups by prompt can split it.
+    ``needs``: what the caller must give for it to supply anything ("references", "prompts",
+    "base images"; empty: nothing beyond the images), so an in-memory evaluation can say which
+    argument is missing before any encoder loads.
     """
 
     name: str
@@ -87,6 +91,7 @@ class InputProvider:
     own_encoder_only: bool = False
     per_image: bool = True
     description: str = ""
+    needs: str = ""
 
     def accepts(self, spec: Any, encoder: Any | None) -> bool:
         """Whether this provider can supply ``spec``'s input with ``encoder`` (None = no encoder)."""

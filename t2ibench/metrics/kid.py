@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from t2ibench.metrics._common import StreamingMetric, as_matrix
+from t2ibench.metrics._common import StreamingMetric, UndefinedValue, as_matrix
 
 DEFAULT_SUBSETS = 100
 DEFAULT_SUBSET_SIZE = 1000
@@ -69,7 +69,7 @@ def kid_subset_values(
         )
     size = min(subset_size, g.shape[0], r.shape[0])
     if size < 2:
-        raise ValueError(
+        raise UndefinedValue(
             f"kid: needs at least 2 samples per side, got {g.shape[0]} gen and {r.shape[0]} ref"
         )
     rng = torch.Generator().manual_seed(seed)
@@ -106,15 +106,26 @@ class KernelInceptionDistance(StreamingMetric):
 
     def merge(self, other: StreamingMetric) -> StreamingMetric:
         self.check_mergeable(other)
+        mine, theirs = self.feature_width(), other.feature_width()
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ValueError(
+                f"cannot merge KernelInceptionDistance shards: feature size {theirs} differs "
+                f"from {mine}"
+            )
         self.gen_rows = [*self.gen_rows, *other.gen_rows]
         self.ref_rows = [*self.ref_rows, *other.ref_rows]
         return self
 
+    def feature_width(self) -> int | None:
+        rows = self.gen_rows or self.ref_rows
+        return int(rows[0].shape[1]) if rows else None
+
     def update(self, gen: torch.Tensor | None = None, ref: torch.Tensor | None = None) -> None:
-        if gen is not None:
-            self.gen_rows.append(as_matrix(gen, "gen"))
-        if ref is not None:
-            self.ref_rows.append(as_matrix(ref, "ref"))
+        # Every row, generated or reference, must have the width of the first one seen: refused
+        # here, in one line, rather than as a matmul error at compute().
+        for name, x, rows in (("gen", gen, self.gen_rows), ("ref", ref, self.ref_rows)):
+            if x is not None:
+                rows.append(as_matrix(x, name, cols=self.feature_width()))
 
     def compute_with_std(self) -> tuple[float, float]:
         if not self.gen_rows or not self.ref_rows:

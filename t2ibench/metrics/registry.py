@@ -51,7 +51,10 @@ class MetricSpec:
     ``function`` and ``stream`` (e.g. text alignment's ``convention``); ``evaluate_images`` can
     override them per metric. ``group_by`` = "prompt" means the value is computed per prompt and then
     averaged (Vendi on ``alter``: 10 images per prompt). ``prompt_types`` = None means every type.
-    ``report`` says which report sections the metric feeds.
+    ``report`` says which report sections the metric feeds. ``clamps``: how the metric computes a
+    metric profile's clamp (``"pair"`` = max(value, 0) per pair, ``"mean"`` = of the mean) — the
+    options that do it and the scale those options already apply (text alignment's CLIPScore
+    conventions); a profile that clamps a metric without one is refused.
     """
 
     name: str
@@ -68,6 +71,7 @@ class MetricSpec:
     group_by: dict[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     report: ReportUse = field(default_factory=ReportUse)
+    clamps: Mapping[str, tuple[Mapping[str, Any], float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _SLUG.match(self.name):

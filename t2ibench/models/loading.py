@@ -41,6 +41,10 @@ def resolve_spec(spec: str | Path) -> tuple[str, Any]:
     ``("hub", repo_id)``; a path that does not exist is an error, not a hub lookup."""
     if isinstance(spec, str) and spec.strip() == TINY:
         return "tiny", None
+    if isinstance(spec, str) and not Path(spec).expanduser().exists():
+        from t2ibench.profiles import resolve_named
+
+        spec = resolve_named("base", spec)  # a named base (``toy``) is its folder, as for --base
     text = str(spec)
     path = Path(text).expanduser()
     if path.is_dir():

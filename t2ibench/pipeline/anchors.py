@@ -66,7 +66,7 @@ def real_image_ceiling(
     dataset, encoders: Sequence[Any], metrics: Sequence[str], cache
 ) -> pd.DataFrame:
     """Leave-one-out value of each ``gen``/``ref`` metric per leaf and image encoder."""
-    from t2ibench.encoders import encode_images_cached
+    from t2ibench.evaluation.providers import encode_images as encode_images_cached
 
     specs = _loo_metrics(metrics)
     rows = []
@@ -107,7 +107,7 @@ def _unit(x):
 def copy_detection(dataset, encoder, image_dirs: Mapping[str, Path], cache) -> pd.DataFrame:
     """Per generated image: its nearest training image (cosine), that leaf's copy ceiling and
     whether the image is above it."""
-    from t2ibench.encoders import encode_images_cached
+    from t2ibench.evaluation.providers import encode_images as encode_images_cached
     from t2ibench.pipeline.manifest import MANIFEST_NAME, read_manifest
 
     train_paths, train_leaf = [], []
@@ -186,12 +186,11 @@ def evaluate_anchors(
     image_dirs: Mapping[str, Path],
     cache,
     progress: bool = True,
-    metric_options: Mapping[str, Mapping] | None = None,
-    transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    plans: Callable[[list], list] | None = None,
 ) -> None:
     """Score the base model as checkpoint ``base`` and write the ceiling and copy-detection tables
-    (each step skipped when its output exists: a resumed run redoes nothing). ``metric_options``
-    and ``transform`` (applied to the base model's rows): a metric profile's, as for checkpoints."""
+    (each step skipped when its output exists: a resumed run redoes nothing). ``plans(encoders)``:
+    what the engine computes (a metric profile's measures), as for checkpoints."""
     from t2ibench.pipeline.evaluate import evaluate_images
     from t2ibench.results import append_results, read_results, write_results
 
@@ -220,10 +219,10 @@ def evaluate_anchors(
                 base_images_dir=base_images,
                 cache=cache,
                 checkpoint_info={"base": {"config": "base", "seed": "", "epoch": 0}},
-                metric_options=metric_options,
+                plans=plans(encoders) if plans else None,
                 progress=progress,
             )
-            write_results(transform(df) if transform else df, part, formats=("parquet",))
+            write_results(df, part, formats=("parquet",))
         if need_anchors:
             anchors.mkdir(parents=True, exist_ok=True)
             ceil = real_image_ceiling(dataset, encoders, metrics, cache)

@@ -56,8 +56,7 @@ class EvaluateStage:
             {run.names[ck]: run.images / run.names[ck] for ck in run.checkpoints},
             self._cache(run),
             progress=r.options.progress,
-            metric_options=self._metric_options(run),
-            transform=lambda df: self._apply_profile(run, df),
+            plans=lambda encoders: self._plans(run, encoders),
         )
         run.state.mark("evaluate", inputs=self._inputs(run))
 
@@ -76,10 +75,10 @@ class EvaluateStage:
             base_images_dir=run.base_images,
             cache=self._cache(run),
             checkpoint_info=run.once("columns", lambda: r.source.columns(run)),
-            metric_options=self._metric_options(run),
+            plans=self._plans(run, encoders),
             progress=r.options.progress,
         )
-        write_results(self._apply_profile(run, df), run.parts / name, formats=("parquet",))
+        write_results(df, run.parts / name, formats=("parquet",))
         atomic_write(run.parts / name / PART_INPUTS, json.dumps(self._part_inputs(run, ck)))
         run.state.add("evaluated", name)
 
@@ -162,18 +161,14 @@ class EvaluateStage:
             from t2ibench.pipeline.load_encoders import create_encoders
 
             return create_encoders(r.encoders, r.resize, r.options.device)
-        from t2ibench.metric_profiles.pipeline import run_encoders
+        from t2ibench.metric_profiles.compile import run_encoders
 
         return run_encoders(r.loaded_metric_profile, r.encoders, r.options.device)
 
     @staticmethod
-    def _metric_options(run: Run) -> Any:
-        from t2ibench.metric_profiles.pipeline import metric_options
+    def _plans(run: Run, encoders: list) -> Any:
+        """What the engine computes: the protocol's measures, bound to these encoders."""
+        from t2ibench.metric_profiles.compile import profile_plans
 
-        return metric_options(run.resolved.loaded_metric_profile, run.resolved.metrics)
-
-    @staticmethod
-    def _apply_profile(run: Run, df: Any) -> Any:
-        from t2ibench.metric_profiles.pipeline import apply_metric_profile
-
-        return apply_metric_profile(df, run.resolved.loaded_metric_profile)
+        profile = run.resolved.loaded_metric_profile
+        return profile_plans(profile, None if profile.defaults else encoders, run.resolved.metrics)

@@ -273,11 +273,11 @@ def _generation(cfg: Any, trainer_cfg: Any, dataset: Any) -> tuple[Any, list[str
 def _metric_profile(options: RunOptions, dataset: Any) -> Any:
     """The metric profile asked for, checked against what the evaluate stage can compute."""
     from t2ibench.metric_profiles import DEFAULT_METRIC_PROFILE, get_metric_profile
-    from t2ibench.metric_profiles.pipeline import check_pipeline_supports
+    from t2ibench.metric_profiles.compile import check_profile
 
     profile = get_metric_profile(options.metric_profile or DEFAULT_METRIC_PROFILE)
     single = all(len(leaf.images) == 1 for leaf in dataset.leaves.values())
-    check_pipeline_supports(profile, single_reference=single)
+    check_profile(profile, single_reference=single)
     return profile
 
 

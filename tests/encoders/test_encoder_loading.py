@@ -129,3 +129,17 @@ def test_vgg_takes_the_pre_relu_conv_maps() -> None:
     with torch.inference_mode():
         maps = enc.model(x)
     assert (torch.cat([m.flatten() for m in maps]) < 0).any()  # pre-ReLU: negatives survive
+
+
+def test_item12_missing_weights_hint_is_the_cli_option():
+    """Issue 22 item 12: the offline missing-weights hint showed the Python call
+    (``create_encoder('…', weights='/path/to/weights')``) to CLI users; it names ``--encoders
+    NAME@/path`` (the Python keyword after it)."""
+    from t2ibench.encoders import create_encoder
+    from t2ibench.errors import T2IBenchError
+
+    with pytest.raises(T2IBenchError) as err:
+        create_encoder("dino-vits16", weights="nobody/no-such-model")
+    text = str(err.value)
+    assert "--encoders dino-vits16@/path/to/weights" in text, text
+    assert "create_encoder(" not in text and "\n" not in text, text

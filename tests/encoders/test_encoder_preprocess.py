@@ -106,3 +106,32 @@ def test_unknown_mode_is_a_config_error() -> None:
         Preprocess("pad", 224, IMAGENET_MEAN, IMAGENET_STD)
     with pytest.raises(ConfigError, match="resize"):
         resize_image(solid(8, 8, (0, 0, 0)), "squash", 224)
+
+
+def test_item15_convnext_v2_is_the_papers_code_checkpoint(tmp_path) -> None:
+    """Issue 22 item 15: ``convnextv2-l`` is timm's default tag for ``convnextv2_large`` — what the
+    paper's code loaded (``timm.create_model("convnextv2_large", pretrained=True)``) — i.e.
+    ``fcmae_ft_in22k_in1k``, a 224 px fine-tune, not ``..._384``. Checked on random weights saved
+    and re-loaded through the real loader; no download."""
+    import timm
+
+    from t2ibench.encoders import create_encoder, get_encoder_spec
+    from t2ibench.encoders.convnext import DEFAULT_WEIGHTS, TINY_ARGS
+
+    assert DEFAULT_WEIGHTS == "convnextv2_large.fcmae_ft_in22k_in1k"
+    assert get_encoder_spec("convnextv2-l").default_weights == DEFAULT_WEIGHTS
+    # timm resolves the bare architecture name to this tag (its first, default one)
+    bare = timm.create_model("convnextv2_large", pretrained=False, **TINY_ARGS)
+    assert f"convnextv2_large.{bare.pretrained_cfg['tag']}" == DEFAULT_WEIGHTS
+    cfg = bare.pretrained_cfg
+    assert tuple(cfg["input_size"]) == (3, 224, 224)  # trained at the size the metrics use
+    spec = get_encoder_spec("convnextv2-l")
+    assert (spec.mean, spec.std, spec.interpolation) == (
+        tuple(cfg["mean"]), tuple(cfg["std"]), cfg["interpolation"]
+    )  # fmt: skip
+    # the tiny stand-in is built from that tag and loads back through local-dir: with its config
+    enc = create_encoder("convnextv2-l", tiny=True, cache_dir=tmp_path)
+    assert enc.model.pretrained_cfg.get("tag") == "fcmae_ft_in22k_in1k"
+    assert enc.preprocess.size == 224 and enc.preprocess.interpolation == "bicubic"
+    x = enc.encode_images([Image.new("RGB", (64, 48), "gray")])
+    assert x.shape[0] == 1 and torch.isfinite(x).all()

@@ -37,8 +37,7 @@ def test_built_ins_and_their_specs() -> None:
     assert get_encoder_spec("clip-l14").kind == "image-text"
     assert "datacomp_xl_s13b_b90k" in get_encoder_spec("clip-l14").default_weights
     assert (
-        get_encoder_spec("convnextv2-l").default_weights
-        == "convnextv2_large.fcmae_ft_in22k_in1k_384"
+        get_encoder_spec("convnextv2-l").default_weights == "convnextv2_large.fcmae_ft_in22k_in1k"
     )
     assert get_encoder_spec("vgg19").kind == "gram"
     assert list_encoders("*-l") == ["convnextv2-l", "dinov2-l"]
@@ -54,7 +53,7 @@ def test_normalisation_matches_each_real_model() -> None:
     assert spec.mean == tuple(mean) and spec.std == tuple(std)
     from timm.models import get_pretrained_cfg
 
-    tcfg = get_pretrained_cfg("convnextv2_large.fcmae_ft_in22k_in1k_384")
+    tcfg = get_pretrained_cfg("convnextv2_large.fcmae_ft_in22k_in1k")
     spec = get_encoder_spec("convnextv2-l")
     assert (
         spec.mean == tcfg.mean and spec.std == tcfg.std and spec.interpolation == tcfg.interpolation

@@ -71,7 +71,7 @@ def test_item09_offline_default_weights_say_pass_a_local_path(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(pyiqa.utils.download_util, "DEFAULT_CACHE_DIR", str(tmp_path))
-    with pytest.raises(T2IBenchError, match="pass a local path") as err:
+    with pytest.raises(T2IBenchError, match=rf"--encoders {name}@/path/to/weights") as err:
         create_encoder(name)
     assert name in str(err.value) and "URLError" not in str(err.value)
 
@@ -88,9 +88,28 @@ class _Payload:
 def test_item09_user_weights_are_never_unpickled(name: str, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     torch.save({"params": {"x": torch.zeros(1)}, "payload": _Payload(marker)}, tmp_path / "w.pth")
-    with pytest.raises(T2IBenchError, match="cannot load weights"):
+    with pytest.raises(T2IBenchError, match="is not a checkpoint t2ibench reads safely"):
         create_encoder(name, weights=tmp_path / "w.pth")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["liqe", "maniqa"])
+def test_item18_iqa_weight_errors_are_one_plain_line(name: str, tmp_path: Path) -> None:
+    """Issue 22 item 18: an unreadable local checkpoint said "Download them once" (it is there),
+    carried torch's ANSI-coloured advice to set ``weights_only=False`` and a Python call as the
+    hint; a checkpoint of another network listed every key over many lines."""
+    bad = tmp_path / "w.pth"
+    torch.save({"params": {"x": torch.zeros(1)}, "payload": _Payload(tmp_path / "m")}, bad)
+    other = tmp_path / "other.pth"
+    torch.save({"params": {"not.this.net": torch.zeros(2)}}, other)
+    for file, why in ((bad, "is not a checkpoint t2ibench reads safely"),
+                      (other, f"does not hold pyiqa's {name} network")):  # fmt: skip
+        with pytest.raises(T2IBenchError, match=why) as err:
+            create_encoder(name, weights=file)
+        text = str(err.value)
+        assert "\n" not in text and "\x1b" not in text, text
+        assert "Download" not in text and "weights_only" + "` set to `False" not in text, text
+        assert "create_encoder(" not in text, text
 
 
 def test_probes_have_no_tiny_variant() -> None:

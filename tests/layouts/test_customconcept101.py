@@ -83,7 +83,7 @@ def test_one_sample_folder_is_one_concept(tree):
         (lambda b, s: (s / "pet_cat1/prompts.json").write_text('{"0": "a", "1": "b"}'),
          "2.png", "no prompt"),
         (lambda b, s: noise(s / "dog/samples/0.png", 9), "dog", "no concept folder"),
-        (lambda b, s: (s / "pet_cat1/samples/0.webp").write_bytes(b"x"), "0.webp", "not a sample"),
+        (lambda b, s: (s / "pet_cat1/samples/0.webp").write_bytes(b"x"), "0.webp", "unexpected file"),
         (lambda b, s: (s / "pet_cat1/prompts.json").unlink(), "prompts.json", "missing"),
         (lambda b, s: (s / "notes").mkdir(), "notes", "no samples/"),
     ],
@@ -95,3 +95,19 @@ def test_first_misfit_is_named_in_one_line(tree, damage, named, why):
         scan_layout("customconcept101", samples, dataset=bench)
     msg = str(exc.value)
     assert named in msg and why in msg and "\n" not in msg
+
+
+def test_item08_upper_case_extensions_and_os_files(tree):
+    """Issue 22 item 8 in this layout: ``.PNG`` / ``.Jpg`` read in any case, OS files skipped."""
+    bench, samples, _ = tree
+    (samples / "pet_cat1/samples/2.png").rename(samples / "pet_cat1/samples/2.PNG")
+    (bench / "pet_cat1/00.jpg").rename(bench / "pet_cat1/00.Jpg")
+    for folder in (samples / "pet_cat1/samples", bench / "pet_cat1", samples):
+        (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+        (folder / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    scan = scan_layout("customconcept101", samples, dataset=bench)
+    files = [r.file for r in scan.records if r.leaf == "pet/pet_cat1"]
+    assert files == ["pet_cat1/samples/0.png", "pet_cat1/samples/1.png", "pet_cat1/samples/2.PNG"]
+    assert scan.records[2].prompt == PROMPTS["pet_cat1"][2]
+    refs = [im.path.name for im in scan.dataset.leaves["pet/pet_cat1"].images]
+    assert refs == ["00.Jpg", "01.jpg", "02.jpg"]

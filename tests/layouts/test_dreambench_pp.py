@@ -101,3 +101,16 @@ def test_first_misfit_is_named_in_one_line(tree, damage, named, why):
         scan_layout("dreambench-pp", method)
     msg = str(exc.value)
     assert named in msg and why in msg and "\n" not in msg
+
+
+def test_item08_mixed_case_extensions_and_os_files(tree):
+    """Issue 22 item 8 in this layout: any case of .png/.jpg/.jpeg; OS files skipped."""
+    method, _ = tree
+    inst = "object_0_backpack"
+    (method / "tgt_image" / inst / "1_0.jpg").rename(method / "tgt_image" / inst / "1_0.Jpg")
+    for part in ("src_image", "tgt_image", "text"):
+        (method / part / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+        (method / part / inst / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    scan = scan_layout("dreambench-pp", method)
+    assert f"tgt_image/{inst}/1_0.Jpg" in {r.file for r in scan.records}
+    assert len(scan.records) == 5

@@ -46,12 +46,14 @@ def test_run_with_a_metric_profile(tmp_path):
     assert set(df["encoder"]) == {"dino-vits16", "clip-b32"}
 
     # One row checked against its definition: DINO = mean cosine over all (generated, real)
-    # pairs, DINO ViT-S/16 on the 224 centre crop.
+    # pairs, DINO ViT-S/16 on DINO's evaluation crop (short side 256, centre 224).
+    from t2ibench.metric_profiles.preprocess import set_resize_size
+
     ck = "lora-e000001"
     row = df[(df.checkpoint == ck) & (df.measure == "DINO")].iloc[0]
     folder = run_dir / "images" / ck
     recs = [r for r in read_manifest(folder / "manifest.jsonl") if r.leaf == row["leaf"]]
-    enc = create_encoder("dino-vits16", tiny=True, resize="center-crop")
+    enc = set_resize_size(create_encoder("dino-vits16", tiny=True, resize="center-crop"), 256)
     g = enc.encode_images([Image.open(r.path(folder)) for r in recs]).double().numpy()
     leaf = resolved.dataset.leaves[row["leaf"]]
     ref = enc.encode_images([Image.open(im.path) for im in leaf.images]).double().numpy()

@@ -103,3 +103,20 @@ def test_registered_next_to_frechet():
     gen, ref = feats(8, 4, 1), feats(8, 4, 2)
     s.update(gen=gen, ref=ref)
     assert s.compute() == pytest.approx(spec.function(gen=gen, ref=ref, subsets=2, subset_size=5))
+
+
+def test_item18_streaming_refuses_mismatched_widths_at_update():
+    """Issue 22 item 18: rows of another width were kept and failed at compute() with a raw
+    RuntimeError from the kernel's matmul; refused at update() in one line."""
+    kid = KernelInceptionDistance(subsets=2, subset_size=2)
+    kid.update(gen=torch.randn(4, 8))
+    with pytest.raises(ValueError, match=r"ref: feature size 6 differs from .*\(8\)"):
+        kid.update(ref=torch.randn(4, 6))
+    with pytest.raises(ValueError, match="gen: feature size 5"):
+        kid.update(gen=torch.randn(3, 5))
+    kid.update(ref=torch.randn(4, 8))  # the right width still goes in
+    assert isinstance(kid.compute(), float)
+    other = KernelInceptionDistance(subsets=2, subset_size=2)
+    other.update(gen=torch.randn(4, 3))
+    with pytest.raises(ValueError, match="feature size 3 differs from 8"):
+        kid.merge(other)

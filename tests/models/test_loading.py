@@ -148,3 +148,14 @@ def test_unknown_single_file_type(tmp_path):
     bad.write_bytes(b"x")
     with pytest.raises(BaseModelError, match="unknown checkpoint type"):
         load_base(bad)
+
+
+def test_item12_load_base_takes_a_named_base_as_the_cli_does():
+    """Issue 22 item 12: ``--base toy`` worked, ``load_base("toy")`` was refused ("no such file or
+    folder"); a named base is its folder in both. (resolve_spec: no weights are loaded.)"""
+    from t2ibench.profiles import BASES
+
+    kind, where = resolve_spec("toy")
+    assert kind == "folder" and where == BASES.get("toy").path().absolute()
+    with pytest.raises(BaseModelError, match="no such file or folder"):
+        resolve_spec("./toy")  # a path stays a path

@@ -165,3 +165,20 @@ def test_encoder_free_metric_and_option_override(ds, encoders, tmp_path):
     value = df.loc[df["metric"] == "text_alignment", "value"].item()
     assert value == pytest.approx(text_alignment(img, txt, convention="clipscore-hessel"), abs=1e-4)
     assert value != pytest.approx(text_alignment(img, txt), abs=1e-4)
+
+
+def test_item18_bare_clipscore_is_refused_before_any_work(ds, tmp_path):
+    """Issue 22 item 18: ``convention = "clipscore"`` given to the evaluate stage made NaN rows and
+    a log warning; it is refused in one line, before an encoder runs."""
+    gen = tmp_path / "gen"
+    leaf = ds.leaves["characters/kiro/vest"]
+    prompts = [im.caption for im in leaf.images][:2]
+    write_manifest(
+        gen / "manifest.jsonl", copy_as_generated(ds, gen, "ck", leaf.key, "train", prompts)
+    )
+    clip = create_encoder("clip-l14", tiny=True)
+    passes = clip.forward_passes
+    with pytest.raises(T2IBenchError, match="text_alignment.*'clipscore' is ambiguous"):
+        evaluate_images(tmp_path / "gen", ds, [clip], metrics=["text_alignment"], progress=False,
+                        metric_options={"text_alignment": {"convention": "clipscore"}})  # fmt: skip
+    assert clip.forward_passes == passes

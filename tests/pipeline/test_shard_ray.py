@@ -95,7 +95,9 @@ def test_recorded_batches_encoded_in_any_order_give_the_local_values(tmp_path, m
         evaluate.encode_batch(encoders[batch.encoder], batch, FeatureCache(batch.cache_root))
 
     encoded = []
-    plain = evaluate.encode_images_cached
+    import t2ibench.evaluation.providers as providers
+
+    plain = providers.encode_images_cached
 
     def counting(encoder, paths, cache):
         if cache is not None:
@@ -104,7 +106,7 @@ def test_recorded_batches_encoded_in_any_order_give_the_local_values(tmp_path, m
             encoded.extend(p for p in paths if cache.get(encoder, file_sha256(p)) is None)
         return plain(encoder, paths, cache)
 
-    monkeypatch.setattr(evaluate, "encode_images_cached", counting)
+    monkeypatch.setattr(providers, "encode_images_cached", counting)
     got = run("sharded")
     assert encoded == []
     keys = ["checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize"]
@@ -134,19 +136,20 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
         "trainer.save_epochs": [1],
     }
     shard = {"generate.workers": 2, "evaluate.workers": 2}
-    import t2ibench.pipeline.evaluate as evaluate
+    import t2ibench.evaluation.providers as providers
+    from t2ibench.evaluation.recording import is_recording
 
     encoded_here: dict[str, int] = {"local": 0, "ray": 0}
-    plain = evaluate.encode_images_cached
+    plain = providers.encode_images_cached
 
     def counting(encoder, paths, cache):  # images the driver itself encodes into the cache
-        if cache is not None and evaluate._RECORDER.get() is None:
+        if cache is not None and not is_recording():
             from t2ibench.fsutil import file_sha256
 
             encoded_here[how] += sum(cache.get(encoder, file_sha256(p)) is None for p in paths)
         return plain(encoder, paths, cache)
 
-    monkeypatch.setattr(evaluate, "encode_images_cached", counting)
+    monkeypatch.setattr(providers, "encode_images_cached", counting)
     runs = {}
     for how, layers in {"local": [], "ray": [("shard", shard)]}.items():
         opts = RunOptions(

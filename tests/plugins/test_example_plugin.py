@@ -124,3 +124,36 @@ def test_tiny_run_with_the_plugin(tmp_path):
             f"from t2ibench.results import read_results; read_results({str(run_dir / 'results')!r})",
             {**os.environ},
         )
+
+
+def test_the_in_process_api_computes_the_plugin_metric(tmp_path):
+    """Issue 18: ``t2ibench.evaluate()`` picked metrics by name and dropped plug-in metrics; it now
+    computes through the engine, so the example plug-in's ``brightness`` (a metric on its own
+    input kind, ``pixels``) is a row, with the built-in metrics (Vendi included) beside it — from
+    files and from in-memory images alike."""
+    from PIL import Image
+
+    colours = [(255, 255, 255), (200, 100, 50), (0, 0, 0)]
+    for i, c in enumerate(colours):
+        Image.new("RGB", (40, 30), c).save(tmp_path / f"{i}.png")
+    for i, c in enumerate([(10, 200, 30), (90, 20, 160)]):
+        Image.new("RGB", (40, 30), c).save(tmp_path / f"ref{i}.png")
+    code = (
+        "import json, t2ibench; from PIL import Image; "
+        f"ims = sorted(p for p in __import__('pathlib').Path({str(tmp_path)!r}).glob('[0-9].png')); "
+        f"ref = sorted(__import__('pathlib').Path({str(tmp_path)!r}).glob('ref*.png')); "
+        "a = t2ibench.evaluate(ims, ref, tiny=True); "
+        "b = t2ibench.evaluate([Image.open(p) for p in ims], ref, tiny=True); "
+        "print(json.dumps([a.to_dict('records'), b.to_dict('records')]))"
+    )
+    a, b = json.loads(run_python(code, plugin_env(tmp_path)).splitlines()[-1])
+    assert a == b  # paths and in-memory images give the same rows
+    rows = pd.DataFrame(a)
+    bright = rows[rows["metric"] == "brightness"]
+    luma = [0.299 * r + 0.587 * g + 0.114 * b_ for r, g, b_ in colours]
+    assert len(bright) == 1 and bright["encoder"].item() == ""
+    assert bright["value"].item() == pytest.approx(sum(luma) / 255 / 3, abs=1e-6)
+    assert {"vendi", "image_similarity"} <= set(rows["metric"])
+    # Without the plug-in installed there is no such row (the test is not vacuous).
+    bare = run_python(code, {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    assert "brightness" not in bare.splitlines()[-1]

@@ -76,9 +76,9 @@ def counterfactual_alignment(
     drop isolates the attribute words from concept presence.
     """
     import torch
-    from PIL import Image
 
     from t2ibench.encoders import create_encoder
+    from t2ibench.images import open_image
     from t2ibench.prompts import clean_prompt
 
     swapped = images["prompt"].map(swap_attributes)
@@ -97,8 +97,7 @@ def counterfactual_alignment(
     for start in range(0, len(df), 256):
         batch = []
         for p in df["path"].iloc[start : start + 256]:
-            with Image.open(p) as im:
-                batch.append(im.convert("RGB"))
+            batch.append(open_image(p))
         feats.append(enc.encode_images(batch))
     img = torch.nn.functional.normalize(torch.cat(feats).double(), dim=1)
     t_o = torch.nn.functional.normalize(enc.encode_texts(df["text"].tolist()).double(), dim=1)

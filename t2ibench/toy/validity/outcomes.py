@@ -141,8 +141,8 @@ def probe_images(
     the CPU in fixed batches, so a rerun costs nothing and the output does not depend on the batch.
     """
     import torch
-    from PIL import Image
 
+    from t2ibench.images import open_image
     from t2ibench.toy.probe import PROBE_DIR, Probe
 
     probe_dir = Path(probe_dir or PROBE_DIR)
@@ -169,8 +169,7 @@ def probe_images(
             chunk = items[i : i + batch]
             images = []
             for _, p in chunk:
-                with Image.open(p) as im:
-                    images.append(im.convert("RGB"))
+                images.append(open_image(p))
             for (h, _), pred in zip(chunk, probe.predict(images), strict=True):
                 new.append({"sha256": h, "probe": pid, **pred})
         known = pd.concat([known, pd.DataFrame(new)], ignore_index=True)

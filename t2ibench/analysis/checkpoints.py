@@ -144,12 +144,22 @@ def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str 
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.7 * nrow), squeeze=False)
     xcol = progress_column(rows)
+    ck_rows = rows[rows["checkpoint"] != BASE_CHECKPOINT]
+    # Checkpoints without an epoch (or step), e.g. `t2ibench evaluate` of outside images: place
+    # them in order at 0, 1, 2, ... and label each tick with the checkpoint's name.
+    names = None
+    if ck_rows[xcol].isna().any():
+        names = sorted(ck_rows["checkpoint"].astype(str).unique())
+        rows = rows.assign(_x=rows["checkpoint"].astype(str).map({n: i for i, n in
+                                                                   enumerate(names)}))  # fmt: skip
+        groups = list(rows.groupby(["criterion", "metric", "prompt_type", "encoder", "resize"]))
+    xkey = "_x" if names is not None else xcol
     for ax, (key, g) in zip(axes.flat, groups, strict=False):
         criterion, metric, pt, enc, res = key
-        ck = g[g["checkpoint"] != BASE_CHECKPOINT].sort_values(xcol)
-        x = ck[xcol].astype(float)
+        ck = g[g["checkpoint"] != BASE_CHECKPOINT].sort_values(xkey)
+        x = ck[xkey].astype(float)
         for i, (config, c) in enumerate(ck.groupby("config", sort=True)):
-            cx = c[xcol].astype(float)
+            cx = c[xkey].astype(float)
             label = "checkpoints" if n_configs == 1 else str(config)
             ax.plot(cx, c["mean"], "o-", color=f"C{i % 10}", label=label, ms=3)
             ax.fill_between(cx, c["ci_low"], c["ci_high"], color=f"C{i % 10}", alpha=0.15, lw=0)
@@ -159,9 +169,12 @@ def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str 
         if "ceiling" in ck and ck["ceiling"].notna().any():
             ax.axhline(float(ck["ceiling"].mean()), color="C2", ls=":", lw=1.5, label="real images")
         ax.set_title(f"{criterion}: {metric} <{pt}>\n{enc} {res}".strip(), fontsize=8)
-        ax.set_xlabel(xcol, fontsize=8)
+        ax.set_xlabel("checkpoint" if names is not None else xcol, fontsize=8)
         ax.tick_params(labelsize=7)
-        if len(x):
+        if names is not None:
+            ax.set_xticks(range(len(names)), names, rotation=30 if len(names) > 3 else 0)
+            ax.set_xlim(-0.5, len(names) - 0.5)
+        elif len(x):
             ax.set_xticks(sorted(set(x)))
     for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from t2ibench.analysis.tables import (
 from t2ibench.analysis.targets import Target, report_targets
 from t2ibench.errors import ResultsError
 from t2ibench.fsutil import atomic_write_with
-from t2ibench.results import read_results, validate_results
+from t2ibench.results import absent_plugins, read_description, read_results, validate_results
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,11 @@ def analyze(
     df = (
         validate_results(results, "results", known=known)
         if isinstance(results, pd.DataFrame)
-        else read_results(results, known=known)
+        else read_results(results, known=known, check_csv=True)
     )
+    _refuse_infinite(df, source)
+    notes = _absent_plugin_notes(results, df, directions)
+    directions = {**notes.directions, **(directions or {})}
     n_in = len(df)
     df = _filter(df, "category", categories)
     df = _filter(df, "epoch", epochs)
@@ -228,6 +232,8 @@ def analyze(
     n_configs = configs_df["config"].nunique()
     n_checkpoints = configs_df["checkpoint"].nunique()
     sections = [
+        # The answer first (what a user runs this for), then what it rests on.
+        recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files, rows=df),
         _overview(
             source,
             df,
@@ -235,9 +241,9 @@ def analyze(
             n_configs,
             n_checkpoints,
             filters_of(categories, epochs, prompt_types, configs),
+            notes.lines,
         ),
         raw_section(raw, constants, dirs, anchors["ceiling"], df["leaf"].nunique()),
-        recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files),
         copy_section(anchors["copies"]),
         images_section(seed_paired_grids(anchors["images"], _checkpoint_configs(df))),
         cost_section(results, df, raw, dirs, out, plots, files),
@@ -352,8 +358,72 @@ def filters_of(categories, epochs, prompt_types, configs) -> dict:
     return {k: v for k, v in f.items() if v is not None}
 
 
-def _overview(source, df, dirs, n_configs, n_checkpoints, active) -> Section:
-    overview = Section("Overview").text(
+def _refuse_infinite(df: pd.DataFrame, source) -> None:
+    """An infinite value would become a headline and squash every other rank and rescale (a Vendi
+    cell of inf did): refused with the first such row, by its key."""
+    bad = df.index[df["value"].isin([math.inf, -math.inf])]
+    if len(bad) == 0:
+        return
+    r = df.loc[bad[0]]
+    key = ", ".join(f"{c}={r[c]!r}" for c in ("checkpoint", "leaf", "prompt_type", "metric",
+                                               "encoder", "resize"))  # fmt: skip
+    more = f" (and {len(bad) - 1} more row(s))" if len(bad) > 1 else ""
+    raise ResultsError(
+        f"{source}: value {r['value']} in row {bad[0]} ({key}){more}: a metric value must be "
+        "finite (leave it empty, NaN, when it could not be computed)"
+    )
+
+
+@dataclass
+class _PluginNotes:
+    directions: dict[str, bool] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+
+def _absent_plugin_notes(results, df: pd.DataFrame, given: Mapping[str, bool] | None):
+    """Names in the table whose plug-in is not installed here: the directions the table's own
+    description records for its metrics, and one warning per column (logged and in the report)."""
+    notes = _PluginNotes()
+    absent = absent_plugins(df)
+    if not absent:
+        return notes
+    described = {} if isinstance(results, pd.DataFrame) else read_description(results)
+    metrics = described.get("metrics", {})
+    for col, names in absent.items():
+        if col == "metric":
+            recorded = []
+            for name in names:
+                d = metrics.get(name)
+                if d is None:
+                    continue  # given a direction (--direction) or a higher_is_better column
+                notes.directions[name] = bool(d["higher_is_better"])
+                lo, hi = d["range"]
+                lo = "−∞" if lo is None else f"{lo:g}"
+                hi = "∞" if hi is None else f"{hi:g}"
+                way = "higher" if d["higher_is_better"] else "lower"
+                recorded.append(f"{name} ({d['criterion']}, {way} is better, range [{lo}, {hi}])")
+            text = (
+                f"metric(s) {', '.join(names)} are not installed here (their plug-in is absent): "
+                "analysed with what the results file records"
+                + (f": {'; '.join(recorded)}" if recorded else "")
+                + "; their values appear in the raw values and ranks, but not in the criteria "
+                "or the recommendation, which need the metric's own registration"
+            )
+        else:
+            text = (
+                f"{col.replace('_', ' ')}(s) {', '.join(names)} are not installed here (their "
+                "plug-in is absent): analysed by name, as the results file records them"
+            )
+        log.warning("%s", text)
+        notes.lines.append(text)
+    return notes
+
+
+def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -> Section:
+    overview = Section("Overview")
+    for line in warnings:
+        overview.text(f"Warning: {line}.")
+    overview.text(
         f"Source: {source}. {len(df)} result rows; {n_configs} config(s), {n_checkpoints} "
         f"checkpoint(s)"
         + (" plus the base model" if (df["checkpoint"] == BASE_CHECKPOINT).any() else "")

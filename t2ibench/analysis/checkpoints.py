@@ -25,14 +25,45 @@ from t2ibench.analysis.targets import criteria_targets, preferred_encoder
 #: The checkpoint line draws one line per config up to this many configs.
 MAX_LINE_CONFIGS = 8
 PARETO_CRITERIA: tuple[str, ...] = ("fidelity", "controllability", "preservation")
-RULE = (
-    "Criterion value = mean over its headline measurements of the raw mean rescaled to [0, 1] "
-    "between the worst and best of the base model and the checkpoints (1 = best). Pareto set: "
-    "checkpoints no other checkpoint beats on every one of "
-    + " / ".join(PARETO_CRITERIA)
-    + ". Recommended: the Pareto member with the highest sum of those criterion values (ties: the "
-    "earlier epoch)."
-)
+
+
+def rule(criteria: tuple[str, ...] | list[str] = PARETO_CRITERIA) -> str:
+    """The recommendation rule, naming the criteria it actually used."""
+    return (
+        "Criterion value = mean over its headline measurements of the raw mean rescaled to [0, 1] "
+        "between the worst and best of the base model and the checkpoints (1 = best). Pareto set: "
+        "checkpoints no other checkpoint beats on every one of "
+        + " / ".join(criteria)
+        + ". Recommended: the Pareto member with the highest sum of those criterion values (ties: "
+        "the earlier epoch)."
+    )
+
+
+RULE = rule()
+
+
+def left_out(df: pd.DataFrame) -> list[str]:
+    """What the recommendation could not use, and why: a headline measurement (or a whole
+    criterion of :data:`PARETO_CRITERIA`) present in the results whose values are all missing, and
+    the criteria no metric in the results measures. ``df``: the results rows, NaN values kept."""
+    have = df.dropna(subset=["value"])
+    out = []
+    targets = criteria_targets(df["metric"].unique())
+    for criterion in PARETO_CRITERIA:
+        present = [t for t in targets.get(criterion, ())
+                   if ((df["metric"] == t.metric) & (df["prompt_type"] == t.prompt_type)).any()]  # fmt: skip
+        if not present:
+            out.append(f"{criterion}: not measured (no metric of it in the results)")
+            continue
+        empty = [t for t in present
+                 if not ((have["metric"] == t.metric) & (have["prompt_type"] == t.prompt_type)).any()]  # fmt: skip
+        if len(empty) == len(present):
+            names = ", ".join(t.label for t in empty)
+            out.append(f"{criterion}: left out, every value of {names} is missing (NaN)")
+        elif empty:
+            names = ", ".join(t.label for t in empty)
+            out.append(f"{criterion}: read without {names}, whose values are all missing (NaN)")
+    return out
 
 
 def _pick(values: list[str], preferred: str | None, fallback_contains: str | None) -> str:

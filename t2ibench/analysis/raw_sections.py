@@ -10,7 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from t2ibench import csvsafe
-from t2ibench.analysis.checkpoints import RULE, checkpoint_line, headline_measures, recommend
+from t2ibench.analysis.answer import answer_lines, summary, write_answer
+from t2ibench.analysis.checkpoints import (
+    PARETO_CRITERIA,
+    checkpoint_line,
+    headline_measures,
+    left_out,
+    recommend,
+    rule,
+)
 from t2ibench.analysis.images import MAX_COLUMNS, thumbnail_uri
 from t2ibench.analysis.raw import BASE_CHECKPOINT, INTERVAL, ceiling_rows
 from t2ibench.analysis.report import Section
@@ -132,19 +140,27 @@ def _raw_tail(sec, constants, ceilings) -> Section:
     return sec
 
 
-def recommendation_section(raw, ceilings, directions, out: Path, plots, files) -> Section:
+def recommendation_section(raw, ceilings, directions, out: Path, plots, files, rows=None
+                           ) -> Section:  # fmt: skip
+    """The answer first: the recommended checkpoint, what the rule left out and why, the criterion
+    values and the checkpoint line. ``rows``: the results (NaN values kept), to name criteria
+    whose values are all missing."""
     sec = Section("Checkpoints and recommendation")
     table, chosen = recommend(raw, directions)
+    used = [c for c in PARETO_CRITERIA if c in table.columns]
+    gone = left_out(rows) if rows is not None else []
+    answer = summary(table, chosen, used, gone, rule(used or PARETO_CRITERIA))
+    files.append(write_answer(answer, out))
     if chosen is not None:
         path = out / "recommendation.csv"
         atomic_write_with(path, lambda tmp: csvsafe.to_csv(table, tmp))
         files.append(path)
-    if chosen is None:
-        sec.text("No fidelity, controllability or preservation measurement: no recommendation.")
-    else:
-        epoch = table.loc[chosen, "epoch"]
-        at = f" (epoch {int(epoch)})" if pd.notna(epoch) else ""
-        sec.text(f"Recommended checkpoint: {chosen}{at}. Rule: {RULE}")
+    lines = answer_lines(answer)
+    sec.text(lines[0][0].upper() + lines[0][1:] + ".")
+    if len(lines) > 1:
+        sec.bullets(lines[1:])
+    if chosen is not None:
+        sec.text(f"Rule: {answer['rule']}")
         shown = table[table["pareto"]] if len(table) > 40 else table
         sec.table(shown, "criterion values (0 = worst, 1 = best of base and checkpoints)")
     if chosen is not None and len(table) > 40:

@@ -120,8 +120,8 @@ def sweep_report(tmp_path_factory):
 @slow
 def test_report_sections_and_budget(tiny_report):
     html = tiny_report.read_text(encoding="utf-8")
-    order = [html.index(f"<h2>{s}</h2>") for s in ("Overview", "Raw values",
-             "Checkpoints and recommendation", "Copy detection", "Images")]  # fmt: skip
+    order = [html.index(f"<h2>{s}</h2>") for s in ("Checkpoints and recommendation", "Overview",
+             "Raw values", "Copy detection", "Images")]  # fmt: skip
     assert order == sorted(order)
     assert "real images" in html and "Recommended checkpoint:" in html
     assert html.count("data:image/jpeg;base64,") >= 6  # grids and copy offenders

@@ -419,6 +419,13 @@ def _absent_plugin_notes(results, df: pd.DataFrame, given: Mapping[str, bool] | 
     return notes
 
 
+def _listed(values) -> str:
+    """``[a, b]``, or "none recorded" (outside images evaluated by `t2ibench evaluate` carry no
+    seed and no epoch; "seeds []" read as a bug)."""
+    values = sorted(values)
+    return f"{values}" if values else "none recorded"
+
+
 def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -> Section:
     overview = Section("Overview")
     for line in warnings:
@@ -427,8 +434,8 @@ def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -
         f"Source: {source}. {len(df)} result rows; {n_configs} config(s), {n_checkpoints} "
         f"checkpoint(s)"
         + (" plus the base model" if (df["checkpoint"] == BASE_CHECKPOINT).any() else "")
-        + f"; seeds {sorted(s for s in df['seed'].unique() if s)}, "
-        f"epochs {sorted(int(e) for e in df['epoch'].dropna().unique())}, "
+        + f"; seeds {_listed(s for s in df['seed'].unique() if s)}, "
+        f"epochs {_listed(int(e) for e in df['epoch'].dropna().unique())}, "
         f"categories {sorted(df['category'].unique())}, leaves {df['leaf'].nunique()}, "
         f"prompt types {sorted(df['prompt_type'].unique())}."
         + (f" Filters: {active}." if active else "")

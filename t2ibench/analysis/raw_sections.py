@@ -45,6 +45,13 @@ def _measure_label(r, directions) -> str:
     return f"{r['metric']} {arrow} <{r['prompt_type']}>{enc}{res}"
 
 
+def _share(v: float, mean: float) -> str:
+    # A mean below 0 (a cosine can be) over a positive ceiling is no share of it: clipped at 0.
+    if math.isnan(v):
+        return ""
+    return "0 % (mean < 0)" if mean < 0 else f"{100 * v:.0f} %"
+
+
 def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True) -> pd.DataFrame:
     """One row per measurement; a "mean [CI]" column per checkpoint (base first), a "Δ vs base"
     column per checkpoint and the real-image ceiling with the share of it."""
@@ -70,10 +77,12 @@ def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True
     if ck_rows["ceiling"].notna().any():
         ceil = ck_rows.groupby("measurement")["ceiling"].mean()
         table["real images"] = ceil.map(lambda v: "" if math.isnan(v) else f"{v:.3g}")
-        last = ck_rows.sort_values("epoch").groupby("measurement")["share_of_ceiling"].last()
-        table["share of ceiling (last)"] = last.map(
-            lambda v: "" if math.isnan(v) else f"{100 * v:.0f} %"
-        )
+        last = ck_rows.sort_values("epoch").groupby("measurement")[["share_of_ceiling", "mean"]]
+        last = last.last()
+        table["share of ceiling (last)"] = pd.Series(
+            [_share(v, m) for v, m in zip(last["share_of_ceiling"], last["mean"], strict=True)],
+            index=last.index,
+        )  # aligned by measurement
     table = table.fillna("")
     table.index.name = "measurement"
     return table
@@ -87,7 +96,8 @@ def raw_section(raw, constants, directions, ceilings, n_leaves) -> Section:
         "with one leaf). Δ = change against the base model, paired by leaf, with its own t "
         "interval; an interval that excludes 0 is a change the leaves agree on. "
         "'real images' = the dataset's own images scored against themselves with leave-one-out "
-        "(the ceiling); share of ceiling = the last checkpoint's mean / that ceiling."
+        "(the ceiling); share of ceiling = the last checkpoint's mean / that ceiling, clipped at "
+        "0 (a mean below 0 is shown as '0 % (mean < 0)'; raw_values.csv has the mean)."
     )
     heads = headline_measures(raw)
     n_ck = raw["checkpoint"].nunique() if not raw.empty else 0

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
             shap_features=_csv_list(feature) or DEFAULT_FEATURES,
             plots=not no_plots,
         )
-        from t2ibench.analysis.answer import print_answer
+        from t2ibench.cli._console import print_answer
 
         if res.shap_note:
             typer.echo(res.shap_note)

@@ -154,3 +154,37 @@ def test_issue22_item11_the_answer_comes_first_in_the_report_and_last_on_the_con
     first = html.index("<h2>")
     assert html.index("<h2>Checkpoints and recommendation</h2>") == first
     assert html.index("Recommended checkpoint: run-e2 (epoch 2;") < html.index("<h2>Raw values")
+
+
+def test_issue22_item12_a_semicolon_csv_is_named_as_such(tmp_path):
+    small_table().to_csv(tmp_path / "r.csv", sep=";", index=False)
+    with pytest.raises(ResultsError) as exc:
+        analyze(tmp_path / "r.csv", tmp_path / "rep")
+    assert "looks ';'-separated" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_issue22_item12_share_of_ceiling_is_clipped_at_zero_and_says_so():
+    from t2ibench.analysis.raw import raw_table
+    from t2ibench.analysis.raw_sections import wide_raw
+
+    df = small_table()
+    df.loc[(df["metric"] == "text_alignment") & (df["checkpoint"] == "run-e2"), "value"] = -0.2
+    ceilings = df[df["checkpoint"] == "base"][["leaf", "metric", "encoder", "resize"]].assign(
+        value=0.5
+    )
+    raw = raw_table(df, ceilings, {"text_alignment": True, "image_similarity": True,
+                                   "style_loss": False})  # fmt: skip
+    share = raw.set_index(["checkpoint", "metric"])["share_of_ceiling"]
+    assert share["run-e2", "text_alignment"] == 0 and share["run-e1", "text_alignment"] > 0
+    wide = wide_raw(raw, {"text_alignment": True, "image_similarity": True, "style_loss": False})
+    cells = wide["share of ceiling (last)"]
+    assert cells[cells.index.str.startswith("text_alignment")].tolist() == ["0 % (mean < 0)"]
+    assert not cells.str.startswith("-").any()
+
+
+def test_issue22_item12_overview_says_when_no_seed_or_epoch_is_recorded(tmp_path):
+    df = small_table().assign(seed="", epoch=pd.NA)
+    df = df[df["checkpoint"] != "run-e2"]
+    analyze(df, tmp_path, plots=False)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "seeds none recorded, epochs none recorded" in html and "seeds []" not in html

@@ -59,7 +59,7 @@ def left_out(df: pd.DataFrame) -> list[str]:
                  if not ((have["metric"] == t.metric) & (have["prompt_type"] == t.prompt_type)).any()]  # fmt: skip
         if len(empty) == len(present):
             names = ", ".join(t.label for t in empty)
-            out.append(f"{criterion}: left out, every value of {names} is missing (NaN)")
+            out.append(f"{criterion}: every value of {names} is missing (NaN)")
         elif empty:
             names = ", ".join(t.label for t in empty)
             out.append(f"{criterion}: read without {names}, whose values are all missing (NaN)")

@@ -134,7 +134,7 @@ def test_issue22_item10_a_criterion_with_only_missing_values_is_named_as_left_ou
     df.loc[df["metric"] == "text_alignment", "value"] = np.nan
     res = analyze(df, tmp_path, plots=False)
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert ("left out: controllability: left out, every value of text_alignment &lt;alter&gt; is "
+    assert ("left out: controllability: every value of text_alignment &lt;alter&gt; is "
             "missing (NaN)") in html  # fmt: skip
     rule = html[html.index("Rule: ") :].split("</p>")[0]
     assert "fidelity / preservation" in rule and "controllability" not in rule

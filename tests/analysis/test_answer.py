@@ -68,3 +68,24 @@ def test_issue22_item11_run_and_evaluate_checkpoints_print_the_answer_last(tmp_p
         assert re.fullmatch(r"warning: \d+ more SingularCovarianceWarning warnings, the first one "
                             "shown above", shown[1]), shown  # fmt: skip
         assert not any("warnings.warn(" in x for x in err)
+
+
+def test_issue22_item11_repeated_warnings_are_shown_once_and_counted(tmp_path):
+    """What the CLI installs: 16 Fréchet warnings from 16 leaves of different sizes (each message
+    differs, so Python's own once-per-location filter shows all 16, with source lines)."""
+    code = (
+        "import torch; from t2ibench.cli._console import summarise_warnings; "
+        "summarise_warnings(); from t2ibench.metrics.frechet import frechet_distance; "
+        "[frechet_distance(torch.randn(n, 32), torch.randn(n + 1, 32)) for n in range(2, 18)]"
+    )
+    from pathlib import Path
+
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).parents[2])  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("warning: frechet_distance: gen has n=2 ≤ d=32")
+    assert lines[0].endswith("(SingularCovarianceWarning)")
+    assert lines[1] == ("warning: 15 more SingularCovarianceWarning warnings, the first one shown "
+                        "above")  # fmt: skip

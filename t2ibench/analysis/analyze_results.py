@@ -182,9 +182,12 @@ def analyze(
     metrics. ``shap_targets`` and ``criteria`` default to what the metrics present declare
     (``MetricSpec.report``), as do the epoch tables and metric-pair plots.
 
-    Every report starts with the raw-value view (``raw_values.csv``), the anchors (base model rows,
-    real-image ceiling, copy detection and image grids from ``<results>/anchors/`` when present),
-    the checkpoint line and a recommendation (``recommendation.csv``), and the cost of each config
+    Every report starts with the answer: the recommendation (``recommendation.csv``, and
+    ``recommendation.json`` for the console, :mod:`t2ibench.analysis.answer`) with what its rule
+    left out and why, and the checkpoint line; then the overview (with a warning per name whose
+    plug-in is not installed), the raw-value view (``raw_values.csv``), the anchors (base model
+    rows, real-image ceiling, copy detection and image grids from ``<results>/anchors/`` when
+    present), and the cost of each config
     (``cost.csv``, from the run folders next to the results: :mod:`t2ibench.analysis.cost`); a
     sweep's anchors come from its runs. Results with a caption study (a ``caption`` column with
     two or more values) add its section (:mod:`t2ibench.analysis.captions`). With at least
@@ -195,7 +198,8 @@ def analyze(
     ``shap_fit.csv`` (in-sample and out-of-sample R²); figures go to
     ``plots/*.png``, and ``report.html`` (self-contained) and ``summary.md`` hold it all.
     ``extra_sections`` are added before the file list (e.g. a sweep hook's links to companion pages).
-    Raises :class:`ResultsError` when nothing usable is left.
+    Raises :class:`ResultsError` when nothing usable is left, for an infinite value (naming its
+    row), and for a folder whose ``results.csv`` differs from its ``results.parquet``.
     """
     source = results if not isinstance(results, pd.DataFrame) else "DataFrame"
     known = {"metric": list(directions or {})}  # third-party metrics given a direction

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from t2ibench.analysis import analyze
 from t2ibench.cli import app
 from t2ibench.errors import ResultsError
-from t2ibench.results import read_description, read_results, write_results
+from t2ibench.results import read_results, write_results
 
 MEASURES = (("image_similarity", "dinov2-l", "train", 0.6), ("text_alignment", "clip-l14", "alter",
             0.3), ("style_loss", "vgg19", "style", 0.8))  # fmt: skip
@@ -71,6 +71,8 @@ PLUGINS = Path(__file__).parents[1] / "plugins"
 
 
 def test_issue18_item4_results_record_what_their_metrics_mean(tmp_path):
+    from t2ibench.results import read_description
+
     write_results(small_table(), tmp_path)
     for source in (tmp_path / "results.parquet", tmp_path / "results.csv"):
         d = read_description(source)

@@ -53,7 +53,7 @@ from t2ibench.analysis.tables import (
     table1_section,
     varied_hyperparameter,
 )
-from t2ibench.analysis.targets import Target, report_targets
+from t2ibench.analysis.targets import DESCRIBED, DescribedMetric, Target, report_targets
 from t2ibench.errors import ResultsError
 from t2ibench.fsutil import atomic_write_with
 from t2ibench.results import absent_plugins, read_description, read_results, validate_results
@@ -146,8 +146,12 @@ def _one_at_a_time(fn):
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ResultsError(f"{out}: cannot create the report folder ({exc.strerror})") from None
-        with _exclusive(out):
-            return fn(results, out_dir, **kwargs)
+        token = DESCRIBED.set({})  # what this analysis's table describes, for its duration
+        try:
+            with _exclusive(out):
+                return fn(results, out_dir, **kwargs)
+        finally:
+            DESCRIBED.reset(token)
 
     return wrapper
 
@@ -211,6 +215,7 @@ def analyze(
     _refuse_infinite(df, source)
     notes = _absent_plugin_notes(results, df, directions)
     directions = {**notes.directions, **(directions or {})}
+    DESCRIBED.set(notes.described)
     n_in = len(df)
     df = _filter(df, "category", categories)
     df = _filter(df, "epoch", epochs)
@@ -382,6 +387,7 @@ def _refuse_infinite(df: pd.DataFrame, source) -> None:
 class _PluginNotes:
     directions: dict[str, bool] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    described: dict[str, DescribedMetric] = field(default_factory=dict)
 
 
 def _absent_plugin_notes(results, df: pd.DataFrame, given: Mapping[str, bool] | None):
@@ -401,6 +407,7 @@ def _absent_plugin_notes(results, df: pd.DataFrame, given: Mapping[str, bool] | 
                 if d is None:
                     continue  # given a direction (--direction) or a higher_is_better column
                 notes.directions[name] = bool(d["higher_is_better"])
+                notes.described[name] = DescribedMetric.from_description(name, d)
                 lo, hi = d["range"]
                 lo = "−∞" if lo is None else f"{lo:g}"
                 hi = "∞" if hi is None else f"{hi:g}"
@@ -410,8 +417,8 @@ def _absent_plugin_notes(results, df: pd.DataFrame, given: Mapping[str, bool] | 
                 f"metric(s) {', '.join(names)} are not installed here (their plug-in is absent): "
                 "analysed with what the results file records"
                 + (f": {'; '.join(recorded)}" if recorded else "")
-                + "; their values appear in the raw values and ranks, but not in the criteria "
-                "or the recommendation, which need the metric's own registration"
+                + "; the report reads them as recorded (criterion, direction, headline encoder, "
+                "report sections)"
             )
         else:
             text = (

@@ -88,7 +88,8 @@ def test_issue18_item4_results_record_what_their_metrics_mean(tmp_path):
 def test_issue18_item4_analyze_a_table_whose_plugin_is_not_installed(tmp_path):
     """A table written where the example plug-in is installed (its `brightness` metric, its
     `closeup` prompt type, its `mean-colour` encoder), analysed in this process, where it is not:
-    a report, with a warning that names what is missing and what the file records."""
+    a report, with a warning that names what is missing and what the file records, and the metric
+    read as recorded (its criterion, direction and report uses)."""
     sys.path.insert(0, str(PLUGINS))
     from test_example_plugin import plugin_env, run_python
 
@@ -110,6 +111,14 @@ print(get_metric("brightness").criterion)
     html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
     assert "Warning: metric(s) brightness are not installed here" in html
     assert "brightness (exposure, higher is better, range [0, 1])" in html
+    # ...and reads it as recorded: its headline measurement under the criterion it declared.
+    assert "the report reads them as recorded" in html
+    raw = html[html.index("<h2>Raw values") :]
+    head = raw[: raw.index("every measurement")]
+    assert "brightness ↑ &lt;closeup&gt;" in head and "exposure" in head
+    from t2ibench.analysis import criteria_targets
+
+    assert "exposure" not in criteria_targets(["brightness"])  # only for that analysis
     assert "prompt type(s) closeup are not installed" in html
     assert "encoder(s) mean-colour are not installed" in html
     # Without its description (a table written before tables described themselves) it is refused.

@@ -13,10 +13,13 @@ Missing scores are skipped (pandas' NaN-aware mean), so ``n`` counts only the un
 score. Every row has a 95 % confidence interval (``ci_low``/``ci_high``, method in ``interval``):
 Student-t, ``mean ± t_{n−1} · se`` (for "all" with Welch–Satterthwaite degrees of freedom from the
 category SEs), at every group size. Why t: at the sizes analyses meet (3 to 24 seed × class units
-per category in the paper's data) its coverage is 95 % in simulation, where a percentile bootstrap
-over 3 units covers ~75 % and a BCa bootstrap over 20–24 units 92–93 % (tests/analysis/
-test_scores.py). ``bootstrap > 0`` adds BCa bounds beside it (``bca_low``/``bca_high``, where a
-group has at least :data:`MIN_BOOTSTRAP_UNITS` units) for comparison only.
+per category in the paper's data) it covers 93.8–94.8 % in simulation on bounded, skewed scores,
+where a percentile bootstrap covers 74 % at 3 units and 93 % at 20–24, and a BCa bootstrap, the
+only other candidate at ≥ 20 units, 93.5–94.7 %: not better, so not used
+(``benchmarks/interval_coverage.py``, ``benchmarks/results/interval_coverage_2026-12-07.md``; an
+audit measured 92–93 % for BCa). ``bootstrap > 0`` adds BCa bounds beside it
+(``bca_low``/``bca_high``, where a group has at least :data:`MIN_BOOTSTRAP_UNITS` units) for
+comparison only.
 
 Scores live in [0, 1] and a t interval is symmetric, so near the bounds it runs past them: the
 bounds are clipped to [0, 1] (``clipped`` says where); the mean and SE are untouched.
@@ -107,8 +110,9 @@ def interval_note(bootstrap: int = 0) -> str:
         "average, Welch–Satterthwaite degrees of freedom) at every group size, clipped to the "
         "scores' range [0, 1] (a t interval is symmetric and runs past the bounds near them; the "
         "CSVs' 'clipped' column marks those rows). Why t: at 3 to 24 units (the paper's data has "
-        "3 to 24 per category) it covers 95% in simulation, where a percentile bootstrap over 3 "
-        "units covers ~75% and a BCa bootstrap over 20–24 units 92–93%"
+        "3 to 24 per category) it covers 93.8–94.8% in simulation on bounded, skewed scores, "
+        "where a percentile bootstrap covers 74% at 3 units and a BCa bootstrap 93.5–94.7% at "
+        "20–24 units, no better (benchmarks/results/interval_coverage_2026-12-07.md)"
     )
     if bootstrap:
         note += (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from t2ibench.cli._console import console
+from t2ibench.cli._console import console, print_answer
 
 
 def register(app: typer.Typer) -> None:
@@ -87,3 +87,4 @@ def register(app: typer.Typer) -> None:
         console().print(
             f"[green]done[/]: {run_dir}" + (f"\nreport: {report}" if report.is_file() else "")
         )
+        print_answer(run_dir / "report")  # the answer comes last

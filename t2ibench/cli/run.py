@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from t2ibench.cli._console import console
+from t2ibench.cli._console import console, print_answer
 
 
 def _cli_type(annotation: Any) -> Any:
@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         console().print(
             f"[green]done[/]: {run_dir}" + (f"\nreport: {report}" if report.is_file() else "")
         )
+        print_answer(run_dir / "report")  # the answer comes last
 
     P = inspect.Parameter
     params = [

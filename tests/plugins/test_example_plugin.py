@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 PLUGIN = Path(__file__).resolve().parent / "t2ibench_example_plugin"
 TRAINER_PLUGIN = Path(__file__).resolve().parent / "t2ibench_example_trainer"

@@ -24,8 +24,9 @@ def _md(df) -> str:
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
         cells = []
-        for v in r.to_numpy():
-            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
+        for c, v in zip(cols, r.to_numpy(), strict=True):
+            digits = 4 if str(c).endswith("_mc_se") else 3
+            cells.append(f"{v:.{digits}f}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -38,7 +39,7 @@ def main() -> None:
         type=Path,
         default=ROOT / "benchmarks" / "results" / f"reference_analysis_{today}.md",
     )
-    parser.add_argument("--n-boot", type=int, default=2000)
+    parser.add_argument("--n-boot", type=int, default=None, help="default: TABLE1_BOOTSTRAP")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -47,9 +48,10 @@ def main() -> None:
 
     from t2ibench.analysis import rank_normalise
     from t2ibench.analysis.shap_analysis import MIN_OUT_OF_SAMPLE_R2, run_shap, shap_tables
-    from t2ibench.analysis.tables import check_epoch_claims, table1
+    from t2ibench.analysis.tables import TABLE1_BOOTSTRAP, check_epoch_claims, table1
     from t2ibench.results import read_results
 
+    args.n_boot = args.n_boot or TABLE1_BOOTSTRAP
     t0 = time.perf_counter()
     df = read_results(REF)
     scores = rank_normalise(df)
@@ -60,7 +62,8 @@ def main() -> None:
     took = time.perf_counter() - t0
 
     order_cols = ["criterion", "epoch", "paper_order", "data_order", "agrees", "p_paper_order",
-                  "p_data_order", "n_units"]  # fmt: skip
+                  "p_paper_order_mc_se", "p_data_order", "p_data_order_mc_se",
+                  "n_units"]  # fmt: skip
     orders = pd.concat([per_epoch.order[order_cols], pooled.order[order_cols]], ignore_index=True)
     wide = per_epoch.wide("mean_score").join(pooled.wide("mean_score")).reset_index()
     fit_cols = ["category", "target", "epochs", "n_checkpoints", "r2_train",
@@ -78,7 +81,8 @@ without 1007/1017/1027). {took:.0f} s on CPU.
 Mean rank score per group (default configs; fidelity = DINOv2-letterbox image similarity on
 train + alter + trigger, controllability = CLIP text alignment on alter, diversity = DINOv2 Vendi
 on train + alter). `p_paper_order`: share of {args.n_boot} paired bootstrap resamples (seed × class
-units within each category) that keep the paper's order.
+units within each category) that keep the paper's order; `*_mc_se`: its Monte Carlo standard error
+√(p(1 − p)/B).
 
 {_md(wide)}
 
@@ -86,7 +90,8 @@ units within each category) that keep the paper's order.
 
 ## CatBoost models: in-sample and out-of-sample R²
 
-A beeswarm counts as a finding only with leave-one-seed-out R² > {MIN_OUT_OF_SAMPLE_R2:g}.
+A beeswarm counts as a finding only when both the leave-one-seed-out and the leave-one-config-out
+R² exceed {MIN_OUT_OF_SAMPLE_R2:g}.
 
 {_md(shap_fit[fit_cols])}
 

@@ -6,7 +6,7 @@ Entry point: :func:`analyze` (``t2ibench analyze RESULTS_DIR --out REPORT_DIR``)
 """
 
 from t2ibench.analysis.aggregate import aggregate, class_scores
-from t2ibench.analysis.pipeline import AnalysisResult, analyze
+from t2ibench.analysis.analyze_results import AnalysisResult, analyze
 from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
 from t2ibench.analysis.shap_analysis import (
     DEFAULT_FEATURES,

@@ -12,11 +12,19 @@ For one config at one epoch and one measurement (metric, encoder, resize, prompt
 Missing scores are skipped (pandas' NaN-aware mean), so ``n`` counts only the units that have a
 score. Every row has a 95 % confidence interval (``ci_low``/``ci_high``, method in ``interval``):
 Student-t, ``mean ± t_{n−1} · se`` (for "all" with Welch–Satterthwaite degrees of freedom from the
-category SEs). A percentile bootstrap over a handful of units is too narrow (3 units: ~75 %
-coverage, not 95 %; see the coverage test), so ``bootstrap > 0`` resamples only where there are at
-least :data:`MIN_BOOTSTRAP_UNITS` units, and then with the bias-corrected and accelerated (BCa)
-interval; smaller groups keep the t interval. Differences between configs (the Table-1 order) use a
-paired bootstrap over seed × class units instead (:mod:`t2ibench.analysis.tables`).
+category SEs), at every group size. Why t: at the sizes analyses meet (3 to 24 seed × class units
+per category in the paper's data) it covers 93.8–94.8 % in simulation on bounded, skewed scores,
+where a percentile bootstrap covers 74 % at 3 units and 93 % at 20–24, and a BCa bootstrap, the
+only other candidate at ≥ 20 units, 93.5–94.7 %: not better, so not used
+(``benchmarks/interval_coverage.py``, ``benchmarks/results/interval_coverage_2026-12-07.md``; an
+audit measured 92–93 % for BCa). ``bootstrap > 0`` adds BCa bounds beside it
+(``bca_low``/``bca_high``, where a group has at least :data:`MIN_BOOTSTRAP_UNITS` units) for
+comparison only.
+
+Scores live in [0, 1] and a t interval is symmetric, so near the bounds it runs past them: the
+bounds are clipped to [0, 1] (``clipped`` says where); the mean and SE are untouched.
+Differences between configs (the Table-1 order) use a paired bootstrap over seed × class units
+instead (:mod:`t2ibench.analysis.tables`).
 """
 
 from __future__ import annotations
@@ -60,10 +68,12 @@ def class_scores(scores: pd.DataFrame) -> pd.DataFrame:
     return scores.groupby(keys, dropna=False, sort=True)["score"].mean().reset_index()
 
 
-#: Below this many units a bootstrap interval under-covers; the t interval is used instead.
+#: BCa bounds (comparison only) are computed from this many units; below, a bootstrap is useless.
 MIN_BOOTSTRAP_UNITS = 20
 T_INTERVAL = "Student-t"
 BCA_INTERVAL = "BCa bootstrap"
+#: The range of a rank score: intervals are clipped to it.
+SCORE_RANGE = (0.0, 1.0)
 
 
 def t_half_width(se, df, level: float = 0.95):
@@ -97,14 +107,27 @@ def interval_note(bootstrap: int = 0) -> str:
     """One sentence for the report: how the aggregate intervals are made."""
     note = (
         "95% intervals: Student-t over seed × class units (mean ± t(n−1)·SE; for a category "
-        "average, Welch–Satterthwaite degrees of freedom)"
+        "average, Welch–Satterthwaite degrees of freedom) at every group size, clipped to the "
+        "scores' range [0, 1] (a t interval is symmetric and runs past the bounds near them; the "
+        "CSVs' 'clipped' column marks those rows). Why t: at 3 to 24 units (the paper's data has "
+        "3 to 24 per category) it covers 93.8–94.8% in simulation on bounded, skewed scores, "
+        "where a percentile bootstrap covers 74% at 3 units and a BCa bootstrap 93.5–94.7% at "
+        "20–24 units, no better (benchmarks/results/interval_coverage_2026-12-07.md)"
     )
     if bootstrap:
         note += (
-            f"; groups with at least {MIN_BOOTSTRAP_UNITS} units use a {bootstrap}-resample BCa "
-            "bootstrap instead"
+            f"; BCa bounds from {bootstrap} resamples are in the CSVs (bca_low, bca_high; groups "
+            f"of at least {MIN_BOOTSTRAP_UNITS} units) for comparison only"
         )
-    return note + " (a percentile bootstrap over 3 units covers ~75%, not 95%)."
+    return note + "."
+
+
+def _set_interval(t: pd.DataFrame, half) -> None:
+    """t interval ``mean ± half``, clipped to :data:`SCORE_RANGE` (``clipped`` marks where)."""
+    lo, hi = t["mean"] - half, t["mean"] + half
+    t["ci_low"], t["ci_high"] = lo.clip(lower=SCORE_RANGE[0]), hi.clip(upper=SCORE_RANGE[1])
+    t["clipped"] = (lo < SCORE_RANGE[0]) | (hi > SCORE_RANGE[1])
+    t["interval"] = T_INTERVAL
 
 
 def aggregate(
@@ -119,8 +142,9 @@ def aggregate(
 
     Returns ``{"class": ..., "category": ..., "all": ...}``; each table has one row per config,
     epoch and measurement with ``mean``, ``se``, ``n`` (units with a score), the config's
-    hyperparameter columns, and ``ci_low``/``ci_high`` with their method in ``interval`` (see the
-    module docstring; ``bootstrap`` resamples for BCa where a group has enough units).
+    hyperparameter columns, and ``ci_low``/``ci_high`` (clipped to [0, 1]; ``clipped``) with their
+    method in ``interval`` (see the module docstring; ``bootstrap`` resamples for BCa bounds beside
+    them, ``bca_low``/``bca_high``, where a group has enough units).
     """
     cfg_cols = config_columns(scores)
     units = class_scores(scores)
@@ -134,15 +158,15 @@ def aggregate(
         t = pd.DataFrame({"mean": g.mean(), "se": g.std(ddof=1) / np.sqrt(n), "n": n})
         t = t.reset_index()
         half = t_half_width(t["se"], t["n"] - 1, ci_level)
-        t["ci_low"], t["ci_high"] = t["mean"] - half, t["mean"] + half
-        t["interval"] = T_INTERVAL
+        _set_interval(t, half)
         if bootstrap > 0:
+            t["bca_low"], t["bca_high"] = np.nan, np.nan
             big = np.flatnonzero(t["n"].to_numpy() >= MIN_BOOTSTRAP_UNITS)
             if len(big):
                 groups = [v.to_numpy() for _, v in g]
                 for i in big:
                     lo, hi = bca_interval(groups[i], bootstrap, ci_level, rng)
-                    t.loc[i, ["ci_low", "ci_high", "interval"]] = [lo, hi, BCA_INTERVAL]
+                    t.loc[i, ["bca_low", "bca_high"]] = [lo, hi]
         tables[level] = t
 
     cat = tables["category"]
@@ -165,7 +189,6 @@ def aggregate(
     with np.errstate(invalid="ignore", divide="ignore"):
         df_all = (num / den).to_numpy()
     half = t_half_width(t["se"], df_all, ci_level)
-    t["ci_low"], t["ci_high"] = t["mean"] - half, t["mean"] + half
-    t["interval"] = T_INTERVAL
+    _set_interval(t, half)
     tables["all"] = t
     return {name: _attach_config(tab, scores, cfg_cols) for name, tab in tables.items()}

@@ -25,14 +25,45 @@ from t2ibench.analysis.targets import criteria_targets, preferred_encoder
 #: The checkpoint line draws one line per config up to this many configs.
 MAX_LINE_CONFIGS = 8
 PARETO_CRITERIA: tuple[str, ...] = ("fidelity", "controllability", "preservation")
-RULE = (
-    "Criterion value = mean over its headline measurements of the raw mean rescaled to [0, 1] "
-    "between the worst and best of the base model and the checkpoints (1 = best). Pareto set: "
-    "checkpoints no other checkpoint beats on every one of "
-    + " / ".join(PARETO_CRITERIA)
-    + ". Recommended: the Pareto member with the highest sum of those criterion values (ties: the "
-    "earlier epoch)."
-)
+
+
+def rule(criteria: tuple[str, ...] | list[str] = PARETO_CRITERIA) -> str:
+    """The recommendation rule, naming the criteria it actually used."""
+    return (
+        "Criterion value = mean over its headline measurements of the raw mean rescaled to [0, 1] "
+        "between the worst and best of the base model and the checkpoints (1 = best). Pareto set: "
+        "checkpoints no other checkpoint beats on every one of "
+        + " / ".join(criteria)
+        + ". Recommended: the Pareto member with the highest sum of those criterion values (ties: "
+        "the earlier epoch)."
+    )
+
+
+RULE = rule()
+
+
+def left_out(df: pd.DataFrame) -> list[str]:
+    """What the recommendation could not use, and why: a headline measurement (or a whole
+    criterion of :data:`PARETO_CRITERIA`) present in the results whose values are all missing, and
+    the criteria no metric in the results measures. ``df``: the results rows, NaN values kept."""
+    have = df.dropna(subset=["value"])
+    out = []
+    targets = criteria_targets(df["metric"].unique())
+    for criterion in PARETO_CRITERIA:
+        present = [t for t in targets.get(criterion, ())
+                   if ((df["metric"] == t.metric) & (df["prompt_type"] == t.prompt_type)).any()]  # fmt: skip
+        if not present:
+            out.append(f"{criterion}: not measured (no metric of it in the results)")
+            continue
+        empty = [t for t in present
+                 if not ((have["metric"] == t.metric) & (have["prompt_type"] == t.prompt_type)).any()]  # fmt: skip
+        if len(empty) == len(present):
+            names = ", ".join(t.label for t in empty)
+            out.append(f"{criterion}: every value of {names} is missing (NaN)")
+        elif empty:
+            names = ", ".join(t.label for t in empty)
+            out.append(f"{criterion}: read without {names}, whose values are all missing (NaN)")
+    return out
 
 
 def _pick(values: list[str], preferred: str | None, fallback_contains: str | None) -> str:
@@ -144,12 +175,22 @@ def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str 
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.7 * nrow), squeeze=False)
     xcol = progress_column(rows)
+    ck_rows = rows[rows["checkpoint"] != BASE_CHECKPOINT]
+    # Checkpoints without an epoch (or step), e.g. `t2ibench evaluate` of outside images: place
+    # them in order at 0, 1, 2, ... and label each tick with the checkpoint's name.
+    names = None
+    if ck_rows[xcol].isna().any():
+        names = sorted(ck_rows["checkpoint"].astype(str).unique())
+        rows = rows.assign(_x=rows["checkpoint"].astype(str).map({n: i for i, n in
+                                                                   enumerate(names)}))  # fmt: skip
+        groups = list(rows.groupby(["criterion", "metric", "prompt_type", "encoder", "resize"]))
+    xkey = "_x" if names is not None else xcol
     for ax, (key, g) in zip(axes.flat, groups, strict=False):
         criterion, metric, pt, enc, res = key
-        ck = g[g["checkpoint"] != BASE_CHECKPOINT].sort_values(xcol)
-        x = ck[xcol].astype(float)
+        ck = g[g["checkpoint"] != BASE_CHECKPOINT].sort_values(xkey)
+        x = ck[xkey].astype(float)
         for i, (config, c) in enumerate(ck.groupby("config", sort=True)):
-            cx = c[xcol].astype(float)
+            cx = c[xkey].astype(float)
             label = "checkpoints" if n_configs == 1 else str(config)
             ax.plot(cx, c["mean"], "o-", color=f"C{i % 10}", label=label, ms=3)
             ax.fill_between(cx, c["ci_low"], c["ci_high"], color=f"C{i % 10}", alpha=0.15, lw=0)
@@ -159,9 +200,12 @@ def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str 
         if "ceiling" in ck and ck["ceiling"].notna().any():
             ax.axhline(float(ck["ceiling"].mean()), color="C2", ls=":", lw=1.5, label="real images")
         ax.set_title(f"{criterion}: {metric} <{pt}>\n{enc} {res}".strip(), fontsize=8)
-        ax.set_xlabel(xcol, fontsize=8)
+        ax.set_xlabel("checkpoint" if names is not None else xcol, fontsize=8)
         ax.tick_params(labelsize=7)
-        if len(x):
+        if names is not None:
+            ax.set_xticks(range(len(names)), names, rotation=30 if len(names) > 3 else 0)
+            ax.set_xlim(-0.5, len(names) - 0.5)
+        elif len(x):
             ax.set_xticks(sorted(set(x)))
     for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")

@@ -143,8 +143,9 @@ def raw_table(
             c = c.rename(columns={"ceiling_value": "ceiling", "value": "_ours"}).reset_index()
             out = out.merge(c, on=group_keys, how="left")
             up = out["metric"].map(lambda mt: (directions or {}).get(mt, True)).astype(bool)
-            out["share_of_ceiling"] = (out["_ours"] / out["ceiling"]).where(
-                up & (out["ceiling"] > 0)
+            # Clipped at 0: a negative mean (cosines can be) is no share of a positive ceiling.
+            out["share_of_ceiling"] = (
+                (out["_ours"] / out["ceiling"]).clip(lower=0).where(up & (out["ceiling"] > 0))
             )
             out = out.drop(columns="_ours")
     if "measure" in df.columns and df["measure"].notna().any():

@@ -10,7 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from t2ibench import csvsafe
-from t2ibench.analysis.checkpoints import RULE, checkpoint_line, headline_measures, recommend
+from t2ibench.analysis.answer import answer_lines, summary, write_answer
+from t2ibench.analysis.checkpoints import (
+    PARETO_CRITERIA,
+    checkpoint_line,
+    headline_measures,
+    left_out,
+    recommend,
+    rule,
+)
 from t2ibench.analysis.images import MAX_COLUMNS, thumbnail_uri
 from t2ibench.analysis.raw import BASE_CHECKPOINT, INTERVAL, ceiling_rows
 from t2ibench.analysis.report import Section
@@ -40,6 +48,13 @@ def _measure_label(r, directions) -> str:
     return f"{lead}{r['metric']} {arrow} <{r['prompt_type']}>{enc}{res}"
 
 
+def _share(v: float, mean: float) -> str:
+    # A mean below 0 (a cosine can be) over a positive ceiling is no share of it: clipped at 0.
+    if math.isnan(v):
+        return ""
+    return "0 % (mean < 0)" if mean < 0 else f"{100 * v:.0f} %"
+
+
 def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True) -> pd.DataFrame:
     """One row per measurement; a "mean [CI]" column per checkpoint (base first), a "Δ vs base"
     column per checkpoint and the real-image ceiling with the share of it."""
@@ -65,10 +80,12 @@ def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True
     if ck_rows["ceiling"].notna().any():
         ceil = ck_rows.groupby("measurement")["ceiling"].mean()
         table["real images"] = ceil.map(lambda v: "" if math.isnan(v) else f"{v:.3g}")
-        last = ck_rows.sort_values("epoch").groupby("measurement")["share_of_ceiling"].last()
-        table["share of ceiling (last)"] = last.map(
-            lambda v: "" if math.isnan(v) else f"{100 * v:.0f} %"
-        )
+        last = ck_rows.sort_values("epoch").groupby("measurement")[["share_of_ceiling", "mean"]]
+        last = last.last()
+        table["share of ceiling (last)"] = pd.Series(
+            [_share(v, m) for v, m in zip(last["share_of_ceiling"], last["mean"], strict=True)],
+            index=last.index,
+        )  # aligned by measurement
     table = table.fillna("")
     table.index.name = "measurement"
     return table
@@ -82,7 +99,8 @@ def raw_section(raw, constants, directions, ceilings, n_leaves) -> Section:
         "with one leaf). Δ = change against the base model, paired by leaf, with its own t "
         "interval; an interval that excludes 0 is a change the leaves agree on. "
         "'real images' = the dataset's own images scored against themselves with leave-one-out "
-        "(the ceiling); share of ceiling = the last checkpoint's mean / that ceiling."
+        "(the ceiling); share of ceiling = the last checkpoint's mean / that ceiling, clipped at "
+        "0 (a mean below 0 is shown as '0 % (mean < 0)'; raw_values.csv has the mean)."
     )
     heads = headline_measures(raw)
     n_ck = raw["checkpoint"].nunique() if not raw.empty else 0
@@ -135,19 +153,27 @@ def _raw_tail(sec, constants, ceilings) -> Section:
     return sec
 
 
-def recommendation_section(raw, ceilings, directions, out: Path, plots, files) -> Section:
+def recommendation_section(raw, ceilings, directions, out: Path, plots, files, rows=None
+                           ) -> Section:  # fmt: skip
+    """The answer first: the recommended checkpoint, what the rule left out and why, the criterion
+    values and the checkpoint line. ``rows``: the results (NaN values kept), to name criteria
+    whose values are all missing."""
     sec = Section("Checkpoints and recommendation")
     table, chosen = recommend(raw, directions)
+    used = [c for c in PARETO_CRITERIA if c in table.columns]
+    gone = left_out(rows) if rows is not None else []
+    answer = summary(table, chosen, used, gone, rule(used or PARETO_CRITERIA))
+    files.append(write_answer(answer, out))
     if chosen is not None:
         path = out / "recommendation.csv"
         atomic_write_with(path, lambda tmp: csvsafe.to_csv(table, tmp))
         files.append(path)
-    if chosen is None:
-        sec.text("No fidelity, controllability or preservation measurement: no recommendation.")
-    else:
-        epoch = table.loc[chosen, "epoch"]
-        at = f" (epoch {int(epoch)})" if pd.notna(epoch) else ""
-        sec.text(f"Recommended checkpoint: {chosen}{at}. Rule: {RULE}")
+    lines = answer_lines(answer)
+    sec.text(lines[0][0].upper() + lines[0][1:] + ".")
+    if len(lines) > 1:
+        sec.bullets(lines[1:])
+    if chosen is not None:
+        sec.text(f"Rule: {answer['rule']}")
         shown = table[table["pareto"]] if len(table) > 40 else table
         sec.table(shown, "criterion values (0 = worst, 1 = best of base and checkpoints)")
     if chosen is not None and len(table) > 40:

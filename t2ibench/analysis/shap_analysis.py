@@ -151,7 +151,9 @@ def lr_levels(
 
 
 #: A SHAP plot is a finding only when its model predicts held-out data better than a constant by
-#: more than this out-of-sample R² (leave-one-seed-out: another training run of the same configs).
+#: more than this out-of-sample R² under both schemes: leave one seed out (another training run of
+#: the same configs) and leave one config out (a config it has not seen; a model that explains
+#: only the configs it saw says nothing about a hyperparameter's effect).
 MIN_OUT_OF_SAMPLE_R2 = 0.05
 #: Out-of-sample schemes: name → the feature column whose values are held out one at a time.
 CV_GROUPS: dict[str, str] = {"seed": "seed", "config": "config"}
@@ -187,20 +189,26 @@ class ShapResult:
 
     @property
     def is_finding(self) -> bool:
-        """Whether the model beats a constant out of sample (leave-one-seed-out R² above
-        :data:`MIN_OUT_OF_SAMPLE_R2`); without a held-out score it is not a finding either."""
-        r = self.r2_seed
-        return bool(np.isfinite(r) and r > MIN_OUT_OF_SAMPLE_R2)
+        """Whether the model beats a constant out of sample: leave-one-seed-out and
+        leave-one-config-out R² both above :data:`MIN_OUT_OF_SAMPLE_R2`; without both held-out
+        scores it is not a finding either."""
+        rs = (self.r2_seed, self.r2_config)
+        return bool(all(np.isfinite(r) and r > MIN_OUT_OF_SAMPLE_R2 for r in rs))
 
     @property
     def warning(self) -> str:
         """Empty for a finding; else why its SHAP plot is not one."""
         if self.is_finding:
             return ""
-        if not np.isfinite(self.r2_seed):
-            return "no out-of-sample R² (one seed): not a finding"
+        if not np.isfinite(self.r2_seed) and not np.isfinite(self.r2_config):
+            return "no out-of-sample R² (one seed, or not computed): not a finding"
+        failed = [
+            f"leave-one-{name}-out R² {r:.2f}" if np.isfinite(r) else f"no leave-one-{name}-out R²"
+            for name, r in (("seed", self.r2_seed), ("config", self.r2_config))
+            if not (np.isfinite(r) and r > MIN_OUT_OF_SAMPLE_R2)
+        ]
         return (
-            f"does not beat a constant out of sample (leave-one-seed-out R² {self.r2_seed:.2f} ≤ "
+            f"does not beat a constant out of sample ({', '.join(failed)}; both must exceed "
             f"{MIN_OUT_OF_SAMPLE_R2:g}): not a finding"
         )
 

@@ -62,12 +62,7 @@ def beeswarm(result: ShapResult, path) -> Path:
             0.5, 0.5, "NOT A FINDING", transform=fig.axes[0].transAxes, ha="center",
             va="center", fontsize=22, color="0.45", alpha=0.6, rotation=12,
         )  # fmt: skip
-        lines.append(
-            f"not a finding: no better than a constant on held-out seeds "
-            f"(R² {result.r2_seed:.2f} ≤ {MIN_OUT_OF_SAMPLE_R2:g})"
-            if np.isfinite(result.r2_seed)
-            else "not a finding: one seed, no out-of-sample R²"
-        )
+        lines.append("not a finding: " + result.warning.removesuffix(": not a finding"))
     fig.suptitle(
         _plain("\n".join(lines)), fontsize=8, color="black" if result.is_finding else "0.35"
     )
@@ -104,8 +99,9 @@ def shap_section(
         "training run of configs the model has seen) and each config (leave-one-config-out: a "
         "config it has not seen) is predicted by a model fitted on the rest, and R² is taken over "
         "the pooled held-out predictions (≤ 0: no better than a constant). A SHAP plot is a "
-        f"finding only when the leave-one-seed-out R² exceeds {MIN_OUT_OF_SAMPLE_R2:g}; the others "
-        "are drawn grey under that warning. Native fine-tuning's capacity SHAP value is folded "
+        f"finding only when both the leave-one-seed-out and the leave-one-config-out R² exceed "
+        f"{MIN_OUT_OF_SAMPLE_R2:g} (a model that predicts only configs it has seen says nothing "
+        "about a hyperparameter's effect); the others are drawn grey under that warning. Native fine-tuning's capacity SHAP value is folded "
         "into algorithm; categorical features are coloured by level in the order their label "
         "lists (low colour first)."
     )

@@ -8,8 +8,9 @@ tables and the metric-pair plots without a list to edit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,44 @@ class Target:
         return f"{self.metric} <{self.prompt_type}>"
 
 
+@dataclass(frozen=True)
+class DescribedMetric:
+    """What a results file records of a metric whose plug-in is not installed here
+    (:func:`t2ibench.results.describe_table`): enough for the report's criteria and sections."""
+
+    name: str
+    criterion: str
+    encoder: str | None = None
+    report: object = field(default=None)
+
+    @classmethod
+    def from_description(cls, name: str, d: Mapping) -> DescribedMetric:
+        from t2ibench.metrics import ReportUse
+
+        uses = d.get("report") or {}
+        report = ReportUse(**{k: tuple(uses.get(k, ())) for k in ("criterion", "shap", "epochs")})
+        return cls(name, str(d["criterion"]), d.get("encoder"), report)
+
+
+#: Metrics the analysis in progress knows only from its results file's description (set by
+#: ``analyze`` for its own duration).
+DESCRIBED: ContextVar[Mapping[str, DescribedMetric] | None] = ContextVar("described", default=None)
+
+
+def _spec(name: str):
+    from t2ibench.metrics import METRICS
+
+    return METRICS.get(name) if name in METRICS else (DESCRIBED.get() or {}).get(name)
+
+
 def _specs(metrics: Iterable[str] | None) -> list:
-    """Registered specs of ``metrics`` (None = every registered metric), sorted by name; names the
-    registry does not hold (a third-party metric analysed with a given direction) have no uses."""
+    """Specs of ``metrics`` (None = every registered metric), sorted by name: registered ones, else
+    what the results file describes (:data:`DESCRIBED`); other names (a third-party metric analysed
+    with a given direction) have no uses."""
     from t2ibench.metrics import METRICS
 
     names = METRICS.names() if metrics is None else sorted(set(metrics))
-    return [METRICS.get(n) for n in names if n in METRICS]
+    return [s for s in map(_spec, names) if s is not None]
 
 
 def report_targets(section: str, metrics: Iterable[str] | None = None) -> tuple[Target, ...]:
@@ -71,10 +103,10 @@ def pair_targets(metrics: Iterable[str] | None = None) -> tuple[tuple[Target, Ta
 
 
 def preferred_encoder(metric: str) -> str | None:
-    """The encoder a registered metric names (its headline measurement), else None."""
-    from t2ibench.metrics import METRICS
-
-    return METRICS.get(metric).encoder if metric in METRICS else None
+    """The encoder a registered (or described) metric names (its headline measurement), else
+    None."""
+    spec = _spec(metric)
+    return spec.encoder if spec is not None else None
 
 
 def encoder_family(name: str | None) -> str | None:

@@ -56,9 +56,11 @@ _register_all(app)
 
 def main() -> None:
     """Console-script entry point; user errors print one line and exit 2, never a traceback."""
+    from t2ibench.cli._console import summarise_warnings
     from t2ibench.errors import T2IBenchError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    summarise_warnings()
     try:
         app()
     except T2IBenchError as exc:

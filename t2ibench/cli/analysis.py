@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
             shap_features=_csv_list(feature) or DEFAULT_FEATURES,
             plots=not no_plots,
         )
+        from t2ibench.cli._console import print_answer
+
         if res.shap_note:
             typer.echo(res.shap_note)
         typer.echo(f"wrote {len(res.files)} files to {out} (report: {out / 'report.html'})")
+        print_answer(out)  # the answer comes last, where the eye lands

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from t2ibench.cli._console import console
+from t2ibench.cli._console import console, print_answer
 from t2ibench.cli._options import (
     config_options,
     invocation_options,
@@ -51,11 +51,13 @@ def run_cmd(**kw: Any) -> None:
 
 
 def print_done(run_dir: Any) -> None:
-    """``done: RUN_DIR`` and the report's path when there is one."""
+    """``done: RUN_DIR``, the report's path when there is one, then the answer (the
+    recommendation comes last, where the eye lands)."""
     report = run_dir / "report" / "report.html"
     console().print(
         f"[green]done[/]: {run_dir}" + (f"\nreport: {report}" if report.is_file() else "")
     )
+    print_answer(run_dir / "report")
 
 
 def register(app: typer.Typer) -> None:

@@ -74,3 +74,29 @@ def test_cli(results_dir, tmp_path):
     assert (tmp_path / "report.html").is_file()
     r = CliRunner().invoke(app, ["analyze", str(tmp_path / "nothing"), "--out", str(tmp_path)])
     assert isinstance(r.exception, ResultsError)
+
+
+def no_epoch_rows(checkpoints=("gen",)):
+    """The issue's repro: the 12 required columns, empty epochs, two leaves, image_similarity and
+    text_alignment rows."""
+    import pandas as pd
+
+    rows = []
+    for i, ck in enumerate(checkpoints):
+        for j, leaf in enumerate(("things/cup", "things/mug")):
+            for metric, enc, v in (("image_similarity", "dinov2-l", 0.5),
+                                   ("text_alignment", "clip-l14", 0.3)):  # fmt: skip
+                rows.append(dict(checkpoint=ck, config=ck, seed="", epoch="", category="things",
+                                 **{"class": leaf.split("/")[1]}, leaf=leaf, prompt_type="alter",
+                                 metric=metric, encoder=enc, resize="letterbox",
+                                 value=v + 0.05 * i + 0.01 * j))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("checkpoints", [("gen",), ("gen", "other")])
+def test_issue22_item01_results_without_epochs_give_a_report_with_the_line(checkpoints, tmp_path):
+    no_epoch_rows(checkpoints).to_csv(tmp_path / "r.csv", index=False)
+    res = analyze(tmp_path / "r.csv", tmp_path / "rep")
+    assert (tmp_path / "rep" / "plots" / "checkpoint_line.png").is_file()
+    assert (tmp_path / "rep" / "report.html").is_file()
+    assert res.raw["epoch"].isna().all()

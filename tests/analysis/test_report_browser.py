@@ -1,11 +1,14 @@
-"""The report of a tiny-profile run and of a three-config tiny sweep, loaded in a real headless
-browser (Debian's ``chromium``, which ``.ci/run`` installs): every image decodes, nothing is wider
-than the viewport, no console error, and the file stays within its size budget."""
+"""The report of a tiny-profile run, of a three-config tiny sweep and of what `t2ibench evaluate`
+writes for each outside layout, loaded in a real headless browser (Debian's ``chromium``, which
+``.ci/run`` installs): every image decodes, nothing is wider than the viewport, no console error,
+and the file stays within its size budget."""
 
 import json
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,7 +57,7 @@ def probe(html_path, tmp_path) -> dict:
                       .replace("&gt;", ">"))  # fmt: skip
 
 
-pytestmark = pytest.mark.slow  # tiny-profile runs (train, generate, evaluate): ~1 min each
+slow = pytest.mark.slow  # tiny-profile runs (train, generate, evaluate): ~1 min each
 
 SWEEP_GRID = """
 [grid]
@@ -114,10 +117,11 @@ def sweep_report(tmp_path_factory):
     return swept.report / "report.html"
 
 
+@slow
 def test_report_sections_and_budget(tiny_report):
     html = tiny_report.read_text(encoding="utf-8")
-    order = [html.index(f"<h2>{s}</h2>") for s in ("Overview", "Raw values",
-             "Checkpoints and recommendation", "Copy detection", "Images")]  # fmt: skip
+    order = [html.index(f"<h2>{s}</h2>") for s in ("Checkpoints and recommendation", "Overview",
+             "Raw values", "Copy detection", "Images")]  # fmt: skip
     assert order == sorted(order)
     assert "real images" in html and "Recommended checkpoint:" in html
     assert html.count("data:image/jpeg;base64,") >= 6  # grids and copy offenders
@@ -125,6 +129,7 @@ def test_report_sections_and_budget(tiny_report):
     assert tiny_report.stat().st_size <= REPORT_BUDGET_BYTES
 
 
+@slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
 def test_report_in_headless_chromium(tiny_report, tmp_path):
     got = probe(tiny_report, tmp_path)
@@ -134,6 +139,7 @@ def test_report_in_headless_chromium(tiny_report, tmp_path):
     assert got["errors"] == [], got["errors"]
 
 
+@slow
 def test_sweep_report_has_anchors_cost_and_fits(sweep_report):
     html = sweep_report.read_text(encoding="utf-8")
     for title in ("Raw values", "Copy detection", "Images", "Cost", "Rank scores (many configs)"):
@@ -143,6 +149,7 @@ def test_sweep_report_has_anchors_cost_and_fits(sweep_report):
     assert sweep_report.stat().st_size <= REPORT_BUDGET_BYTES
 
 
+@slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
 def test_sweep_report_in_headless_chromium(sweep_report, tmp_path):
     got = probe(sweep_report, tmp_path)
@@ -152,6 +159,7 @@ def test_sweep_report_in_headless_chromium(sweep_report, tmp_path):
     assert got["errors"] == [], got["errors"]
 
 
+@slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
 def test_probe_catches_a_broken_report(tiny_report, tmp_path):
     """The probe can fail: a broken image, an over-wide element and a script error are all seen
@@ -172,6 +180,7 @@ def test_probe_catches_a_broken_report(tiny_report, tmp_path):
     assert any("undefinedFunction" in e for e in got["errors"])
 
 
+@slow
 def test_anchors_recomputed(tiny_report):
     """The base rows, the leave-one-out ceiling and a nearest-training-image match, recomputed
     from the images with the same (deterministic tiny) encoder, without the feature cache."""
@@ -213,3 +222,111 @@ def test_anchors_recomputed(tiny_report):
     sims = unit_feats([row["image"]]) @ unit_feats(train).T
     assert float(sims.max()) == pytest.approx(row["similarity"], abs=1e-4)
     assert str(train[int(sims.argmax())]) == row["nearest_image"]
+
+
+# --- what `t2ibench evaluate` writes for the outside layouts, analysed (issue 22 item 1) ---------
+sys.path.insert(0, str(Path(__file__).parents[1] / "layouts"))
+from layout_testing import evaluate_cli, noise  # noqa: E402
+
+DREAMBOOTH_PROMPTS = """Classes
+
+subject_name,class
+backpack,backpack
+dog,dog
+
+Prompts
+
+Object Prompts
+
+prompt_list = [
+'a {0} {1} in the jungle'.format(unique_token, class_token),
+'a red {0} {1}'.format(unique_token, class_token)
+]
+
+Live Subject Prompts
+
+prompt_list = [
+'a {0} {1} in the snow'.format(unique_token, class_token),
+'a {0} {1} wearing a red hat'.format(unique_token, class_token)
+]
+"""
+
+
+def dreambooth_tree(tmp: Path) -> list[str]:
+    """tests/layouts/test_dreambooth.py's example tree; the `evaluate` arguments for it."""
+    db, gen = tmp / "db", tmp / "gen"
+    db.mkdir()
+    (db / "prompts_and_classes.txt").write_text(DREAMBOOTH_PROMPTS)
+    seed = 0
+    for subject, names in {"dog": ["0_0", "1_0", "1_1"], "backpack": ["0_0", "1_0"]}.items():
+        for k in range(2):
+            noise(db / subject / f"{k:02d}.jpg", seed := seed + 1, (80, 60))
+        for name in names:
+            noise(gen / subject / f"{name}.png", seed := seed + 1)
+    return [str(gen), "--layout", "dreambooth", "--dataset", str(db), "--metric-profile",
+            "dreambooth", "--encoders", "dino-vits16@tiny,clip-b32@tiny"]  # fmt: skip
+
+
+def customconcept101_tree(tmp: Path) -> list[str]:
+    """tests/layouts/test_customconcept101.py's example tree."""
+    bench, samples = tmp / "bench", tmp / "samples"
+    prompts = {"pet_cat1": ["<new1> cat swimming in a pool", "a <new1> cat in times square"],
+               "things_cup2": ["<new1> cup on a wooden table", "a watercolor of <new1> cup"]}  # fmt: skip
+    seed = 0
+    for concept, texts in prompts.items():
+        for k in range(2):
+            noise(bench / concept / f"{k:02d}.jpg", seed := seed + 1, (90, 70))
+        for k in range(len(texts)):
+            noise(samples / concept / "samples" / f"{k}.png", seed := seed + 1, (64, 64))
+        (samples / concept / "prompts.json").write_text(json.dumps(dict(enumerate(texts))))
+    return [str(samples), "--layout", "customconcept101", "--dataset", str(bench),
+            "--metric-profile", "customconcept101", "--encoders",
+            "dino-vits16@tiny,clip-b32@tiny"]  # fmt: skip
+
+
+def dreambench_pp_tree(tmp: Path) -> list[str]:
+    """tests/layouts/test_dreambench_pp.py's example tree."""
+    method = tmp / "dreambooth_sd_gs7_5"
+    instances = {"object_0_backpack": {"0_0": "a backpack on a mountain", "1_0": "a backpack"},
+                 "live_subject_animal_1_dog": {"0_0": "a dog reading", "1_0": "a dog"}}  # fmt: skip
+    seed = 0
+    for inst, texts in instances.items():
+        source = noise(tmp / "sources" / f"{inst}.jpg", seed := seed + 1, (80, 100))
+        for stem, prompt in texts.items():
+            for part in ("src_image", "tgt_image", "text"):
+                (method / part / inst).mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, method / "src_image" / inst / f"{stem}.jpg")
+            noise(method / "tgt_image" / inst / f"{stem}.jpg", seed := seed + 1, (64, 64))
+            (method / "text" / inst / f"{stem}.txt").write_text(prompt)
+    (method / "negative_prompt.txt").write_text("")
+    return [str(method), "--layout", "dreambench-pp", "--metric-profile", "dreambench-pp",
+            "--encoders", "dino-vits8@tiny,dinov2-s@tiny,clip-b32@tiny"]  # fmt: skip
+
+
+LAYOUT_TREES = {"dreambooth": dreambooth_tree, "customconcept101": customconcept101_tree,
+                "dreambench-pp": dreambench_pp_tree}  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_TREES))
+def test_issue22_item01_evaluate_output_of_every_layout_analyzed_in_chromium(layout, tmp_path):
+    """`t2ibench evaluate` writes no epochs for outside layouts; `analyze` crashed on them in the
+    checkpoint line (NaN ticks). The full CLI path: evaluate → analyze (figures on) → a report
+    whose every image decodes in chromium, with no console error."""
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    df = evaluate_cli(*LAYOUT_TREES[layout](tmp_path), "--out", str(tmp_path / "results"))
+    assert df["epoch"].isna().all()
+    got = CliRunner().invoke(app, ["analyze", str(tmp_path / "results"), "--out",
+                                   str(tmp_path / "report")])  # fmt: skip
+    assert got.exception is None, got.exception
+    assert got.exit_code == 0, got.output
+    report = tmp_path / "report" / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert "Recommended checkpoint:" in html and "checkpoint_line.png" in html
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (.ci/run installs it)")
+    seen = probe(report, tmp_path)
+    assert seen["images"] >= 1 and seen["undecoded"] == [], seen
+    assert seen["errors"] == [] and seen["wide"] == [], seen

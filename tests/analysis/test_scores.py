@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from t2ibench.analysis import aggregate, metric_directions, rank_normalise
 from t2ibench.errors import ResultsError
@@ -132,8 +133,11 @@ def test_category_interval_covers_95_percent_with_three_seeds():
     assert (cat["n"] == 3).all() and (cat["interval"] == "Student-t").all()
     covered = ((cat["ci_low"] <= mu) & (mu <= cat["ci_high"])).mean()
     assert 0.93 <= covered <= 0.97, covered
-    # the t interval is wider than a ±2 SE one at n = 3 (t_2 = 4.30)
-    half = (cat["ci_high"] - cat["mean"]) / cat["se"]
+    # the t interval is wider than a ±2 SE one at n = 3 (t_2 = 4.30); where it is not clipped
+    # at the scores' bounds
+    inside = cat[~cat["clipped"]]
+    assert len(inside) > 100
+    half = (inside["ci_high"] - inside["mean"]) / inside["se"]
     assert half.to_numpy() == pytest.approx(4.302653, rel=1e-5)
 
 
@@ -165,12 +169,61 @@ def test_all_level_interval_uses_welch_satterthwaite():
     )
 
 
-def test_bootstrap_uses_bca_only_with_enough_units():
+def test_issue22_item19_t_interval_at_every_size_bca_only_beside_it():
+    """BCa over ≥ 20 units replaced the t interval without its coverage shown: the t interval is
+    the one reported at every size; --bootstrap adds BCa bounds beside it for comparison."""
     rng = np.random.default_rng(2)
     many = pd.concat(
         [_three_seed_scores(rng, 1).assign(**{"class": f"k{i}"}, leaf=f"scene/k{i}")
          for i in range(8)], ignore_index=True,
     )  # fmt: skip  # 24 units in one category
     cat = aggregate(many, bootstrap=500, seed=0)["category"].iloc[0]
-    assert cat["n"] == 24 and cat["interval"] == "BCa bootstrap"
-    assert cat["ci_low"] < cat["mean"] < cat["ci_high"]
+    assert cat["n"] == 24 and cat["interval"] == "Student-t"
+    half = stats.t.ppf(0.975, 23) * cat["se"]
+    assert (cat["ci_low"], cat["ci_high"]) == pytest.approx(
+        (cat["mean"] - half, cat["mean"] + half)
+    )
+    assert cat["bca_low"] < cat["mean"] < cat["bca_high"]
+
+
+@pytest.mark.parametrize("n", [3, 6, 12, 24])
+def test_issue22_item19_t_coverage_at_the_sizes_used(n):
+    """The sizes of the paper's data: 3, 6, 12 and 24 seed × class units per category. Scores are
+    bounded and skewed (Beta(2, 3)); the t interval covers ~95 % at each size."""
+    rng = np.random.default_rng(n)
+    mu = 2 / 5
+    v = rng.beta(2, 3, size=(20000, n))
+    m, se = v.mean(axis=1), v.std(axis=1, ddof=1) / np.sqrt(n)
+    half = stats.t.ppf(0.975, n - 1) * se
+    covered = ((m - half <= mu) & (mu <= m + half)).mean()
+    assert 0.93 <= covered <= 0.97, covered
+
+
+def test_issue22_item19_bca_under_covers_at_twenty_units():
+    """Why BCa is not used: at 20 units, on the same scores, it covers less than the t interval
+    (seeded simulation, 400 samples × 999 resamples; benchmarks/interval_coverage.py gives 93.5 %
+    against 94.7 % with 1000 samples)."""
+    from t2ibench.analysis.aggregate import bca_interval
+
+    rng = np.random.default_rng(20)
+    mu, n = 2 / 5, 20
+    bca = t = 0
+    for _ in range(400):
+        v = rng.beta(2, 3, size=n)
+        lo, hi = bca_interval(v, 999, 0.95, rng)
+        bca += lo <= mu <= hi
+        half = stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n)
+        t += v.mean() - half <= mu <= v.mean() + half
+    assert bca / 400 <= 0.935 < t / 400, (bca / 400, t / 400)
+
+
+def test_issue22_item21_score_intervals_stay_within_zero_and_one():
+    """Rank scores live in [0, 1]; a t interval over three units near 1 ran past 1."""
+    rng = np.random.default_rng(4)
+    df = _three_seed_scores(rng, 50, mu=0.95, sd=0.08).assign(score=lambda d: d["score"].clip(0, 1))
+    cat = aggregate(df)["category"]
+    assert (cat["ci_low"] >= 0).all() and (cat["ci_high"] <= 1).all()
+    assert cat["clipped"].any() and (cat.loc[cat["clipped"], "ci_high"] == 1).all()
+    unclipped = cat[~cat["clipped"]]
+    half = stats.t.ppf(0.975, 2) * unclipped["se"]
+    assert (unclipped["ci_high"] - unclipped["mean"]).to_numpy() == pytest.approx(half.to_numpy())

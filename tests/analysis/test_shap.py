@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,24 @@ def test_categorical_levels_are_ordered_and_only_present_ones(tmp_path, scores):
     assert not res.is_finding  # no out-of-sample R² computed: not a finding
     p = beeswarm(res, tmp_path / "b.png")
     assert p.is_file() and p.stat().st_size > 1000
+
+
+def test_issue22_item22_a_negative_leave_one_config_out_r2_is_no_finding():
+    """Four reference models with leave-one-seed-out R² > 0.05 but a negative leave-one-config-out
+    R² were called findings: both must exceed 0.05."""
+    from t2ibench.analysis.shap_analysis import ShapResult
+
+    def result(seed, config):
+        return ShapResult("scene", Target("image_similarity", "train"), ("", "", "", ""), [],
+                          pd.DataFrame(), np.zeros(1), np.zeros((1, 0)), 0.0, np.zeros(1), 0.6,
+                          r2_out={"seed": seed, "config": config})  # fmt: skip
+
+    assert result(0.27, 0.30).is_finding and result(0.27, 0.30).warning == ""
+    loco = result(0.27, -0.45)
+    assert not loco.is_finding
+    assert "leave-one-config-out R² -0.45" in loco.warning and "seed" not in loco.warning
+    assert (
+        not result(0.02, 0.30).is_finding
+        and "leave-one-seed-out R² 0.02" in result(0.02, 0.30).warning
+    )
+    assert not result(0.5, math.nan).is_finding  # a scheme not computed is no evidence

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,10 +53,10 @@ from t2ibench.analysis.tables import (
     table1_section,
     varied_hyperparameter,
 )
-from t2ibench.analysis.targets import Target, report_targets
+from t2ibench.analysis.targets import DESCRIBED, DescribedMetric, Target, report_targets
 from t2ibench.errors import ResultsError
 from t2ibench.fsutil import atomic_write_with
-from t2ibench.results import read_results, validate_results
+from t2ibench.results import absent_plugins, read_description, read_results, validate_results
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,12 @@ def _one_at_a_time(fn):
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ResultsError(f"{out}: cannot create the report folder ({exc.strerror})") from None
-        with _exclusive(out):
-            return fn(results, out_dir, **kwargs)
+        token = DESCRIBED.set({})  # what this analysis's table describes, for its duration
+        try:
+            with _exclusive(out):
+                return fn(results, out_dir, **kwargs)
+        finally:
+            DESCRIBED.reset(token)
 
     return wrapper
 
@@ -181,9 +186,12 @@ def analyze(
     metrics. ``shap_targets`` and ``criteria`` default to what the metrics present declare
     (``MetricSpec.report``), as do the epoch tables and metric-pair plots.
 
-    Every report starts with the raw-value view (``raw_values.csv``), the anchors (base model rows,
-    real-image ceiling, copy detection and image grids from ``<results>/anchors/`` when present),
-    the checkpoint line and a recommendation (``recommendation.csv``), and the cost of each config
+    Every report starts with the answer: the recommendation (``recommendation.csv``, and
+    ``recommendation.json`` for the console, :mod:`t2ibench.analysis.answer`) with what its rule
+    left out and why, and the checkpoint line; then the overview (with a warning per name whose
+    plug-in is not installed), the raw-value view (``raw_values.csv``), the anchors (base model
+    rows, real-image ceiling, copy detection and image grids from ``<results>/anchors/`` when
+    present), and the cost of each config
     (``cost.csv``, from the run folders next to the results: :mod:`t2ibench.analysis.cost`); a
     sweep's anchors come from its runs. Results with a caption study (a ``caption`` column with
     two or more values) add its section (:mod:`t2ibench.analysis.captions`). With at least
@@ -194,15 +202,20 @@ def analyze(
     ``shap_fit.csv`` (in-sample and out-of-sample R²); figures go to
     ``plots/*.png``, and ``report.html`` (self-contained) and ``summary.md`` hold it all.
     ``extra_sections`` are added before the file list (e.g. a sweep hook's links to companion pages).
-    Raises :class:`ResultsError` when nothing usable is left.
+    Raises :class:`ResultsError` when nothing usable is left, for an infinite value (naming its
+    row), and for a folder whose ``results.csv`` differs from its ``results.parquet``.
     """
     source = results if not isinstance(results, pd.DataFrame) else "DataFrame"
     known = {"metric": list(directions or {})}  # third-party metrics given a direction
     df = (
         validate_results(results, "results", known=known)
         if isinstance(results, pd.DataFrame)
-        else read_results(results, known=known)
+        else read_results(results, known=known, check_csv=True)
     )
+    _refuse_infinite(df, source)
+    notes = _absent_plugin_notes(results, df, directions)
+    directions = {**notes.directions, **(directions or {})}
+    DESCRIBED.set(notes.described)
     n_in = len(df)
     df = _filter(df, "category", categories)
     df = _filter(df, "epoch", epochs)
@@ -228,6 +241,8 @@ def analyze(
     n_configs = configs_df["config"].nunique()
     n_checkpoints = configs_df["checkpoint"].nunique()
     sections = [
+        # The answer first (what a user runs this for), then what it rests on.
+        recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files, rows=df),
         _overview(
             source,
             df,
@@ -235,9 +250,9 @@ def analyze(
             n_configs,
             n_checkpoints,
             filters_of(categories, epochs, prompt_types, configs),
+            notes.lines,
         ),
         raw_section(raw, constants, dirs, anchors["ceiling"], df["leaf"].nunique()),
-        recommendation_section(raw, anchors["ceiling"], dirs, out, plots, files),
         copy_section(anchors["copies"]),
         images_section(seed_paired_grids(anchors["images"], _checkpoint_configs(df))),
         cost_section(results, df, raw, dirs, out, plots, files),
@@ -352,13 +367,86 @@ def filters_of(categories, epochs, prompt_types, configs) -> dict:
     return {k: v for k, v in f.items() if v is not None}
 
 
-def _overview(source, df, dirs, n_configs, n_checkpoints, active) -> Section:
-    overview = Section("Overview").text(
+def _refuse_infinite(df: pd.DataFrame, source) -> None:
+    """An infinite value would become a headline and squash every other rank and rescale (a Vendi
+    cell of inf did): refused with the first such row, by its key."""
+    bad = df.index[df["value"].isin([math.inf, -math.inf])]
+    if len(bad) == 0:
+        return
+    r = df.loc[bad[0]]
+    key = ", ".join(f"{c}={r[c]!r}" for c in ("checkpoint", "leaf", "prompt_type", "metric",
+                                               "encoder", "resize"))  # fmt: skip
+    more = f" (and {len(bad) - 1} more row(s))" if len(bad) > 1 else ""
+    raise ResultsError(
+        f"{source}: value {r['value']} in row {bad[0]} ({key}){more}: a metric value must be "
+        "finite (leave it empty, NaN, when it could not be computed)"
+    )
+
+
+@dataclass
+class _PluginNotes:
+    directions: dict[str, bool] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    described: dict[str, DescribedMetric] = field(default_factory=dict)
+
+
+def _absent_plugin_notes(results, df: pd.DataFrame, given: Mapping[str, bool] | None):
+    """Names in the table whose plug-in is not installed here: the directions the table's own
+    description records for its metrics, and one warning per column (logged and in the report)."""
+    notes = _PluginNotes()
+    absent = absent_plugins(df)
+    if not absent:
+        return notes
+    described = {} if isinstance(results, pd.DataFrame) else read_description(results)
+    metrics = described.get("metrics", {})
+    for col, names in absent.items():
+        if col == "metric":
+            recorded = []
+            for name in names:
+                d = metrics.get(name)
+                if d is None:
+                    continue  # given a direction (--direction) or a higher_is_better column
+                notes.directions[name] = bool(d["higher_is_better"])
+                notes.described[name] = DescribedMetric.from_description(name, d)
+                lo, hi = d["range"]
+                lo = "−∞" if lo is None else f"{lo:g}"
+                hi = "∞" if hi is None else f"{hi:g}"
+                way = "higher" if d["higher_is_better"] else "lower"
+                recorded.append(f"{name} ({d['criterion']}, {way} is better, range [{lo}, {hi}])")
+            text = (
+                f"metric(s) {', '.join(names)} are not installed here (their plug-in is absent): "
+                "analysed with what the results file records"
+                + (f": {'; '.join(recorded)}" if recorded else "")
+                + "; the report reads them as recorded (criterion, direction, headline encoder, "
+                "report sections)"
+            )
+        else:
+            text = (
+                f"{col.replace('_', ' ')}(s) {', '.join(names)} are not installed here (their "
+                "plug-in is absent): analysed by name, as the results file records them"
+            )
+        log.warning("%s", text)
+        notes.lines.append(text)
+    return notes
+
+
+def _listed(values) -> str:
+    """``[a, b]``, or "none recorded" (outside images evaluated by `t2ibench evaluate` carry no
+    seed and no epoch; "seeds []" read as a bug)."""
+    values = sorted(values)
+    return f"{values}" if values else "none recorded"
+
+
+def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -> Section:
+    overview = Section("Overview")
+    for line in warnings:
+        overview.text(f"Warning: {line}.")
+    overview.text(
         f"Source: {source}. {len(df)} result rows; {n_configs} config(s), {n_checkpoints} "
         f"checkpoint(s)"
         + (" plus the base model" if (df["checkpoint"] == BASE_CHECKPOINT).any() else "")
-        + f"; seeds {sorted(s for s in df['seed'].unique() if s)}, "
-        f"epochs {sorted(int(e) for e in df['epoch'].dropna().unique())}, "
+        + f"; seeds {_listed(s for s in df['seed'].unique() if s)}, "
+        f"epochs {_listed(int(e) for e in df['epoch'].dropna().unique())}, "
         f"categories {sorted(df['category'].unique())}, leaves {df['leaf'].nunique()}, "
         f"prompt types {sorted(df['prompt_type'].unique())}."
         + (f" Filters: {active}." if active else "")

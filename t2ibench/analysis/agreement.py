@@ -260,7 +260,7 @@ def _direction(metric: str) -> float:
     return 1.0
 
 
-def read_scores(path: str | Path) -> pd.DataFrame:
+def read_scores(path: str | Path, fmt: str = "csv") -> pd.DataFrame:
     """Per-image metric values (CSV or parquet): ``metric, value`` and ``item`` or ``image``
     (optional ``system``, ``encoder``, ``measure``, ``higher_is_better``). Returns rows
     ``judge, system, item, value, direction`` averaged per (judge, system, item)."""
@@ -277,17 +277,38 @@ def read_scores(path: str | Path) -> pd.DataFrame:
                     df[col] = df[col].map(unescape_cell)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise AgreementError(f"{path}: cannot read the per-image scores ({exc})") from None
-    return prepare_scores(df, str(path))
+    return prepare_scores(df, str(path), fmt)
 
 
-def prepare_scores(df: pd.DataFrame, where: str = "scores") -> pd.DataFrame:
-    """See :func:`read_scores`; ``df`` is the table already read."""
+_DREAMBENCH_IMAGE = re.compile(r"(?:^|/)([^/]+)/(\d+)_\d+\.[A-Za-z]+$")
+
+
+def item_of_image(image: str, fmt: str = "csv") -> str:
+    """The ratings' item key of an image file: DreamBench++ rates ``<collection_id>-<prompt>`` and
+    its images are ``tgt_image/<collection_id>/<prompt>_<j>.jpg``; ImagenHub rates the file name
+    (``sample_0.jpg``, one folder per model); a plain CSV names the image path itself."""
+    image = normalise_image(image)
+    if fmt == "dreambench-pp":
+        m = _DREAMBENCH_IMAGE.search(image)
+        if not m:
+            raise AgreementError(
+                f"image {image!r}: not a DreamBench++ output (tgt_image/<id>/<prompt>_<j>.jpg)"
+            )
+        return f"{m.group(1)}-{m.group(2)}"
+    if fmt == "imagenhub":
+        return image.rsplit("/", 1)[-1]
+    return image
+
+
+def prepare_scores(df: pd.DataFrame, where: str = "scores", fmt: str = "csv") -> pd.DataFrame:
+    """See :func:`read_scores`; ``df`` is the table already read; ``fmt`` (the ratings format)
+    says how an ``image`` column becomes the ratings' item key (:func:`item_of_image`)."""
     if "metric" not in df.columns or "value" not in df.columns:
         raise AgreementError(f"{where}: needs columns metric and value (one row per image)")
     if "item" in df.columns:
         item = df["item"].astype(str)
     elif "image" in df.columns:
-        item = df["image"].astype(str).map(normalise_image)
+        item = df["image"].astype(str).map(lambda p: item_of_image(p, fmt))
     else:
         raise AgreementError(f"{where}: needs an item or image column")
     encoder = df["encoder"].astype(str) if "encoder" in df.columns else pd.Series([""] * len(df))

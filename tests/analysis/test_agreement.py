@@ -214,3 +214,23 @@ def test_outputs_are_escaped_and_neutralised(tmp_path):
     assert "'=HYPERLINK" in csv_path.read_text()
     page = html_path.read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_cli_writes_csv_and_html_and_refuses_bad_input_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    ratings, _ = _hand_tables()
+    ratings.rename(columns={"item": "image"}).to_csv(tmp_path / "r.csv", index=False)
+    pd.DataFrame({"image": [f"im{i}.png" for i in range(5)], "metric": "m", "value": METRIC}
+                 ).to_csv(tmp_path / "s.csv", index=False)  # fmt: skip
+    runner = CliRunner()
+    args = ["agreement", str(tmp_path / "r.csv"), "--scores", str(tmp_path / "s.csv")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), "--n-boot", "50"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "o" / "agreement.csv")
+    assert table.loc[table.metric == "m", "spearman"].item() == pytest.approx(7.5 / math.sqrt(90))
+    assert (tmp_path / "o" / "agreement.html").is_file()
+    result = runner.invoke(app, ["agreement", str(tmp_path / "r.csv"), "--out", str(tmp_path)])
+    assert isinstance(result.exception, A.AgreementError)

@@ -149,6 +149,18 @@ register_input_provider(
 )
 
 
+def judge_mean(judge_scores: torch.Tensor) -> float:
+    """The metric of a prompt-reading judge: the mean of its per-image scores."""
+    return mean_score(judge_scores)
+
+
+class JudgeMean(MeanScore):
+    """Streaming :func:`judge_mean`."""
+
+    def update(self, judge_scores: torch.Tensor) -> None:  # type: ignore[override]
+        super().update(judge_scores)
+
+
 # --- registration ---------------------------------------------------------------------------------
 
 
@@ -187,8 +199,8 @@ def register_judge(
             references=(),
             higher_is_better=higher_is_better,
             range=value_range,
-            function=mean_score,
-            stream=MeanScore,
+            function=judge_mean if inputs == ("judge_scores",) else mean_score,
+            stream=JudgeMean if inputs == ("judge_scores",) else MeanScore,
             inputs=inputs,
             description=description,
         )

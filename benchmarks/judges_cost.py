@@ -1,8 +1,8 @@
 """Per-image CPU cost of each open judge at full size (random weights, 1 thread).
 
 Each judge's full architecture is built from its config with random weights (PickScore: CLIP
-ViT-H/14 as in PickScore_v1's config.json; HPSv2.1: open_clip's ViT-H-14), saved to a folder and
-loaded back through the judge's own loader, then it scores ``--images`` 512×512 images with a
+ViT-H/14 as in PickScore_v1's config.json; HPSv2.1: open_clip's ViT-H-14), in memory, wrapped
+in the judge's own class and preprocessing, then it scores ``--images`` 512×512 images with a
 prompt each after one warm-up image. CPU time (user + sys) is what a judge costs; wall time on a
 shared machine is inflated by other processes.
 
@@ -34,53 +34,57 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_full(judge: str, folder: Path) -> str:
-    """Write judge ``judge`` at full size with random weights; returns the weights argument."""
+def build_full(judge: str, root: Path):
+    """Judge ``judge`` at full size with random weights, built in memory (a save and reload would
+    double the peak memory of a 1-billion-parameter model on a shared machine; the loaders are
+    tested on the same architectures at small size)."""
+    import open_clip
+    from transformers import CLIPConfig, CLIPModel
+
+    from t2ibench.encoders.base import tiny_folder
+    from t2ibench.metrics.judges import hpsv2, pickscore
+
     if judge == "pickscore":
-        from t2ibench.metrics.judges.pickscore import FULL_CONFIG, build_random
-
-        build_random(folder, FULL_CONFIG)
-        return str(folder)
+        # The processor and tokenizer files are those of the tiny folder (same LAION settings).
+        folder = tiny_folder("pickscore", pickscore.TINY_CONFIG, pickscore.build_random, root)
+        processor = pickscore.load_processor(str(folder))
+        model = CLIPModel(CLIPConfig(**pickscore.FULL_CONFIG)).eval()
+        ip = processor.image_processor
+        prep = pickscore.JudgePreprocess(
+            lambda im: ip(images=im.convert("RGB"), return_tensors="pt")["pixel_values"][0], "clip"
+        )
+        return pickscore.PickScoreJudge(judge, model, "random", prep, batch_size=1,
+                                        processor=processor)  # fmt: skip
     if judge == "hpsv2":
-        import open_clip
-
-        from t2ibench.metrics.judges.hpsv2 import ARCH, build_random
-
-        build_random(folder, open_clip.get_model_config(ARCH))
-        return str(folder)
+        cfg = open_clip.get_model_config(hpsv2.ARCH)
+        model = open_clip.CLIP(**cfg).eval()
+        prep = hpsv2.JudgePreprocess(hpsv2.preprocess_image, "hpsv2")
+        tokenizer = open_clip.SimpleTokenizer(context_length=77)
+        return hpsv2.Hpsv2Judge(judge, model, "random", prep, batch_size=1, tokenizer=tokenizer)
     raise SystemExit(f"unknown judge {judge}")
 
 
 def measure(judge: str, n_images: int, root: Path) -> dict:
     import numpy as np
-    import torch
     from PIL import Image
 
-    import t2ibench.metrics  # noqa: F401  (registers the judges)
-    from t2ibench.encoders import create_encoder
-
-    folder = root / judge
-    folder.mkdir()
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    weights = build_full(judge, folder)
-    build = (time.perf_counter() - t0, cpu_seconds() - c0)
-    enc = create_encoder(judge, weights=weights, batch_size=1)
+    t0 = time.perf_counter()
+    enc = build_full(judge, root)
+    build = time.perf_counter() - t0
     params = sum(p.numel() for p in enc.model.parameters())
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))
               for _ in range(n_images + 1)]  # fmt: skip
-    prompt = "a photo of a sks dog wearing a red hat on the beach"
+    prompt = "a photo of a dog wearing a red hat on the beach"
     enc.score(images[:1], [prompt])  # warm-up
     t0, c0 = time.perf_counter(), cpu_seconds()
     for im in images[1:]:
         enc.score([im], [prompt])
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    del enc
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {
         "judge": judge,
         "params_m": params / 1e6,
-        "build_wall": build[0],
+        "build_wall": build,
         "wall_per_image": wall / n_images,
         "cpu_per_image": cpu / n_images,
         "peak_rss": peak_rss_mib(),
@@ -91,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--judges", nargs="+", default=list(JUDGES))
     parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print one judge's row as JSON only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -99,9 +104,24 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory(prefix="t2ibench-judges-") as tmp:
-        for judge in args.judges:
-            rows.append(measure(judge, args.images, Path(tmp)))
+        for judge in args.judges:  # one process per judge keeps each peak RSS its own
+            if len(args.judges) > 1:
+                import json
+                import subprocess
+
+                out = subprocess.run(
+                    [sys.executable, __file__, "--judges", judge, "--images", str(args.images),
+                     "--json"], check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            else:
+                rows.append(measure(judge, args.images, Path(tmp)))
             print(rows[-1], flush=True)
+    if args.json:
+        import json
+
+        print(json.dumps(rows[0]))
+        return
     date = datetime.date.today().isoformat()
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
@@ -114,7 +134,7 @@ def main() -> None:
         "image and one prompt per call (batch 1), after one warm-up call; the judge's own "
         "preprocessing included.",
         "",
-        "| judge | parameters (M) | CPU s / image | wall s / image | peak RSS MiB (process) |",
+        "| judge | parameters (M) | CPU s / image | wall s / image | peak RSS MiB (own process) |",
         "|---|---:|---:|---:|---:|",
     ]
     for r in rows:

@@ -361,8 +361,11 @@ def match_systems(
             mapping[name] = hits[0]
     scores["system"] = [mapping.get(s, s) for s in scores["system"]]
     if set(ratings["system"]) == {""}:
-        scores["system"] = ""
-    return scores
+        scores["system"] = ""  # ratings of images, not of systems: the image is the unit
+    # Renamed or merged systems: one value per (metric, system, item) again.
+    return scores.groupby(["judge", "metric", "system", "item"], as_index=False, sort=True).agg(
+        value=("value", "mean"), direction=("direction", "first")
+    )
 
 
 # --------------------------------------------------------------------------------------------------

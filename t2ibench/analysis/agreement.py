@@ -743,8 +743,8 @@ def agreement(
     """One row per (criterion, metric) and one human-ceiling row per criterion (module doc).
 
     ``ratings``: :func:`read_ratings` rows; ``scores``: :func:`prepare_scores` rows. ``judges``:
-    metric names to label ``judge`` (the rest are ``paper metric``); by default the metrics in the
-    ``judges`` metric profile. ``ceiling=False`` skips the human-ceiling rows. Columns: criterion, metric, kind, n_units, n_items, n_raters,
+    metric names to label ``judge`` (the rest are ``paper metric``); by default the registered
+    metrics whose encoder is a judge (:mod:`t2ibench.metrics.judges`). ``ceiling=False`` skips the human-ceiling rows. Columns: criterion, metric, kind, n_units, n_items, n_raters,
     spearman(_low/_high), kendall(_low/_high), pairwise_accuracy (pairwise_low/_high), n_pairs,
     alpha_with_metric, alpha_humans.
     """
@@ -815,12 +815,16 @@ def agreement(
 
 
 def _default_judges() -> set[str]:
-    try:
-        from t2ibench.metric_profiles import get_metric_profile
+    """The registered metrics whose encoder is a judge (family ``judge``)."""
+    from t2ibench.encoders import ENCODERS
+    from t2ibench.metrics import METRICS
 
-        return set(get_metric_profile("judges").metrics())
-    except T2IBenchError:
-        return set()
+    out = set()
+    for name in METRICS.names():
+        encoder = METRICS.get(name).encoder
+        if encoder and encoder in ENCODERS and ENCODERS.get(encoder).family == "judge":
+            out.add(name)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

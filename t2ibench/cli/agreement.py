@@ -96,6 +96,7 @@ def _score_images(images, layout, dataset, profile_name, encoders, metrics, devi
     """Per-image values of ``images`` under a metric profile, kept in OUT/per_image_scores.*."""
     import io
 
+    import t2ibench.metrics  # noqa: F401  (registers the judges' encoders before they are built)
     from t2ibench import csvsafe
     from t2ibench.encoders import FeatureCache
     from t2ibench.fsutil import atomic_write
@@ -103,6 +104,7 @@ def _score_images(images, layout, dataset, profile_name, encoders, metrics, devi
     from t2ibench.metric_profiles import get_metric_profile
     from t2ibench.metric_profiles.pipeline import (
         apply_metric_profile,
+        check_pipeline_supports,
         metric_options,
         profile_encoders,
     )
@@ -110,6 +112,9 @@ def _score_images(images, layout, dataset, profile_name, encoders, metrics, devi
 
     profile = get_metric_profile(profile_name)
     scan = scan_layout(layout, images, dataset=dataset, checkpoint=None, identifier=None)
+    check_pipeline_supports(
+        profile, single_reference=scan.single_reference, identifier_free=scan.identifier_free
+    )
     selected = metrics or profile.metrics()
     df = per_image_scores(
         scan.root,

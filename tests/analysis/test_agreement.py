@@ -234,3 +234,48 @@ def test_cli_writes_csv_and_html_and_refuses_bad_input_in_one_line(tmp_path):
     assert (tmp_path / "o" / "agreement.html").is_file()
     result = runner.invoke(app, ["agreement", str(tmp_path / "r.csv"), "--out", str(tmp_path)])
     assert isinstance(result.exception, A.AgreementError)
+
+
+def test_cli_scores_dreambench_pp_images_per_image_and_joins_the_released_ratings(tmp_path):
+    """End to end: a DreamBench++ method folder scored per image under the judges profile (tiny
+    random-weight encoders), joined to ratings in the released raw layout by method slug and
+    <collection_id>-<prompt index>."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    method = tmp_path / "samples" / "dreambooth_sd_gs7_5_step100_seed42_torch_float16"
+    rng = np.random.default_rng(0)
+    keys = []
+    for inst in ("object_00_can", "live_subject_animal_01_cat"):
+        src = Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+        for p in range(3):
+            for part in ("src_image", "tgt_image", "text"):
+                (method / part / inst).mkdir(parents=True, exist_ok=True)
+            src.save(method / "src_image" / inst / f"{p}_0.jpg")
+            gen = Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+            gen.save(method / "tgt_image" / inst / f"{p}_0.jpg")
+            (method / "text" / inst / f"{p}_0.txt").write_text(f"a {inst.split('_')[-1]} {p}")
+            keys.append(f"{inst}-{p}")
+    raw = tmp_path / "data_human_rating" / "raw_data"
+    for g, shift in (("g1", 0), ("g2", 1)):
+        (raw / g).mkdir(parents=True)
+        data = {k: [(i + shift) % 5, (2 * i + shift) % 5] for i, k in enumerate(keys)}
+        (raw / g / "part1-dreambooth_sd.json").write_text(json.dumps(data))
+    out = tmp_path / "o"
+    tiny = "dinov2-l@tiny,clip-l14@tiny,pickscore@tiny,hpsv2@tiny"
+    result = CliRunner().invoke(app, [
+        "agreement", str(tmp_path / "data_human_rating"), "--images", str(method),
+        "--layout", "dreambench-pp", "--encoders", tiny, "--out", str(out), "--n-boot", "50",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    per_image = pd.read_parquet(out / "per_image_scores.parquet")
+    assert set(per_image["metric"]) == {"image_similarity", "text_alignment", "pickscore", "hpsv2"}
+    assert len(per_image[per_image.metric == "pickscore"]) == 6
+    table = pd.read_csv(out / "agreement.csv")
+    judged = table[table.kind != "human"]
+    assert set(judged["criterion"]) == {"concept_preservation", "prompt_following"}
+    assert set(judged["metric"]) == {"DINOv2 similarity", "CLIP-T", "PickScore", "HPSv2.1"}
+    assert (judged["n_units"] == 6).all()
+    assert set(table[table.kind == "judge"]["metric"]) == {"PickScore", "HPSv2.1"}

@@ -8,6 +8,7 @@ shared machine is inflated by other processes.
 
     OMP_NUM_THREADS=1 python benchmarks/judges_cost.py   # writes results/judges_cost_<date>.md
     python benchmarks/judges_cost.py --judges hpsv2 --images 2
+    python benchmarks/judges_cost.py --device cuda --images 20   # GPU rows (benchmarks/gpu.sh)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_full(judge: str, root: Path):
+def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = None):
     """Judge ``judge`` at full size with random weights, built in memory (a save and reload would
     double the peak memory of a 1-billion-parameter model on a shared machine; the loaders are
     tested on the same architectures at small size)."""
@@ -53,23 +54,30 @@ def build_full(judge: str, root: Path):
         prep = pickscore.JudgePreprocess(
             lambda im: ip(images=im.convert("RGB"), return_tensors="pt")["pixel_values"][0], "clip"
         )
-        return pickscore.PickScoreJudge(judge, model, "random", prep, batch_size=1,
+        return pickscore.PickScoreJudge(judge, model, "random", prep, device, dtype, batch_size=1,
                                         processor=processor)  # fmt: skip
     if judge == "hpsv2":
         cfg = open_clip.get_model_config(hpsv2.ARCH)
         model = open_clip.CLIP(**cfg).eval()
         prep = hpsv2.JudgePreprocess(hpsv2.preprocess_image, "hpsv2")
         tokenizer = open_clip.SimpleTokenizer(context_length=77)
-        return hpsv2.Hpsv2Judge(judge, model, "random", prep, batch_size=1, tokenizer=tokenizer)
+        return hpsv2.Hpsv2Judge(
+            judge, model, "random", prep, device, dtype, batch_size=1, tokenizer=tokenizer
+        )
     raise SystemExit(f"unknown judge {judge}")
 
 
-def measure(judge: str, n_images: int, root: Path) -> dict:
+def measure(judge: str, n_images: int, root: Path, device: str, dtype: str | None) -> dict:
     import numpy as np
+    import torch
     from PIL import Image
 
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     t0 = time.perf_counter()
-    enc = build_full(judge, root)
+    enc = build_full(judge, root, device, dtype)
     build = time.perf_counter() - t0
     params = sum(p.numel() for p in enc.model.parameters())
     rng = np.random.default_rng(0)
@@ -77,9 +85,11 @@ def measure(judge: str, n_images: int, root: Path) -> dict:
               for _ in range(n_images + 1)]  # fmt: skip
     prompt = "a photo of a dog wearing a red hat on the beach"
     enc.score(images[:1], [prompt])  # warm-up
+    sync()
     t0, c0 = time.perf_counter(), cpu_seconds()
     for im in images[1:]:
         enc.score([im], [prompt])
+    sync()
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {
         "judge": judge,
@@ -95,13 +105,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--judges", nargs="+", default=list(JUDGES))
     parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU rows")
+    parser.add_argument("--dtype", default=None, help="CUDA autocast dtype (fp16, bf16)")
     parser.add_argument("--json", action="store_true", help="print one judge's row as JSON only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    torch.set_num_threads(1)
+    if args.device == "cpu":
+        torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory(prefix="t2ibench-judges-") as tmp:
         for judge in args.judges:  # one process per judge keeps each peak RSS its own
@@ -111,11 +124,12 @@ def main() -> None:
 
                 out = subprocess.run(
                     [sys.executable, __file__, "--judges", judge, "--images", str(args.images),
+                     "--device", args.device, *(["--dtype", args.dtype] if args.dtype else []),
                      "--json"], check=True, capture_output=True, text=True,
                 )  # fmt: skip
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             else:
-                rows.append(measure(judge, args.images, Path(tmp)))
+                rows.append(measure(judge, args.images, Path(tmp), args.device, args.dtype))
             print(rows[-1], flush=True)
     if args.json:
         import json
@@ -125,7 +139,8 @@ def main() -> None:
     date = datetime.date.today().isoformat()
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
-        "# Open judges: per-image cost on CPU (full size, random weights, 1 thread)",
+        f"# Open judges: per-image cost on {args.device} (full size, random weights"
+        + (", 1 thread)" if args.device == "cpu" else f", autocast {args.dtype or 'default'})"),
         "",
         f"Measured {date} by `python benchmarks/judges_cost.py --images {args.images}`: "
         f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} thread, "
@@ -143,7 +158,8 @@ def main() -> None:
             f"{r['wall_per_image']:.2f} | {r['peak_rss']:.0f} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"judges_cost_{date}.md"
+    where = "" if args.device == "cpu" else f"{args.device.split(':')[0]}_"
+    path = args.out / f"judges_cost_{where}{date}.md"
     path.write_text("\n".join(lines) + "\n")
     print(path)
 

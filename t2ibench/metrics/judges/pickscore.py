@@ -16,7 +16,7 @@ projected feature the README's (transformers 4.27) call returned.
 Weights: ``weights=None`` loads ``yuvalkirstain/PickScore_v1`` with the LAION processor from the
 hub cache; a local folder must hold both: ``config.json`` + ``model.safetensors`` of
 PickScore_v1 and ``preprocessor_config.json`` + the tokenizer files of the LAION repo. Licence:
-PickScore_v1's model card states MIT; the LAION processor is MIT (docs/judges.md).
+not established here (the code repository carries no licence file); see docs/judges.md.
 """
 
 from __future__ import annotations

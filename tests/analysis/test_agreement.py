@@ -279,3 +279,15 @@ def test_cli_scores_dreambench_pp_images_per_image_and_joins_the_released_rating
     assert set(judged["metric"]) == {"DINOv2 similarity", "CLIP-T", "PickScore", "HPSv2.1"}
     assert (judged["n_units"] == 6).all()
     assert set(table[table.kind == "judge"]["metric"]) == {"PickScore", "HPSv2.1"}
+
+
+def test_image_ratings_average_the_systems_scores_of_one_image():
+    # Ratings name images only; the scores table has two systems for the same image file name
+    # (ImagenHub-style keys): the unit's value is their mean, not whichever row came last.
+    ratings, _ = _hand_tables()
+    rows = [{"system": s, "image": f"{s}/im{i}.png", "metric": "m", "value": v + off}
+            for s, off in (("a", 0.0), ("b", 10.0)) for i, v in enumerate(METRIC)]  # fmt: skip
+    scores = A.prepare_scores(pd.DataFrame(rows), fmt="imagenhub")
+    merged = A.match_systems(ratings, scores)
+    assert len(merged) == 5
+    assert merged.set_index("item")["value"]["im0.png"] == pytest.approx(0.1 + 5.0)

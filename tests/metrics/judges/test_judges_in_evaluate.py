@@ -39,3 +39,16 @@ def test_judges_land_in_results_and_rerun_from_cache(tmp_path):
                             cache=cache, progress=False)  # fmt: skip
     assert [j.forward_passes for j in judges] == passes  # every score came from the cache
     assert sorted(again["value"]) == sorted(df[df.metric != "image_similarity"]["value"])
+
+
+def test_cache_keys_by_image_and_prompt(tmp_path):
+    from t2ibench.metrics.judges._common import judge_pair_scores
+
+    judge = create_encoder("hpsv2", tiny=True, cache_dir=tmp_path / "w")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "a.png")
+    cache = FeatureCache(tmp_path / "cache")
+    paths = [tmp_path / "a.png"] * 2
+    first = judge_pair_scores(judge, paths, ["a red square", "a blue circle"], cache)
+    assert first.shape == (2, 1) and first[0] != first[1]  # same image, two prompts, two scores
+    again = judge_pair_scores(judge, paths, ["a blue circle", "a red square"], cache)
+    assert again[0] == first[1] and again[1] == first[0]

@@ -744,7 +744,8 @@ def agreement(
 
     ``ratings``: :func:`read_ratings` rows; ``scores``: :func:`prepare_scores` rows. ``judges``:
     metric names to label ``judge`` (the rest are ``paper metric``); by default the registered
-    metrics whose encoder is a judge (:mod:`t2ibench.metrics.judges`). ``ceiling=False`` skips the human-ceiling rows. Columns: criterion, metric, kind, n_units, n_items, n_raters,
+    metrics whose encoder is a judge (:mod:`t2ibench.metrics.judges`). ``ceiling=False`` skips the
+    human-ceiling rows. Columns: criterion, metric, kind, n_units, n_items, n_raters,
     spearman(_low/_high), kendall(_low/_high), pairwise_accuracy (pairwise_low/_high), n_pairs,
     alpha_with_metric, alpha_humans.
     """

@@ -1,7 +1,8 @@
 """Per-image CPU cost of each open judge at full size (random weights, 1 thread).
 
 Each judge's full architecture is built from its config with random weights (PickScore: CLIP
-ViT-H/14 as in PickScore_v1's config.json; HPSv2.1: open_clip's ViT-H-14), in memory, wrapped
+ViT-H/14 as in PickScore_v1's config.json; HPSv2.1: open_clip's ViT-H-14; DreamSim: its three
+ViT-B/16 in the release's folder layout, loaded by its loader), in memory, wrapped
 in the judge's own class and preprocessing, then it scores ``--images`` 512×512 images with a
 prompt each after one warm-up image. CPU time (user + sys) is what a judge costs; wall time on a
 shared machine is inflated by other processes.
@@ -23,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-JUDGES = ("pickscore", "hpsv2")
+JUDGES = ("pickscore", "hpsv2", "dreamsim")
 
 
 def cpu_seconds() -> float:
@@ -64,7 +65,25 @@ def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = 
         return hpsv2.Hpsv2Judge(
             judge, model, "random", prep, device, dtype, batch_size=1, tokenizer=tokenizer
         )
+    if judge == "dreamsim":
+        # The release's layout at full size (3 × ViT-B/16), through the judge's own loader.
+        from t2ibench.encoders import create_encoder
+        from t2ibench.metrics.judges import dreamsim
+
+        folder = root / "dreamsim"
+        folder.mkdir()
+        dreamsim.build_random(folder, {"embed_dim": 768, "num_heads": 12, "mlp_ratio": 4})
+        return create_encoder("dreamsim", weights=str(folder), device=device, dtype=dtype,
+                              batch_size=1)  # fmt: skip
     raise SystemExit(f"unknown judge {judge}")
+
+
+def _score(enc, image, prompt):
+    """One image: a prompt-reading judge scores it with the prompt, DreamSim embeds it (its
+    distance to the references is then a dot product per reference)."""
+    if getattr(enc, "needs_prompt", False):
+        return enc.score([image], [prompt])
+    return enc.encode_images([image])
 
 
 def measure(judge: str, n_images: int, root: Path, device: str, dtype: str | None) -> dict:
@@ -84,11 +103,11 @@ def measure(judge: str, n_images: int, root: Path, device: str, dtype: str | Non
     images = [Image.fromarray(rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))
               for _ in range(n_images + 1)]  # fmt: skip
     prompt = "a photo of a dog wearing a red hat on the beach"
-    enc.score(images[:1], [prompt])  # warm-up
+    _score(enc, images[0], prompt)  # warm-up
     sync()
     t0, c0 = time.perf_counter(), cpu_seconds()
     for im in images[1:]:
-        enc.score([im], [prompt])
+        _score(enc, im, prompt)
     sync()
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {

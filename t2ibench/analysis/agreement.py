@@ -54,6 +54,8 @@ IMAGENHUB_CRITERIA: tuple[str, str] = ("semantic_consistency", "perceptual_quali
 CEILING = "human ceiling (leave one rater out)"
 N_BOOT = 1000
 LEVEL = 0.95
+#: Below this many rated items the report flags the intervals as rough.
+MIN_ITEMS = 20
 
 
 class AgreementError(T2IBenchError, ValueError):
@@ -872,6 +874,15 @@ def agreement_section(table: pd.DataFrame, *, n_boot: int = N_BOOT, level: float
         }
     )
     sec.table(view, caption="Agreement with human ratings", max_rows=200)
+    few = sorted({f"{c}: {m} ({n} items)" for c, m, n in
+                  zip(table["criterion"], table["metric"], table["n_items"], strict=True)
+                  if n < MIN_ITEMS})  # fmt: skip
+    if few:
+        sec.text(
+            f"Fewer than {MIN_ITEMS} rated items: the bootstrap intervals of these rows are rough "
+            "(a cluster bootstrap needs many clusters); read them as inconclusive."
+        )
+        sec.bullets(few)
     return sec
 
 

@@ -214,6 +214,7 @@ def test_outputs_are_escaped_and_neutralised(tmp_path):
     assert "'=HYPERLINK" in csv_path.read_text()
     page = html_path.read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "Fewer than 20 rated items" in page  # 5 items: the intervals are flagged
 
 
 def test_cli_writes_csv_and_html_and_refuses_bad_input_in_one_line(tmp_path):

@@ -102,30 +102,29 @@ def _score_images(images, layout, dataset, profile_name, encoders, metrics, devi
     from t2ibench.fsutil import atomic_write
     from t2ibench.layouts import scan_layout
     from t2ibench.metric_profiles import get_metric_profile
-    from t2ibench.metric_profiles.pipeline import (
-        apply_metric_profile,
-        check_pipeline_supports,
-        metric_options,
-        profile_encoders,
-    )
+    from t2ibench.metric_profiles.compile import check_profile, profile_encoders, profile_plans
     from t2ibench.pipeline.per_image import per_image_scores
 
     profile = get_metric_profile(profile_name)
     scan = scan_layout(layout, images, dataset=dataset, checkpoint=None, identifier=None)
-    check_pipeline_supports(
-        profile, single_reference=scan.single_reference, identifier_free=scan.identifier_free
-    )
-    selected = metrics or profile.metrics()
+    check_profile(profile, single_reference=scan.single_reference)
+    selected = metrics or profile.metrics() or None
+    if profile.defaults:  # every registered metric on the paper's encoders, as `evaluate`
+        from t2ibench.pipeline.run import create_encoders
+        from t2ibench.runconfig import PAPER_ENCODERS
+
+        encs = create_encoders(list(encoders or PAPER_ENCODERS), None, device)
+    else:
+        encs = profile_encoders(profile, encoders, device)
     df = per_image_scores(
         scan.root,
         scan.dataset,
-        profile_encoders(profile, encoders, device),
+        encs,
         metrics=selected,
         records=scan.records,
         cache=FeatureCache(out / ".feature-cache"),
-        metric_options=metric_options(profile, selected),
+        plans=profile_plans(profile, None if profile.defaults else encs, selected),
     )
-    df = apply_metric_profile(df, profile) if not profile.defaults else df
     out.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out / "per_image_scores.parquet", index=False)
     buf = io.StringIO()

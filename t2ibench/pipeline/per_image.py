@@ -23,8 +23,6 @@ import pandas as pd
 from t2ibench.errors import T2IBenchError
 from t2ibench.pipeline.manifest import MANIFEST_NAME, ManifestRecord, read_manifest
 
-#: Metrics whose value describes a set of images, never one image.
-SET_METRICS = frozenset({"vendi", "fid", "kid", "frechet_distance", "kernel_inception_distance"})
 _TAG = "#image-"
 
 
@@ -44,6 +42,7 @@ def per_image_scores(
     records: Sequence[ManifestRecord] | None = None,
     cache: Any | None = None,
     metric_options: Mapping[str, Mapping[str, Any]] | None = None,
+    plans: Sequence[Any] | None = None,
     base_images_dir: str | Path | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -71,6 +70,7 @@ def per_image_scores(
             base_images_dir=base_images_dir,
             cache=cache,
             metric_options=metric_options,
+            plans=plans,
             progress=progress,
             records=tagged,
         )
@@ -78,7 +78,10 @@ def per_image_scores(
         log.removeFilter(quiet)
     if df.empty:
         return df
-    df = df[~df["metric"].isin(SET_METRICS)].dropna(subset=["value"]).copy()
+    from t2ibench.metrics import get_metric
+
+    per_image = {m: get_metric(m).per_image for m in df["metric"].unique()}
+    df = df[df["metric"].map(per_image)].dropna(subset=["value"]).copy()
     number = df["checkpoint"].str.rsplit(_TAG, n=1).str[1].astype(int)
     source = [records[i] for i in number]
     df["checkpoint"] = [r.checkpoint for r in source]

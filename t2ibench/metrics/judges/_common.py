@@ -145,6 +145,7 @@ register_input_provider(
         ("score",),
         own_encoder_only=True,
         description="the judge's score of each generated image with its cleaned prompt",
+        pairs="prompt",
     )
 )
 

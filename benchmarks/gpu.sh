@@ -7,4 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
+# The open judges' per-image cost on the GPU (issue 21), unless this is the CPU dry run.
+if [[ " $* " != *" --dry "* ]]; then python benchmarks/judges_cost.py --device cuda --images 20; fi
 exec python benchmarks/gpu_bench.py "$@"

@@ -249,8 +249,19 @@ _MAY_BUILD_INPUTS = {
 }
 
 
+def _registers_input_providers(tree: ast.AST) -> bool:
+    """A module that registers input providers is one of the engine's doors (a provider is called
+    by the engine with its ``EvalContext``): the judges, a plug-in's own input kind."""
+    return any(
+        isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register_input_provider"
+        for node in ast.walk(tree)
+    )
+
+
 def _builds_inputs(module: str) -> list[str]:
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    if _registers_input_providers(tree) and not module.startswith(ENGINE):
+        return []
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):

@@ -136,6 +136,15 @@ def plan_metrics(
     return [MetricPlan(s, {**s.options, **overrides.get(s.name, {})}) for s in specs]
 
 
+def _inputs_already_paired(spec: MetricSpec, pairing: str) -> bool:
+    from t2ibench.metrics.inputs import INPUT_PROVIDERS
+
+    return any(
+        name in INPUT_PROVIDERS and INPUT_PROVIDERS.get(name).pairs == pairing
+        for name in spec.inputs
+    )
+
+
 def pairing_sources(spec: MetricSpec, pairing: str, text: str = "remove-identifier"):
     """``(sources, per_pair)`` that make ``spec`` paired as ``pairing`` says, with prompts cleaned
     as ``text`` says; raises :class:`ConfigError` when its inputs cannot be paired so."""
@@ -143,8 +152,13 @@ def pairing_sources(spec: MetricSpec, pairing: str, text: str = "remove-identifi
         raise ConfigError(f"pairing {pairing!r} is not one of {', '.join(PAIRINGS)}")
     replaced, provider, per_pair = PAIRINGS[pairing]
     sources: dict[str, str] = {}
-    if provider in spec.inputs:
-        per_pair = False  # the metric pairs its own input (drift with its base image)
+    if provider in spec.inputs or _inputs_already_paired(spec, pairing):
+        if pairing == "prompt" and text != "remove-identifier" and provider not in spec.inputs:
+            raise ConfigError(
+                f"metric {spec.name} reads each prompt with the identifier removed; "
+                f"text = {text!r} cannot be honoured"
+            )
+        per_pair = False  # the metric pairs its own input (drift with its base image, a judge)
     elif replaced in spec.inputs:
         sources[replaced] = provider
     else:

@@ -129,5 +129,6 @@ register_metric(
         stream=FrechetDistance,
         inputs=("gen", "ref"),
         description="Fréchet distance between generated and dataset features",
+        per_image=False,
     )
 )

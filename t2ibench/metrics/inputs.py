@@ -82,7 +82,9 @@ class InputProvider:
     generated image, in ``ctx.records`` order, so a metric that groups by prompt can split it.
     ``needs``: what the caller must give for it to supply anything ("references", "prompts",
     "base images"; empty: nothing beyond the images), so an in-memory evaluation can say which
-    argument is missing before any encoder loads.
+    argument is missing before any encoder loads. ``pairs``: the pairing the input already is
+    (``"prompt"``: each image scored with its own cleaned prompt, as a judge reads it), so a
+    metric profile's measure with that pairing takes the input as it is.
     """
 
     name: str
@@ -92,6 +94,7 @@ class InputProvider:
     per_image: bool = True
     description: str = ""
     needs: str = ""
+    pairs: str | None = None
 
     def accepts(self, spec: Any, encoder: Any | None) -> bool:
         """Whether this provider can supply ``spec``'s input with ``encoder`` (None = no encoder)."""

@@ -153,5 +153,6 @@ register_metric(
         stream=KernelInceptionDistance,
         inputs=("gen", "ref"),
         description="Kernel Inception Distance (polynomial-kernel MMD², subset mean) to dataset",
+        per_image=False,
     )
 )

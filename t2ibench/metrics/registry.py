@@ -54,7 +54,8 @@ class MetricSpec:
     ``report`` says which report sections the metric feeds. ``clamps``: how the metric computes a
     metric profile's clamp (``"pair"`` = max(value, 0) per pair, ``"mean"`` = of the mean) — the
     options that do it and the scale those options already apply (text alignment's CLIPScore
-    conventions); a profile that clamps a metric without one is refused.
+    conventions); a profile that clamps a metric without one is refused. ``per_image`` = False:
+    the value describes a set (diversity, distribution distances) and one image has none.
     """
 
     name: str
@@ -72,6 +73,9 @@ class MetricSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     report: ReportUse = field(default_factory=ReportUse)
     clamps: Mapping[str, tuple[Mapping[str, Any], float]] = field(default_factory=dict)
+    # False: the value describes a set of images (Vendi, FID, KID), never one image, so per-image
+    # scoring (agreement with human ratings) has no value of it.
+    per_image: bool = True
 
     def __post_init__(self) -> None:
         if not _SLUG.match(self.name):

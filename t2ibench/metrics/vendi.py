@@ -145,6 +145,7 @@ register_metric(
         description="Vendi score (q=1, linear kernel); per prompt then averaged for alter",
         group_by={"alter": "prompt"},
         options={"q": 1.0},
+        per_image=False,
         report=ReportUse(
             criterion=("train", "alter"),
             shap=("train",),

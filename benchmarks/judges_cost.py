@@ -1,0 +1,187 @@
+"""Per-image CPU cost of each open judge at full size (random weights, 1 thread).
+
+Each judge's full architecture is built from its config with random weights (PickScore: CLIP
+ViT-H/14 as in PickScore_v1's config.json; HPSv2.1: open_clip's ViT-H-14; DreamSim: its three
+ViT-B/16 in the release's folder layout, loaded by its loader), in memory, wrapped
+in the judge's own class and preprocessing, then it scores ``--images`` 512×512 images with a
+prompt each after one warm-up image. CPU time (user + sys) is what a judge costs; wall time on a
+shared machine is inflated by other processes.
+
+    OMP_NUM_THREADS=1 python benchmarks/judges_cost.py   # writes results/judges_cost_<date>.md
+    python benchmarks/judges_cost.py --judges hpsv2 --images 2
+    python benchmarks/judges_cost.py --device cuda --images 20   # GPU rows (benchmarks/gpu.sh)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JUDGES = ("pickscore", "hpsv2", "dreamsim")
+
+
+def cpu_seconds() -> float:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = None):
+    """Judge ``judge`` at full size with random weights, built in memory (a save and reload would
+    double the peak memory of a 1-billion-parameter model on a shared machine; the loaders are
+    tested on the same architectures at small size)."""
+    import open_clip
+    from transformers import CLIPConfig, CLIPModel
+
+    from t2ibench.encoders.base import tiny_folder
+    from t2ibench.metrics.judges import hpsv2, pickscore
+
+    if judge == "pickscore":
+        # The processor and tokenizer files are those of the tiny folder (same LAION settings).
+        folder = tiny_folder("pickscore", pickscore.TINY_CONFIG, pickscore.build_random, root)
+        processor = pickscore.load_processor(str(folder))
+        model = CLIPModel(CLIPConfig(**pickscore.FULL_CONFIG)).eval()
+        ip = processor.image_processor
+        prep = pickscore.JudgePreprocess(
+            lambda im: ip(images=im.convert("RGB"), return_tensors="pt")["pixel_values"][0], "clip"
+        )
+        return pickscore.PickScoreJudge(judge, model, "random", prep, device, dtype, batch_size=1,
+                                        processor=processor)  # fmt: skip
+    if judge == "hpsv2":
+        cfg = open_clip.get_model_config(hpsv2.ARCH)
+        model = open_clip.CLIP(**cfg).eval()
+        prep = hpsv2.JudgePreprocess(hpsv2.preprocess_image, "hpsv2")
+        tokenizer = open_clip.SimpleTokenizer(context_length=77)
+        return hpsv2.Hpsv2Judge(
+            judge, model, "random", prep, device, dtype, batch_size=1, tokenizer=tokenizer
+        )
+    if judge == "dreamsim":
+        # The release's layout at full size (3 × ViT-B/16), through the judge's own loader.
+        from t2ibench.encoders import create_encoder
+        from t2ibench.metrics.judges import dreamsim
+
+        folder = root / "dreamsim"
+        folder.mkdir()
+        dreamsim.build_random(folder, {"embed_dim": 768, "num_heads": 12, "mlp_ratio": 4})
+        return create_encoder("dreamsim", weights=str(folder), device=device, dtype=dtype,
+                              batch_size=1)  # fmt: skip
+    raise SystemExit(f"unknown judge {judge}")
+
+
+def _score(enc, image, prompt):
+    """One image: a prompt-reading judge scores it with the prompt, DreamSim embeds it (its
+    distance to the references is then a dot product per reference)."""
+    if getattr(enc, "needs_prompt", False):
+        return enc.score([image], [prompt])
+    return enc.encode_images([image])
+
+
+def measure(judge: str, n_images: int, root: Path, device: str, dtype: str | None) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    enc = build_full(judge, root, device, dtype)
+    build = time.perf_counter() - t0
+    params = sum(p.numel() for p in enc.model.parameters())
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))
+              for _ in range(n_images + 1)]  # fmt: skip
+    prompt = "a photo of a dog wearing a red hat on the beach"
+    _score(enc, images[0], prompt)  # warm-up
+    sync()
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    for im in images[1:]:
+        _score(enc, im, prompt)
+    sync()
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    return {
+        "judge": judge,
+        "params_m": params / 1e6,
+        "build_wall": build,
+        "wall_per_image": wall / n_images,
+        "cpu_per_image": cpu / n_images,
+        "peak_rss": peak_rss_mib(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--judges", nargs="+", default=list(JUDGES))
+    parser.add_argument("--images", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU rows")
+    parser.add_argument("--dtype", default=None, help="CUDA autocast dtype (fp16, bf16)")
+    parser.add_argument("--json", action="store_true", help="print one judge's row as JSON only")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if args.device == "cpu":
+        torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="t2ibench-judges-") as tmp:
+        for judge in args.judges:  # one process per judge keeps each peak RSS its own
+            if len(args.judges) > 1:
+                import json
+                import subprocess
+
+                out = subprocess.run(
+                    [sys.executable, __file__, "--judges", judge, "--images", str(args.images),
+                     "--device", args.device, *(["--dtype", args.dtype] if args.dtype else []),
+                     "--json"], check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            else:
+                rows.append(measure(judge, args.images, Path(tmp), args.device, args.dtype))
+            print(rows[-1], flush=True)
+    if args.json:
+        import json
+
+        print(json.dumps(rows[0]))
+        return
+    date = datetime.date.today().isoformat()
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines = [
+        f"# Open judges: per-image cost on {args.device} (full size, random weights"
+        + (", 1 thread)" if args.device == "cpu" else f", autocast {args.dtype or 'default'})"),
+        "",
+        f"Measured {date} by `python benchmarks/judges_cost.py --images {args.images}`: "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} thread, "
+        f"Python {platform.python_version()}; load average at the end {load} (1 / 5 / 15 min): "
+        "wall time is inflated on a shared machine, CPU time (user + sys) much less. One 512×512 "
+        "image and one prompt per call (batch 1), after one warm-up call; the judge's own "
+        "preprocessing included.",
+        "",
+        "| judge | parameters (M) | CPU s / image | wall s / image | peak RSS MiB (own process) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['judge']} | {r['params_m']:.0f} | {r['cpu_per_image']:.2f} | "
+            f"{r['wall_per_image']:.2f} | {r['peak_rss']:.0f} |"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    where = "" if args.device == "cpu" else f"{args.device.split(':')[0]}_"
+    path = args.out / f"judges_cost_{where}{date}.md"
+    path.write_text("\n".join(lines) + "\n")
+    print(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -315,7 +315,10 @@ def test_item21_disk_full_outside_image_writing_is_one_line(finished, monkeypatc
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    import pyarrow.parquet as pq
+
     monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    monkeypatch.setattr(pq, "write_table", full)  # results.py writes parquet through pyarrow
     # a finished run's rerun writes nothing: the merged table it must rebuild is written
     (run_dir / "results" / "results.parquet").unlink()
     code, err = run_main(["run", *RUN_ARGS, "--out", opts.out], monkeypatch, capsys)

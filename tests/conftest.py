@@ -27,6 +27,33 @@ torch.set_num_threads(1)
 
 # --- shared session fixtures ----------------------------------------------------------------------
 
+
+@pytest.fixture(scope="session", autouse=True)
+def t2ibench_cache(tmp_path_factory):
+    """``T2IBENCH_CACHE`` for the whole session: a fresh folder, never the user's ~/.cache. The
+    tiny base and tiny encoders are built there once (deterministically, from their seeds; each
+    build lands atomically) and read by every test and subprocess of the session; a test that
+    needs another cache sets its own. Under xdist the workers share one folder, and the first
+    to arrive builds the tiny base while the others wait for it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        path = tmp_path_factory.mktemp("t2ibench-cache")
+    else:  # the workers' basetemps are popen-gwN folders of one session folder
+        path = tmp_path_factory.getbasetemp().parent / "t2ibench-cache"
+        path.mkdir(exist_ok=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("T2IBENCH_CACHE", str(path))
+    if worker is not None:
+        from filelock import FileLock
+
+        from t2ibench.models.loading import tiny_base_folder
+
+        with FileLock(str(path / ".tiny-base.lock")):
+            tiny_base_folder()
+    yield path
+    mp.undo()
+
+
 TINY_RUN_ENCODERS = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
 TINY_RUN = {
     "trainer": "lora",
@@ -59,20 +86,19 @@ class RayCluster:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
+def ray_cluster(t2ibench_cache):
     """One local Ray instance (2 CPUs, no dashboard) for the session. Its workers inherit the
-    environment at start: one OpenMP thread and ``cache`` as T2IBENCH_CACHE."""
+    environment at start: one OpenMP thread and the session's T2IBENCH_CACHE."""
     ray = pytest.importorskip("ray")
-    cache = tmp_path_factory.mktemp("ray-cache")
     mp = pytest.MonkeyPatch()
-    mp.setenv("T2IBENCH_CACHE", str(cache))
+    mp.setenv("T2IBENCH_CACHE", str(t2ibench_cache))
     mp.setenv("OMP_NUM_THREADS", "1")
     try:
         # "local": a new instance even if another one runs on this machine
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     finally:
         mp.undo()  # only the workers keep it; each test module sets what its driver needs
-    yield RayCluster(ray, cache)
+    yield RayCluster(ray, t2ibench_cache)
     ray.shutdown()
 
 

@@ -111,11 +111,30 @@ def ray_cluster(t2ibench_cache):
 # tail. A file "uses" a fixture when its source names it (the controller has no items to ask).
 SHARED_FIXTURES = ("tiny_run", "ray_cluster")
 
-# Serial seconds per file (benchmarks/suite_time.sh, the slowest files): only the order of the
-# units depends on it. A file not listed counts as 0 s and keeps its collection order.
+# Seconds per file (the slowest tests' durations summed per file, pytest --durations; this table:
+# `pytest -n 2 --durations=80` on 2026-12-07 at ddecf2a, on a machine busy with other jobs, so only
+# the ranking means something). Only the order of the units depends on it; a file not listed
+# counts as 0 s and keeps its collection order. benchmarks/suite_time.sh prints fresh numbers.
 MEASURED_SECONDS = {
-    "tests/pipeline/test_sweep_ray.py": 150,
-    "tests/slow/test_real_size.py": 140,
+    "tests/slow/test_real_size.py": 1141,
+    "tests/test_reliability.py": 1035,
+    "tests/pipeline/test_shard_ray.py": 329,
+    "tests/test_api.py": 224,
+    "tests/pipeline/test_run.py": 205,
+    "tests/pipeline/test_sweep.py": 189,
+    "tests/pipeline/test_sweep_ray.py": 189,
+    "tests/cli/test_run_errors.py": 117,
+    "tests/plugins/test_example_plugin.py": 106,
+    "tests/plugins/test_example_trainer.py": 55,
+    "tests/adapters/test_cli.py": 47,
+    "tests/toy/test_weights.py": 45,
+    "tests/test_layout.py": 42,
+    "tests/analysis/test_report_browser.py": 37,
+    "tests/adapters/test_training.py": 35,
+    "tests/encoders/test_iqa_probes.py": 32,
+    "tests/metric_profiles/test_run_profile.py": 27,
+    "tests/pipeline/test_generate.py": 24,
+    "tests/benchmarks/test_gpu_dry.py": 20,
 }
 
 
@@ -158,7 +177,13 @@ def ordered_by_unit(rootpath: Path, nodeids: list[str]) -> list[int]:
         weight[unit[file]] = weight.get(unit[file], 0) + MEASURED_SECONDS.get(file, 0)
     rank = {u: k for k, u in enumerate(sorted(dict.fromkeys(unit[f] for f in files),
                                               key=lambda u: -weight[u]))}  # fmt: skip
-    return sorted(range(len(nodeids)), key=lambda k: rank[unit[_file_of(nodeids[k])]])
+    first = {file: k for k, file in enumerate(files)}  # a file's tests stay together too
+
+    def key(k: int) -> tuple[int, int, int]:
+        file = _file_of(nodeids[k])
+        return rank[unit[file]], first[file], k
+
+    return sorted(range(len(nodeids)), key=key)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,7 +4,7 @@
 # benchmarks/results/suite_time_<date>.md, followed by the slowest files (pytest --durations, summed
 # per file: the serial seconds tests/conftest.py's MEASURED_SECONDS orders the workers' units by).
 #   bash benchmarks/suite_time.sh            # the README's command (pytest -n 2)
-#   bash benchmarks/suite_time.sh --serial   # also the same suite in one process (-n 0), after it
+#   bash benchmarks/suite_time.sh --serial   # then also with one worker process (--maxprocesses=1)
 # Run it on a machine doing nothing else: other jobs on the cores lengthen every number.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +21,7 @@ if [ ! -f "$table" ]; then
     echo "# Test suite time, measured by benchmarks/suite_time.sh ($day)"
     echo
     echo "A fresh clone, then \`.ci/run\` (fresh venv, install, lint, tests). \"tests\" is the test"
-    echo "command alone (the README's, or with \`-n 0\` for one process); cores: \`nproc\`."
+    echo "command alone (the README's; serial: with \`--maxprocesses=1\`, one worker); cores: \`nproc\`."
   } > "$table"
 fi
 section="$work/section.md"
@@ -34,9 +34,10 @@ section="$work/section.md"
 } > "$section"
 for mode in "${modes[@]}"; do
   log="$work/ci-$mode.log"
-  # PYTEST_ADDOPTS reaches the README's command inside .ci/run unchanged; -n 0 turns xdist off
+  # PYTEST_ADDOPTS reaches the README's command inside .ci/run unchanged; its own -n 2 comes
+  # later on the command line and wins over an -n here, so one worker is --maxprocesses=1
   opts="--durations=0 -p no:cacheprovider"
-  [ "$mode" = "serial" ] && opts="$opts -n 0"
+  [ "$mode" = "serial" ] && opts="$opts --maxprocesses=1"
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   s=$(date +%s)
   set +e
@@ -46,7 +47,7 @@ for mode in "${modes[@]}"; do
   total=$(($(date +%s) - s))
   load_after=$(cut -d' ' -f1-3 /proc/loadavg)
   tests=$(grep -o 'the test command took [0-9]* s' "$log" | grep -o '[0-9]*' || echo "?")
-  result=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//; s/ in [0-9.]+s.*//')
+  result=$(grep -E '(passed|failed|error).* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ in [0-9.]+s.*//')
   fmt() { [ "$1" = "?" ] && echo "?" || printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
   echo "| $mode | ${result:-see log} (exit $rc) | $(fmt "$tests") | $(fmt "$total") | $(nproc) | $load_before → $load_after |" >> "$section"
   python3 - "$log" "$mode" >> "$work/slowest.md" <<'EOF'

@@ -63,10 +63,12 @@ lr = 2e-3
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+def ray_instance(ray_cluster):
+    """The session's Ray instance (tests/conftest.py); the local runs share its models cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("T2IBENCH_CACHE", str(ray_cluster.cache))
     yield
-    ray.shutdown()
+    mp.undo()
 
 
 def _grid(tmp_path, text, name="grid.toml"):

@@ -467,3 +467,136 @@ def write_plan(
         f"GPU-hours: images × ({n_ckpt} checkpoints + base) × {sec:g} s an image — {source}",
     ]
     return {"widths": wplan, "ranking": rplan, "files": files, "notes": notes}
+
+
+# --- Subsampling evidence (benchmarks/budget.py): do fewer units reach the same conclusions? ---
+
+#: A subsample's unit: one training seed's images of one leaf (t2ibench's aggregate unit is seed ×
+#: class), every epoch's checkpoint of that seed included.
+SUBSAMPLE_UNIT = ("seed", "leaf")
+
+
+def criterion_scores(scores: pd.DataFrame, heads: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``scores`` (rank-normalised) on the criteria's headline measurements, with their
+    ``criterion``."""
+    return scores.merge(heads, on=list(MEASURE), how="inner")
+
+
+def conclusions(rows: pd.DataFrame, group: str = "algorithm") -> dict[str, object]:
+    """The study's conclusions from headline rows with ``score``: per criterion the config ranking
+    (a Series config → score, the mean over its headline measurements of the mean score), the best
+    config, the order of ``group`` (Table 1: the mean over a group's configs, best first) and the
+    epoch direction (sign of the last epoch's mean score minus the first's)."""
+    out: dict[str, object] = {}
+    per_measure = rows.groupby(["criterion", *MEASURE, "config"])["score"].mean()
+    crit = per_measure.groupby(["criterion", "config"]).mean()
+    for c, s in crit.groupby(level="criterion"):
+        s = s.droplevel("criterion")
+        out[f"rank:{c}"] = s
+        out[f"best:{c}"] = str(s.idxmax())
+    if group in rows.columns:
+        cfg_group = rows.groupby("config")[group].first()
+        for c, s in crit.groupby(level="criterion"):
+            s = s.droplevel("criterion")
+            g = s.groupby(cfg_group.reindex(s.index)).mean().sort_values(ascending=False)
+            out[f"order:{c}"] = " > ".join(map(str, g.index))
+    epochs = rows["epoch"].dropna()
+    if epochs.nunique() >= 2:
+        first, last = epochs.min(), epochs.max()
+        pm = rows.groupby(["criterion", *MEASURE, "epoch"])["score"].mean()
+        by_epoch = pm.groupby(["criterion", "epoch"]).mean()
+        for c, s in by_epoch.groupby(level="criterion"):
+            s = s.droplevel("criterion")
+            out[f"epoch:{c}"] = "rises" if s.get(last) > s.get(first) else "falls"
+    return out
+
+
+def subsample_agreement(
+    df: pd.DataFrame,
+    fractions: Sequence[float] = (0.05, 0.10, 0.25, 0.50, 1.0),
+    repeats: int = 200,
+    seed: int = 0,
+    group: str = "algorithm",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For each fraction of the (seed, leaf) units, ``repeats`` seeded subsamples (the same units
+    for every config, at least one), re-ranked (:func:`t2ibench.analysis.rank_normalise` on the
+    subsample, as a study with only those images would) and compared with the full data.
+
+    Returns ``(per_repeat, summary)``: per repeat the Kendall τ of each criterion's config ranking
+    and whether each conclusion (best config, group order, epoch direction) agrees; the summary has
+    per fraction and conclusion the units, the agreement rate with a Wilson 95 % interval (τ: its
+    mean and the 2.5–97.5 percentiles over the repeats)."""
+    from scipy import stats
+
+    from t2ibench.analysis.scores import rank_normalise
+
+    df = df[df["checkpoint"] != BASE_CHECKPOINT]
+    df = df[np.isfinite(pd.to_numeric(df["value"], errors="coerce"))]
+    heads = criteria_of(df)
+    if heads.empty:
+        raise ResultsError("budget: no criterion headline measurement in the table")
+    df = df.merge(heads[list(MEASURE)], on=list(MEASURE), how="inner")
+    full = conclusions(criterion_scores(rank_normalise(df), heads), group)
+    units = df[list(SUBSAMPLE_UNIT)].drop_duplicates().reset_index(drop=True)
+    unit_id = pd.MultiIndex.from_frame(df[list(SUBSAMPLE_UNIT)].astype(str))
+    all_ids = pd.MultiIndex.from_frame(units.astype(str))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in fractions:
+        k = max(1, math.ceil(f * len(units) - 1e-9))
+        for rep in range(repeats if k < len(units) else 1):
+            pick = all_ids[np.sort(rng.choice(len(units), size=k, replace=False))]
+            sub = df[unit_id.isin(pick)]
+            got = conclusions(criterion_scores(rank_normalise(sub), heads), group)
+            row = {"fraction": f, "units": k, "of_units": len(units), "repeat": rep}
+            for key, want in full.items():
+                have = got.get(key)
+                if key.startswith("rank:"):
+                    tau = math.nan  # a criterion the subsample cannot score at all
+                    if have is not None:
+                        both = pd.concat([want, have], axis=1, join="inner").dropna()
+                        tau = stats.kendalltau(both.iloc[:, 0], both.iloc[:, 1]).statistic
+                    row["tau:" + key[5:]] = float(tau)
+                else:
+                    row[key] = float(have == want)
+            rows.append(row)
+    per = pd.DataFrame(rows)
+    summary = []
+    for (f, k), g in per.groupby(["fraction", "units"]):
+        for col in [c for c in per.columns if ":" in c]:
+            v = g[col].dropna().to_numpy()
+            if col.startswith("tau:"):
+                lo, hi = np.percentile(v, [2.5, 97.5]) if len(v) else (math.nan, math.nan)
+                summary.append(dict(fraction=f, units=k, conclusion=col, full=None,
+                                    value=float(v.mean()), low=float(lo), high=float(hi),
+                                    repeats=len(v)))  # fmt: skip
+            else:
+                lo, hi = wilson(v.sum(), len(v))
+                summary.append(dict(fraction=f, units=k, conclusion=col, full=str(full[col]),
+                                    value=float(v.mean()), low=lo, high=hi, repeats=len(v)))  # fmt: skip
+    return per, pd.DataFrame(summary)
+
+
+def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion."""
+    from scipy import stats
+
+    if n == 0:
+        return math.nan, math.nan
+    z = stats.norm.ppf(0.5 + level / 2)
+    p = successes / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def smallest_agreeing_fraction(summary: pd.DataFrame, rate: float = 0.95) -> float:
+    """The smallest fraction from which on every binary conclusion agrees with the full data in at
+    least ``rate`` of the subsamples (NaN if none below the full data does)."""
+    binary = summary[~summary["conclusion"].str.startswith("tau:")]
+    ok = binary.groupby("fraction")["value"].min() >= rate
+    fractions = sorted(ok.index)
+    for i, f in enumerate(fractions):
+        if all(ok[g] for g in fractions[i:]):
+            return float(f)
+    return math.nan

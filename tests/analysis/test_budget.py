@@ -187,3 +187,64 @@ def test_toy_world_second_run_meets_the_predicted_width():
             assert abs(got / target - 1) <= 0.20, (r["metric"], r["prompt_type"], n, got, target)
             checked += 1
     assert checked >= 8
+
+
+def _grid(gap: float, seed: int = 0, configs: int = 4, seeds: int = 3, leaves: int = 6):
+    """A sweep-shaped table: configs (two algorithms) × seeds × epochs 1/2 × leaves, on two
+    criteria; config i's values are i · gap above config 0's, epoch 2 0.1 above epoch 1, plus unit
+    noise 0.05."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(configs):
+        for s in "abc"[:seeds]:
+            for e in (1, 2):
+                for leaf in range(leaves):
+                    for metric, pt, enc in (
+                        ("image_similarity", "train", "toy-dino"),
+                        ("text_alignment", "alter", "toy-clip"),
+                    ):
+                        v = i * gap + 0.1 * e + rng.normal(0, 0.05)
+                        rows.append(dict(checkpoint=f"c{i}-{s}-e{e}", config=f"c{i}", seed=s,
+                                         epoch=e, category="c", **{"class": f"k{leaf}"},
+                                         leaf=f"c/k{leaf}", prompt_type=pt, metric=metric,
+                                         encoder=enc, resize="letterbox", value=v,
+                                         algorithm=("lora", "loha")[i % 2]))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_subsample_agreement_clear_cut_and_tied():
+    per, summary = budget.subsample_agreement(_grid(gap=1.0), (0.1, 0.5, 1.0), repeats=20)
+    binary = summary[~summary["conclusion"].str.startswith("tau:")]
+    assert (binary["value"] == 1.0).all()
+    assert (summary[summary["conclusion"].str.startswith("tau:")]["value"] == 1.0).all()
+    assert budget.smallest_agreeing_fraction(summary) == 0.1
+    assert set(summary["units"]) == {2, 9, 18}  # ⌈10 % of 18⌉, 50 %, all (seed, leaf) units
+    _, tied = budget.subsample_agreement(_grid(gap=0.0, seed=1), (0.1, 0.5, 1.0), repeats=40)
+    best = tied[tied["conclusion"] == "best:fidelity"].set_index("fraction")["value"]
+    assert best[0.1] < 0.8 and best[1.0] == 1.0
+    assert budget.smallest_agreeing_fraction(tied) == 1.0
+
+
+def test_wilson_interval():
+    lo, hi = budget.wilson(19, 20)
+    assert 0.75 < lo < 0.77 and 0.99 < hi <= 1.0
+    assert budget.wilson(0, 10)[0] == 0.0
+
+
+def test_cli_prints_the_plan_and_writes_its_files(tmp_path):
+    from t2ibench.results import write_results
+
+    df = _table({"a": 0.1, "b": 0.1}, {"a": 0.5, "b": 0.6}, leaves=8)
+    write_results(df, tmp_path / "run" / "results")
+    p = _cli("plan", str(tmp_path / "run"), "--width", "0.05", "--width", "0.02",
+             "--image-seconds", "1.5")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "images per prompt type and checkpoint" in p.stdout and "0.02" in p.stdout
+    assert "unit = one leaf's mean over its 4 images" in p.stdout
+    out = tmp_path / "run" / "results" / "plan"
+    assert {f.name for f in out.iterdir()} == {
+        "plan_widths.csv", "plan_ranking.csv", "plan_widths.png",
+    }  # fmt: skip
+    w = pd.read_csv(out / "plan_widths.csv")
+    assert sorted(w["target_half_width"]) == [0.02, 0.05]
+    assert (w["images_needed"] == 4 * w["units_needed"]).all()

@@ -248,3 +248,11 @@ def test_cli_prints_the_plan_and_writes_its_files(tmp_path):
     w = pd.read_csv(out / "plan_widths.csv")
     assert sorted(w["target_half_width"]) == [0.02, 0.05]
     assert (w["images_needed"] == 4 * w["units_needed"]).all()
+
+
+def test_ranking_plan_by_config_averages_a_configs_checkpoints():
+    plan = budget.ranking_plan(_grid(gap=0.02), [0.9], by="config")
+    assert set(plan["entities"]) == {4}
+    assert all(o.split(" > ")[0] == "c3" for o in plan["pilot_order"])
+    with pytest.raises(ResultsError, match="--by"):
+        budget.ranking_plan(_grid(gap=0.02), [0.9], by="leaf")

@@ -429,11 +429,27 @@ def write_plan(
     if checkpoints is not None and checkpoints < 1:
         raise ResultsError(f"plan: --checkpoints must be ≥ 1, got {checkpoints}")
     sec, source = throughput(image_s)
-    if isinstance(results, pd.DataFrame):
-        df = results
-    else:
-        known = {"metric": list(directions)} if directions else None
-        df = read_results(find_results(results), known=known)
+    known = {"metric": list(directions)} if directions else None
+    many = list(results) if isinstance(results, (list, tuple)) else [results]
+    if not many:
+        raise ResultsError("plan: give a pilot's results")
+    tables = [
+        r if isinstance(r, pd.DataFrame) else read_results(find_results(r), known=known)
+        for r in many
+    ]
+    if len(tables) == 1:
+        df = tables[0]
+    else:  # several pilots: their checkpoints kept apart (two runs both have "loha-e000001")
+        df = pd.concat(
+            [t.assign(pilot=f"p{i + 1}", checkpoint=f"p{i + 1}/" + t["checkpoint"].astype(str))
+             for i, t in enumerate(tables)],
+            ignore_index=True,
+        )  # fmt: skip
+    per_leaf = None
+    if "n_images" in df.columns and _usable(df)["n_images"].nunique() >= 2:
+        per_leaf = images_per_leaf_plan(df, widths, level=level)
+        per_leaf = per_leaf.merge(criteria_of(df), on=list(MEASURE), how="left")
+        per_leaf["criterion"] = per_leaf["criterion"].fillna("")
     wplan = width_plan(df, widths, level)
     rplan = ranking_plan(df, probabilities, by=by, directions=directions)
     n_ckpt = checkpoints or int(_usable(df)["checkpoint"].nunique())
@@ -446,6 +462,10 @@ def write_plan(
     csvsafe.to_csv(wplan, files[0], index=False)
     files.append(out / "plan_ranking.csv")
     csvsafe.to_csv(rplan, files[-1], index=False)
+    if per_leaf is not None:
+        per_leaf = gpu_hours(per_leaf, "images_needed", n_ckpt, sec)
+        files.append(out / "plan_images_per_leaf.csv")
+        csvsafe.to_csv(per_leaf, files[-1], index=False)
     if plot and len(wplan):
         files.append(plot_widths(wplan, out / "plan_widths.png", level))
     ipu = images_per_unit(_usable(df))
@@ -463,7 +483,16 @@ def write_plan(
         f"ranking ({by}s): {RANK_METHOD}; plug-in, the pilot's differences taken as the truth",
         f"GPU-hours: images × ({n_ckpt} checkpoints + base) × {sec:g} s an image — {source}",
     ]
-    return {"widths": wplan, "ranking": rplan, "files": files, "notes": notes}
+    if per_leaf is not None:
+        notes.append(
+            "images per leaf: pilots at "
+            + ", ".join(sorted(set(per_leaf["images_per_leaf_seen"])))
+            + " images per leaf; leaf variance fitted as between + within/m (least squares), the "
+            f"leaves fixed at {int(per_leaf['leaves'].iloc[0])}; 'width floor' is what the "
+            "leaf-to-leaf spread alone gives (no number of images goes below it)"
+        )
+    return {"widths": wplan, "ranking": rplan, "per_leaf": per_leaf, "files": files,
+            "notes": notes}  # fmt: skip
 
 
 # --- Subsampling evidence (benchmarks/budget.py): do fewer units reach the same conclusions? ---
@@ -597,3 +626,86 @@ def smallest_agreeing_fraction(summary: pd.DataFrame, rate: float = 0.95) -> flo
         if all(ok[g] for g in fractions[i:]):
             return float(f)
     return math.nan
+
+
+# --- Images per leaf: two pilots at different images-per-leaf counts separate the variances ---
+
+
+def variance_components(df: pd.DataFrame) -> pd.DataFrame:
+    """Per measurement, from leaf values at ≥ 2 images-per-leaf counts ``m`` (``n_images``; e.g.
+    two pilots concatenated, a ``pilot`` column keeping their checkpoints apart): the least-squares
+    fit of the pooled between-leaf variance ``V(m) = between + within / m``.
+
+    ``between`` is the leaf-to-leaf variance no number of images removes, ``within`` the variance
+    of one image's value around its leaf's mean (both clamped at 0). Measurements seen at a single
+    ``m`` are left out."""
+    if "n_images" not in df.columns:
+        raise ResultsError("plan: the results lack n_images; images per leaf cannot be separated")
+    df = _usable(df)
+    keys = ["pilot", "checkpoint"] if "pilot" in df.columns else ["checkpoint"]
+    per = (
+        df.groupby([*keys, *MEASURE, "n_images"], dropna=False)["value"]
+        .agg(["count", "var"])
+        .reset_index()
+    )
+    per = per[per["count"] >= 2]
+    pooled = per.groupby([*MEASURE, "n_images"], dropna=False)["var"].mean().reset_index()
+    rows = []
+    for key, g in pooled.groupby(list(MEASURE), dropna=False):
+        m = g["n_images"].to_numpy(dtype=float)
+        if len(np.unique(m)) < 2:
+            continue
+        x = np.column_stack([np.ones_like(m), 1.0 / m])
+        (between, within), *_ = np.linalg.lstsq(x, g["var"].to_numpy(dtype=float), rcond=None)
+        rows.append(dict(zip(MEASURE, key, strict=True), between=max(0.0, float(between)),
+                         within=max(0.0, float(within)),
+                         images_per_leaf_seen=" ".join(f"{v:g}" for v in sorted(set(m)))))  # fmt: skip
+    if not rows:
+        raise ResultsError(
+            "plan: every measurement was seen at one images-per-leaf count; give two pilots "
+            "made with different images per leaf"
+        )
+    return pd.DataFrame(rows)
+
+
+def images_per_leaf_for_width(
+    between: float, within: float, leaves: int, width: float, level: float = 0.95
+) -> float:
+    """Smallest images per leaf ``m`` with ``t_{L−1} · √((between + within/m) / L) ≤ width`` at a
+    fixed ``leaves`` = L; NaN when the leaf-to-leaf spread alone is wider (no ``m`` reaches it)."""
+    from scipy import stats
+
+    if leaves < 2:
+        return math.nan
+    q = stats.t.ppf(0.5 + level / 2, leaves - 1)
+    room = leaves * (width / q) ** 2 - between
+    if room <= 0:
+        return math.nan
+    if within == 0:
+        return 1.0
+    m = math.ceil(within / room - 1e-12)
+    return float(max(1, m)) if m <= MAX_UNITS else math.nan
+
+
+def images_per_leaf_plan(
+    df: pd.DataFrame, widths: Sequence[float], leaves: int | None = None, level: float = 0.95
+) -> pd.DataFrame:
+    """Per measurement and target: the images per leaf (and per prompt type and checkpoint) at a
+    fixed number of leaves (default: the pilots' largest per checkpoint) for the target half-width,
+    from :func:`variance_components`."""
+    widths = _check_widths(widths)
+    level = _check_level(level)
+    comp = variance_components(df)
+    if leaves is None:
+        usable = _usable(df)
+        keys = ["pilot", "checkpoint"] if "pilot" in usable.columns else ["checkpoint"]
+        leaves = int(usable.groupby([*keys, *MEASURE])["leaf"].nunique().max())
+    rows = []
+    for _, r in comp.iterrows():
+        for w in widths:
+            m = images_per_leaf_for_width(r["between"], r["within"], leaves, w, level)
+            floor = float(t_half(math.sqrt(r["between"]), leaves, level))
+            rows.append({**r.to_dict(), "leaves": leaves, "target_half_width": w,
+                         "width_floor": floor, "images_per_leaf_needed": m,
+                         "images_needed": m * leaves})  # fmt: skip
+    return pd.DataFrame(rows)

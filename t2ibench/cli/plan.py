@@ -11,8 +11,10 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
-        results: Path = typer.Argument(
-            ..., help="a pilot's results: a run or sweep folder, a results folder or table"
+        results: list[Path] = typer.Argument(
+            ...,
+            help="a pilot's results: a run or sweep folder, a results folder or table; two pilots "
+            "at different images per leaf also plan images per leaf",
         ),
         width: list[float] = typer.Option(
             None, "--width", help="target 95% half-width, in each metric's own units (repeatable)"
@@ -45,8 +47,8 @@ def register(app: typer.Typer) -> None:
         from t2ibench.analysis.budget import find_results, write_plan
         from t2ibench.cli._console import console
 
-        found = find_results(results)
-        folder = out or ((found if found.is_dir() else found.parent) / "plan")
+        found = [find_results(r) for r in results]
+        folder = out or ((found[0] if found[0].is_dir() else found[0].parent) / "plan")
         res = write_plan(
             found, folder, width or [], probability or [0.95], level=level, by=by,
             checkpoints=checkpoints, image_s=image_seconds,
@@ -79,6 +81,19 @@ def _print(res: dict, all_measures: bool, con) -> None:
     for _, r in w.iterrows():
         t.add_row(*(_fmt(r[c]) for c in cols))
     con.print(t)
+    p = res.get("per_leaf")
+    if p is not None and len(p):
+        if not all_measures and (p["criterion"] != "").any():
+            p = p[p["criterion"] != ""]
+        t = Table(title="images per leaf, the leaves fixed, for a target half-width")
+        cols = ["criterion", "metric", "prompt_type", "encoder", "resize", "between", "within",
+                "images_per_leaf_seen", "leaves", "target_half_width", "width_floor",
+                "images_per_leaf_needed", "images_needed", "gpu_hours"]  # fmt: skip
+        for c in cols:
+            t.add_column(c.replace("_", " "), justify="left" if c in cols[:5] else "right")
+        for _, row in p.iterrows():
+            t.add_row(*(_fmt(row[c]) for c in cols))
+        con.print(t)
     r = res["ranking"]
     if len(r):
         t = Table(title="images per prompt type and checkpoint for a settled ranking")

@@ -256,3 +256,55 @@ def test_ranking_plan_by_config_averages_a_configs_checkpoints():
     assert all(o.split(" > ")[0] == "c3" for o in plan["pilot_order"])
     with pytest.raises(ResultsError, match="--by"):
         budget.ranking_plan(_grid(gap=0.02), [0.9], by="leaf")
+
+
+def _two_level(between: float, within: float, ms=(2, 16), leaves: int = 400, seed: int = 0):
+    """Two pilots: leaf values = leaf effect (SD √between) + mean of m image values (SD √within)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for m in ms:
+        for ckpt in ("a", "b"):
+            effect = rng.normal(0, np.sqrt(between), leaves)
+            images = rng.normal(0, np.sqrt(within), (leaves, m)).mean(axis=1)
+            t = _table({ckpt: 1.0}, {ckpt: 0.5}, leaves=leaves, n_images=m)
+            parts.append(t.assign(value=0.5 + effect + images, pilot=f"m{m}"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_variance_components_recover_known_between_and_within():
+    comp = budget.variance_components(_two_level(between=0.002, within=0.04)).iloc[0]
+    assert comp["between"] == pytest.approx(0.002, abs=0.0006)
+    assert comp["within"] == pytest.approx(0.04, rel=0.15)
+    assert comp["images_per_leaf_seen"] == "2 16"
+
+
+def test_images_per_leaf_plan_meets_the_width_and_knows_its_floor():
+    # 20 leaves, between 0.002, within 0.04: the leaf spread alone gives a half-width of
+    # t(19)·√(0.002/20) ≈ 0.0209, so 0.03 is reachable with some m and 0.02 with none.
+    from scipy import stats
+
+    m = budget.images_per_leaf_for_width(0.002, 0.04, 20, 0.03)
+    q = stats.t.ppf(0.975, 19)
+    assert q * np.sqrt((0.002 + 0.04 / m) / 20) <= 0.03 < q * np.sqrt((0.002 + 0.04 / (m - 1)) / 20)
+    assert np.isnan(budget.images_per_leaf_for_width(0.002, 0.04, 20, 0.02))
+    plan = budget.images_per_leaf_plan(_two_level(0.002, 0.04), [0.03, 0.02], leaves=20)
+    got = plan.set_index("target_half_width")
+    assert got.loc[0.03, "width_floor"] == pytest.approx(0.0209, abs=0.004)
+    assert np.isnan(got.loc[0.02, "images_per_leaf_needed"])
+    assert abs(got.loc[0.03, "images_per_leaf_needed"] / m - 1) < 0.35
+
+
+def test_images_per_leaf_needs_two_counts():
+    with pytest.raises(ResultsError, match="one images-per-leaf count"):
+        budget.variance_components(_table({"a": 0.1, "b": 0.1}, {"a": 0.5, "b": 0.6}, leaves=8))
+
+
+def test_write_plan_with_two_pilots_plans_images_per_leaf(tmp_path):
+    df = _two_level(between=0.002, within=0.04, leaves=30)
+    pilots = [g.drop(columns="pilot") for _, g in df.groupby("pilot")]
+    res = budget.write_plan(pilots, tmp_path, [0.03], image_s=1.0)
+    per_leaf = res["per_leaf"]
+    assert len(per_leaf) == 1 and per_leaf.iloc[0]["leaves"] == 30
+    assert (tmp_path / "plan_images_per_leaf.csv").is_file()
+    assert set(res["widths"]["checkpoints"]) == {4}  # p1/a, p1/b, p2/a, p2/b kept apart
+    assert any("between + within/m" in n for n in res["notes"])

@@ -437,19 +437,25 @@ def write_plan(
         r if isinstance(r, pd.DataFrame) else read_results(find_results(r), known=known)
         for r in many
     ]
-    if len(tables) == 1:
-        df = tables[0]
-    else:  # several pilots: their checkpoints kept apart (two runs both have "loha-e000001")
-        df = pd.concat(
-            [t.assign(pilot=f"p{i + 1}", checkpoint=f"p{i + 1}/" + t["checkpoint"].astype(str))
-             for i, t in enumerate(tables)],
-            ignore_index=True,
-        )  # fmt: skip
+    # The width and ranking plans read the first pilot; all pilots together fit images per leaf,
+    # their checkpoints kept apart (two runs both have "loha-e000001"; the base stays excluded).
+    df = tables[0]
+    both = pd.concat(
+        [t.assign(pilot=f"p{i + 1}", checkpoint=t["checkpoint"].astype(str).where(
+            t["checkpoint"] == BASE_CHECKPOINT, f"p{i + 1}/" + t["checkpoint"].astype(str)))
+         for i, t in enumerate(tables)],
+        ignore_index=True,
+    )  # fmt: skip
     per_leaf = None
-    if "n_images" in df.columns and _usable(df)["n_images"].nunique() >= 2:
-        per_leaf = images_per_leaf_plan(df, widths, level=level)
-        per_leaf = per_leaf.merge(criteria_of(df), on=list(MEASURE), how="left")
+    if "n_images" in both.columns and _usable(both)["n_images"].nunique() >= 2:
+        per_leaf = images_per_leaf_plan(both, widths, level=level)
+        per_leaf = per_leaf.merge(criteria_of(both), on=list(MEASURE), how="left")
         per_leaf["criterion"] = per_leaf["criterion"].fillna("")
+    elif len(tables) > 1:
+        raise ResultsError(
+            "plan: the pilots were made with the same images per leaf; a second pilot helps only "
+            "at another count (--set generate.images_per_leaf=N)"
+        )
     wplan = width_plan(df, widths, level)
     rplan = ranking_plan(df, probabilities, by=by, directions=directions)
     n_ckpt = checkpoints or int(_usable(df)["checkpoint"].nunique())
@@ -489,7 +495,8 @@ def write_plan(
             + ", ".join(sorted(set(per_leaf["images_per_leaf_seen"])))
             + " images per leaf; leaf variance fitted as between + within/m (least squares), the "
             f"leaves fixed at {int(per_leaf['leaves'].iloc[0])}; 'width floor' is what the "
-            "leaf-to-leaf spread alone gives (no number of images goes below it)"
+            "leaf-to-leaf spread alone gives (no number of images goes below it); the width and "
+            "ranking tables read the first pilot"
         )
     return {"widths": wplan, "ranking": rplan, "per_leaf": per_leaf, "files": files,
             "notes": notes}  # fmt: skip

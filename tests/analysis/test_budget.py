@@ -306,5 +306,8 @@ def test_write_plan_with_two_pilots_plans_images_per_leaf(tmp_path):
     per_leaf = res["per_leaf"]
     assert len(per_leaf) == 1 and per_leaf.iloc[0]["leaves"] == 30
     assert (tmp_path / "plan_images_per_leaf.csv").is_file()
-    assert set(res["widths"]["checkpoints"]) == {4}  # p1/a, p1/b, p2/a, p2/b kept apart
+    assert set(res["widths"]["checkpoints"]) == {2}  # the width plan reads the first pilot
+    assert len(set(res["widths"]["images_per_unit"])) == 1  # not a mix of 2 and 16
     assert any("between + within/m" in n for n in res["notes"])
+    with pytest.raises(ResultsError, match="same images per leaf"):
+        budget.write_plan([pilots[0], pilots[0]], tmp_path, [0.03], image_s=1.0)

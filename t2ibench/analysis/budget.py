@@ -384,24 +384,6 @@ def find_results(path) -> object:
     raise ResultsError(f"{p}: no results table here (results.parquet / results.csv, or results/)")
 
 
-def throughput(image_s: float | None = None) -> tuple[float, str]:
-    """Seconds per generated image and where the number comes from: the option, else the newest
-    measured GPU table in ``benchmarks/results/``, else the sweep planner's stated assumption."""
-    from t2ibench.pipeline.plan import DEFAULT_THROUGHPUT, measured_throughput
-
-    if image_s is not None:
-        if not (math.isfinite(image_s) and image_s > 0):
-            raise ResultsError(f"plan: --image-seconds must be positive, got {image_s}")
-        return float(image_s), "given (--image-seconds)"
-    measured = measured_throughput()
-    if measured and measured.get("image_s"):
-        return float(measured["image_s"]), f"{measured.get('gpu', '?')}, {measured['source']}"
-    return float(DEFAULT_THROUGHPUT["image_s"]), (
-        f"{DEFAULT_THROUGHPUT['gpu']}: {DEFAULT_THROUGHPUT['source']} (SD1.5 512 px, DDIM 30, "
-        "fp16, see t2ibench/pipeline/plan.py)"
-    )
-
-
 def write_plan(
     results,
     out,
@@ -411,11 +393,14 @@ def write_plan(
     level: float = 0.95,
     by: str = "checkpoint",
     checkpoints: int | None = None,
-    image_s: float | None = None,
+    image_s: float,
+    image_source: str = "given (--image-seconds)",
     directions: dict[str, bool] | None = None,
     plot: bool = True,
 ) -> dict:
-    """Plan from ``results`` (a folder, file or DataFrame) and write ``plan_widths.csv``,
+    """Plan from ``results`` (a folder, file or DataFrame, or a list of them: two pilots at
+    different images per leaf add the images-per-leaf plan) with ``image_s`` seconds per generated
+    image (``image_source`` says where it comes from) and write ``plan_widths.csv``,
     ``plan_ranking.csv`` (CSV-injection neutralised) and ``plan_widths.png`` into ``out``.
     Returns ``{"widths", "ranking", "files", "notes"}``."""
     from pathlib import Path
@@ -428,7 +413,9 @@ def write_plan(
     probabilities = [_check_level(p, "--probability") for p in probabilities]
     if checkpoints is not None and checkpoints < 1:
         raise ResultsError(f"plan: --checkpoints must be ≥ 1, got {checkpoints}")
-    sec, source = throughput(image_s)
+    if not (math.isfinite(image_s) and image_s > 0):
+        raise ResultsError(f"plan: --image-seconds must be positive, got {image_s}")
+    sec, source = float(image_s), image_source
     known = {"metric": list(directions)} if directions else None
     many = list(results) if isinstance(results, (list, tuple)) else [results]
     if not many:

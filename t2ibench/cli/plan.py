@@ -47,11 +47,12 @@ def register(app: typer.Typer) -> None:
         from t2ibench.analysis.budget import find_results, write_plan
         from t2ibench.cli._console import console
 
+        image_s, image_source = throughput(image_seconds)
         found = [find_results(r) for r in results]
         folder = out or ((found[0] if found[0].is_dir() else found[0].parent) / "plan")
         res = write_plan(
             found, folder, width or [], probability or [0.95], level=level, by=by,
-            checkpoints=checkpoints, image_s=image_seconds,
+            checkpoints=checkpoints, image_s=image_s, image_source=image_source,
         )  # fmt: skip
         _print(res, all_measures, console())
 
@@ -108,3 +109,20 @@ def _print(res: dict, all_measures: bool, con) -> None:
         con.print(f"- {n}")
     for f in res["files"]:
         con.print(str(f))
+
+
+def throughput(image_s: float | None = None) -> tuple[float, str]:
+    """Seconds per generated image and where the number comes from: the option, else the newest
+    measured GPU table in ``benchmarks/results/``, else the sweep planner's stated assumption."""
+    # The CLI reads the sweep planner's throughputs: analysis must not import the pipeline.
+    from t2ibench.pipeline.plan import DEFAULT_THROUGHPUT, measured_throughput
+
+    if image_s is not None:
+        return float(image_s), "given (--image-seconds)"
+    measured = measured_throughput()
+    if measured and measured.get("image_s"):
+        return float(measured["image_s"]), f"{measured.get('gpu', '?')}, {measured['source']}"
+    return float(DEFAULT_THROUGHPUT["image_s"]), (
+        f"{DEFAULT_THROUGHPUT['gpu']}: {DEFAULT_THROUGHPUT['source']} (SD1.5 512 px, DDIM 30, "
+        "fp16, see t2ibench/pipeline/plan.py)"
+    )

@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "t2ibench.cli.toy",
     "t2ibench.cli.toy_validity",
     "t2ibench.cli.agreement",
+    "t2ibench.cli.plan",
 ]
 
 for _module in COMMAND_MODULES:

@@ -129,11 +129,48 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, encoding: str = 
     return atomic_write_with(path, write)
 
 
+class UnsafePathError(T2IBenchError, ValueError):
+    """A path to remove (or write) lies outside the folder it must stay in: refused, nothing done."""
+
+
+def inside(path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """``path`` (relative paths are taken from ``root``) checked to lie strictly inside ``root``.
+
+    ``..`` parts are resolved and so are symlinked parent folders; the last part itself is not
+    followed (a symlink inside ``root`` is removed as a link, never what it points at). Raises
+    :class:`UnsafePathError` otherwise. Paths read from state files (``checkpoints.json``,
+    ``run.json``, manifests) go through here before anything is removed or written.
+    """
+    root_real = Path(os.path.realpath(root))
+    raw = Path(path)
+    full = Path(os.path.abspath(raw if raw.is_absolute() else Path(root) / raw))
+    real = Path(os.path.realpath(full.parent)) / full.name
+    if full.name in ("", ".", "..") or not real.is_relative_to(root_real) or real == root_real:
+        raise UnsafePathError(f"{path}: outside {root}; refused (nothing removed or written)")
+    return full
+
+
+def remove_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Remove the file, link or folder ``path`` if it lies inside ``root`` (see :func:`inside`);
+    a path outside ``root`` is an :class:`UnsafePathError` and nothing is removed. Every removal
+    of a path built from data (a name in a state file, a config name) goes through here. Returns
+    whether something was removed; a missing path is not an error."""
+    target = inside(path, root)
+    if target.is_symlink() or target.is_file():
+        target.unlink(missing_ok=True)
+        return True
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        return True
+    return False
+
+
 def remove_stale_temps(folder: Path) -> None:
     """Delete temporary files a killed writer left anywhere below ``folder``."""
     for tmp in Path(folder).rglob(f".*{TMP_MARK}"):
         if tmp.is_file():
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(UnsafePathError):  # reached through a symlink: not ours
+                remove_inside(tmp, folder)
 
 
 def _umask() -> int:
@@ -169,14 +206,14 @@ def atomic_folder(final: str | os.PathLike, complete: Callable[[Path], bool]) ->
             if not complete(final):  # someone else finishing the same build first is fine
                 raise
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_inside(old, final.parent)
     except FileWriteError:
         raise
     except OSError as exc:
         raise FileWriteError(final, exc) from exc
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_inside(tmp, final.parent)
 
 
 class LockBusyError(T2IBenchError):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import MissingExtraError, T2IBenchError
-from t2ibench.fsutil import atomic_write
+from t2ibench.fsutil import atomic_write, remove_inside
 from t2ibench.pipeline.executors import (
     SWEEP_DIR,
     Executor,
@@ -160,7 +160,7 @@ class RayExecutor(Executor):
     def _forget_sentinel(self) -> None:
         if self._sentinel is not None:
             for path in self._sentinel.parent.glob(f"{self._sentinel.name}*"):
-                path.unlink(missing_ok=True)
+                remove_inside(path, self._sentinel.parent)
             self._sentinel = None
 
     def close(self) -> None:

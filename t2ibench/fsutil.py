@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -96,9 +97,28 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+# Writers in Rust (safetensors' ``save_file``) raise their own exception type for an I/O error,
+# with the OS error in its text: "I/O error: No space left on device (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error_of(exc: BaseException) -> OSError | None:
+    """``exc`` as an :class:`OSError` when it is one or reports one in its text (a Rust writer's
+    error), else None."""
+    if isinstance(exc, OSError):
+        return exc
+    m = _RUST_OS_ERROR.search(str(exc))
+    if m is None:
+        return None
+    code = int(m.group(1))
+    return OSError(code, os.strerror(code))
+
+
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` to create a temporary file next to ``path``, then fsync it and rename it
-    over ``path``. For writers that take a file name (``to_parquet``, ``save_file``, ``savefig``)."""
+    over ``path``. For writers that take a file name (``to_parquet``, ``save_file``, ``savefig``).
+    An I/O error (a full disk), also one a Rust writer reports in its own exception type, is a
+    one-line :class:`FileWriteError` naming ``path``."""
     path = Path(path)
     tmp = _tmp_name(path)
     try:
@@ -108,8 +128,11 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) 
         os.replace(tmp, path)
     except FileWriteError:
         raise
-    except OSError as exc:
-        raise FileWriteError(path, exc) from exc
+    except Exception as exc:
+        os_error = os_error_of(exc)
+        if os_error is None:
+            raise
+        raise FileWriteError(path, os_error) from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -195,7 +218,15 @@ def atomic_folder(final: str | os.PathLike, complete: Callable[[Path], bool]) ->
     except OSError as exc:
         raise FileWriteError(final, exc) from exc
     try:
-        yield tmp
+        try:
+            yield tmp
+        except FileWriteError:
+            raise
+        except Exception as exc:  # a writer's I/O error (a full disk) in its own exception type
+            os_error = os_error_of(exc)
+            if os_error is None or isinstance(exc, OSError):
+                raise
+            raise FileWriteError(final, os_error) from exc
         old = None
         if final.exists() and not complete(final):
             old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")

@@ -294,9 +294,7 @@ def _peft_scale(
     r = float(matcher.value("rank_pattern", rank_pattern, module, config.get("r", 8)))
     alpha_key = "lora_alpha" if kind == "lora" else "alpha"
     alpha_pattern = config.get("alpha_pattern") or {}
-    alpha = float(
-        matcher.value("alpha_pattern", alpha_pattern, module, config.get(alpha_key, r))
-    )
+    alpha = float(matcher.value("alpha_pattern", alpha_pattern, module, config.get(alpha_key, r)))
     if kind == "lora" and config.get("use_rslora"):
         return alpha / math.sqrt(r)
     return alpha / r

@@ -207,9 +207,43 @@ def find_checkpoints(folder: Path | str) -> list[FoundCheckpoint]:
     return order_checkpoints(found)
 
 
+def place_final_files(found: list[FoundCheckpoint]) -> None:
+    """kohya sd-scripts names the epochs it saves along the way ``NAME-000001``, ``NAME-000002``
+    and writes the end of training as plain ``NAME`` (without ``ss_epoch`` metadata when saved
+    without it). An unnumbered checkpoint with numbered ``NAME-<digits>`` siblings is that final
+    file: the last epoch, after the highest number — one saving interval later when the numbers
+    are evenly spaced (what kohya's ``save_every_n_epochs`` gives), else one epoch later. Said in
+    the log."""
+    by_name = {f.name: f for f in found}
+    for final in found:
+        if final.epoch is not None or final.step is not None:
+            continue
+        siblings = sorted(
+            f.epoch
+            for f in found
+            if f.epoch is not None and re.fullmatch(rf"{re.escape(final.name)}-\d+", f.name)
+        )
+        if not siblings:
+            continue
+        gaps = {b - a for a, b in zip(siblings, siblings[1:], strict=False)}
+        interval = gaps.pop() if len(gaps) == 1 else 1
+        final.epoch = siblings[-1] + interval
+        final.order_from = "name (kohya's final file)"
+        log.warning(
+            "%s: no number in its name, beside %s: kohya's final file, taken as the last epoch "
+            "(%d, after the highest number %d)",
+            final.path.name,
+            ", ".join(n for n in sorted(by_name) if n.startswith(final.name + "-")),
+            final.epoch,
+            siblings[-1],
+        )
+
+
 def order_checkpoints(found: list[FoundCheckpoint]) -> list[FoundCheckpoint]:
     """By epoch when every checkpoint has one, else by step when every one has one (the epoch
-    column then stays empty); two at the same place, or one at none, is one line."""
+    column then stays empty); two at the same place, or one at none, is one line. kohya's
+    unnumbered final file goes last (:func:`place_final_files`)."""
+    place_final_files(found)
     for key in ("epoch", "step"):
         if all(getattr(f, key) is not None for f in found):
             break

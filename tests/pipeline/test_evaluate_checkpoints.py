@@ -530,3 +530,31 @@ def test_item31_pathological_rank_pattern_is_bounded(checkpoint_folder, tmp_path
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "rank_pattern key" in lines[0] and "too long" in lines[0] and "peft-epoch5" in lines[0]
     assert time.perf_counter() - t0 < 60
+
+
+def test_item7_kohya_unnumbered_final_file_is_the_last_epoch(pipe, tmp_path, caplog):
+    """kohya's ``save_weights`` without metadata: ``mylora-000001``, ``mylora-000002`` and the
+    final ``mylora``; the README's convention: the unnumbered file is the last epoch, after the
+    highest number (by one saving interval), and the log says so."""
+    from t2ibench.pipeline.checkpoints import order_checkpoints
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "unnumbered final file" in " ".join(readme.split())
+    folder = tmp_path / "kohya"
+    folder.mkdir()
+    for stem in ("mylora-000001", "mylora-000002", "mylora"):
+        _save_t2ibench(pipe, folder / f"{stem}.safetensors", "lora", None, 1)
+    with caplog.at_level(logging.INFO, logger="t2ibench.checkpoints"):
+        found = find_checkpoints(folder)
+    assert [(f.name, f.epoch) for f in found] == [
+        ("mylora-000001", 1), ("mylora-000002", 2), ("mylora", 3)
+    ]  # fmt: skip
+    assert found[-1].order_from == "name (kohya's final file)"
+    assert "mylora.safetensors" in caplog.text and "last epoch" in caplog.text
+    # saved every 2 epochs: one interval after the highest; a lone unnumbered file still refused
+    got = order_checkpoints([_found("x-000002", 2), _found("x-000004", 4), _found("x")])
+    assert [(f.name, f.epoch) for f in got] == [("x-000002", 2), ("x-000004", 4), ("x", 6)]
+    from t2ibench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="final: cannot tell"):
+        order_checkpoints([_found("x-000002", 2), _found("final")])

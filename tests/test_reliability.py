@@ -505,3 +505,28 @@ def test_item34_disk_full_writing_safetensors_is_one_line(place, tmp_path, monke
     (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert "No space left on device" in line and "kept" in line, line
     assert Path(full[0]).name.split(".")[1] in line  # the file it was writing
+
+
+def test_item27_images_not_made_yet_are_not_called_missing(finished, caplog):
+    """A manifest that lists some of a checkpoint's images (a run cut off mid-generation): the
+    rest are "not made yet", never "missing or changed since generation"; a recorded image
+    whose file went is."""
+    import logging
+
+    opts, run_dir = finished
+    folder = run_dir / "images" / "lora-e000002"
+    manifest = folder / "manifest.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    (folder / json.loads(lines[-1])["file"]).unlink()
+    manifest.write_text("".join(lines[:-1]))  # the last image never made
+    with caplog.at_level(logging.INFO, logger="t2ibench"):
+        execute(resolve(opts))
+    text = caplog.text
+    assert "missing or changed since generation" not in text and "not made yet" in text, text
+    recorded = folder / json.loads(lines[0])["file"]
+    recorded.unlink()  # recorded once, its file gone: that is "missing"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="t2ibench"):
+        execute(resolve(opts))
+    assert "1 image(s) missing or changed since generation" in caplog.text
+    assert recorded.is_file()

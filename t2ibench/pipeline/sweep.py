@@ -201,6 +201,7 @@ def run_sweep(
     ex = get_executor(executor) if owned else executor
     started = time.time()
     try:
+        ex.check_runs(runs)  # what the executor cannot run: refused once, before scheduling
         ex.check_storage(out)
         view = SweepProgress(len(runs), out / "runs", enabled=progress)
         try:
@@ -224,6 +225,9 @@ def run_sweep(
                 "runs": len(outcomes),
                 "done": len(done),
                 "failed": len(outcomes) - len(done),
+                "cpus_per_run": getattr(ex, "cpus_per_run", None),
+                # runs whose worker or node was lost at least once (Ray retried them)
+                "retried": [o.name for o in outcomes if o.retried_after],
                 "outcomes": [o.to_dict() for o in outcomes],
             },
             indent=2,

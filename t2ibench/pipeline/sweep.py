@@ -87,8 +87,8 @@ class Grid:
 def run_name(config: str, label: str) -> str:
     """A run's folder name under ``<out>/runs``: ``<config>-<seed label>`` as a leaf name (names
     such as ``../../x`` or ``/abs`` become a slug plus a hash, never a path; see
-    :func:`t2ibench.pipeline.generate.folder_name`). The real names stay in the run's labels, so
-    in run.json and the results' ``config`` / ``seed`` columns."""
+    :func:`t2ibench.pipeline.generate.folder_name`). The real names stay in the run's labels:
+    the results' ``config`` and ``seed`` columns."""
     from t2ibench.pipeline.generate import folder_name
 
     return folder_name(f"{config}-{label}")

@@ -327,7 +327,14 @@ def register(app: typer.Typer) -> None:
             "local",
             "--executor",
             help="Where the runs execute: local (one after another, here) or ray (in parallel "
-            "on a Ray cluster; pip install 't2ibench[ray]').",
+            "on a Ray cluster; pip install 't2ibench\\[ray]').",
+        ),
+        cpus_per_run: int = typer.Option(
+            None,
+            "--cpus-per-run",
+            min=1,
+            help="Torch threads of each run, and the CPUs a Ray task asks for (default 1): the "
+            "same for every executor, so results do not depend on where runs execute.",
         ),
         address: str = typer.Option(
             None,
@@ -342,7 +349,10 @@ def register(app: typer.Typer) -> None:
         from t2ibench.pipeline.sweep import load_grid, run_sweep
         from t2ibench.runconfig import flatten
 
-        runner = get_executor(executor, address=address)  # a bad name or option fails first
+        if gpus is not None and not dry_run:
+            raise T2IBenchError("--gpus: only with --dry-run (it projects the makespan on N GPUs)")
+        # a bad name or option fails first
+        runner = get_executor(executor, address=address, cpus_per_run=cpus_per_run)
         g = load_grid(grid)
         if dry_run:
             from t2ibench.pipeline.plan import render_sweep_plan, sweep_plan

@@ -512,14 +512,21 @@ def _images_done(r: ResolvedRun, jobs: Sequence[Any], folder: Path, checkpoint: 
 
     if not (folder / MANIFEST_NAME).is_file():
         return False
+    from t2ibench.pipeline.generate import job_file
+    from t2ibench.pipeline.manifest import read_manifest
+
     todo, _ = pending_jobs(jobs, folder, checkpoint=checkpoint, settings=r.generation)
-    if todo:
+    made = {rec.file for rec in read_manifest(folder / MANIFEST_NAME)}
+    lost = [j for j in todo if job_file(j) in made]  # recorded once: its file went or changed
+    if lost:
         log.warning(
             "%s: %d image(s) missing or changed since generation (first: %s); making them again",
             folder,
-            len(todo),
-            f"{todo[0].leaf}/{todo[0].prompt_type} #{todo[0].index}",
+            len(lost),
+            f"{lost[0].leaf}/{lost[0].prompt_type} #{lost[0].index}",
         )
+    if len(todo) > len(lost):
+        log.info("%s: %d image(s) not made yet; making them", folder, len(todo) - len(lost))
     return not todo
 
 

@@ -234,24 +234,67 @@ def _configs_from_metadata(meta: Mapping[str, str]) -> dict[str, dict]:
     return out
 
 
-def _pattern_value(patterns: Mapping[str, object], name: str, default: object) -> object:
-    """peft's rank_pattern / alpha_pattern lookup: the first key matching a dotted suffix."""
-    for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", name):
-            return patterns[key]
-    return default
+#: Seconds one rank_pattern / alpha_pattern key may take to match one module name, and all its
+#: matches of one file together; module names are < 200 characters, so an ordinary key takes
+#: microseconds and a key over the bound is a pathological regular expression.
+PATTERN_MATCH_TIMEOUT_S = 0.25
+PATTERN_FILE_BUDGET_S = 2.0
 
 
-def _peft_scale(config: Mapping[str, object], module: str, kind: str) -> float | None:
+class _PatternMatcher:
+    r"""peft's rank_pattern / alpha_pattern lookup (``peft.utils.other.get_pattern_key``: the first
+    key ``k`` with ``re.match(rf"(.*\.)?({k})$", module)``), but time-bounded: the keys come
+    from a file, and with ``re`` a key like ``(a+)+b`` backtracks for hours. The ``regex`` engine
+    (a transformers dependency, ``re``-compatible syntax) avoids most such backtracking and stops
+    a match after a timeout; a key over the bound is refused in one line naming it."""
+
+    def __init__(self, where: object) -> None:
+        self.where = where
+        self.spent: dict[str, float] = {}
+
+    def value(self, field: str, patterns: Mapping[str, object], name: str, default: object):
+        import time
+
+        import regex
+
+        for key in patterns:
+            try:
+                compiled = regex.compile(rf"(.*\.)?({key})$")
+            except (regex.error, TypeError) as exc:
+                raise _error(
+                    self.where, f"{field} key {key!r} is not a regular expression ({exc})"
+                ) from None
+            left = PATTERN_FILE_BUDGET_S - self.spent.get(key, 0.0)
+            t0 = time.perf_counter()
+            try:
+                found = compiled.match(name, timeout=max(min(PATTERN_MATCH_TIMEOUT_S, left), 0))
+            except TimeoutError:
+                found = None
+                left = -1.0
+            self.spent[key] = self.spent.get(key, 0.0) + time.perf_counter() - t0
+            if left < 0 or self.spent[key] > PATTERN_FILE_BUDGET_S:
+                raise _error(
+                    self.where,
+                    f"{field} key {key!r} takes too long to match module names (a pathological "
+                    "regular expression, e.g. nested repeats); refused — simplify the key",
+                )
+            if found:
+                return patterns[key]
+        return default
+
+
+def _peft_scale(
+    config: Mapping[str, object], module: str, kind: str, matcher: _PatternMatcher
+) -> float | None:
     """peft's scale for ``module``; None when the config says nothing (diffusers file without
     metadata: its loader uses alpha = r, scale 1)."""
     if not config:
         return None
-    r = float(_pattern_value(config.get("rank_pattern") or {}, module, config.get("r", 8)))
+    rank_pattern = config.get("rank_pattern") or {}
+    r = float(matcher.value("rank_pattern", rank_pattern, module, config.get("r", 8)))
     alpha_key = "lora_alpha" if kind == "lora" else "alpha"
-    alpha = float(
-        _pattern_value(config.get("alpha_pattern") or {}, module, config.get(alpha_key, r))
-    )
+    alpha_pattern = config.get("alpha_pattern") or {}
+    alpha = float(matcher.value("alpha_pattern", alpha_pattern, module, config.get(alpha_key, r)))
     if kind == "lora" and config.get("use_rslora"):
         return alpha / math.sqrt(r)
     return alpha / r
@@ -288,6 +331,7 @@ def _from_peft(
 
     if any(c.get("use_dora") for c in configs.values()):
         raise _error(where, "a DoRA adapter (use_dora); t2ibench has no DoRA trainer to read it")
+    matcher = _PatternMatcher(where)
     grouped: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         part, path, suffix = _split_peft_key(key, default_part)
@@ -310,7 +354,7 @@ def _from_peft(
         if not kind:
             first = sorted(group)[0]
             raise _error(where, f"key {stem}.{first} matches no registered trainer")
-        scale = _peft_scale(configs.get(part) or configs.get("*") or {}, path, kind)
+        scale = _peft_scale(configs.get(part) or configs.get("*") or {}, path, kind, matcher)
         dim = _kohya_dim(kind, group)
         if scale is None:
             alpha = float(given_alpha) if given_alpha is not None else float(dim)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from t2ibench.errors import ConfigError, T2IBenchError
-from t2ibench.fsutil import atomic_folder, atomic_write
+from t2ibench.fsutil import atomic_folder, atomic_write, remove_inside
 
 from .config import TrainerConfig
 from .files import (
@@ -358,7 +358,7 @@ def save_resume_state(
     atomic_write(state_path(out_dir, name), json.dumps(record, indent=1, sort_keys=True))
     for old in out_dir.glob(f"{name}-state-e*.safetensors"):
         if old.name != tpath.name:
-            old.unlink(missing_ok=True)
+            remove_inside(old, out_dir)
     return tpath
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -96,9 +97,28 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+# Writers in Rust (safetensors' ``save_file``) raise their own exception type for an I/O error,
+# with the OS error in its text: "I/O error: No space left on device (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def os_error_of(exc: BaseException) -> OSError | None:
+    """``exc`` as an :class:`OSError` when it is one or reports one in its text (a Rust writer's
+    error), else None."""
+    if isinstance(exc, OSError):
+        return exc
+    m = _RUST_OS_ERROR.search(str(exc))
+    if m is None:
+        return None
+    code = int(m.group(1))
+    return OSError(code, os.strerror(code))
+
+
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` to create a temporary file next to ``path``, then fsync it and rename it
-    over ``path``. For writers that take a file name (``to_parquet``, ``save_file``, ``savefig``)."""
+    over ``path``. For writers that take a file name (``to_parquet``, ``save_file``, ``savefig``).
+    An I/O error (a full disk), also one a Rust writer reports in its own exception type, is a
+    one-line :class:`FileWriteError` naming ``path``."""
     path = Path(path)
     tmp = _tmp_name(path)
     try:
@@ -108,8 +128,11 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) 
         os.replace(tmp, path)
     except FileWriteError:
         raise
-    except OSError as exc:
-        raise FileWriteError(path, exc) from exc
+    except Exception as exc:
+        os_error = os_error_of(exc)
+        if os_error is None:
+            raise
+        raise FileWriteError(path, os_error) from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -129,11 +152,48 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, encoding: str = 
     return atomic_write_with(path, write)
 
 
+class UnsafePathError(T2IBenchError, ValueError):
+    """A path to remove (or write) lies outside the folder it must stay in: refused, nothing done."""
+
+
+def inside(path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """``path`` (relative paths are taken from ``root``) checked to lie strictly inside ``root``.
+
+    ``..`` parts are resolved and so are symlinked parent folders; the last part itself is not
+    followed (a symlink inside ``root`` is removed as a link, never what it points at). Raises
+    :class:`UnsafePathError` otherwise. Paths read from state files (``checkpoints.json``,
+    ``run.json``, manifests) go through here before anything is removed or written.
+    """
+    root_real = Path(os.path.realpath(root))
+    raw = Path(path)
+    full = Path(os.path.abspath(raw if raw.is_absolute() else Path(root) / raw))
+    real = Path(os.path.realpath(full.parent)) / full.name
+    if full.name in ("", ".", "..") or not real.is_relative_to(root_real) or real == root_real:
+        raise UnsafePathError(f"{path}: outside {root}; refused (nothing removed or written)")
+    return full
+
+
+def remove_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Remove the file, link or folder ``path`` if it lies inside ``root`` (see :func:`inside`);
+    a path outside ``root`` is an :class:`UnsafePathError` and nothing is removed. Every removal
+    of a path built from data (a name in a state file, a config name) goes through here. Returns
+    whether something was removed; a missing path is not an error."""
+    target = inside(path, root)
+    if target.is_symlink() or target.is_file():
+        target.unlink(missing_ok=True)
+        return True
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        return True
+    return False
+
+
 def remove_stale_temps(folder: Path) -> None:
     """Delete temporary files a killed writer left anywhere below ``folder``."""
     for tmp in Path(folder).rglob(f".*{TMP_MARK}"):
         if tmp.is_file():
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(UnsafePathError):  # reached through a symlink: not ours
+                remove_inside(tmp, folder)
 
 
 def _umask() -> int:
@@ -158,7 +218,15 @@ def atomic_folder(final: str | os.PathLike, complete: Callable[[Path], bool]) ->
     except OSError as exc:
         raise FileWriteError(final, exc) from exc
     try:
-        yield tmp
+        try:
+            yield tmp
+        except FileWriteError:
+            raise
+        except Exception as exc:  # a writer's I/O error (a full disk) in its own exception type
+            os_error = os_error_of(exc)
+            if os_error is None or isinstance(exc, OSError):
+                raise
+            raise FileWriteError(final, os_error) from exc
         old = None
         if final.exists() and not complete(final):
             old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
@@ -169,14 +237,14 @@ def atomic_folder(final: str | os.PathLike, complete: Callable[[Path], bool]) ->
             if not complete(final):  # someone else finishing the same build first is fine
                 raise
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_inside(old, final.parent)
     except FileWriteError:
         raise
     except OSError as exc:
         raise FileWriteError(final, exc) from exc
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_inside(tmp, final.parent)
 
 
 class LockBusyError(T2IBenchError):

@@ -143,3 +143,27 @@ def test_exclusive_lock_refuses_a_second_writer(tmp_path):
                 pass
     with exclusive_lock(lock, "busy"):  # released after the block
         pass
+
+
+def test_item28_remove_inside_refuses_paths_out_of_the_root(tmp_path):
+    from t2ibench.fsutil import UnsafePathError, remove_inside
+
+    root = tmp_path / "run"
+    (root / "results" / "parts" / "a").mkdir(parents=True)
+    (root / "f.txt").write_text("x")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    (root / "link").symlink_to(victim, target_is_directory=True)
+    (root / "images").symlink_to(victim, target_is_directory=True)
+    for bad in ("../victim", str(victim), root / "results" / ".." / ".." / "victim", root, ".",
+                root / "images" / "keep.txt"):  # fmt: skip
+        with pytest.raises(UnsafePathError, match="refused"):
+            remove_inside(bad, root)
+    assert (victim / "keep.txt").read_text() == "keep"
+    # inside: folders, files and links (the link itself, never its target)
+    assert remove_inside("results/parts/a", root) and not (root / "results/parts/a").exists()
+    assert remove_inside(root / "f.txt", root) and not (root / "f.txt").exists()
+    assert remove_inside(root / "link", root) and not (root / "link").is_symlink()
+    assert (victim / "keep.txt").read_text() == "keep"
+    assert remove_inside(root / "gone", root) is False

@@ -287,3 +287,21 @@ def test_nothing_outside_the_engine_builds_metric_inputs():
     assert _builds_inputs("t2ibench.evaluation.providers")
     for module in _MAY_BUILD_INPUTS:  # an allowance that is no longer used goes
         assert _builds_inputs(module), module
+
+
+def test_registering_the_trainers_imports_no_method_library():
+    """Every CLI command imports ``t2ibench.adapters`` (the trainer registry) before it checks its
+    options; lycoris imports bitsandbytes and peft on the way, ~6 s of CPU per process. The
+    trainers import their method libraries where they compute, so a refused ``--device`` or a
+    ``--help`` costs torch's import only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, t2ibench.adapters, t2ibench.cli; "
+        "print(sorted(m for m in ('lycoris', 'bitsandbytes', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

@@ -471,3 +471,67 @@ def test_item23_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
     assert "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if "interrupted" in ln]
     assert "kept" in line and "checkpoint" in line and "rerun the same command" in line
+
+
+# --- issue 22 item 34 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("place", ["checkpoint", "resume-state", "feature-cache"])
+def test_item34_disk_full_writing_safetensors_is_one_line(place, tmp_path, monkeypatch, capsys):
+    """safetensors' writer reports a full disk as its own ``SafetensorError`` (text as on a full
+    1 MiB tmpfs: "... (os error 28)"), not an OSError: each place that writes one (a checkpoint,
+    the resume state, the feature cache) must still end in one line naming the file."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    real = safetensors.torch.save_file
+    hit = {
+        "checkpoint": lambda p: ".lora-e000001.safetensors." in p.name,
+        "resume-state": lambda p: "-state-e" in p.name,
+        "feature-cache": lambda p: ".feature-cache" in p.parts,
+    }[place]
+    full = []
+
+    def save_file(tensors, filename, *args, **kwargs):
+        if hit(Path(filename)):
+            full.append(filename)
+            raise SafetensorError(
+                "Error while serializing: I/O error: No space left on device (os error 28)"
+            )
+        return real(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    args = ["--trainer", "lora", "--profile", "tiny", "--no-progress", "--encoders",
+            "dinov2-l@tiny", "--images-per-leaf", "1", "--steps", "2", "--epochs", "1",
+            "--prompt-types", "trigger", "--out", str(tmp_path / "out")]  # fmt: skip
+    code, err = run_main(["run", *args], monkeypatch, capsys)
+    assert full, f"no {place} was written"
+    assert code == 2 and "Traceback" not in err, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "No space left on device" in line and "kept" in line, line
+    assert Path(full[0]).name.split(".")[1] in line  # the file it was writing
+
+
+def test_item27_images_not_made_yet_are_not_called_missing(finished, caplog):
+    """A manifest that lists some of a checkpoint's images (a run cut off mid-generation): the
+    rest are "not made yet", never "missing or changed since generation"; a recorded image
+    whose file went is."""
+    import logging
+
+    opts, run_dir = finished
+    folder = run_dir / "images" / "lora-e000002"
+    manifest = folder / "manifest.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    (folder / json.loads(lines[-1])["file"]).unlink()
+    manifest.write_text("".join(lines[:-1]))  # the last image never made
+    with caplog.at_level(logging.INFO, logger="t2ibench"):
+        execute(resolve(opts))
+    text = caplog.text
+    assert "missing or changed since generation" not in text and "not made yet" in text, text
+    recorded = folder / json.loads(lines[0])["file"]
+    recorded.unlink()  # recorded once, its file gone: that is "missing"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="t2ibench"):
+        execute(resolve(opts))
+    assert "1 image(s) missing or changed since generation" in caplog.text
+    assert recorded.is_file()

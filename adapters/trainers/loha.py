@@ -6,7 +6,6 @@ import math
 
 import torch
 import torch.nn as nn
-from lycoris.functional import loha as lf_loha
 
 from ..algorithms import BACKEND, AlgoParams, LowRankModule, alpha_value, copy_tensors
 from ..config import TrainerConfig
@@ -75,6 +74,8 @@ class LoHaModule(LowRankModule):
             nn.init.constant_(self.hada_w2_a, 0)
 
     def delta_weight(self) -> torch.Tensor:
+        from lycoris.functional import loha as lf_loha  # lazy: lycoris loads bitsandbytes
+
         gamma = torch.tensor(self.scale, dtype=self.hada_w1_b.dtype, device=self.hada_w1_b.device)
         dw = lf_loha.diff_weight(
             self.hada_w1_b,

@@ -8,8 +8,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from lycoris.functional import factorization
-from lycoris.functional import lokr as lf_lokr
 
 from ..algorithms import BACKEND, AlgoParams, LowRankModule, alpha_value, copy_tensors
 from ..config import TrainerConfig
@@ -106,6 +104,8 @@ class LoKrModule(LowRankModule):
         full_matrix: bool = False,
     ) -> dict[str, tuple[int, ...]]:
         """Tensor shapes exactly as ``LokrModule.__init__`` lays them out."""
+        from lycoris.functional import factorization  # lazy: lycoris imports bitsandbytes
+
         out_dim, in_dim, *k = weight_shape
         factor = int(factor)
         in_m, in_n = factorization(in_dim, factor)
@@ -132,6 +132,8 @@ class LoKrModule(LowRankModule):
         return shapes
 
     def delta_weight(self) -> torch.Tensor:
+        from lycoris.functional import lokr as lf_lokr  # lazy: lycoris imports bitsandbytes
+
         dw = lf_lokr.kron_weight(
             self.lokr_w1,
             self.lokr_w1_a,

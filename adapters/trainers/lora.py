@@ -8,7 +8,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from lycoris.functional import locon as lf_locon
 
 from ..algorithms import BACKEND, AlgoParams, LowRankModule, alpha_value, copy_tensors
 from ..config import TrainerConfig
@@ -80,12 +79,16 @@ class LoRAModule(LowRankModule):
         )
 
     def delta_weight(self) -> torch.Tensor:
+        from lycoris.functional import locon as lf_locon  # lazy: lycoris loads bitsandbytes
+
         dw = lf_locon.diff_weight(
             self.lora_down, self.lora_up, self.lora_mid, gamma=self.scale, backend=BACKEND
         )
         return dw.reshape(self.weight_shape)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        from lycoris.functional import locon as lf_locon  # lazy: lycoris loads bitsandbytes
+
         # Bypass form (x → down → up), as peft does: never builds the out×in ΔW.
         org = self.org
         base = self._op(x, org.weight, org.bias)

@@ -34,7 +34,16 @@ OPTIONS = [
         str,
         "local",
         "Where the runs execute: local (one after another, here) or ray (in parallel "
-        "on a Ray cluster; pip install 't2ibench[ray]').",
+        "on a Ray cluster; pip install 't2ibench\\[ray]').",
+    ),
+    Declared(
+        "cpus_per_run",
+        "--cpus-per-run",
+        int,
+        None,
+        "Torch threads of each run, and the CPUs a Ray task asks for (default 1): the "
+        "same for every executor, so results do not depend on where runs execute.",
+        min=1,
     ),
     Declared(
         "address",
@@ -49,10 +58,14 @@ OPTIONS = [
 
 def sweep_cmd(**kw: Any) -> None:
     """Run a grid of configs × seeds (each a resumable run), then one analysis of all of them."""
+    from t2ibench.errors import T2IBenchError
     from t2ibench.pipeline.executors import get_executor
     from t2ibench.pipeline.sweep import load_grid, run_sweep
 
-    runner = get_executor(kw["executor"], address=kw["address"])  # a bad name or option first
+    if kw["gpus"] is not None and not kw["dry_run"]:
+        raise T2IBenchError("--gpus: only with --dry-run (it projects the makespan on N GPUs)")
+    # a bad name or option fails first
+    runner = get_executor(kw["executor"], address=kw["address"], cpus_per_run=kw["cpus_per_run"])
     g = load_grid(kw["grid"])
     where = {k: kw[k] for k in ("out", "device", "dataset", "base")}
     if kw["dry_run"]:

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from t2ibench.fsutil import remove_inside
+
 # facebook/dinov2-large's config.json.
 DINOV2_L = dict(
     hidden_size=1024,
@@ -44,8 +46,8 @@ def _build_once(folder: Path, what: str, build: Callable[[Path], None], seed: in
             torch.manual_seed(seed)
             build(tmp)
         (tmp / DONE).write_text(json.dumps({"model": what, "seed": seed, "weights": "random"}))
-        if folder.exists():
-            shutil.rmtree(folder)
+        if folder.exists() or folder.is_symlink():  # an unfinished build of ours
+            remove_inside(folder, folder.parent)
         os.replace(tmp, folder)
     finally:
         if tmp.exists():

@@ -23,14 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from t2ibench.errors import ConfigError
-from t2ibench.fsutil import atomic_write
+from t2ibench.fsutil import atomic_write, inside, remove_inside
 
 log = logging.getLogger("t2ibench.checkpoints")
 
@@ -208,9 +207,43 @@ def find_checkpoints(folder: Path | str) -> list[FoundCheckpoint]:
     return order_checkpoints(found)
 
 
+def place_final_files(found: list[FoundCheckpoint]) -> None:
+    """kohya sd-scripts names the epochs it saves along the way ``NAME-000001``, ``NAME-000002``
+    and writes the end of training as plain ``NAME`` (without ``ss_epoch`` metadata when saved
+    without it). An unnumbered checkpoint with numbered ``NAME-<digits>`` siblings is that final
+    file: the last epoch, after the highest number — one saving interval later when the numbers
+    are evenly spaced (what kohya's ``save_every_n_epochs`` gives), else one epoch later. Said in
+    the log."""
+    by_name = {f.name: f for f in found}
+    for final in found:
+        if final.epoch is not None or final.step is not None:
+            continue
+        siblings = sorted(
+            f.epoch
+            for f in found
+            if f.epoch is not None and re.fullmatch(rf"{re.escape(final.name)}-\d+", f.name)
+        )
+        if not siblings:
+            continue
+        gaps = {b - a for a, b in zip(siblings, siblings[1:], strict=False)}
+        interval = gaps.pop() if len(gaps) == 1 else 1
+        final.epoch = siblings[-1] + interval
+        final.order_from = "name (kohya's final file)"
+        log.warning(
+            "%s: no number in its name, beside %s: kohya's final file, taken as the last epoch "
+            "(%d, after the highest number %d)",
+            final.path.name,
+            ", ".join(n for n in sorted(by_name) if n.startswith(final.name + "-")),
+            final.epoch,
+            siblings[-1],
+        )
+
+
 def order_checkpoints(found: list[FoundCheckpoint]) -> list[FoundCheckpoint]:
     """By epoch when every checkpoint has one, else by step when every one has one (the epoch
-    column then stays empty); two at the same place, or one at none, is one line."""
+    column then stays empty); two at the same place, or one at none, is one line. kohya's
+    unnumbered final file goes last (:func:`place_final_files`)."""
+    place_final_files(found)
     for key in ("epoch", "step"):
         if all(getattr(f, key) is not None for f in found):
             break
@@ -290,7 +323,10 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
     r.source = GivenCheckpoints(found, config, folder.resolve())
     ident = r.identity()
     r.run_hash = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    r.run_dir = Path(options.out) / (options.name or f"{config}-{r.run_hash[:10]}")
+    from t2ibench.pipeline.generate import folder_name
+
+    # --name is a leaf name inside --out (``../x`` or ``/x`` becomes a slug, never a path).
+    r.run_dir = Path(options.out) / folder_name(options.name or f"{config}-{r.run_hash[:10]}")
     return r
 
 
@@ -308,12 +344,8 @@ class GivenCheckpoints:
         self.folder = folder
 
     def done(self, run: Any) -> bool:
-        path = run.run_dir / CHECKPOINTS_RECORD
-        try:
-            before = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        except json.JSONDecodeError:
-            return False
-        return before == {f.name: f.sha256 for f in self.found}
+        before = read_record(run.run_dir)  # checked as untrusted input
+        return bool(before) and before == {f.name: f.sha256 for f in self.found}
 
     def run(self, run: Any) -> None:
         forget_changed(run.run_dir, self.found)
@@ -342,30 +374,58 @@ def _record(f: FoundCheckpoint) -> dict[str, Any]:
     return out
 
 
+def read_record(run_dir: Path) -> dict[str, str]:
+    """``checkpoints.json`` of a run folder: name → digest. State files are untrusted input (a user
+    may edit them): anything but a plain checkpoint name mapped to a hex digest is one line, before
+    anything is removed."""
+    from t2ibench.pipeline.generate import _SAFE_PART
+
+    path = run_dir / CHECKPOINTS_RECORD
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("%s: not readable JSON; every checkpoint is checked again", path)
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a table of checkpoint name → digest; remove it to rescore")
+    for name, digest in data.items():
+        if not _SAFE_PART.match(name) or not isinstance(digest, str):
+            raise ConfigError(
+                f"{path}: {name!r} is not a checkpoint name (a plain file name, no '/' or '..'); "
+                "the file was edited? remove it to rescore, nothing was deleted"
+            )
+    return data
+
+
 def forget_changed(run_dir: Path, found: Sequence[FoundCheckpoint]) -> list[str]:
     """Before a rerun: a checkpoint whose file changed since it was scored loses its images and
     results (they are made again); when the set changed, the merged table is rebuilt from the
-    parts of the checkpoints still there. Returns the names of the changed checkpoints."""
+    parts of the checkpoints still there. Returns the names of the changed checkpoints.
+
+    Nothing outside ``run_dir`` is ever removed, whatever ``checkpoints.json`` says
+    (:func:`t2ibench.fsutil.remove_inside`)."""
+    run_dir = Path(run_dir)
     path = run_dir / CHECKPOINTS_RECORD
-    try:
-        before = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except json.JSONDecodeError:
-        before = {}
+    before = read_record(run_dir)
     now = {f.name: f.sha256 for f in found}
     changed = [n for n, digest in now.items() if n in before and before[n] != digest]
+    doomed: list[Path] = []
     for name in changed:
         log.warning("%s: the file changed since it was scored; scoring it again", name)
-        for sub in (run_dir / "images" / name, run_dir / "results" / "parts" / name):
-            shutil.rmtree(sub, ignore_errors=True)
+        doomed += [run_dir / "images" / name, run_dir / "results" / "parts" / name]
     if before and (changed or set(before) != set(now)):
-        for gone in set(before) - set(now):
-            shutil.rmtree(run_dir / "results" / "parts" / gone, ignore_errors=True)
-        for table in ("results.parquet", "results.csv"):
-            (run_dir / "results" / table).unlink(missing_ok=True)
-        # copy detection and the image index cover the new images too
         from t2ibench.analysis.anchors import ANCHORS_DIR
 
-        (run_dir / "results" / ANCHORS_DIR / "sources.json").unlink(missing_ok=True)
+        doomed += [run_dir / "results" / "parts" / gone for gone in sorted(set(before) - set(now))]
+        doomed += [run_dir / "results" / t for t in ("results.parquet", "results.csv")]
+        # copy detection and the image index cover the new images too
+        doomed.append(run_dir / "results" / ANCHORS_DIR / "sources.json")
+    for target in doomed:
+        inside(target, run_dir)  # all checked before the first removal
+    for target in doomed:
+        remove_inside(target, run_dir)
     if before != now:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(now, indent=2, sort_keys=True))

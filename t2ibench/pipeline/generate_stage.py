@@ -14,9 +14,10 @@ from t2ibench.pipeline.generate import (
     Job,
     checkpoint_on_base,
     generate_images,
+    job_file,
     pending_jobs,
 )
-from t2ibench.pipeline.manifest import MANIFEST_NAME
+from t2ibench.pipeline.manifest import MANIFEST_NAME, read_manifest
 from t2ibench.pipeline.stage import Run
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,17 @@ def images_done(
     if not (folder / MANIFEST_NAME).is_file():
         return False
     todo, _ = pending_jobs(jobs, folder, checkpoint=checkpoint, settings=settings)
-    if todo:
+    made = {rec.file for rec in read_manifest(folder / MANIFEST_NAME)}
+    lost = [j for j in todo if job_file(j) in made]  # recorded once: its file went or changed
+    if lost:
         log.warning(
             "%s: %d image(s) missing or changed since generation (first: %s); making them again",
             folder,
-            len(todo),
-            f"{todo[0].leaf}/{todo[0].prompt_type} #{todo[0].index}",
+            len(lost),
+            f"{lost[0].leaf}/{lost[0].prompt_type} #{lost[0].index}",
         )
+    if len(todo) > len(lost):
+        log.info("%s: %d image(s) not made yet; making them", folder, len(todo) - len(lost))
     return not todo
 
 

@@ -569,7 +569,7 @@ def render_schedule(schedule: Mapping[str, Any]) -> list[str]:
     ]
     for key, label in (
         ("one_gpu_per_run", "one GPU per run"),
-        ("sharded", f"generation and encoding sharded over up to {n} GPUs"),
+        ("sharded", f"generation and encoding sharded over up to {n} GPU{'s' if n != 1 else ''}"),
     ):
         s = schedule[key]
         h = s["makespan_h"]

@@ -77,11 +77,21 @@ class Grid:
                     profile=self.profile,
                     device=device,
                     out=str(Path(out) / "runs"),
-                    name=f"{cfg['name']}-{label}",
+                    name=run_name(cfg["name"], label),
                     analyze=False,
                     progress=progress,
                     labels={"config": cfg["name"], "seed": label},
                 )
+
+
+def run_name(config: str, label: str) -> str:
+    """A run's folder name under ``<out>/runs``: ``<config>-<seed label>`` as a leaf name (names
+    such as ``../../x`` or ``/abs`` become a slug plus a hash, never a path; see
+    :func:`t2ibench.pipeline.generate.folder_name`). The real names stay in the run's labels:
+    the results' ``config`` and ``seed`` columns."""
+    from t2ibench.pipeline.generate import folder_name
+
+    return folder_name(f"{config}-{label}")
 
 
 def _shipped(name: str) -> Path | None:
@@ -191,6 +201,7 @@ def run_sweep(
     ex = get_executor(executor) if owned else executor
     started = time.time()
     try:
+        ex.check_runs(runs)  # what the executor cannot run: refused once, before scheduling
         ex.check_storage(out)
         view = SweepProgress(len(runs), out / "runs", enabled=progress)
         try:
@@ -214,6 +225,9 @@ def run_sweep(
                 "runs": len(outcomes),
                 "done": len(done),
                 "failed": len(outcomes) - len(done),
+                "cpus_per_run": getattr(ex, "cpus_per_run", None),
+                # runs whose worker or node was lost at least once (Ray retried them)
+                "retried": [o.name for o in outcomes if o.retried_after],
                 "outcomes": [o.to_dict() for o in outcomes],
             },
             indent=2,

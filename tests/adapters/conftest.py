@@ -8,13 +8,10 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def adapters_cache(tmp_path_factory: pytest.TempPathFactory):
-    """``T2IBENCH_CACHE`` pointing at a session folder (the tiny base is built there once)."""
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("t2ibench-cache")
-    mp.setenv("T2IBENCH_CACHE", str(path))
-    yield path
-    mp.undo()
+def adapters_cache(t2ibench_cache: Path):
+    """``T2IBENCH_CACHE``: the session's folder (tests/conftest.py; the tiny base is built there
+    once)."""
+    return t2ibench_cache
 
 
 @pytest.fixture(scope="session")

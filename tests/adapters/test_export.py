@@ -23,7 +23,7 @@ from t2ibench.adapters import (
 )
 from t2ibench.adapters.files import build_metadata, save_adapter
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "trainers.md"
 
 
 def _random_adapter(pipe, trainer: str, path: Path, preset: str = "full", **over) -> Path:

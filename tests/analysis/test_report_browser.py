@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from t2ibench.analysis.images import REPORT_BUDGET_BYTES
-from t2ibench.pipeline.run import RunOptions, execute, resolve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VIEWPORT = (1280, 900)
@@ -90,20 +89,9 @@ trainer = "loha"
 
 
 @pytest.fixture(scope="module")
-def tiny_report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
-    quick = {
-        "trainer": "lora",
-        "evaluate.encoders": ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"],
-        "generate.images_per_leaf": 2,
-        "generate.steps": 2,
-        "trainer.epochs": 2,
-        "trainer.save_epochs": [1, 2],
-    }
-    options = RunOptions(
-        layers=[("test", quick)], profile="tiny", out=str(tmp / "results"), progress=False
-    )
-    return execute(resolve(options)) / "report" / "report.html"
+def tiny_report(tiny_run):
+    """The report of the session's tiny run (tests/conftest.py)."""
+    return tiny_run[1] / "report" / "report.html"
 
 
 @pytest.fixture(scope="module")

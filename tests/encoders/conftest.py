@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,9 @@ from PIL import Image
 
 
 @pytest.fixture(scope="session", autouse=True)
-def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny models go to a session folder, never to the user's ~/.cache."""
-    root = tmp_path_factory.mktemp("t2ibench-cache")
-    old = os.environ.get("T2IBENCH_CACHE")
-    os.environ["T2IBENCH_CACHE"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("T2IBENCH_CACHE", None)
-    else:
-        os.environ["T2IBENCH_CACHE"] = old
+def tiny_cache(t2ibench_cache: Path) -> Path:
+    """Tiny models go to the session's folder (tests/conftest.py), never to the user's ~/.cache."""
+    return t2ibench_cache
 
 
 @pytest.fixture

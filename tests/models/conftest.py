@@ -8,12 +8,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def t2i_cache(tmp_path_factory: pytest.TempPathFactory):
-    path = tmp_path_factory.mktemp("t2ibench-cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("T2IBENCH_CACHE", str(path))
-    yield path
-    mp.undo()
+def t2i_cache(t2ibench_cache):
+    """The session's ``T2IBENCH_CACHE`` (tests/conftest.py)."""
+    return t2ibench_cache
 
 
 @pytest.fixture(scope="session")

@@ -483,3 +483,78 @@ def test_metric_profile_goes_to_the_run(checkpoint_folder, tmp_path):
     with pytest.raises(T2IBenchError, match="no-such-profile"):
         resolve_checkpoints(options("no-such-profile"), found)
     assert not list(tmp_path.iterdir())
+
+
+def _peft_with_pattern(checkpoint_folder: Path, folder: Path, key: str) -> Path:
+    """A copy of the fixture's PEFT folder whose rank_pattern tries ``key`` first."""
+    import shutil
+
+    folder.mkdir()
+    shutil.copytree(checkpoint_folder / "peft-epoch5", folder / "peft-epoch5")
+    for cfg_path in (folder / "peft-epoch5").rglob("adapter_config.json"):
+        cfg = json.loads(cfg_path.read_text())
+        cfg["rank_pattern"] = {key: 2, **cfg.get("rank_pattern", {})}
+        cfg_path.write_text(json.dumps(cfg))
+    return folder
+
+
+def test_item31_pathological_rank_pattern_is_bounded(checkpoint_folder, tmp_path):
+    """``(.+)+b`` backtracks for hours under ``re`` on a module name; under the bounded matcher
+    the dry run takes seconds and reads the same adapter; a key that is slow even so is refused
+    in one line."""
+    import subprocess
+    import time
+
+    from t2ibench.adapters.files import read_adapter
+
+    folder = _peft_with_pattern(checkpoint_folder, tmp_path / "nested", "(.+)+b")
+    cmd = [sys.executable, "-m", "t2ibench", "evaluate-checkpoints", str(folder), "--dry-run"]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("evaluate-checkpoints --dry-run hangs on rank_pattern (.+)+b")
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - t0 < 60 and "peft-epoch5" in proc.stdout
+    got, _ = read_adapter(folder / "peft-epoch5")
+    want, _ = read_adapter(checkpoint_folder / "peft-epoch5")
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k])
+
+    slow = _peft_with_pattern(checkpoint_folder, tmp_path / "slow", r"(?:\w|\w\w|.)*\W")
+    cmd[4] = str(slow)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error")]  # not kernels' warnings
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "rank_pattern key" in lines[0] and "too long" in lines[0] and "peft-epoch5" in lines[0]
+    assert time.perf_counter() - t0 < 60
+
+
+def test_item7_kohya_unnumbered_final_file_is_the_last_epoch(pipe, tmp_path, caplog):
+    """kohya's ``save_weights`` without metadata: ``mylora-000001``, ``mylora-000002`` and the
+    final ``mylora``; the README's convention: the unnumbered file is the last epoch, after the
+    highest number (by one saving interval), and the log says so."""
+    from t2ibench.pipeline.checkpoints import order_checkpoints
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "unnumbered final file" in " ".join(readme.split())
+    folder = tmp_path / "kohya"
+    folder.mkdir()
+    for stem in ("mylora-000001", "mylora-000002", "mylora"):
+        _save_t2ibench(pipe, folder / f"{stem}.safetensors", "lora", None, 1)
+    with caplog.at_level(logging.INFO, logger="t2ibench.checkpoints"):
+        found = find_checkpoints(folder)
+    assert [(f.name, f.epoch) for f in found] == [
+        ("mylora-000001", 1), ("mylora-000002", 2), ("mylora", 3)
+    ]  # fmt: skip
+    assert found[-1].order_from == "name (kohya's final file)"
+    assert "mylora.safetensors" in caplog.text and "last epoch" in caplog.text
+    # saved every 2 epochs: one interval after the highest; a lone unnumbered file still refused
+    got = order_checkpoints([_found("x-000002", 2), _found("x-000004", 4), _found("x")])
+    assert [(f.name, f.epoch) for f in got] == [("x-000002", 2), ("x-000004", 4), ("x", 6)]
+    from t2ibench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="final: cannot tell"):
+        order_checkpoints([_found("x-000002", 2), _found("final")])

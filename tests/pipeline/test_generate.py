@@ -35,12 +35,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("T2IBENCH_CACHE", str(path))
-    yield path
-    mp.undo()
+def cache(t2ibench_cache):
+    """The session's ``T2IBENCH_CACHE`` (tests/conftest.py)."""
+    return t2ibench_cache
 
 
 @pytest.fixture(scope="module")

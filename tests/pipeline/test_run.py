@@ -29,10 +29,10 @@ def tiny_options(tmp_path, overrides=(), **kw) -> RunOptions:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    resolved = resolve(tiny_options(tmp))
-    run_dir = execute(resolved)
+def finished_run(tiny_run):
+    """The session's tiny run (tests/conftest.py): the options of ``tiny_options``."""
+    resolved, run_dir = tiny_run
+    assert resolved.run_hash == resolve(tiny_options(run_dir.parent.parent)).run_hash
     return resolved, run_dir
 
 

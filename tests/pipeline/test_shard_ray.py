@@ -20,20 +20,17 @@ from t2ibench.prompts import GenerationJob
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """One thread per process (the local runs and the workers alike), one Ray instance."""
-    ray = pytest.importorskip("ray")
+def cluster(ray_cluster):
+    """One thread per process (the local runs and the workers alike), one Ray instance (the
+    session's, tests/conftest.py), whose models cache the local runs share."""
     import torch
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("T2IBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("T2IBENCH_CACHE", str(ray_cluster.cache))
     mp.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    # "local": a new instance even if another one runs on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    yield ray_cluster.ray
     torch.set_num_threads(threads)
     mp.undo()
 

@@ -180,3 +180,86 @@ def test_cli_sweep_reports_a_failed_run_and_goes_on(tmp_path):
     assert [o["status"] for o in summary["outcomes"]] == ["done", "failed"]
     assert summary["outcomes"][1]["error"].startswith("TrainingDivergedError: ")
     assert (tmp_path / "out" / "report" / "report.html").is_file()
+
+
+# --- issue 22 item 27 ------------------------------------------------------------------------------
+
+
+def _sweep_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    import sys
+
+    from t2ibench.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["t2ibench", "sweep", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    else:
+        code = 0
+    got = capsys.readouterr()
+    return code, got.out, got.err
+
+
+def test_item27_gpus_without_dry_run_is_refused(tmp_path, monkeypatch, capsys):
+    code, _, err = _sweep_cli(
+        # a grid that does not exist: refused for --gpus first (the old code failed on the grid)
+        monkeypatch, capsys, "--grid", str(tmp_path / "no.toml"), "--gpus", "4", "--out",
+        str(tmp_path / "o"),
+    )  # fmt: skip
+    assert code == 2 and err.strip() == (
+        "error: --gpus: only with --dry-run (it projects the makespan on N GPUs)"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_item27_sweep_help_names_the_ray_extra():
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    out = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "300"}).output
+    assert "pip install 't2ibench[ray]'" in out
+
+
+def test_item27_one_gpu_is_singular():
+    from t2ibench.pipeline.plan import render_schedule, sweep_plan
+
+    text = "\n".join(render_schedule(sweep_plan(load_grid("cpu"), gpus=1)["schedule"]))
+    assert "up to 1 GPU " in text and "1 GPUs" not in text
+
+
+def test_item27_live_view_never_shows_more_running_than_slots(tmp_path):
+    from t2ibench.pipeline.executors import SweepProgress
+
+    view = SweepProgress(4, tmp_path, enabled=False, slots=2)
+    view.set_running({"a", "b", "c"})  # a killed worker's status lingers until its retry starts
+    assert len(view.running) == 2
+
+
+def _read_only(folder):
+    """``folder`` as a read-only file system (a tmpfs mounted ro), or skip where mount is denied."""
+    import subprocess
+
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip("needs mount (root)")
+
+
+def test_item27_read_only_out_says_nothing_was_done(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    out = tmp_path / "ro"
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    _read_only(out)
+    try:
+        code, stdout, err = _sweep_cli(monkeypatch, capsys, "--grid", str(path), "--out", str(out))
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+    errors = [x for x in err.splitlines() if x.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert "cannot write there" in errors[0] and "nothing was done" in errors[0]
+    assert "kept" not in err + stdout

@@ -14,14 +14,16 @@ imports its backend (Ray) inside its functions: ``--executor local`` never impor
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
+import os
 import pkgutil
 import time
 import traceback
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,8 +50,10 @@ class RunOutcome:
     run_dir: str | None = None
     error: str = ""
     seconds: float = 0.0
-    where: str = ""  # host:pid that ran it
+    where: str = ""  # host:pid that ran it (the last attempt)
     traceback: str = ""
+    #: host:pid of earlier attempts whose worker or node was lost (Ray retried the run)
+    retried_after: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,8 +70,28 @@ def failed(name: str, exc: BaseException, seconds: float = 0.0, where: str = "")
     return RunOutcome(name, "failed", None, describe_error(exc), round(seconds, 3), where, tb)
 
 
-def run_one(options: Any) -> Path:
-    """One run through the normal entry point (:func:`t2ibench.pipeline.run.run`), resumable.
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block (None: as they are). CPU kernels
+    split their sums by thread, so images and values depend on the count in their last bits:
+    every executor runs a run with the same count (``cpus_per_run``), whatever this machine's
+    cores, so a sweep's results do not depend on where it ran."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_one(options: Any, threads: int | None = None) -> Path:
+    """One run through the normal entry point (:func:`t2ibench.pipeline.run.run`), resumable,
+    with ``threads`` torch threads (:func:`torch_threads`).
 
     Runs of one sweep share folders (the base model's images under ``--out``); a run that finds
     one being written by another run waits for that writer, then resumes, instead of failing."""
@@ -76,23 +100,56 @@ def run_one(options: Any) -> Path:
     from t2ibench.fsutil import LockBusyError
     from t2ibench.pipeline.run import run
 
-    for _ in range(100):
-        try:
-            return run(options)
-        except LockBusyError as exc:
-            log.info("%s: waiting for another run that writes %s", options.name, exc.lock_file)
-            with FileLock(exc.lock_file):
-                pass
-    return run(options)
+    with torch_threads(threads):
+        for _ in range(100):
+            try:
+                return run(options)
+            except LockBusyError as exc:
+                log.info("%s: waiting for another run that writes %s", options.name, exc.lock_file)
+                with FileLock(exc.lock_file):
+                    pass
+        return run(options)
+
+
+def run_config(options: Any) -> Any:
+    """The run config (:class:`t2ibench.runconfig.RunConfig`) a run resolves to: its profile and
+    override layers, without loading anything (for checks before scheduling)."""
+    from t2ibench.pipeline.run import choose_profile
+    from t2ibench.runconfig import Layers
+
+    user = Layers()
+    for where, table in options.layers:
+        user.add_table(where, table)
+    profile = choose_profile(options, user.values.get("base"), user.values.get("dataset"))
+    layers = Layers().add_table(f"profile {profile.name}", profile.values)
+    for where, table in options.layers:
+        layers.add_table(where, table)
+    return layers.run_config()
 
 
 class Executor:
     """Base class: executes runs and answers their outcomes in the order given."""
 
     name: ClassVar[str] = ""
+    #: torch threads of each run (and, on Ray, the CPUs each run asks for): the same in every
+    #: executor, so results do not depend on where runs execute (:func:`torch_threads`)
+    cpus_per_run: int = 1
+
+    def check_runs(self, runs: Sequence[Any]) -> None:
+        """Refuse, before anything is scheduled, what this executor cannot run (one line)."""
 
     def check_storage(self, out: Path) -> None:
-        """Stop with one :class:`StorageError` line if a worker cannot see ``out``."""
+        """Stop with one :class:`StorageError` line if ``out`` cannot be written here (nothing was
+        done yet); executors with other machines also check that each worker sees it."""
+        probe = Path(out) / SWEEP_DIR / f"write-probe-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_text("t2ibench", encoding="utf-8")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(
+                f"--out {out}: cannot write there ({exc.strerror or exc}); nothing was done"
+            ) from None
 
     def run_all(self, runs: Sequence[Any], progress: SweepProgress) -> list[RunOutcome]:
         raise NotImplementedError
@@ -174,7 +231,9 @@ class SweepProgress:
     """The sweep's one live view, a tqdm bar like the stages' own (``--no-progress`` hides it):
     runs finished out of all, with runs done / running / failed and images done so far."""
 
-    def __init__(self, total: int, runs_root: Path, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, runs_root: Path, enabled: bool = True, slots: int | None = None
+    ) -> None:
         from tqdm.auto import tqdm
 
         self.enabled = enabled
@@ -184,6 +243,9 @@ class SweepProgress:
         self.images = ImageCounter(runs_root)
         self.done = self.failed = 0
         self.running: set[str] = set()
+        #: runs that can run at once (the executor's slots): a killed worker's status lingers
+        #: until its retry starts, so "running" never shows more than this
+        self.slots = slots
         self._shown = 0.0
 
     def started(self, name: str) -> None:
@@ -191,7 +253,7 @@ class SweepProgress:
         self.refresh(force=True)
 
     def set_running(self, names: set[str]) -> None:
-        self.running = set(names)
+        self.running = set(sorted(names)[: self.slots] if self.slots else names)
 
     def finished(self, outcome: RunOutcome) -> None:
         self.running.discard(outcome.name)

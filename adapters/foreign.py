@@ -284,10 +284,11 @@ def _from_peft(
     default_part: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """kohya tensors of PEFT / diffusers ones; ``configs``: part (``*``: all) → peft config."""
+    from .peft_wrap import needs_peft_layers, peft_tensors_to_kohya
     from .presets import kohya_name
 
-    if any(c.get("use_dora") for c in configs.values()):
-        raise _error(where, "a DoRA adapter (use_dora); t2ibench has no DoRA trainer to read it")
+    if needs_peft_layers(configs):  # DoRA, OFT, BOFT, HRA, IA3, VeRA: read by PEFT's own layers
+        return peft_tensors_to_kohya(tensors, configs, where, default_part=default_part)
     grouped: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         part, path, suffix = _split_peft_key(key, default_part)

@@ -14,6 +14,7 @@ one) under the kohya stem, exactly what lycoris-lora's ``save_weights`` writes f
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -144,9 +145,15 @@ class LycorisModule(AdapterModule):
         if da is None:
             return None
         dim, alpha = da
+        # on the meta device (sizes) lycoris' modules copy the weight to the CPU (DoRA's norm):
+        # build on an uninitialised CPU stand-in of the layer, then move to meta
+        built_on = copy.deepcopy(org).to_empty(device="cpu") if org.weight.is_meta else org
         try:
-            lyco = cls.lyco_class(lora_name, org, 1.0, dim, alpha, **cfg.lycoris_kwargs())
+            lyco = cls.lyco_class(lora_name, built_on, 1.0, dim, alpha, **cfg.lycoris_kwargs())
         except (ValueError, AssertionError) as exc:  # e.g. BOFT: no butterfly factorisation
             raise ConfigError(f"{lora_name}: lycoris-lora cannot build this layer: {exc}") from None
         lyco.to(device=org.weight.device, dtype=torch.float32)
+        if built_on is not org:
+            lyco.org_module = [org]
+            lyco.org_forward = org.forward
         return cls(lora_name, org, lyco)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from methods_testutil import lycoris_preset, perturb
 
 QUICK = {

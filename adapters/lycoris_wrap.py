@@ -91,12 +91,24 @@ class LycorisModule(AdapterModule):
 
     def delta_weight(self) -> torch.Tensor:
         w = self.org.weight
-        merged = self.lyco.get_merged_weight(multiplier=1.0, shape=w.shape, device=w.device)[0]
+        lyco = self.lyco
+        if type(lyco).__name__ in ("LohaModule", "LokrModule"):
+            # lycoris-lora 4.1.3's LoHa / LoKr get_diff_weight (and so get_merged_weight) scale
+            # ΔW twice; their forward uses get_weight, scaled once (tests/adapters/test_parity.py)
+            diff = lyco.get_weight(w.shape).reshape(w.shape).to(w.dtype) * lyco.scalar
+            if not getattr(lyco, "wd", False):
+                return diff.float().reshape(self.weight_shape)
+            merged = lyco.apply_weight_decompose(w + diff, 1.0)
+        else:
+            merged = lyco.get_merged_weight(multiplier=1.0, shape=w.shape, device=w.device)[0]
         return (merged.float() - w.float()).reshape(self.weight_shape)
 
     def delta_bias(self) -> torch.Tensor | None:
+        if type(self.lyco).__name__ in ("LohaModule", "LokrModule"):
+            return None
         b = self.org.bias
-        merged = self.lyco.get_merged_weight(multiplier=1.0, device=self.org.weight.device)[1]
+        w = self.org.weight
+        merged = self.lyco.get_merged_weight(multiplier=1.0, shape=w.shape, device=w.device)[1]
         if merged is None:
             return None
         return merged.float() - (0 if b is None else b.float())

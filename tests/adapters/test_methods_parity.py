@@ -341,3 +341,44 @@ def test_peft_trainer_file_reads_in_peft(arch: str, trainer: str, opts: dict, tm
                 layer.vera_A["default"] = saved[f"{stem}.vera_A"].float()
                 layer.vera_B["default"] = saved[f"{stem}.vera_B"].float()
             _close(got[name], layer(layer_input(layer.get_base_layer())), f"{trainer} {name}")
+
+
+MERGE_CASES = [
+    ("lycoris-lora", {}),
+    ("dora", {}),
+    ("lycoris-loha", {"weight_decompose": True}),
+    ("lycoris-lokr", {"factor": 4, "dim": 2, "weight_decompose": True}),
+    ("lycoris-oft", {"dim": 4, "rescaled": True}),
+    ("lycoris-boft", {"dim": 8}),
+    ("lycoris-glora", {}),
+    ("lycoris-ia3", {"train_on_input": True}),
+    ("peft-dora", {}),
+    ("peft-loha", {}),
+    ("peft-boft", {}),
+    ("peft-hra", {}),
+    ("peft-ia3", {}),
+]
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["linear", "conv3x3"])
+@pytest.mark.parametrize(("trainer", "opts"), MERGE_CASES, ids=[t for t, _ in MERGE_CASES])
+def test_merge_equals_forward(trainer: str, opts: dict, conv: bool) -> None:
+    """``merge_adapter``'s W + ΔW (and b + Δb) computes what the adapted layer computes (for
+    lycoris' LoHa / LoKr despite 4.1.3's twice-scaled get_merged_weight)."""
+    from t2ibench.adapters import get_trainer
+
+    layer = nn.Conv2d(16, 32, 3, padding=1) if conv else nn.Linear(32, 64)
+    spec = get_trainer(trainer)
+    torch.manual_seed(0)
+    m = spec.create_module("lora_unet_x", layer, spec.config([("test", opts)]))
+    perturb(m)
+    x = layer_input(layer)
+    m.attach()
+    with torch.no_grad():
+        y = layer(x)
+        db = m.delta_bias()
+        bias = layer.bias if db is None else layer.bias + db
+        merged = m._op(x, layer.weight + m.delta_weight(), bias)
+    m.detach_()
+    assert not torch.equal(y, layer(x))
+    _close(merged, y, f"{trainer} merge")

@@ -446,6 +446,7 @@ def checkpoint_info(r: ResolvedRun, checkpoints: Sequence[Path]) -> dict[str, di
     (``TrainerSpec.columns``: algorithm, preset, lr and its own keys), then the run's labels."""
     import re
 
+    from t2ibench.adapters.sizes import checkpoint_columns
     from t2ibench.pipeline.generate import checkpoint_name
 
     cfg = r.trainer_config
@@ -459,6 +460,7 @@ def checkpoint_info(r: ResolvedRun, checkpoints: Sequence[Path]) -> dict[str, di
             "seed": str(labels.get("seed", cfg.seed)),
             "epoch": int(m.group(1)) if m else None,
             **r.trainer.columns(cfg),
+            **checkpoint_columns(ck),  # trainable-parameter count and file size
             **{k: v for k, v in labels.items() if k not in ("config", "seed")},
         }
     return info

@@ -132,6 +132,14 @@ class AdapterModule(nn.Module):
         out["alpha"] = self.alpha
         return out
 
+    def load_state_items(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Copy saved tensors (``suffix → tensor``, as :meth:`state_items`) into this module."""
+        with torch.no_grad():
+            for suffix, attr in self.keys.items():
+                p = getattr(self, attr)
+                if p is not None and suffix in tensors:
+                    p.copy_(tensors[suffix].to(p.dtype))
+
     @classmethod
     def create(cls, lora_name: str, org: nn.Module, cfg: Any) -> AdapterModule | None:
         """A freshly initialised adapter for one layer from the trainer's config, or None to

@@ -23,7 +23,7 @@ from t2ibench.fsutil import atomic_write_with
 
 from .errors import AdapterFileError
 from .network import AdapterNetwork
-from .registry import get_trainer, module_class_for
+from .registry import get_trainer, module_class_for_file
 
 
 def build_metadata(
@@ -226,7 +226,7 @@ def network_for(pipe: Any, path: Path | str) -> tuple[AdapterNetwork, dict[str, 
     tensors, meta = read_adapter(path)
     parts = _parts(pipe)
     try:
-        net = AdapterNetwork.from_state_dict(tensors, parts, module_class_for)
+        net = AdapterNetwork.from_state_dict(tensors, parts, module_class_for_file(meta))
     except ValueError as exc:
         raise AdapterFileError(f"{path}: does not fit this base model: {exc}") from None
     from .foreign import check_known_keys

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,6 +33,10 @@ import torch
 from t2ibench.errors import T2IBenchError
 
 from .errors import AdapterFileError
+from .peft_keys import DIFFUSERS_PARTS as _DIFFUSERS_PARTS
+from .peft_keys import PEFT_PREFIX as _PEFT_PREFIX
+from .peft_keys import configs_from_metadata as _configs_from_metadata
+from .peft_keys import part_of as _part_of
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -46,8 +49,6 @@ SOURCE_FORMAT = "t2ibench_source_format"
 _KOHYA = ("lora_unet_", "lora_te_")
 _TE_KOHYA = "lora_te_"
 _LYCORIS = "lycoris_"
-_PEFT_PREFIX = "base_model.model."
-_DIFFUSERS_PARTS = {"unet.": "unet", "text_encoder.": "te"}
 # LoRA tensors in peft / diffusers naming → kohya suffix
 _LORA_RENAMES = (
     (".lora_A.weight", "lora_down.weight"),
@@ -57,7 +58,6 @@ _LORA_RENAMES = (
     (".lora_linear_layer.down.weight", "lora_down.weight"),
     (".lora_linear_layer.up.weight", "lora_up.weight"),
 )
-_TE_PATH = re.compile(r"^(text_model[._])?(encoder[._]layers|embeddings|final_layer_norm)")
 
 
 def _error(where: object, msg: str) -> T2IBenchError:
@@ -195,10 +195,6 @@ def convert_to_kohya(
     )
 
 
-def _part_of(path: str) -> str:
-    return "te" if _TE_PATH.match(path) else "unet"
-
-
 def _from_lycoris(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in tensors.items():
@@ -210,27 +206,6 @@ def _from_lycoris(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
         else:
             new = "lora_unet_" + path
         out[f"{new}.{suffix}"] = value
-    return out
-
-
-def _configs_from_metadata(meta: Mapping[str, str]) -> dict[str, dict]:
-    """model part (``*``: every part) → the LoRA config diffusers (≥ 0.33) writes into
-    ``lora_adapter_metadata``: the config itself (``save_lora_adapter``) or its keys prefixed
-    ``unet.`` / ``text_encoder.`` (a pipeline's ``save_lora_weights``)."""
-    raw = meta.get("lora_adapter_metadata")
-    try:
-        data = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    if "r" in data or "lora_alpha" in data:
-        return {"*": data}
-    out: dict[str, dict] = {}
-    for key, value in data.items():
-        for prefix, part in _DIFFUSERS_PARTS.items():
-            if key.startswith(prefix):
-                out.setdefault(part, {})[key[len(prefix) :]] = value
     return out
 
 
@@ -327,10 +302,11 @@ def _from_peft(
     default_part: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """kohya tensors of PEFT / diffusers ones; ``configs``: part (``*``: all) → peft config."""
+    from .peft_wrap import needs_peft_layers, peft_tensors_to_kohya
     from .presets import kohya_name
 
-    if any(c.get("use_dora") for c in configs.values()):
-        raise _error(where, "a DoRA adapter (use_dora); t2ibench has no DoRA trainer to read it")
+    if needs_peft_layers(configs):  # DoRA, OFT, BOFT, HRA, IA3, VeRA: read by PEFT's own layers
+        return peft_tensors_to_kohya(tensors, configs, where, default_part=default_part)
     matcher = _PatternMatcher(where)
     grouped: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():

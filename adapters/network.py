@@ -13,8 +13,9 @@ from .presets import KOHYA_PREFIX, kohya_name, select_modules
 
 #: ``(kohya_name, layer, config) -> module or None`` (None: leave the layer alone)
 ModuleFactory = Callable[[str, nn.Module, Any], "AdapterModule | None"]
-#: a saved layer's key suffixes → the module class that reads them (None: unknown)
-Detector = Callable[[set[str]], "type[AdapterModule] | None"]
+#: a saved layer's key suffixes (and its kohya stem) → the module class that reads them (None:
+#: unknown)
+Detector = Callable[[set[str], str], "type[AdapterModule] | None"]
 
 
 class AdapterNetwork(nn.Module):
@@ -68,7 +69,7 @@ class AdapterNetwork(nn.Module):
         for stem, tensors in grouped.items():
             if stem not in layers:
                 raise ValueError(f"{stem}: no such layer in the base model")
-            algo_cls = detect(set(tensors))
+            algo_cls = detect(set(tensors), stem)
             if algo_cls is None:
                 raise ValueError(f"{stem}: unknown tensors {sorted(tensors)}")
             modules.append(algo_cls.from_state(stem, layers[stem], tensors))
@@ -115,10 +116,7 @@ class AdapterNetwork(nn.Module):
             raise ValueError(f"adapter keys differ: missing {missing[:3]}, unexpected {extra[:3]}")
         with torch.no_grad():
             for m in self:
-                for suffix, attr in m.keys.items():
-                    p = getattr(m, attr)
-                    if p is not None:
-                        p.copy_(state[f"{m.lora_name}.{suffix}"].to(p.dtype))
+                m.load_state_items({s: state[f"{m.lora_name}.{s}"] for s in m.state_items()})
 
     def trainable(self, part: str | None = None) -> list[nn.Parameter]:
         prefix = KOHYA_PREFIX[part] + "_" if part else ""

@@ -146,9 +146,10 @@ def config_from_dict(data: Mapping[str, Any], where: str = "trainer config") -> 
     return get_trainer(data.get("trainer", "lora")).config([(where, data)])
 
 
-def module_class_for(suffixes: set[str]) -> type[AdapterModule] | None:
+def module_class_for(suffixes: set[str], stem: str = "") -> type[AdapterModule] | None:
     """The registered module class a saved layer's key suffixes belong to: the longest signature
-    that the layer holds entirely, over every registered trainer."""
+    that the layer holds entirely, over every registered trainer (``stem``: unused here, see
+    :func:`module_class_for_file`)."""
     best: tuple[int, type[AdapterModule] | None] = (0, None)
     for name in TRAINERS.names():
         cls = TRAINERS.get(name).module_class
@@ -156,3 +157,56 @@ def module_class_for(suffixes: set[str]) -> type[AdapterModule] | None:
             if len(signature) > best[0] and set(signature) <= suffixes:
                 best = (len(signature), cls)
     return best[1]
+
+
+def peft_configs_of(meta: Mapping[str, str]) -> dict[str, dict]:
+    """model part (``unet`` / ``te``; ``*``: every part) → the PEFT config a file was written
+    with: a PEFT folder's ``adapter_config.json`` (``peft_config_<part>``), diffusers'
+    ``lora_adapter_metadata``, or the config of the t2ibench ``peft-*`` trainer that wrote it."""
+    out: dict[str, dict] = {}
+    for part in ("unet", "te"):
+        raw = meta.get(f"peft_config_{part}")
+        if raw:
+            try:
+                out[part] = json.loads(raw)
+            except json.JSONDecodeError:
+                pass
+    if not out and meta.get("lora_adapter_metadata"):
+        from .peft_keys import configs_from_metadata as _configs_from_metadata
+
+        out.update(_configs_from_metadata(meta))
+    raw = meta.get("t2ibench_trainer_config")
+    if not out and raw:
+        try:
+            data = json.loads(raw)
+            cfg = get_trainer(data.get("trainer", "")).config([("file metadata", data)])
+        except (json.JSONDecodeError, ConfigError, AttributeError):
+            return out
+        if hasattr(cfg, "peft_config_json"):
+            out["*"] = json.loads(cfg.peft_config_json())
+    return out
+
+
+def module_class_for_file(meta: Mapping[str, str]):
+    """:func:`module_class_for` for one file: layers of a PEFT-written file (a PEFT config in its
+    metadata, see :func:`peft_configs_of`) whose tensors PEFT's layers hold are read by PEFT's
+    own layer (``PeftModule`` bound to the config); every other layer as before."""
+    configs = peft_configs_of(meta)
+    if not configs:
+        return module_class_for
+    from .peft_wrap import PeftModule, peft_type_of
+
+    def detect(suffixes: set[str], stem: str = "") -> type[AdapterModule] | None:  # noqa: C901
+        part = "te" if stem.startswith("lora_te_") else "unet"
+        config = configs.get(part) or configs.get("*")
+        own = module_class_for(suffixes)
+        kind = peft_type_of(set(suffixes))
+        if config is None or kind is None or kind != str(config.get("peft_type", "")).upper():
+            return own
+        if kind in ("LOHA", "LOKR", "LORA") and "alpha" in suffixes and own is not PeftModule:
+            return own  # converted to kohya tensors with alpha (foreign): t2ibench's module
+        if kind == "LORA" and not config.get("use_dora") and own is not PeftModule:
+            return own
+        return PeftModule.bind(config)
+
+    return detect

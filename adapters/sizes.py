@@ -54,6 +54,142 @@ def _sd15_meta() -> tuple[Any, Any]:
     return build_sd15("meta")
 
 
+# -- other bases, built on the meta device from their published configs ------------------------
+
+#: stabilityai/stable-diffusion-xl-base-1.0 unet/config.json (the keys that shape the weights)
+SDXL_UNET = dict(
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    norm_num_groups=32,
+)
+#: its text_encoder_2/config.json (OpenCLIP ViT-bigG/14 text tower)
+SDXL_TE2 = dict(
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=32,
+    num_attention_heads=20,
+    projection_dim=1280,
+    hidden_act="gelu",
+    max_position_embeddings=77,
+    vocab_size=49408,
+)
+#: black-forest-labs/FLUX.1-dev transformer/config.json
+FLUX1_TRANSFORMER = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=19,
+    num_single_layers=38,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    pooled_projection_dim=768,
+    guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+# FLUX transformer layers per preset (the flux base plug-in's own presets replace these when it
+# declares them): attention (image and text streams), + feed-forward / single-block MLP, + all
+_FLUX_ATTN = (
+    r"(single_)?transformer_blocks\.\d+\.attn\."
+    r"(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)"
+)
+_FLUX_MLP = (
+    r"transformer_blocks\.\d+\.(ff|ff_context)\.net\.(0\.proj|2)",
+    r"single_transformer_blocks\.\d+\.(proj_mlp|proj_out)",
+)
+FLUX_PRESETS = {
+    "attn-only": (_FLUX_ATTN,),
+    "attn-mlp": (_FLUX_ATTN, *_FLUX_MLP),
+    "full": (r".+",),
+}
+SIZE_BASES = ("sd15", "sdxl", "flux")
+
+
+@lru_cache(maxsize=1)
+def _sdxl_meta() -> tuple[Any, Any, Any]:
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from t2ibench.models.sd15 import TEXT_ENCODER
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SDXL_UNET)
+        te1 = CLIPTextModel(CLIPTextConfig.from_dict(TEXT_ENCODER))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TE2))
+    return unet, te1, te2
+
+
+@lru_cache(maxsize=1)
+def _flux_meta() -> Any:
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    with torch.device("meta"):
+        return FluxTransformer2DModel(**FLUX1_TRANSFORMER)
+
+
+def _base_shapes(base: str, trainer: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Saved-tensor shapes on SDXL (UNet + both text encoders: kohya's ``lora_te1_`` /
+    ``lora_te2_``) or FLUX.1 (the transformer, as FLUX LoRAs train it)."""
+    import re
+
+    import torch
+
+    from t2ibench.errors import ConfigError
+
+    from .network import AdapterNetwork
+    from .presets import kohya_name
+    from .registry import get_trainer
+
+    spec = get_trainer(trainer)
+    cfg = spec.config([("adapter size", values)])
+
+    def shapes(net: AdapterNetwork, rename: tuple[str, str] | None = None) -> dict:
+        out = {}
+        for m in net:
+            stem = m.lora_name if rename is None else m.lora_name.replace(*rename, 1)
+            for suffix, t in m.state_items().items():
+                out[f"{stem}.{suffix}"] = tuple(t.shape)
+        return out
+
+    with torch.device("meta"):  # adapters a library builds with its own factory calls, too
+        if base == "sdxl":
+            unet, te1, te2 = _sdxl_meta()
+            te = cfg.train_text_encoder
+            out = shapes(spec.build_network({"unet": unet, "te": te1 if te else None}, cfg))
+            out = {k.replace("lora_te_", "lora_te1_", 1): v for k, v in out.items()}
+            if te:
+                net2 = spec.build_network({"unet": None, "te": te2}, cfg)
+                out.update(shapes(net2, ("lora_te_", "lora_te2_")))
+            return out
+        if base == "flux":
+            model = _flux_meta()
+            preset = cfg.presets()["unet"]
+            if preset not in FLUX_PRESETS:
+                raise ConfigError(f"preset {preset!r} has no FLUX layers")
+            rx = re.compile("|".join(f"(?:{p})" for p in FLUX_PRESETS[preset]))
+            modules = []
+            for name, layer in model.named_modules():
+                if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d) and rx.fullmatch(name):
+                    m = spec.create_module(kohya_name("unet", name), layer, cfg)
+                    if m is not None:
+                        modules.append(m)
+            return shapes(AdapterNetwork(modules))
+    raise ConfigError(f"base {base!r}: sizes are known for {', '.join(SIZE_BASES)}")
+
+
 def network_shapes(
     trainer: str,
     *,
@@ -86,13 +222,22 @@ def network_shapes(
     }
 
 
-def adapter_size(trainer: str, preset: str | None = None, **params: Any) -> dict[str, Any]:
-    """``{"params", "bytes", "mib", "modules"}`` of an fp16 adapter file for SD1.5.
+def adapter_size(
+    trainer: str, preset: str | None = None, *, base: str = "sd15", **params: Any
+) -> dict[str, Any]:
+    """``{"params", "bytes", "mib", "modules"}`` of an fp16 adapter file for ``base`` (SD1.5;
+    ``sdxl``, ``flux``: see :data:`SIZE_BASES`).
 
     ``params`` are config fields (dim, alpha, factor, conv_dim, ...); unset ones keep the
     trainer's paper defaults.
     """
-    shapes = network_shapes(trainer, preset=preset, **params)
+    if base == "sd15":
+        shapes = network_shapes(trainer, preset=preset, **params)
+    else:
+        values = {k: v for k, v in params.items() if v is not None}
+        if preset is not None:
+            values["preset"] = preset
+        shapes = _base_shapes(base, trainer, values)
     n = 0
     for shape in shapes.values():
         c = 1
@@ -102,3 +247,27 @@ def adapter_size(trainer: str, preset: str | None = None, **params: Any) -> dict
     size = safetensors_size(shapes)
     modules = len({k.split(".")[0] for k in shapes})
     return {"params": n, "bytes": size, "mib": size / MIB, "modules": modules}
+
+
+def checkpoint_columns(path: Any) -> dict[str, int]:
+    """``adapter_params`` (saved elements, as in the size table) and ``adapter_bytes`` (the file's
+    size) of a checkpoint file, for its results rows; ``{}`` for a folder (a full diffusers
+    checkpoint) or an unreadable file. Reads the safetensors header only."""
+    from pathlib import Path
+
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            n = 0
+            for key in f.keys():
+                c = 1
+                for s in f.get_slice(key).get_shape():
+                    c *= int(s)
+                n += c
+    except (SafetensorError, OSError, ValueError):
+        return {}
+    return {"adapter_params": n, "adapter_bytes": path.stat().st_size}

@@ -374,3 +374,12 @@ def test_item04_api_and_cli_give_the_same_rows_on_a_dreambooth_folder(tmp_path):
     assert a["value"].tolist() == b["value"].tolist()  # value for value, not approximately
     assert a["n_images"].tolist() == b["n_images"].tolist()
     assert len(refs) == 4
+    # ... and what `evaluate` wrote, `analyze` reports: a page that opens in chromium cleanly.
+    from tests.analysis.test_report_browser import CHROMIUM, probe
+
+    r = cli("analyze", str(out), "--out", str(tmp_path / "report"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (.ci/run installs it)")
+    seen = probe(tmp_path / "report" / "report.html", tmp_path)
+    assert seen["images"] >= 1 and seen["undecoded"] == [] and seen["errors"] == [], seen

@@ -64,6 +64,7 @@ def train_cmd(
 def size_cmd(
     trainer: str = typer.Option(..., "--trainer", "-t"),
     preset: str = typer.Option("attn-mlp", "--preset", "-p", help="attn-only, attn-mlp or full."),
+    base: str = typer.Option("sd15", "--base", "-b", help="sd15, sdxl or flux (meta device)."),
     dim: int | None = typer.Option(None, help="Rank (LoKr: 10000 = full second block)."),
     alpha: float | None = typer.Option(None),
     factor: int | None = typer.Option(None, help="LoKr factor."),
@@ -72,7 +73,7 @@ def size_cmd(
     overrides: list[str] = typer.Option([], "--set", help="Any other config key=value."),
     as_json: bool = typer.Option(False, "--json", help='Print {"params", "bytes", "mib"}.'),
 ) -> None:
-    """Trainable parameters and fp16 safetensors size of an adapter for SD1.5 (meta device)."""
+    """Trainable parameters and fp16 safetensors size of an adapter (meta device)."""
     from t2ibench.adapters import adapter_size
     from t2ibench.adapters.config import parse_override
 
@@ -87,7 +88,7 @@ def size_cmd(
     for item in overrides:
         key, value = parse_override(item)
         params[key] = value
-    res = adapter_size(trainer, preset=preset, **params)
+    res = adapter_size(trainer, preset=preset, base=base, **params)
     if as_json:
         typer.echo(
             json.dumps(
@@ -96,7 +97,8 @@ def size_cmd(
         )
     else:
         typer.echo(
-            f"{trainer} {preset}: {res['modules']} modules, {res['params']:,} parameters, "
+            f"{trainer} {preset}{'' if base == 'sd15' else ' on ' + base}: "
+            f"{res['modules']} modules, {res['params']:,} parameters, "
             f"{res['bytes']:,} bytes ({res['mib']:.2f} MiB fp16 safetensors, no metadata)"
         )
 

@@ -55,17 +55,20 @@ class TrainStage:
     def columns(self, run: Run) -> dict[str, dict[str, Any]]:
         """Result columns per checkpoint: config, seed, epoch, then what the trainer contributes
         (``TrainerSpec.columns``: algorithm, preset, lr and its own keys), then the run's labels."""
+        from t2ibench.adapters.sizes import checkpoint_columns
+
         r = run.resolved
         cfg = r.trainer_config
         labels = r.options.labels
         info = {}
-        for name in run.names.values():
+        for ck, name in run.names.items():
             m = re.search(r"-e(\d+)$", name)
             info[name] = {
                 "config": labels.get("config", r.run_dir.name),
                 "seed": str(labels.get("seed", cfg.seed)),
                 "epoch": int(m.group(1)) if m else None,
                 **r.trainer.columns(cfg),
+                **checkpoint_columns(ck),  # trainable-parameter count and file size
                 **{k: v for k, v in labels.items() if k not in ("config", "seed")},
             }
         return info

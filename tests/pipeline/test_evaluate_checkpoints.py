@@ -246,20 +246,20 @@ def test_unknown_key_is_one_line(pipe, tmp_path, monkeypatch, capsys):
     bad.mkdir()
     _save_t2ibench(pipe, bad / "a-000001.safetensors", "lora", 1, 1)
     stem = "lora_unet_down_blocks_0_attentions_0_proj_in"
-    save_file(  # a DoRA-like extra tensor next to LoRA's: never silently dropped
+    save_file(  # an extra tensor next to LoRA's (LyCORIS' norm tensor): never silently dropped
         {f"{stem}.lora_up.weight": torch.ones(32, 4, 1, 1), f"{stem}.lora_down.weight":
-         torch.ones(4, 32, 1, 1), f"{stem}.dora_scale": torch.ones(1, 32, 1, 1)},
+         torch.ones(4, 32, 1, 1), f"{stem}.w_norm": torch.ones(32)},
         bad / "b-000002.safetensors",
     )  # fmt: skip
     code, err = _cli(monkeypatch, capsys, str(bad), "--dry-run")
     lines = [x for x in err.splitlines() if x.strip()]
     assert code == 2 and len(lines) == 1, err
-    assert "b-000002.safetensors" in lines[0] and f"{stem}.dora_scale" in lines[0]
-    # a layer no trainer's signature matches
+    assert "b-000002.safetensors" in lines[0] and f"{stem}.w_norm" in lines[0]
+    # a layer no trainer's signature matches (PEFT's FourierFT: no trainer reads it)
     (bad / "b-000002.safetensors").unlink()
-    save_file({f"{stem}.oft_blocks": torch.ones(4, 8, 8)}, bad / "c-000003.safetensors")
+    save_file({f"{stem}.fourierft_spectrum": torch.ones(4, 8)}, bad / "c-000003.safetensors")
     code, err = _cli(monkeypatch, capsys, str(bad), "--dry-run")
-    assert code == 2 and f"{stem}.oft_blocks" in err and "c-000003.safetensors" in err
+    assert code == 2 and f"{stem}.fourierft_spectrum" in err and "c-000003.safetensors" in err
     assert "no registered trainer" in err and len(err.strip().splitlines()) == 1
     # a file in no known key layout at all
     (bad / "c-000003.safetensors").unlink()

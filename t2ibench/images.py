@@ -65,7 +65,7 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image format Pillow reads"
     if isinstance(exc, Image.DecompressionBombError):
-        return f"too many pixels to decode safely ({exc})"
+        return f"too large to decode safely ({exc})"
     text = _STREAM.sub("", str(exc)).strip() or type(exc).__name__
     return text
 

@@ -534,12 +534,12 @@ def test_item31_pathological_rank_pattern_is_bounded(checkpoint_folder, tmp_path
 
 def test_item7_kohya_unnumbered_final_file_is_the_last_epoch(pipe, tmp_path, caplog):
     """kohya's ``save_weights`` without metadata: ``mylora-000001``, ``mylora-000002`` and the
-    final ``mylora``; the README's convention: the unnumbered file is the last epoch, after the
-    highest number (by one saving interval), and the log says so."""
+    final ``mylora``; the documented convention (docs/evaluate-checkpoints.md): the unnumbered file
+    is the last epoch, after the highest number (by one saving interval), and the log says so."""
     from t2ibench.pipeline.checkpoints import order_checkpoints
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    assert "unnumbered final file" in " ".join(readme.split())
+    doc = Path(__file__).parents[2] / "docs" / "evaluate-checkpoints.md"
+    assert "unnumbered final file" in " ".join(doc.read_text(encoding="utf-8").split())
     folder = tmp_path / "kohya"
     folder.mkdir()
     for stem in ("mylora-000001", "mylora-000002", "mylora"):

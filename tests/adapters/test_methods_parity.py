@@ -46,6 +46,18 @@ LYCORIS_CASES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_gc_per_test_not_per_tlora_layer(monkeypatch):
+    """lycoris' ``TLoraModule.__init__`` ends with ``gc.collect()`` ("Cleanup", lycoris/modules/
+    tlora.py): a full collection per layer built, seconds each on a test process's large heap
+    (140 s for one tiny-model case). It only frees memory sooner; no value depends on it."""
+    import types
+
+    import lycoris.modules.tlora as tlora
+
+    monkeypatch.setattr(tlora, "gc", types.SimpleNamespace(collect=lambda *a: 0))
+
+
 def _close(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
     err = float((got - want).abs().max())
     scale = max(1.0, float(want.abs().max()))
@@ -117,7 +129,7 @@ def _t2ibench_applies(model: nn.Module, path) -> dict[str, torch.Tensor]:
 
 
 # lycoris' T-LoRA runs gc.collect() per module it builds: seconds per case in a test process
-_SLOW = {"tlora", "lycoris-tlora"}
+_SLOW: set[str] = set()  # T-LoRA was, until its per-layer gc.collect was skipped (fixture)
 
 
 def _cases(names):

@@ -398,7 +398,7 @@ def test_lycoris2024_default(images):
 def test_item16_dreambooth_dino_is_dinos_256_to_224_crop(images):
     """Issue 22 item 16, a decision: DreamBooth §4.1 names the models, not their transform, so
     each model's own evaluation transform — DINO's Resize(256) + CenterCrop(224). The profile,
-    its TOML and the README say so, and the number is that crop's, not the 224 → 224 one."""
+    its TOML and docs/metric-profiles.md say so, and the number is that crop's, not the 224 → 224 one."""
     from pathlib import Path
 
     from t2ibench.metric_profiles import get_metric_profile
@@ -410,8 +410,9 @@ def test_item16_dreambooth_dino_is_dinos_256_to_224_crop(images):
     )  # fmt: skip
     toml = profile.path.read_text(encoding="utf-8")
     assert "eval_knn.py" in toml and "Resize(256" in toml
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Reproduce DreamBooth-style numbers", 1)[1].split("\n## ", 1)[0]
+    page = Path(__file__).parents[2] / "docs" / "metric-profiles.md"
+    text = page.read_text(encoding="utf-8")
+    section = text.split("# Reproduce DreamBooth-style numbers", 1)[1].split("\n## ", 1)[0]
     assert "256 → crop 224" in section and "eval_knn.py" in section
     gen, refs, _, prompts = images
     got = values(

@@ -195,7 +195,11 @@ def resolve(options: RunOptions) -> ResolvedRun:
     )
     identity = json.dumps(_identity(resolved), sort_keys=True)
     resolved.run_hash = hashlib.sha256(identity.encode()).hexdigest()
-    resolved.run_dir = Path(options.out) / (options.name or f"{spec.name}-{resolved.run_hash[:10]}")
+    # --name is a leaf under --out, never a path (``../x`` or ``/abs`` become a slug plus a hash)
+    from t2ibench.pipeline.generate import folder_name
+
+    name = folder_name(options.name) if options.name else f"{spec.name}-{resolved.run_hash[:10]}"
+    resolved.run_dir = Path(options.out) / name
     return resolved
 
 

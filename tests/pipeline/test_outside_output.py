@@ -170,3 +170,15 @@ def test_item30_run_names_are_leaf_names(name):
     got = run_name(name, "a")
     assert "/" not in got and not got.startswith(".") and got not in ("", "..")
     assert (got == f"{name}-a") == (name == "ok-name")
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs/x", "..", "a/b", "ok-name"], ids=lambda n: n)
+def test_item30_run_name_option_stays_under_out(name, tmp_path):
+    """``t2ibench run --name`` (or ``name`` in a config) is the run folder's leaf name under
+    ``--out``: a path-like name becomes a slug plus a hash, a plain one stays as given."""
+    from t2ibench.pipeline.run import RunOptions, resolve
+
+    out = tmp_path / "out"
+    run_dir = resolve(RunOptions(out=str(out), name=name)).run_dir
+    assert run_dir.parent == out and run_dir.name not in ("", ".", "..")
+    assert (run_dir.name == name) == (name == "ok-name")

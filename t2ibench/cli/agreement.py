@@ -47,7 +47,11 @@ def register(app: typer.Typer) -> None:
         layout: str = typer.Option("t2ibench", help="Layout of --images (see `evaluate`)."),
         dataset: Path = typer.Option(None, help="References of --images (see `evaluate`)."),
         metric_profile: str = typer.Option(
-            "judges", "--metric-profile", help="Metrics of --images: a metric profile."
+            "judges",
+            "--protocol",
+            "--metric-profile",
+            help="Metrics of --images: a protocol (metric definitions; --metric-profile is its "
+            "old name).",
         ),
         encoders: list[str] = typer.Option(
             None, help="NAME@WEIGHTS or NAME@tiny overrides of the profile's encoders."

@@ -214,30 +214,7 @@ def test_anchors_recomputed(tiny_report):
 
 # --- what `t2ibench evaluate` writes for the outside layouts, analysed (issue 22 item 1) ---------
 sys.path.insert(0, str(Path(__file__).parents[1] / "layouts"))
-from layout_testing import evaluate_cli, noise  # noqa: E402
-
-DREAMBOOTH_PROMPTS = """Classes
-
-subject_name,class
-backpack,backpack
-dog,dog
-
-Prompts
-
-Object Prompts
-
-prompt_list = [
-'a {0} {1} in the jungle'.format(unique_token, class_token),
-'a red {0} {1}'.format(unique_token, class_token)
-]
-
-Live Subject Prompts
-
-prompt_list = [
-'a {0} {1} in the snow'.format(unique_token, class_token),
-'a {0} {1} wearing a red hat'.format(unique_token, class_token)
-]
-"""
+from layout_testing import DREAMBOOTH_PROMPTS, evaluate_cli, noise  # noqa: E402
 
 
 def dreambooth_tree(tmp: Path) -> list[str]:

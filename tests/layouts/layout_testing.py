@@ -44,3 +44,28 @@ def mean_cos_rows(a, b) -> float:
 
 def open_images(paths) -> list[Image.Image]:
     return [Image.open(p).convert("RGB") for p in paths]
+
+
+# The DreamBooth dataset's prompts_and_classes.txt, two subjects (its published format).
+DREAMBOOTH_PROMPTS = """Classes
+
+subject_name,class
+backpack,backpack
+dog,dog
+
+Prompts
+
+Object Prompts
+
+prompt_list = [
+'a {0} {1} in the jungle'.format(unique_token, class_token),
+'a red {0} {1}'.format(unique_token, class_token)
+]
+
+Live Subject Prompts
+
+prompt_list = [
+'a {0} {1} in the snow'.format(unique_token, class_token),
+'a {0} {1} wearing a red hat'.format(unique_token, class_token)
+]
+"""

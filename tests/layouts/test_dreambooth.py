@@ -11,34 +11,20 @@ generated per subject and prompt. The minimal example tree, built below::
 from __future__ import annotations
 
 import pytest
-from layout_testing import evaluate_cli, mean_cos_all_pairs, mean_cos_rows, noise, open_images
+from layout_testing import (
+    DREAMBOOTH_PROMPTS,
+    evaluate_cli,
+    mean_cos_all_pairs,
+    mean_cos_rows,
+    noise,
+    open_images,
+)
 
 from t2ibench.encoders import create_encoder
 from t2ibench.layouts import LayoutError, scan_layout
 from t2ibench.metric_profiles.preprocess import set_resize_size
 
-PROMPTS = """Classes
-
-subject_name,class
-backpack,backpack
-dog,dog
-
-Prompts
-
-Object Prompts
-
-prompt_list = [
-'a {0} {1} in the jungle'.format(unique_token, class_token),
-'a red {0} {1}'.format(unique_token, class_token)
-]
-
-Live Subject Prompts
-
-prompt_list = [
-'a {0} {1} in the snow'.format(unique_token, class_token),
-'a {0} {1} wearing a red hat'.format(unique_token, class_token)
-]
-"""
+PROMPTS = DREAMBOOTH_PROMPTS
 GENERATED = {"dog": ["0_0", "1_0", "1_1"], "backpack": ["0_0", "1_0"]}
 
 

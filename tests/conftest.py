@@ -111,36 +111,30 @@ def ray_cluster(t2ibench_cache):
 # tail. A file "uses" a fixture when its source names it (the controller has no items to ask).
 SHARED_FIXTURES = ("tiny_run", "ray_cluster")
 
-# Seconds per file (its tests' setup + call + teardown durations summed, pytest --durations=0;
-# this table: benchmarks/suite_time.sh on 2026-12-07 at 12b87e2, `-n 2` on 2 cores, files of
-# 15 s or more). Only the order of the units depends on it; a file not listed counts as 0 s and
-# keeps its collection order. benchmarks/suite_time.sh prints fresh numbers.
+# Seconds per file (the slowest tests' durations summed per file, pytest --durations; this table:
+# `pytest -n 2 --durations=80` on 2026-12-07 at ddecf2a, on a machine busy with other jobs, so only
+# the ranking means something). Only the order of the units depends on it; a file not listed
+# counts as 0 s and keeps its collection order. benchmarks/suite_time.sh prints fresh numbers.
 MEASURED_SECONDS = {
-    "tests/slow/test_real_size.py": 187,
-    "tests/pipeline/test_sweep_ray.py": 121,
-    "tests/test_reliability.py": 92,
-    "tests/pipeline/test_shard_ray.py": 84,
-    "tests/adapters/test_methods_sizes.py": 57,
-    "tests/adapters/test_training.py": 55,
-    "tests/pipeline/test_run.py": 53,
-    "tests/analysis/test_report_browser.py": 49,
-    "tests/test_api.py": 49,
-    "tests/adapters/test_export.py": 46,
-    "tests/analysis/test_answer.py": 42,
-    "tests/plugins/test_example_plugin.py": 36,
-    "tests/encoders/test_iqa_probes.py": 36,
-    "tests/adapters/test_cli.py": 34,
-    "tests/pipeline/test_evaluate_checkpoints.py": 32,
-    "tests/pipeline/test_sweep.py": 27,
-    "tests/plugins/test_example_trainer.py": 26,
-    "tests/pipeline/test_generate.py": 25,
-    "tests/cli/test_run_errors.py": 23,
-    "tests/adapters/test_methods_training.py": 21,
-    "tests/analysis/test_reference_results.py": 20,
-    "tests/adapters/test_methods_parity.py": 18,
-    "tests/benchmarks/test_gpu_dry.py": 18,
-    "tests/pipeline/test_outside_output.py": 17,
-    "tests/adapters/test_files.py": 15,
+    "tests/slow/test_real_size.py": 1141,
+    "tests/test_reliability.py": 1035,
+    "tests/pipeline/test_shard_ray.py": 329,
+    "tests/test_api.py": 224,
+    "tests/pipeline/test_run.py": 205,
+    "tests/pipeline/test_sweep.py": 189,
+    "tests/pipeline/test_sweep_ray.py": 189,
+    "tests/cli/test_run_errors.py": 117,
+    "tests/plugins/test_example_plugin.py": 106,
+    "tests/plugins/test_example_trainer.py": 55,
+    "tests/adapters/test_cli.py": 47,
+    "tests/toy/test_weights.py": 45,
+    "tests/test_layout.py": 42,
+    "tests/analysis/test_report_browser.py": 37,
+    "tests/adapters/test_training.py": 35,
+    "tests/encoders/test_iqa_probes.py": 32,
+    "tests/metric_profiles/test_run_profile.py": 27,
+    "tests/pipeline/test_generate.py": 24,
+    "tests/benchmarks/test_gpu_dry.py": 20,
 }
 
 

@@ -504,7 +504,10 @@ def test_item25_token_auth_refusal_names_the_cause_and_the_fix(tmp_path):
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.5)
-        line, _ = _cli_sweep(tmp_path, "--address", f"127.0.0.1:{port}", env=env)
+        # Ray retries the refused connection once a second for 20 s (NUM_REDIS_GET_RETRIES: 22 s
+        # of the driver's 26 s, measured); its own knob shortens that window, same message.
+        driver_env = {**env, "RAY_gcs_server_port_wait_time_s": "2"}
+        line, _ = _cli_sweep(tmp_path, "--address", f"127.0.0.1:{port}", env=driver_env)
         assert "token authentication" in line and "RAY_AUTH_MODE=token" in line, line
         assert "on every node" in line and "~/.ray/auth_token" in line
     finally:

@@ -8,6 +8,7 @@ encoders feed. Time and peak memory: ``benchmarks/results/real_size_cpu_*.md``.
 
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,18 @@ def _scenario():
 def test_paper_code_path_at_full_size(tmp_path):
     import torch
 
+    torch.set_num_threads(2)  # full-size models: threads pay here
+    try:
+        _check_full_size_path(tmp_path)
+    finally:  # 8 GiB of random models: never left behind, failed or not
+        shutil.rmtree(tmp_path / "models", ignore_errors=True)
+
+
+def _check_full_size_path(tmp_path):
     from t2ibench.encoders import get_encoder_spec
     from t2ibench.metrics import get_metric
     from t2ibench.models import load_base
 
-    torch.set_num_threads(2)  # full-size models: threads pay here
     out = _scenario().real_size_scenario(tmp_path)
 
     # The base really is SD1.5's size, loaded through load_base.

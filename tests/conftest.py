@@ -1,7 +1,7 @@
 """Test-wide settings: never touch the network, never use a GPU, keep runs deterministic.
 
 Also the suite's shared, read-only session fixtures (one tiny run, one Ray instance) and how the
-suite is spread over ``pytest -n 2`` workers (``--dist loadgroup``, set in pyproject.toml):
+suite is spread over ``pytest -n 2`` workers (``--dist loadfile``, set in pyproject.toml):
 each test file is one unit of work, so its module-scoped fixtures are built once; the files that
 use one shared session fixture are one unit, so it is built once; units are handed out slowest
 first. Without ``-n`` nothing is regrouped or reordered."""

@@ -49,3 +49,16 @@ def test_units_slowest_first_tests_of_a_unit_together(monkeypatch, tmp_path):
     order = [ids[k] for k in conftest.ordered_by_unit(tmp_path, ids)]
     # d + e (6 s) before c (5 s); a and b (0 s) keep their order
     assert order == ["d.py::x", "d.py::y", "e.py::x", "c.py::x", "a.py::x", "a.py::y", "b.py::x"]
+
+
+def test_the_configured_dist_mode_is_the_one_the_hooks_act_on():
+    """pyproject's addopts once said ``--dist loadgroup`` while the hooks acted on ``loadfile``
+    only: nothing was grouped and a file's module fixtures were built on both workers."""
+    import re
+    import tomllib
+
+    opts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    (mode,) = re.findall(r"--dist[ =](\w+)", opts["addopts"])
+    source = (ROOT / "tests" / "conftest.py").read_text()
+    assert f'!= "{mode}"' in source, mode  # both hooks compare against this mode
+    assert source.count(f'!= "{mode}"') == 2

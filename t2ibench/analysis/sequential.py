@@ -125,3 +125,34 @@ def stopped_entities(settled: Mapping[str, Mapping[str, str]], criteria: Sequenc
         if criteria and all(c in by for c in criteria):
             out[entity] = "settled: " + "; ".join(f"{c} {by[c]}" for c in criteria)
     return out
+
+
+def budget_section(path) -> object | None:
+    """The report's section on an adaptive budget (``results/budget.csv``: images used per
+    checkpoint × prompt type and which rule stopped it); None without one."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from t2ibench.analysis.report import Section
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, keep_default_na=False)
+    used, full = int(table["images"].sum()), int(table["images_full"].sum())
+    rules = table.groupby("rule")["images"].agg(["count", "sum"]).reset_index()
+    rules.columns = ["rule", "checkpoint x prompt type", "images"]
+    return (
+        Section("Adaptive budget")
+        .text(
+            f"{used} of the full run's {full} images ({used / max(full, 1):.0%}). Rounds in a fixed "
+            "seeded image order; each checkpoint x prompt type stopped by the rule named "
+            "(width: its always-valid interval met the target half-width; settled: its config's "
+            "or checkpoint's place was settled by racing; all images: the full count reached; "
+            "not judged: no per-image headline measurement uses the prompt type). Alpha spending "
+            "over looks, docs/budget.md."
+        )
+        .table(rules, "which rule stopped what")
+        .table(table, "images used and the stopping reason per checkpoint x prompt type")
+    )

@@ -74,6 +74,8 @@ class RunOptions:
     labels: dict[str, Any] = field(default_factory=dict)
     #: the metric definitions (:mod:`t2ibench.metric_profiles`); None = the default, lycoris2024
     metric_profile: str | None = None
+    #: ``--budget adaptive``: stop after this many rounds (a sweep's racing decides in between)
+    round_limit: int | None = None
 
 
 def set_layers(items: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -120,6 +122,10 @@ class ResolvedRun:
         from t2ibench.pipeline.generate_stage import GenerateStage
 
         analyse = [AnalyseStage()] if self.options.analyze else []
+        if self.config.budget.mode == "adaptive":
+            from t2ibench.pipeline.adaptive import AdaptiveStage
+
+            return [self.source, AdaptiveStage(), *analyse]
         return [self.source, GenerateStage(), EvaluateStage(), *analyse]
 
 
@@ -193,6 +199,9 @@ def resolve(options: RunOptions) -> ResolvedRun:
         metric_profile=metric_profile.name,
         loaded_metric_profile=metric_profile,
     )
+    from t2ibench.pipeline.adaptive import check_budget
+
+    check_budget(resolved)
     identity = json.dumps(_identity(resolved), sort_keys=True)
     resolved.run_hash = hashlib.sha256(identity.encode()).hexdigest()
     # --name is a leaf under --out, never a path (``../x`` or ``/abs`` become a slug plus a hash)
@@ -289,6 +298,8 @@ def _identity(r: ResolvedRun) -> dict[str, Any]:
     """Everything that changes results; its hash names the run (the default metric profile is
     left out, so runs made before profiles existed keep their names)."""
     extra = {} if r.metric_profile == "lycoris2024" else {"metric_profile": r.metric_profile}
+    if r.config.budget.mode != "full":  # full runs keep the names they had before budgets
+        extra["budget"] = r.config.budget.model_dump(mode="json")
     return {
         **extra,
         "trainer_config": r.source.identity(r),

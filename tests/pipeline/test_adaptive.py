@@ -1,0 +1,113 @@
+"""``--budget adaptive``: rounds in the fixed seeded image order, stopping, resuming mid-round."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from t2ibench.pipeline import adaptive
+from t2ibench.pipeline.adaptive import ordered_jobs, round_end
+from t2ibench.pipeline.checkpoints import CheckpointsOptions, evaluate_checkpoints
+from t2ibench.pipeline.manifest import read_manifest
+from t2ibench.pipeline.run import RunOptions, run, set_layers
+from t2ibench.prompts import GenerationJob
+from t2ibench.results import read_results
+
+SETS = [
+    "epochs=1",
+    "save_epochs=[1]",
+    "generate.images_per_leaf=4",
+    "generate.steps=1",
+    "generate.batch_size=2",
+    'generate.prompt_types=["train", "trigger"]',
+    'evaluate.encoders=["dinov2-l@tiny"]',
+    'evaluate.metrics=["image_similarity"]',
+]
+ADAPTIVE = {"budget": {"mode": "adaptive", "width": 0.02, "round_images": 1}}
+
+
+def test_image_order_is_seeded_and_spreads_over_leaves():
+    jobs = [
+        GenerationJob(leaf, pt, f"{leaf} {pt}", 1000 + k, k)
+        for leaf in ("a", "b")
+        for pt in ("train", "trigger")
+        for k in range(5)
+    ]
+    ordered = ordered_jobs(jobs)
+    assert ordered == ordered_jobs(jobs) and sorted(map(repr, ordered)) == sorted(map(repr, jobs))
+    # prompt type by prompt type; the leaves in turn: every prefix of 2k holds k images per leaf
+    assert [j.prompt_type for j in ordered] == ["train"] * 10 + ["trigger"] * 10
+    assert [j.leaf for j in ordered[:10]] == ["a", "b"] * 5
+    assert [j.index for j in ordered[:10:2]] != list(range(5))  # permuted, not index order
+    # a round's prefix never splits a batch of the whole list
+    assert round_end(10, 20, leaves=2, images=1, batch=4) == 12
+    assert round_end(10, 20, leaves=2, images=2, batch=4) == 16
+    assert round_end(10, 20, leaves=2, images=9, batch=4) == 20
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A full run, and on its checkpoint two adaptive evaluations under the same --out: one
+    uninterrupted, one killed in the middle of round 2 and restarted."""
+    out = tmp_path_factory.mktemp("adaptive")
+    full = run(RunOptions(layers=set_layers(SETS), profile="tiny", out=str(out), analyze=False,
+                          progress=False))  # fmt: skip
+    cks = out / "cks"
+    cks.mkdir()
+    for f in (full / "checkpoints").glob("lora-e*.safetensors"):
+        shutil.copy(f, cks / f.name)
+
+    def adaptive_run(name):
+        return evaluate_checkpoints(
+            CheckpointsOptions(folder=str(cks), profile="tiny", name=name, out=str(out),
+                               layers=[*set_layers(SETS), ("test", ADAPTIVE)], progress=False)
+        )  # fmt: skip
+
+    whole = adaptive_run("whole")
+    calls, real = [], adaptive.per_image_values
+
+    def killed_in_round_2(run_, names):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # after round 2's images, before its decisions
+        return real(run_, names)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(adaptive, "per_image_values", killed_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        adaptive_run("resumed")
+    mp.undo()
+    assert json.loads((out / "resumed" / "adaptive.json").read_text())["round"] == 1
+    resumed = adaptive_run("resumed")
+    return full, whole, resumed
+
+
+def test_adaptive_images_are_the_full_runs_first_images(runs):
+    full, whole, _ = runs
+    budget = pd.read_csv(whole / "results" / "budget.csv", keep_default_na=False)
+    assert (budget["images"] < budget["images_full"]).any() and budget["rounds"].max() >= 2
+    assert set(budget["rule"]) <= {"width", "all images", "not judged", "settled"}
+    full_sha = {r.file: r.sha256 for r in read_manifest(full / "images" / "lora-e000001" /
+                                                        "manifest.jsonl")}  # fmt: skip
+    mine = read_manifest(whole / "images" / "lora-e000001" / "manifest.jsonl")
+    assert len(mine) == budget["images"].sum() < len(full_sha)
+    assert all(full_sha[r.file] == r.sha256 for r in mine)  # byte for byte
+    # the results say how many images each leaf mean is over
+    df = read_results(whole / "results")
+    per_type = df[df["checkpoint"] == "lora-e000001"].groupby("prompt_type")["n_images"].max()
+    assert (per_type < 4).any()
+
+
+def test_killed_mid_round_resumes_to_the_same_results(runs):
+    _, whole, resumed = runs
+    a = (whole / "results" / "budget.csv").read_text()
+    assert a == (resumed / "results" / "budget.csv").read_text()
+    cols = ["checkpoint", "leaf", "prompt_type", "metric", "encoder", "value", "n_images"]
+    key = cols[:5]
+    x = read_results(whole / "results")[cols].sort_values(key).reset_index(drop=True)
+    y = read_results(resumed / "results")[cols].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(x, y)
+    lines = (resumed / "images" / "lora-e000001" / "manifest.jsonl").read_text().splitlines()
+    files = [json.loads(line)["file"] for line in lines]
+    assert len(files) == len(set(files))  # nothing made twice

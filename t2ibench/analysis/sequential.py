@@ -20,9 +20,10 @@ the finite population's mean.
 - *width*: an entity × prompt type stops when every judged measurement's half-width is at most the
   target (:func:`width_met`).
 - *racing*: on one criterion, entity ``c`` is *out* when one other entity ``d`` beats it on every
-  headline measurement of the criterion with disjoint intervals (``d``'s lower bound above ``c``'s
-  upper bound, after turning lower-is-better values around); it is the *winner* when every other
-  entity is out. An entity whose place is settled on every criterion
+  headline measurement of the criterion: the interval of their mean paired difference over the
+  units both have (the same image seed of a leaf is the same job for every checkpoint) lies above
+  0 after turning lower-is-better values around (:func:`paired_race`; :func:`race` is the unpaired
+  form, disjoint intervals); it is the *winner* when every other entity is out. An entity whose place is settled on every criterion
   (out or winner) stops (:func:`race`). With the joint coverage above, a settled entity is wrong
   (out but truly the best on that criterion's measurements) with probability ``≤ α``.
 
@@ -107,6 +108,54 @@ def race(
             if c in out:
                 settled.setdefault(c, {})[criterion] = out[c]
             elif len(entities) > 1 and len(out) == len(entities) - 1:
+                settled.setdefault(c, {})[criterion] = "winner"
+    return settled
+
+
+def paired_race(
+    values: Mapping[str, Mapping[str, object]],
+    higher_is_better: Mapping[str, bool],
+    look: int,
+    alpha: float,
+) -> dict[str, dict[str, str]]:
+    """Racing on paired values: ``values[criterion][measurement]`` is a table (pandas DataFrame)
+    with one row per unit shared by the entities (an image seed of a leaf: the same job in every
+    checkpoint; a (seed, leaf)) and one column per entity. ``d`` beats ``c`` on a measurement when
+    the always-valid interval of the mean paired difference ``d − c`` (direction-adjusted, over the
+    units both have) lies above 0; α is split over entity pairs × measurements. Out / winner and
+    the result's shape as in :func:`race`. Pairing removes what the units share (the leaf, the
+    seed's noise), which an unpaired comparison counts as noise."""
+    settled: dict[str, dict[str, str]] = {}
+    measures_n = sum(len(m) for m in values.values())
+    for criterion, measures in values.items():
+        entities = sorted(set.intersection(*(set(t.columns) for t in measures.values())))
+        k = len(entities)
+        split = max(1, k * (k - 1) // 2 * measures_n)
+        arrays = {
+            name: (
+                np.asarray(t[entities], float),
+                1.0 if higher_is_better.get(name, True) else -1.0,
+            )
+            for name, t in measures.items()
+        }
+        out: dict[str, str] = {}
+        for i, c in enumerate(entities):
+            for j, d in enumerate(entities):
+                if d == c:
+                    continue
+                wins = True
+                for x, sign in arrays.values():
+                    diff = sign * (x[:, j] - x[:, i])  # NaN where either lacks the unit
+                    if not interval(diff, look, alpha, split).low > 0:
+                        wins = False
+                        break
+                if wins:
+                    out[c] = f"out: beaten by {d}"
+                    break
+        for c in entities:
+            if c in out:
+                settled.setdefault(c, {})[criterion] = out[c]
+            elif k > 1 and len(out) == k - 1:
                 settled.setdefault(c, {})[criterion] = "winner"
     return settled
 

@@ -321,29 +321,28 @@ def per_image_values(run: Any, names: Sequence[str]) -> pd.DataFrame:
     return df.merge(heads, on=keys, how="inner")[[*cols, "value"]]
 
 
-def race_entities(df: pd.DataFrame, by: str, look: int, alpha: float) -> dict[str, str]:
+def race_entities(
+    df: pd.DataFrame, by: str, look: int, alpha: float, unit: Sequence[str] = ("image",)
+) -> dict[str, str]:
     """The entities (``by``: checkpoint or config) of per-image headline values ``df`` whose place
-    is settled on every criterion at ``look`` (:func:`t2ibench.analysis.sequential.race`; ``α``
-    split over entities × measurements)."""
-    from t2ibench.analysis.sequential import interval, race, stopped_entities
+    is settled on every criterion at ``look``: :func:`t2ibench.analysis.sequential.paired_race` on
+    values paired by ``unit`` (an image file is the same job, seed and prompt, in every
+    checkpoint; an entity's several checkpoints or seeds are averaged per unit)."""
+    from t2ibench.analysis.sequential import paired_race, stopped_entities
     from t2ibench.metrics import get_metric
 
-    entities = sorted(df[by].unique())
-    if len(entities) < 2:
+    if df[by].nunique() < 2:
         return {}
-    measures = ["metric", "prompt_type", "encoder"]
-    n_measures = df.groupby(measures, dropna=False).ngroups
-    split = len(entities) * n_measures
-    intervals: dict[str, dict[str, dict[str, Any]]] = {}
+    tables: dict[str, dict[str, Any]] = {}
     direction = {}
-    for (criterion, *m), g in df.groupby(["criterion", *measures], dropna=False):
+    for (criterion, *m), g in df.groupby(["criterion", "metric", "prompt_type", "encoder"]):
         name = "/".join(map(str, m))
         direction[name] = get_metric(m[0]).higher_is_better
-        intervals.setdefault(criterion, {})[name] = {
-            e: interval(v["value"], look, alpha, split) for e, v in g.groupby(by)
-        }
-    settled = race(intervals, direction)
-    return stopped_entities(settled, sorted(intervals))
+        tables.setdefault(criterion, {})[name] = g.pivot_table(
+            index=list(unit), columns=by, values="value", aggfunc="mean"
+        )
+    settled = paired_race(tables, direction, look, alpha)
+    return stopped_entities(settled, sorted(tables))
 
 
 def check_budget(r: Any) -> None:

@@ -111,8 +111,10 @@ class Run:
     @cached_property
     def base_images(self) -> Path:
         from t2ibench.pipeline.generate import shared_base_images
+        from t2ibench.prompts import jobs_for
 
-        return shared_base_images(self.resolved, self.jobs)
+        r = self.resolved  # keyed by the jobs themselves; their order is a function of them
+        return shared_base_images(r, jobs_for(r.dataset, r.prompt_types, r.images_per_leaf))
 
     @cached_property
     def checkpoints(self) -> list[Path]:

@@ -111,3 +111,64 @@ def test_killed_mid_round_resumes_to_the_same_results(runs):
     lines = (resumed / "images" / "lora-e000001" / "manifest.jsonl").read_text().splitlines()
     files = [json.loads(line)["file"] for line in lines]
     assert len(files) == len(set(files))  # nothing made twice
+
+
+GRID = """
+[grid]
+name = "adaptive-mini"
+seeds = [23]
+seed_labels = ["a"]
+profile = "tiny"
+
+[common]
+epochs = 1
+save_epochs = [1]
+generate.images_per_leaf = 4
+generate.steps = 1
+generate.batch_size = 2
+generate.prompt_types = ["train", "trigger"]
+evaluate.encoders = ["dinov2-l@tiny"]
+# per-image measures only: a set measure (Vendi) compared at unequal image counts is biased
+# (docs/budget.md), so the criterion compared here is fidelity
+evaluate.metrics = ["image_similarity"]
+
+[[config]]
+name = "mini-lora"
+trainer = "lora"
+
+[[config]]
+name = "mini-native"
+trainer = "native"
+lr = 1e-2
+"""
+
+
+def _best(results):
+    from t2ibench.analysis import rank_normalise
+    from t2ibench.analysis.budget import conclusions, criteria_of, criterion_scores
+
+    df = read_results(results)
+    df = df[df["checkpoint"] != "base"]
+    heads = criteria_of(df)
+    found = conclusions(criterion_scores(rank_normalise(df), heads))
+    return {k: v for k, v in found.items() if k.startswith("best:")}
+
+
+@pytest.mark.slow
+def test_adaptive_sweep_uses_fewer_images_and_picks_the_same_best(tmp_path):
+    from t2ibench.pipeline.sweep import load_grid, run_sweep
+
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    grid = load_grid(path)
+    run_sweep(grid, out=tmp_path / "full", progress=False)
+    result = run_sweep(grid, out=tmp_path / "adaptive", progress=False,
+                       budget={"mode": "adaptive", "width": 0.08, "round_images": 1})  # fmt: skip
+    assert not result.failed
+    budget = pd.read_csv(tmp_path / "adaptive" / "results" / "budget.csv", keep_default_na=False)
+    assert budget["images"].sum() < budget["images_full"].sum()
+    best = _best(tmp_path / "full" / "results")
+    assert best and best == _best(tmp_path / "adaptive" / "results")
+    report = (result.report / "report.html").read_text(encoding="utf-8")
+    assert "Adaptive budget" in report and "which rule stopped what" in report
+    print(budget.to_string())

@@ -172,3 +172,54 @@ def test_adaptive_sweep_uses_fewer_images_and_picks_the_same_best(tmp_path):
     report = (result.report / "report.html").read_text(encoding="utf-8")
     assert "Adaptive budget" in report and "which rule stopped what" in report
     print(budget.to_string())
+
+
+def test_race_entities_pairs_images_across_checkpoints():
+    """Checkpoints a and b on the same 30 image jobs, b 0.05 better on every image of clearly
+    varying values: paired by image, b's place is settled at the first look; c, equal to a, ties."""
+    import numpy as np
+
+    from t2ibench.pipeline.adaptive import race_entities
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.5, 0.2, 30)
+    rows = []
+    for ck, shift in (("a", 0.0), ("b", 0.05), ("c", 0.0)):
+        for i, v in enumerate(base + shift + rng.normal(0, 0.005, 30)):
+            rows.append(dict(checkpoint=ck, criterion="fidelity", metric="image_similarity",
+                             prompt_type="train", encoder="dinov2-l", image=f"x/{i}.png",
+                             value=v))  # fmt: skip
+    got = race_entities(pd.DataFrame(rows), "checkpoint", look=1, alpha=0.05)
+    assert got == {
+        "a": "settled: fidelity out: beaten by b",
+        "b": "settled: fidelity winner",
+        "c": "settled: fidelity out: beaten by b",
+    }
+
+
+def test_paper_dry_run_projects_both_budgets():
+    from t2ibench.pipeline.plan import adaptive_projection, sweep_plan
+    from t2ibench.pipeline.sweep import load_grid
+
+    plan = sweep_plan(load_grid("paper"))
+    evidence = {"fraction": 0.5, "agrees": "1 of 1", "source": "test"}
+    a = adaptive_projection(plan, evidence)
+    shape = plan["dataset"]["per_prompt_type"]
+    # judged prompt types at half, the others (trigger, concept-agnostic) at one round of 4 / 100
+    want = sum(
+        c * (0.04 if p in ("trigger", "concept-agnostic") else 0.5) for p, c in shape.items()
+    )
+    assert a["adaptive_images_per_checkpoint"] == round(want)
+    images_h = a["plain_h"] - a["training_h"]
+    assert a["adaptive_h"] == pytest.approx(a["training_h"] + images_h * want / sum(shape.values()))
+
+
+def test_paper_dry_run_cli_prints_the_committed_projection():
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+
+    res = CliRunner().invoke(app, ["sweep", "--grid", "paper", "--dry-run", "--budget", "adaptive"])
+    assert res.exit_code == 0, res.output
+    assert "| full |" in res.output and "| adaptive |" in res.output
+    assert "adaptive_2026-12-07.csv" in res.output and "half" in res.output

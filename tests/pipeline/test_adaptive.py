@@ -1,7 +1,6 @@
 """``--budget adaptive``: rounds in the fixed seeded image order, stopping, resuming mid-round."""
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
@@ -10,7 +9,7 @@ from t2ibench.pipeline import adaptive
 from t2ibench.pipeline.adaptive import ordered_jobs, round_end
 from t2ibench.pipeline.checkpoints import CheckpointsOptions, evaluate_checkpoints
 from t2ibench.pipeline.manifest import read_manifest
-from t2ibench.pipeline.run import RunOptions, run, set_layers
+from t2ibench.pipeline.run import set_layers
 from t2ibench.prompts import GenerationJob
 from t2ibench.results import read_results
 
@@ -24,7 +23,7 @@ SETS = [
     'evaluate.encoders=["dinov2-l@tiny"]',
     'evaluate.metrics=["image_similarity"]',
 ]
-ADAPTIVE = {"budget": {"mode": "adaptive", "width": 0.02, "round_images": 1}}
+ADAPTIVE = {"budget": {"mode": "adaptive", "width": 0.02, "round_images": 2}}
 
 
 def test_image_order_is_seeded_and_spreads_over_leaves():
@@ -46,25 +45,43 @@ def test_image_order_is_seeded_and_spreads_over_leaves():
     assert round_end(10, 20, leaves=2, images=9, batch=4) == 20
 
 
+def _random_lora(path):
+    """A LoRA file with random weights on the tiny base (no training: seconds, not a run)."""
+    import torch
+
+    from t2ibench.adapters import get_trainer
+    from t2ibench.adapters.files import build_metadata, save_adapter
+    from t2ibench.models import load_base
+
+    pipe = load_base("tiny")
+    spec = get_trainer("lora")
+    cfg = spec.config([("test", {"preset": "full"})])
+    net = spec.build_network({"unet": pipe.unet, "te": pipe.text_encoder}, cfg)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    save_adapter(net, path, build_metadata(cfg, None, epoch=1))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A full run, and on its checkpoint two adaptive evaluations under the same --out: one
-    uninterrupted, one killed in the middle of round 2 and restarted."""
+    """On one checkpoint, under one --out (the base model's images shared): a full evaluation and
+    two adaptive ones, one uninterrupted, one killed in the middle of round 2 and restarted."""
     out = tmp_path_factory.mktemp("adaptive")
-    full = run(RunOptions(layers=set_layers(SETS), profile="tiny", out=str(out), analyze=False,
-                          progress=False))  # fmt: skip
     cks = out / "cks"
     cks.mkdir()
-    for f in (full / "checkpoints").glob("lora-e*.safetensors"):
-        shutil.copy(f, cks / f.name)
+    _random_lora(cks / "lora-e000001.safetensors")
 
-    def adaptive_run(name):
+    def evaluate(name, *budget):
         return evaluate_checkpoints(
             CheckpointsOptions(folder=str(cks), profile="tiny", name=name, out=str(out),
-                               layers=[*set_layers(SETS), ("test", ADAPTIVE)], progress=False)
+                               layers=[*set_layers(SETS), *budget], progress=False,
+                               analyze=False)
         )  # fmt: skip
 
-    whole = adaptive_run("whole")
+    full = evaluate("full")
+    whole = evaluate("whole", ("test", ADAPTIVE))
     calls, real = [], adaptive.per_image_values
 
     def killed_in_round_2(run_, names):
@@ -76,10 +93,10 @@ def runs(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(adaptive, "per_image_values", killed_in_round_2)
     with pytest.raises(KeyboardInterrupt):
-        adaptive_run("resumed")
+        evaluate("resumed", ("test", ADAPTIVE))
     mp.undo()
     assert json.loads((out / "resumed" / "adaptive.json").read_text())["round"] == 1
-    resumed = adaptive_run("resumed")
+    resumed = evaluate("resumed", ("test", ADAPTIVE))
     return full, whole, resumed
 
 

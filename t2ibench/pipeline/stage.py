@@ -95,8 +95,8 @@ class Run:
     @cached_property
     def jobs(self) -> list[Any]:
         """Every generation job, in the fixed seeded image order that full and adaptive runs
-        share (:func:`t2ibench.pipeline.adaptive.ordered_jobs`): batches are cut from this list."""
-        from t2ibench.pipeline.adaptive import ordered_jobs
+        share (:func:`t2ibench.pipeline.order.ordered_jobs`): batches are cut from this list."""
+        from t2ibench.pipeline.order import ordered_jobs
         from t2ibench.prompts import jobs_for
 
         r = self.resolved

@@ -273,10 +273,13 @@ def _race(ex: Any, runs: list[Any], view: Any) -> list[Any]:
         race_entities,
     )
 
+    def rounds(o: Any) -> int:
+        path = Path(o.out) / o.name / STATE_NAME
+        return AdaptiveState(path).round if path.is_file() else 0
+
     last: dict[str, Any] = {}
     look = 0
     while True:
-        look += 1
         pending = [
             o
             for o in runs
@@ -289,6 +292,8 @@ def _race(ex: Any, runs: list[Any], view: Any) -> list[Any]:
         ]
         if not pending:
             break
+        # one round further than the least advanced run (a resumed sweep continues from there)
+        look = max(look + 1, 1 + min(rounds(o) for o in pending))
         for outcome in ex.run_all([replace(o, round_limit=look) for o in pending], view):
             last[outcome.name] = outcome
         parts, alpha = [], 0.05
@@ -300,12 +305,14 @@ def _race(ex: Any, runs: list[Any], view: Any) -> list[Any]:
                 )
                 alpha = json.loads((run_dir / "run.json").read_text())["config"]["budget"]["alpha"]
         if parts:
-            settled = race_entities(pd.concat(parts, ignore_index=True), "config", look, alpha)
+            # the largest look any run has made: α_j falls with j, so this is the cautious one
+            latest = max(look, *(rounds(o) for o in runs))
+            settled = race_entities(pd.concat(parts, ignore_index=True), "config", latest, alpha)
             for o in runs:
                 reason = settled.get(o.labels["config"])
                 stop = Path(o.out) / o.name / STOP_NAME
                 if reason and not stop.is_file() and stop.parent.is_dir():
-                    atomic_write(stop, json.dumps({"reason": f"{reason} (round {look})"}))
+                    atomic_write(stop, json.dumps({"reason": f"{reason} (round {latest})"}))
         if look > 10_000:  # a run that never finishes its rounds would loop forever
             break
     return [last[o.name] for o in runs]

@@ -6,11 +6,9 @@ import pandas as pd
 import pytest
 
 from t2ibench.pipeline import adaptive
-from t2ibench.pipeline.adaptive import ordered_jobs, round_end
 from t2ibench.pipeline.checkpoints import CheckpointsOptions, evaluate_checkpoints
 from t2ibench.pipeline.manifest import read_manifest
 from t2ibench.pipeline.run import set_layers
-from t2ibench.prompts import GenerationJob
 from t2ibench.results import read_results
 
 SETS = [
@@ -24,25 +22,6 @@ SETS = [
     'evaluate.metrics=["image_similarity"]',
 ]
 ADAPTIVE = {"budget": {"mode": "adaptive", "width": 0.02, "round_images": 2}}
-
-
-def test_image_order_is_seeded_and_spreads_over_leaves():
-    jobs = [
-        GenerationJob(leaf, pt, f"{leaf} {pt}", 1000 + k, k)
-        for leaf in ("a", "b")
-        for pt in ("train", "trigger")
-        for k in range(5)
-    ]
-    ordered = ordered_jobs(jobs)
-    assert ordered == ordered_jobs(jobs) and sorted(map(repr, ordered)) == sorted(map(repr, jobs))
-    # prompt type by prompt type; the leaves in turn: every prefix of 2k holds k images per leaf
-    assert [j.prompt_type for j in ordered] == ["train"] * 10 + ["trigger"] * 10
-    assert [j.leaf for j in ordered[:10]] == ["a", "b"] * 5
-    assert [j.index for j in ordered[:10:2]] != list(range(5))  # permuted, not index order
-    # a round's prefix never splits a batch of the whole list
-    assert round_end(10, 20, leaves=2, images=1, batch=4) == 12
-    assert round_end(10, 20, leaves=2, images=2, batch=4) == 16
-    assert round_end(10, 20, leaves=2, images=9, batch=4) == 20
 
 
 def _random_lora(path):

@@ -11,6 +11,8 @@ A run folder ``<out>/<run-name>/`` holds::
     images/<ckpt>/      each checkpoint's images + manifest.jsonl (resumable per image)
     results/parts/<ckpt>/  one results table per evaluated checkpoint (written atomically)
     results/            the merged results table (results.parquet + results.csv)
+    adaptive.json       --budget adaptive: the rounds' decisions (results/budget.csv: images used
+                        and the rule that stopped each checkpoint × prompt type)
     report/             the analysis report (report.html, summary.md, scores.csv, ...)
 
 The run name is ``<trainer>-<hash>`` where the hash covers everything that changes results (the
@@ -20,7 +22,8 @@ images per leaf, metrics): changing any of it starts a new run instead of mixing
 :func:`resolve` checks every input before any work; :func:`execute` runs the stages
 (:mod:`t2ibench.pipeline.stage`), each skipped when done: the checkpoint source
 (:mod:`~t2ibench.pipeline.train_stage`, or the given files of ``evaluate-checkpoints``),
-:mod:`~t2ibench.pipeline.generate_stage`, :mod:`~t2ibench.pipeline.evaluate_stage` and
+:mod:`~t2ibench.pipeline.generate_stage`, :mod:`~t2ibench.pipeline.evaluate_stage` (with
+``--budget adaptive`` both in rounds: :mod:`~t2ibench.pipeline.adaptive`) and
 :mod:`t2ibench.analysis.stage`. The record (``run.json``, ``state.json``, ``run.log``) is
 :mod:`t2ibench.pipeline.record`.
 """

@@ -294,6 +294,9 @@ def _race(ex: Any, runs: list[Any], view: Any) -> list[Any]:
             break
         # one round further than the least advanced run (a resumed sweep continues from there)
         look = max(look + 1, 1 + min(rounds(o) for o in pending))
+        view.done = view.failed = 0  # the bar counts this round's runs
+        view.bar.reset(total=len(pending))
+        view.bar.set_description(f"sweep round {look}")
         for outcome in ex.run_all([replace(o, round_limit=look) for o in pending], view):
             last[outcome.name] = outcome
         parts, alpha = [], 0.05

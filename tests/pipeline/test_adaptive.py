@@ -219,3 +219,18 @@ def test_paper_dry_run_cli_prints_the_committed_projection():
     assert res.exit_code == 0, res.output
     assert "| full |" in res.output and "| adaptive |" in res.output
     assert "adaptive_2026-12-07.csv" in res.output and "half" in res.output
+
+
+def test_adaptive_with_ray_workers_is_one_clear_line(tmp_path):
+    from t2ibench.errors import ConfigError
+    from t2ibench.pipeline.run import RunOptions, resolve
+
+    layers = [*set_layers([*SETS, "generate.workers=2"]), ("test", ADAPTIVE)]
+    with pytest.raises(ConfigError, match="--budget adaptive: generate.workers"):
+        resolve(RunOptions(layers=layers, profile="tiny", out=str(tmp_path)))
+    # a full run of the same settings keeps its name (the budget is in the hash only when adaptive)
+    full = resolve(RunOptions(layers=set_layers(SETS), profile="tiny", out=str(tmp_path)))
+    assert "budget" not in full.identity()
+    mine = resolve(RunOptions(layers=[*set_layers(SETS), ("t", ADAPTIVE)], profile="tiny",
+                              out=str(tmp_path)))  # fmt: skip
+    assert mine.identity()["budget"]["mode"] == "adaptive" and mine.run_hash != full.run_hash

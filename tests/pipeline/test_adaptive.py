@@ -16,7 +16,8 @@ SETS = [
     "save_epochs=[1]",
     "generate.images_per_leaf=4",
     "generate.steps=1",
-    "generate.batch_size=2",
+    # 5: batches straddle prompt types and rounds, as the byte-for-byte claim must survive
+    "generate.batch_size=5",
     'generate.prompt_types=["train", "trigger"]',
     'evaluate.encoders=["dinov2-l@tiny"]',
     'evaluate.metrics=["image_similarity"]',

@@ -607,6 +607,7 @@ def adaptive_evidence(results_dir: Any = None, data: str = "lycoris-iclr2024") -
         rows = rows[rows["data"] == data]
         if not rows.empty:
             return {
+                "data": data,
                 "fraction": float(rows["fraction"].mean()),
                 "agrees": f"{int(rows['best_agrees'].sum())} of {len(rows)}",
                 "source": path.name,
@@ -622,7 +623,10 @@ def adaptive_projection(p: dict[str, Any], evidence: dict[str, Any] | None = Non
     from t2ibench.analysis.targets import criteria_targets
     from t2ibench.runconfig import BudgetConfig
 
-    evidence = evidence or adaptive_evidence()
+    # the committed replay on the same study where there is one (the toy grid), else the paper's
+    evidence = evidence or adaptive_evidence(
+        data="toy" if p["grid"] == "toy" else "lycoris-iclr2024"
+    )
     judged = {t.prompt_type for ts in criteria_targets().values() for t in ts}
     shape = p["dataset"]
     n, first_round = shape["images_per_leaf"], BudgetConfig().round_images
@@ -648,6 +652,7 @@ def adaptive_projection(p: dict[str, Any], evidence: dict[str, Any] | None = Non
         "paper_h": paper,
         "half_h": paper / 2,
         "training_h": after["training steps"],
+        "grid": p["grid"],
     }
 
 
@@ -660,11 +665,14 @@ def render_adaptive_projection(a: dict[str, Any]) -> str:
         f"| adaptive | {a['adaptive_images_per_checkpoint']:,} | {a['adaptive_h']:,.1f} |",
         "",
         f"adaptive: prompt types no criterion judges ({', '.join(a['not_judged']) or 'none'}) keep "
-        f"one round; the judged ones {ev['fraction']:.0%} of their images, the racing replay on the "
-        f"paper's data ({ev['source']}; best config per criterion agreed in {ev['agrees']} "
-        "orders); the width rule's saving has no evidence yet and is not counted.",
-        f"paper's total {a['paper_h']:,.1f} GPU-h, half {a['half_h']:,.1f}: ",
+        f"one round; the judged ones {ev['fraction']:.0%} of their images, the racing replay on "
+        f"{ev.get('data', 'the committed results')} ({ev['source']}; best config per criterion "
+        f"agreed in {ev['agrees']} orders); the width rule's saving has no evidence yet and is "
+        "not counted.",
     ]
+    if a.get("grid") != "paper":
+        return "\n".join(lines)
+    lines.append(f"paper's total {a['paper_h']:,.1f} GPU-h, half {a['half_h']:,.1f}: ")
     if a["adaptive_h"] <= a["half_h"]:
         lines[-1] += "reached."
     else:

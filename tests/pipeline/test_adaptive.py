@@ -235,3 +235,28 @@ def test_adaptive_with_ray_workers_is_one_clear_line(tmp_path):
     mine = resolve(RunOptions(layers=[*set_layers(SETS), ("t", ADAPTIVE)], profile="tiny",
                               out=str(tmp_path)))  # fmt: skip
     assert mine.identity()["budget"]["mode"] == "adaptive" and mine.run_hash != full.run_hash
+
+
+def test_a_changed_checkpoint_restarts_the_rounds(tmp_path):
+    """Racing compares every checkpoint: when one file changes, the adaptive decisions go (the
+    images of the others stay)."""
+    from types import SimpleNamespace
+
+    from t2ibench.pipeline.adaptive import BUDGET_TABLE, STATE_NAME, VALUES_NAME
+    from t2ibench.pipeline.checkpoints import CHECKPOINTS_RECORD, forget_changed
+
+    run_dir = tmp_path / "run"
+    kept = run_dir / "images" / "b" / "x.png"
+    for f in (
+        run_dir / STATE_NAME,
+        run_dir / VALUES_NAME,
+        run_dir / "results" / BUDGET_TABLE,
+        kept,
+    ):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    (run_dir / CHECKPOINTS_RECORD).write_text(json.dumps({"a": "1" * 64, "b": "2" * 64}))
+    found = [SimpleNamespace(name="a", sha256="3" * 64), SimpleNamespace(name="b", sha256="2" * 64)]
+    assert forget_changed(run_dir, found) == ["a"]
+    assert not (run_dir / STATE_NAME).exists() and not (run_dir / VALUES_NAME).exists()
+    assert not (run_dir / "results" / BUDGET_TABLE).exists() and kept.is_file()

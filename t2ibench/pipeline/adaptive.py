@@ -1,15 +1,14 @@
 """``--budget adaptive``: generate and score in rounds, stop what is known well enough.
 
 **The image order.** Every run, full or adaptive, generates its jobs in one fixed, seeded order
-(:func:`t2ibench.pipeline.order.ordered_jobs`): prompt type by prompt type; within one, each leaf's images in a seeded
-random order (seed ``ORDER_SEED`` and the leaf and prompt type), the leaves taken in turn. The
-generate stage cuts its batches from this list at fixed positions, so the first ``k`` images of a
-prompt type in an adaptive run are, byte for byte, the first ``k`` of the full run's, and they are
-a random sample of the full run's images, spread evenly over the leaves.
+(:mod:`t2ibench.pipeline.order`), its batches cut from it at fixed positions: the first ``k``
+images of a prompt type in an adaptive run are, byte for byte, the full run's first ``k``, and a
+random sample of its images spread evenly over the leaves.
 
 **Rounds.** Round ``r`` admits, for every checkpoint × prompt type still running, the first
 ``r · round_images`` images per leaf (rounded up to a whole generation batch, at most all of them),
-generates them (:class:`~t2ibench.pipeline.generate_stage.GenerateStage` with the admitted jobs),
+generates them (:class:`~t2ibench.pipeline.generate_stage.GenerateStage` with the admitted jobs; a batch that
+straddles the admitted end is made whole and only its admitted images written),
 scores each image on the criteria's per-image headline measurements (the evaluation engine, through
 :func:`t2ibench.pipeline.per_image.per_image_scores`) and decides with the sequential rule of
 :mod:`t2ibench.analysis.sequential` (look ``r``):

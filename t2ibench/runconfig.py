@@ -87,6 +87,39 @@ class EvaluateConfig(_Section):
     )
 
 
+class BudgetConfig(_Section):
+    """How many images: all of them (``full``), or in rounds until the intervals say enough
+    (``adaptive``: :mod:`t2ibench.pipeline.adaptive`, docs/budget.md)."""
+
+    mode: str = Field(
+        "full",
+        pattern="^(full|adaptive)$",
+        description="full: every image; adaptive: rounds of images in a fixed seeded order, a "
+        "checkpoint x prompt type stopping once its interval is narrow enough (sweeps and "
+        "checkpoint folders: also once a config's place is settled).",
+        json_schema_extra={"cli": "--budget"},
+    )
+    width: float = Field(
+        0.01,
+        gt=0,
+        description="--budget adaptive: target half-width of the criteria's per-image headline "
+        "measurements (their own units).",
+        json_schema_extra={"cli": "--budget-width"},
+    )
+    round_images: int = Field(
+        4,
+        ge=1,
+        description="--budget adaptive: images per leaf and prompt type added each round.",
+        json_schema_extra={"cli": "--round-images"},
+    )
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="--budget adaptive: the error the sequential rule spends over all rounds.",
+    )
+
+
 class RunConfig(_Section):
     """One run: base model, dataset, trainer config, generation and evaluation settings."""
 
@@ -104,6 +137,7 @@ class RunConfig(_Section):
     trainer: dict[str, Any] = Field(default_factory=lambda: {"trainer": "lora"})
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
     @property
     def trainer_name(self) -> str:

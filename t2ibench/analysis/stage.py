@@ -37,8 +37,12 @@ class AnalyseStage:
 
     def run(self, run: Any) -> None:
         from t2ibench.analysis import analyze
+        from t2ibench.analysis.sequential import budget_section
 
-        analyze(run.results_dir, run.run_dir / "report")
+        section = budget_section(run.results_dir / "budget.csv")
+        analyze(
+            run.results_dir, run.run_dir / "report", extra_sections=[section] if section else []
+        )
         run.state.mark("analyze", inputs=self._inputs(run))
 
     @staticmethod

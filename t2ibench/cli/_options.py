@@ -143,3 +143,18 @@ def split_lists(values: Any) -> Any:
     if isinstance(values, list) and values and isinstance(values[0], str):
         return [v.strip() for item in values for v in item.split(",") if v.strip()]
     return values
+
+
+#: the ``--budget`` options (``run`` has them from the config; ``sweep`` and
+#: ``evaluate-checkpoints`` share them by key)
+BUDGET_KEYS = ("budget.mode", "budget.width", "budget.round_images")
+
+
+def budget_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``budget`` table the ``--budget*`` options given make (empty: none given)."""
+    out = {}
+    for key in BUDGET_KEYS:
+        value = kw.get(key.replace(".", "__"))
+        if value is not None:
+            out[key.split(".", 1)[1]] = value
+    return out

@@ -9,7 +9,13 @@ from typing import Any
 import typer
 
 from t2ibench.cli._console import console
-from t2ibench.cli._options import protocol_of, shared, with_options
+from t2ibench.cli._options import (
+    BUDGET_KEYS,
+    budget_overrides,
+    protocol_of,
+    shared,
+    with_options,
+)
 
 FOLDER = inspect.Parameter(
     "folder",
@@ -44,7 +50,7 @@ OPTIONS = shared(
         "name": "Run name (default: <DIR name>-<settings hash>).",
         "dry_run": "List the checkpoints found, in order; do nothing.",
     },
-)
+) + shared(*BUDGET_KEYS)
 
 
 def evaluate_checkpoints_cmd(**kw: Any) -> None:
@@ -67,13 +73,18 @@ def evaluate_checkpoints_cmd(**kw: Any) -> None:
         dataset=kw["dataset"],
         profile=kw["profile"],
         metric_profile=protocol_of(kw),
-        layers=set_layers(kw["overrides"] or ()),
+        layers=[*set_layers(kw["overrides"] or ()), *_budget_layer(kw)],
         out=str(kw["out"]),
         name=kw["name"],
         device=kw["device"],
         progress=kw["progress"],
     )
     print_done(evaluate_checkpoints(options, found))
+
+
+def _budget_layer(kw: Any) -> list[tuple[str, dict[str, Any]]]:
+    budget = budget_overrides(kw)
+    return [("--budget", {"budget": budget})] if budget else []
 
 
 def print_found(found: list[Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from t2ibench.cli._console import console
-from t2ibench.cli._options import Declared, shared, with_options
+from t2ibench.cli._options import BUDGET_KEYS, Declared, budget_overrides, shared, with_options
 
 OPTIONS = [
     Declared(
@@ -28,6 +28,7 @@ OPTIONS = [
     ),
     Declared("gpus", "--gpus", int, None, "With --dry-run: the makespan on this many GPUs.", min=1),
     *shared("progress"),
+    *shared(*BUDGET_KEYS),
     Declared(
         "executor",
         "--executor",
@@ -68,23 +69,31 @@ def sweep_cmd(**kw: Any) -> None:
     runner = get_executor(kw["executor"], address=kw["address"], cpus_per_run=kw["cpus_per_run"])
     g = load_grid(kw["grid"])
     where = {k: kw[k] for k in ("out", "device", "dataset", "base")}
+    budget = budget_overrides(kw)
     if kw["dry_run"]:
-        print_sweep_plan(g, where, kw["gpus"])
+        print_sweep_plan(g, where, kw["gpus"], budget)
         return
     with runner:
-        result = run_sweep(g, **where, progress=kw["progress"], executor=runner)
+        result = run_sweep(g, **where, progress=kw["progress"], executor=runner, budget=budget)
     print_sweep_result(result)
 
 
-def print_sweep_plan(g: Any, where: dict[str, Any], gpus: int | None) -> None:
+def print_sweep_plan(
+    g: Any, where: dict[str, Any], gpus: int | None, budget: dict[str, Any] | None = None
+) -> None:
     from t2ibench.pipeline.plan import render_sweep_plan, sweep_plan
+    from t2ibench.pipeline.sweep import is_adaptive
     from t2ibench.runconfig import flatten
 
-    for opts in g.run_options(**where):
+    for opts in g.run_options(**where, budget=budget):
         shown = [f"{k}={v}" for _, t in opts.layers for k, v in flatten(t).items()]
         console().print(f"{opts.name}: {' '.join(shown)}")
     plan = sweep_plan(g, dataset=where["dataset"], base=where["base"], gpus=gpus)
     console().print("\n" + render_sweep_plan(plan))
+    if is_adaptive(g, budget):
+        from t2ibench.pipeline.plan import adaptive_projection, render_adaptive_projection
+
+        console().print("\n" + render_adaptive_projection(adaptive_projection(plan)))
 
 
 def print_sweep_result(result: Any) -> None:

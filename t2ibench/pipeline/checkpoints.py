@@ -422,6 +422,11 @@ def forget_changed(run_dir: Path, found: Sequence[FoundCheckpoint]) -> list[str]
         doomed += [run_dir / "results" / t for t in ("results.parquet", "results.csv")]
         # copy detection and the image index cover the new images too
         doomed.append(run_dir / "results" / ANCHORS_DIR / "sources.json")
+        # --budget adaptive: the rounds' decisions (racing compares every checkpoint) start over;
+        # the images of unchanged checkpoints stay, so redoing the rounds makes none of them again
+        from t2ibench.pipeline.adaptive import BUDGET_TABLE, STATE_NAME, VALUES_NAME
+
+        doomed += [run_dir / STATE_NAME, run_dir / VALUES_NAME, run_dir / "results" / BUDGET_TABLE]
     for target in doomed:
         inside(target, run_dir)  # all checked before the first removal
     for target in doomed:

@@ -341,8 +341,11 @@ def generate_images(
     checkpoint: str,
     settings: GenerationSettings | None = None,
     progress: bool = True,
+    wanted: Sequence[Job] | None = None,
 ) -> Path:
     """Generate every job not yet finished in ``out_dir`` and return the manifest path.
+    ``wanted``: only these of ``jobs`` (an adaptive run's admitted images), batches still cut from
+    ``jobs`` at fixed positions, so each image is the one an uninterrupted full run makes.
 
     Layout: ``out_dir/<leaf>/<prompt_type>/<index:04d>-s<seed>.png`` and ``out_dir/manifest.jsonl``
     (one line per image: checkpoint, leaf, prompt_type, prompt, seed, index, variant, file, sha256,
@@ -357,6 +360,9 @@ def generate_images(
         manifest, todo, done = prepare_folder(
             jobs, out_dir, checkpoint=checkpoint, settings=settings
         )
+        if wanted is not None:
+            admitted = {job_file(job) for job in wanted}
+            todo = [job for job in todo if job_file(job) in admitted]
         if not todo:
             return manifest
         previous = _set_scheduler(pipe, settings.scheduler)

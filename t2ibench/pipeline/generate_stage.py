@@ -97,6 +97,7 @@ class GenerateStage:
                     checkpoint=name,
                     settings=r.generation,
                     progress=r.options.progress,
+                    wanted=None if run.admitted is None else run.jobs_of(name),
                 )
             run.state.add("generated", name)
 
@@ -106,11 +107,13 @@ class GenerateStage:
 
         def check() -> tuple[bool, list[Path]]:
             settings = run.resolved.generation
-            base_todo = not images_done(run.jobs, run.base_images, "base", settings)
+            base_todo = not images_done(run.jobs_of("base"), run.base_images, "base", settings)
             todo = [
                 ck
                 for ck in run.checkpoints
-                if not images_done(run.jobs, run.images / run.names[ck], run.names[ck], settings)
+                if not images_done(
+                    run.jobs_of(run.names[ck]), run.images / run.names[ck], run.names[ck], settings
+                )
             ]
             return base_todo, todo
 

@@ -253,6 +253,8 @@ def _shape_from_dataset(ds: Any, prompt_types: list[str], n: int) -> dict[str, A
         "samples_per_epoch": sum(ds.repeats(im.concept) for im in ds.images),
         "images_per_checkpoint": len(jobs),
         "style_images_per_checkpoint": sum(j.prompt_type == "style" for j in jobs),
+        "per_prompt_type": {p: sum(j.prompt_type == p for j in jobs) for p in prompt_types},
+        "images_per_leaf": n,
         "source": str(ds.root),
     }
 
@@ -266,6 +268,8 @@ def _paper_shape(prompt_types: list[str], n: int) -> dict[str, Any]:
         "samples_per_epoch": PAPER_DATASET["samples_per_epoch"],
         "images_per_checkpoint": leaves * per_leaf + style_images,
         "style_images_per_checkpoint": style_images,
+        "per_prompt_type": {p: style_images if p == "style" else leaves * n for p in prompt_types},
+        "images_per_leaf": n,
         "source": PAPER_DATASET["source"],
     }
 
@@ -578,3 +582,103 @@ def render_schedule(schedule: Mapping[str, Any]) -> list[str]:
             f"{s['utilisation']:.0%} | {s['lower_bound_h']:,.1f} h |"
         )
     return lines
+
+
+# --- ``--budget adaptive``: the projection with the image counts the evidence supports ----------
+
+
+def adaptive_evidence(results_dir: Any = None, data: str = "lycoris-iclr2024") -> dict[str, Any]:
+    """The racing replay's image fraction on ``data`` from the newest committed
+    ``benchmarks/results/adaptive_*.csv`` (``benchmarks/adaptive.py``)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    import t2ibench
+    from t2ibench.errors import ConfigError
+
+    folder = (
+        Path(results_dir)
+        if results_dir
+        else Path(t2ibench.__file__).resolve().parents[1] / "benchmarks" / "results"
+    )
+    for path in sorted(folder.glob("adaptive_*.csv"), reverse=True):
+        rows = pd.read_csv(path)
+        rows = rows[rows["data"] == data]
+        if not rows.empty:
+            return {
+                "data": data,
+                "fraction": float(rows["fraction"].mean()),
+                "agrees": f"{int(rows['best_agrees'].sum())} of {len(rows)}",
+                "source": path.name,
+            }
+    raise ConfigError(f"--budget adaptive --dry-run: no adaptive_*.csv with {data!r} in {folder}")
+
+
+def adaptive_projection(p: dict[str, Any], evidence: dict[str, Any] | None = None) -> dict:
+    """The sweep plan ``p`` (after sharing) with adaptive image counts: prompt types no
+    criterion's per-image headline measurement judges keep one round (``budget.round_images``
+    per leaf, the default); judged ones the racing replay's fraction of their images (the width
+    rule has no evidence on images per leaf yet: counted in full). Training is unchanged."""
+    from t2ibench.analysis.targets import criteria_targets
+    from t2ibench.runconfig import BudgetConfig
+
+    # the committed replay on the same study where there is one (the toy grid), else the paper's
+    evidence = evidence or adaptive_evidence(
+        data="toy" if p["grid"] == "toy" else "lycoris-iclr2024"
+    )
+    judged = {t.prompt_type for ts in criteria_targets().values() for t in ts}
+    shape = p["dataset"]
+    n, first_round = shape["images_per_leaf"], BudgetConfig().round_images
+    full = sum(shape["per_prompt_type"].values())
+    kept = sum(
+        count * (evidence["fraction"] if pt in judged else min(1.0, first_round / n))
+        for pt, count in shape["per_prompt_type"].items()
+    )
+    share = kept / full if full else 1.0
+    after = p["gpu_hours"]["after"]
+    plain = sum(after.values())
+    images = {k: v for k, v in after.items() if k != "training steps"}
+    adaptive = after["training steps"] + share * sum(images.values())
+    paper = p["paper_train_h"] + p["paper_generation_h"]
+    return {
+        "images_per_checkpoint": full,
+        "adaptive_images_per_checkpoint": round(kept),
+        "share": share,
+        "not_judged": sorted(set(shape["per_prompt_type"]) - judged),
+        "evidence": evidence,
+        "plain_h": plain,
+        "adaptive_h": adaptive,
+        "paper_h": paper,
+        "half_h": paper / 2,
+        "training_h": after["training steps"],
+        "grid": p["grid"],
+    }
+
+
+def render_adaptive_projection(a: dict[str, Any]) -> str:
+    ev = a["evidence"]
+    lines = [
+        "| budget | images per checkpoint | GPU-h (after sharing) |",
+        "|---|---:|---:|",
+        f"| full | {a['images_per_checkpoint']:,} | {a['plain_h']:,.1f} |",
+        f"| adaptive | {a['adaptive_images_per_checkpoint']:,} | {a['adaptive_h']:,.1f} |",
+        "",
+        f"adaptive: prompt types no criterion judges ({', '.join(a['not_judged']) or 'none'}) keep "
+        f"one round; the judged ones {ev['fraction']:.0%} of their images, the racing replay on "
+        f"{ev.get('data', 'the committed results')} ({ev['source']}; best config per criterion "
+        f"agreed in {ev['agrees']} orders); the width rule's saving has no evidence yet and is "
+        "not counted.",
+    ]
+    if a.get("grid") != "paper":
+        return "\n".join(lines)
+    lines.append(f"paper's total {a['paper_h']:,.1f} GPU-h, half {a['half_h']:,.1f}: ")
+    if a["adaptive_h"] <= a["half_h"]:
+        lines[-1] += "reached."
+    else:
+        lines[-1] += (
+            f"not reached, {a['adaptive_h'] - a['half_h']:,.1f} GPU-h over "
+            f"({a['adaptive_h'] / a['half_h']:.2f}x half); training alone is "
+            f"{a['training_h']:,.1f}."
+        )
+    return "\n".join(lines)

@@ -11,6 +11,8 @@ A run folder ``<out>/<run-name>/`` holds::
     images/<ckpt>/      each checkpoint's images + manifest.jsonl (resumable per image)
     results/parts/<ckpt>/  one results table per evaluated checkpoint (written atomically)
     results/            the merged results table (results.parquet + results.csv)
+    adaptive.json       --budget adaptive: the rounds' decisions (results/budget.csv: images used
+                        and the rule that stopped each checkpoint × prompt type)
     report/             the analysis report (report.html, summary.md, scores.csv, ...)
 
 The run name is ``<trainer>-<hash>`` where the hash covers everything that changes results (the
@@ -20,7 +22,8 @@ images per leaf, metrics): changing any of it starts a new run instead of mixing
 :func:`resolve` checks every input before any work; :func:`execute` runs the stages
 (:mod:`t2ibench.pipeline.stage`), each skipped when done: the checkpoint source
 (:mod:`~t2ibench.pipeline.train_stage`, or the given files of ``evaluate-checkpoints``),
-:mod:`~t2ibench.pipeline.generate_stage`, :mod:`~t2ibench.pipeline.evaluate_stage` and
+:mod:`~t2ibench.pipeline.generate_stage`, :mod:`~t2ibench.pipeline.evaluate_stage` (with
+``--budget adaptive`` both in rounds: :mod:`~t2ibench.pipeline.adaptive`) and
 :mod:`t2ibench.analysis.stage`. The record (``run.json``, ``state.json``, ``run.log``) is
 :mod:`t2ibench.pipeline.record`.
 """
@@ -74,6 +77,8 @@ class RunOptions:
     labels: dict[str, Any] = field(default_factory=dict)
     #: the metric definitions (:mod:`t2ibench.metric_profiles`); None = the default, lycoris2024
     metric_profile: str | None = None
+    #: ``--budget adaptive``: stop after this many rounds (a sweep's racing decides in between)
+    round_limit: int | None = None
 
 
 def set_layers(items: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -120,6 +125,10 @@ class ResolvedRun:
         from t2ibench.pipeline.generate_stage import GenerateStage
 
         analyse = [AnalyseStage()] if self.options.analyze else []
+        if self.config.budget.mode == "adaptive":
+            from t2ibench.pipeline.adaptive import AdaptiveStage
+
+            return [self.source, AdaptiveStage(), *analyse]
         return [self.source, GenerateStage(), EvaluateStage(), *analyse]
 
 
@@ -193,6 +202,9 @@ def resolve(options: RunOptions) -> ResolvedRun:
         metric_profile=metric_profile.name,
         loaded_metric_profile=metric_profile,
     )
+    from t2ibench.pipeline.adaptive import check_budget
+
+    check_budget(resolved)
     identity = json.dumps(_identity(resolved), sort_keys=True)
     resolved.run_hash = hashlib.sha256(identity.encode()).hexdigest()
     # --name is a leaf under --out, never a path (``../x`` or ``/abs`` become a slug plus a hash)
@@ -289,6 +301,8 @@ def _identity(r: ResolvedRun) -> dict[str, Any]:
     """Everything that changes results; its hash names the run (the default metric profile is
     left out, so runs made before profiles existed keep their names)."""
     extra = {} if r.metric_profile == "lycoris2024" else {"metric_profile": r.metric_profile}
+    if r.config.budget.mode != "full":  # full runs keep the names they had before budgets
+        extra["budget"] = r.config.budget.model_dump(mode="json")
     return {
         **extra,
         "trainer_config": r.source.identity(r),

@@ -88,18 +88,33 @@ class Run:
     def parts(self) -> Path:
         return self.results_dir / "parts"
 
+    #: an adaptive run's admitted images: checkpoint name (``base`` included) → the jobs it has
+    #: so far (:mod:`t2ibench.pipeline.adaptive`); None: every job (a full run)
+    admitted: dict[str, list[Any]] | None = None
+
     @cached_property
     def jobs(self) -> list[Any]:
+        """Every generation job, in the fixed seeded image order that full and adaptive runs
+        share (:func:`t2ibench.pipeline.order.ordered_jobs`): batches are cut from this list."""
+        from t2ibench.pipeline.order import ordered_jobs
         from t2ibench.prompts import jobs_for
 
         r = self.resolved
-        return jobs_for(r.dataset, r.prompt_types, r.images_per_leaf)
+        return ordered_jobs(jobs_for(r.dataset, r.prompt_types, r.images_per_leaf))
+
+    def jobs_of(self, name: str) -> list[Any]:
+        """The jobs checkpoint ``name`` (or ``base``) has to have now: all, or those admitted."""
+        if self.admitted is None:
+            return self.jobs
+        return self.admitted.get(name, [])
 
     @cached_property
     def base_images(self) -> Path:
         from t2ibench.pipeline.generate import shared_base_images
+        from t2ibench.prompts import jobs_for
 
-        return shared_base_images(self.resolved, self.jobs)
+        r = self.resolved  # keyed by the jobs themselves; their order is a function of them
+        return shared_base_images(r, jobs_for(r.dataset, r.prompt_types, r.images_per_leaf))
 
     @cached_property
     def checkpoints(self) -> list[Path]:

@@ -59,11 +59,15 @@ class Grid:
     source: str = ""
 
     def run_options(
-        self, *, out: Path, device: str, dataset=None, base=None, progress=True
+        self, *, out: Path, device: str, dataset=None, base=None, progress=True, budget=None
     ) -> Iterator[Any]:
         from t2ibench.pipeline.run import RunOptions
 
-        cli = {k: str(v) for k, v in (("dataset", dataset), ("base", base)) if v is not None}
+        cli: dict[str, Any] = {
+            k: str(v) for k, v in (("dataset", dataset), ("base", base)) if v is not None
+        }
+        if budget:  # ``t2ibench sweep --budget adaptive`` (and its widths): budget.* keys
+            cli["budget"] = dict(budget)
         for i, cfg in enumerate(self.configs):
             own = {k: v for k, v in cfg.items() if k != "name"}
             for seed, label in zip(self.seeds, self.seed_labels, strict=True):
@@ -183,6 +187,7 @@ def run_sweep(
     base=None,
     progress: bool = True,
     executor: str | Any = "local",
+    budget: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Every run of the grid (resumable) on ``executor`` (a name from
     :mod:`t2ibench.pipeline.executors` or an executor object), then, once all are over, the summary
@@ -195,7 +200,9 @@ def run_sweep(
     # Absolute: workers on other machines (or in another folder) must find the same place.
     out = Path(out).absolute()
     runs = list(
-        grid.run_options(out=out, device=device, dataset=dataset, base=base, progress=progress)
+        grid.run_options(
+            out=out, device=device, dataset=dataset, base=base, progress=progress, budget=budget
+        )
     )
     owned = isinstance(executor, str)
     ex = get_executor(executor) if owned else executor
@@ -205,7 +212,10 @@ def run_sweep(
         ex.check_storage(out)
         view = SweepProgress(len(runs), out / "runs", enabled=progress)
         try:
-            outcomes = ex.run_all(runs, view)
+            if is_adaptive(grid, budget):
+                outcomes = _race(ex, runs, view)
+            else:
+                outcomes = ex.run_all(runs, view)
         finally:
             view.close()
     finally:
@@ -237,8 +247,84 @@ def run_sweep(
     return SweepResult(report=report, outcomes=outcomes, summary=summary)
 
 
+def is_adaptive(grid: Grid, budget: dict[str, Any] | None) -> bool:
+    """Whether the sweep's runs have ``budget.mode = "adaptive"`` (the command line's or the
+    grid's ``[common]``)."""
+    common = grid.common.get("budget", {})
+    mode = (budget or {}).get("mode") or common.get("mode") or grid.common.get("budget.mode")
+    return mode == "adaptive"
+
+
+def _race(ex: Any, runs: list[Any], view: Any) -> list[Any]:
+    """Adaptive sweep: every unfinished run goes one round further (``round_limit``), then the
+    configs are raced on the runs' per-image values (:func:`t2ibench.pipeline.adaptive
+    .race_entities`, look = the round); a settled config's runs get :data:`~t2ibench.pipeline
+    .adaptive.STOP_NAME` and finish at their next call. Until every run has finished (or
+    failed). Resumable: each call of a run starts from its own recorded rounds."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from t2ibench.pipeline.adaptive import (
+        STATE_NAME,
+        STOP_NAME,
+        VALUES_NAME,
+        AdaptiveState,
+        race_entities,
+    )
+
+    def rounds(o: Any) -> int:
+        path = Path(o.out) / o.name / STATE_NAME
+        return AdaptiveState(path).round if path.is_file() else 0
+
+    last: dict[str, Any] = {}
+    look = 0
+    while True:
+        pending = [
+            o
+            for o in runs
+            if not (
+                (Path(o.out) / o.name / STATE_NAME).is_file()
+                and AdaptiveState(Path(o.out) / o.name / STATE_NAME).finished
+                and o.name in last
+            )
+            and getattr(last.get(o.name), "status", "done") == "done"
+        ]
+        if not pending:
+            break
+        # one round further than the least advanced run (a resumed sweep continues from there)
+        look = max(look + 1, 1 + min(rounds(o) for o in pending))
+        view.done = view.failed = 0  # the bar counts this round's runs
+        view.bar.reset(total=len(pending))
+        view.bar.set_description(f"sweep round {look}")
+        for outcome in ex.run_all([replace(o, round_limit=look) for o in pending], view):
+            last[outcome.name] = outcome
+        parts, alpha = [], 0.05
+        for o in runs:
+            run_dir = Path(o.out) / o.name
+            if (run_dir / VALUES_NAME).is_file() and last.get(o.name, None) is not None:
+                parts.append(
+                    pd.read_parquet(run_dir / VALUES_NAME).assign(config=o.labels["config"])
+                )
+                alpha = json.loads((run_dir / "run.json").read_text())["config"]["budget"]["alpha"]
+        if parts:
+            # the largest look any run has made: α_j falls with j, so this is the cautious one
+            latest = max(look, *(rounds(o) for o in runs))
+            settled = race_entities(pd.concat(parts, ignore_index=True), "config", latest, alpha)
+            for o in runs:
+                reason = settled.get(o.labels["config"])
+                stop = Path(o.out) / o.name / STOP_NAME
+                if reason and not stop.is_file() and stop.parent.is_dir():
+                    atomic_write(stop, json.dumps({"reason": f"{reason} (round {latest})"}))
+        if look > 10_000:  # a run that never finishes its rounds would loop forever
+            break
+    return [last[o.name] for o in runs]
+
+
 def _joint_analysis(grid: Grid, out: Path, run_dirs: list[Path]) -> Path:
     """The joint results table and report of ``run_dirs`` (grid order), on the driver."""
+    import pandas as pd
+
     from t2ibench.analysis import analyze
     from t2ibench.profiles import SWEEP_HOOKS
     from t2ibench.results import merge_results, read_results, write_results
@@ -255,6 +341,18 @@ def _joint_analysis(grid: Grid, out: Path, run_dirs: list[Path]) -> Path:
     write_results(merged, out / "results")
     report = out / "report"
     sections = []
+    budgets = [
+        pd.read_csv(d / "results" / "budget.csv", keep_default_na=False).assign(
+            checkpoint=lambda t, d=d: d.name + "/" + t["checkpoint"].astype(str)
+        )
+        for d in run_dirs
+        if (d / "results" / "budget.csv").is_file()
+    ]
+    if budgets:  # adaptive runs: which rule stopped what, over the sweep
+        from t2ibench.analysis.sequential import budget_section
+
+        atomic_write(out / "results" / "budget.csv", pd.concat(budgets).to_csv(index=False))
+        sections.append(budget_section(out / "results" / "budget.csv"))
     for name in SWEEP_HOOKS.names():
         sections += SWEEP_HOOKS.get(name).run(out, report, run_dirs) or []
     analyze(out / "results", report, title=f"t2ibench sweep: {grid.name}", extra_sections=sections)

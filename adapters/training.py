@@ -27,6 +27,7 @@ from t2ibench.fsutil import atomic_folder, atomic_write, remove_inside
 
 from .config import TrainerConfig
 from .files import (
+    all_finite,
     apply_umask,
     atomic_save_safetensors,
     bad_tensors,
@@ -675,7 +676,7 @@ def train_run(
                 )
                 bar.update(1)
             done_epoch = epoch + 1
-            if not all(bool(torch.isfinite(p).all()) for p in params_all):
+            if not all(all_finite(p) for p in params_all):
                 # a last step can overflow the weights while its loss was still finite
                 raise TrainingDivergedError(
                     f"{out_dir}: adapter weights became non-finite in epoch {done_epoch}; training "

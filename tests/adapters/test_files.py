@@ -213,3 +213,24 @@ def test_item23_identical_saves_give_identical_bytes(tmp_path: Path) -> None:
         with safe_open(path, "pt") as f:
             assert f.metadata() == meta
     assert len(blobs) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_all_finite_is_the_elementwise_answer(dtype) -> None:
+    """The sum shortcut never hides a NaN or inf, and finite values whose sum overflows (fp16:
+    4 x 60000 > 65504) still count as finite."""
+    from t2ibench.adapters.files import all_finite, bad_tensors
+
+    cases = {
+        "plain": torch.randn(1000),
+        "nan": torch.tensor([1.0, float("nan"), 2.0]),
+        "inf": torch.tensor([1.0, float("inf")]),
+        "inf-pair": torch.tensor([float("inf"), -float("inf"), 3.0]),
+        "overflowing-sum": torch.full((4,), 60000.0),
+        "empty": torch.zeros(0),
+    }
+    for name, t in cases.items():
+        t = t.to(dtype)
+        assert all_finite(t) == bool(torch.isfinite(t).all()), (name, dtype)
+    _, nonfinite = bad_tensors({k: v.to(dtype) for k, v in cases.items()})
+    assert nonfinite == ["nan", "inf", "inf-pair"]

@@ -2,7 +2,8 @@
 
 Each judge's full architecture is built from its config with random weights (PickScore: CLIP
 ViT-H/14 as in PickScore_v1's config.json; HPSv2.1: open_clip's ViT-H-14; DreamSim: its three
-ViT-B/16 in the release's folder layout, loaded by its loader), in memory, wrapped
+ViT-B/16 in the release's folder layout, loaded by its loader; ImageReward: BLIP ViT-L/16 + BERT-base
+with cross-attention), in memory, wrapped
 in the judge's own class and preprocessing, then it scores ``--images`` 512×512 images with a
 prompt each after one warm-up image. CPU time (user + sys) is what a judge costs; wall time on a
 shared machine is inflated by other processes.
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-JUDGES = ("pickscore", "hpsv2", "dreamsim")
+JUDGES = ("pickscore", "hpsv2", "dreamsim", "imagereward")
 
 
 def cpu_seconds() -> float:
@@ -75,6 +76,19 @@ def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = 
         dreamsim.build_random(folder, {"embed_dim": 768, "num_heads": 12, "mlp_ratio": 4})
         return create_encoder("dreamsim", weights=str(folder), device=device, dtype=dtype,
                               batch_size=1)  # fmt: skip
+    if judge == "imagereward":
+        # BLIP ViT-L/16 + the BERT of med_config.json with cross-attention; the tiny folder's
+        # tokenizer (the vocabulary size does not change the per-image cost).
+        from t2ibench.metrics.judges import imagereward
+
+        folder = tiny_folder("imagereward", imagereward.TINY_CONFIG, imagereward.build_random,
+                             root)  # fmt: skip
+        model = imagereward.ImageRewardModel(imagereward.VIT_LARGE, imagereward.MED_LARGE).eval()
+        prep = imagereward.JudgePreprocess(imagereward.preprocess_image, "imagereward")
+        tokenizer = imagereward.make_tokenizer(folder / imagereward.VOCAB)
+        return imagereward.ImageRewardJudge(
+            judge, model, "random", prep, device, dtype, batch_size=1, tokenizer=tokenizer
+        )
     raise SystemExit(f"unknown judge {judge}")
 
 

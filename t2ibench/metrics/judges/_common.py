@@ -51,11 +51,13 @@ class JudgeEncoder(Encoder):
 
 
 class JudgePreprocess:
-    """A judge's own image preprocessing (a callable PIL → float (3, H, W)) and its cache id."""
+    """A judge's own image preprocessing (a callable PIL → float (3, H, W)), its cache id and the
+    side length it feeds the model (``size``; None where it varies with the image, e.g. HPSv3)."""
 
-    def __init__(self, fn: Callable[[Image.Image], torch.Tensor], id: str) -> None:
+    def __init__(self, fn: Callable[[Image.Image], Any], id: str, size: int | None = None) -> None:
         self.fn = fn
         self.id = id
+        self.size = size
         self.resize = ""  # no t2ibench resize mode: the judge's own convention
 
     def __call__(self, image: Image.Image) -> torch.Tensor:

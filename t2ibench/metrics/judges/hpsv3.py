@@ -370,7 +370,9 @@ def load(
     if source is not None:
         check_local_path(spec.name, source)
     model, processor, wid = load_model(source)
-    prep = JudgePreprocess(fetch_image, f"hpsv3-smart-resize-{PIXELS}px-bicubic")  # see score()
+    # fetch_image gives a PIL image of ~256·28·28 px at the image's aspect ratio: no one side
+    # length; score() batches through the processor itself.
+    prep = JudgePreprocess(fetch_image, f"hpsv3-smart-resize-{PIXELS}px-bicubic", size=None)
     return Hpsv3Judge(
         spec.name, model, wid, prep, device, dtype, batch_size, source or spec.default_weights,
         processor=processor,

@@ -356,7 +356,9 @@ def load(
     if source is not None:
         check_local_path(spec.name, source)
     model, tokenizer, wid = load_model(source)
-    prep = JudgePreprocess(preprocess_image, "imagereward-resize224-bicubic-centercrop-openai")
+    prep = JudgePreprocess(
+        preprocess_image, "imagereward-resize224-bicubic-centercrop-openai", size=SIZE
+    )
     return ImageRewardJudge(
         spec.name, model, wid, prep, device, dtype, batch_size, source or spec.default_weights,
         tokenizer=tokenizer,

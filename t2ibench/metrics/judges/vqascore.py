@@ -353,7 +353,9 @@ def load(
     model, tokenizer, wid = load_model(source)
     size = model.vision_tower.config.image_size
     prep = JudgePreprocess(
-        lambda im: preprocess_image(im, size), f"vqascore-expand2square-mean-bicubic{size}-openai"
+        lambda im: preprocess_image(im, size),
+        f"vqascore-expand2square-mean-bicubic{size}-openai",
+        size=size,
     )
     return VqaScoreJudge(
         spec.name, model, wid, prep, device, dtype, batch_size, source or spec.default_weights,

@@ -3,7 +3,8 @@
 Each judge's full architecture is built from its config with random weights (PickScore: CLIP
 ViT-H/14 as in PickScore_v1's config.json; HPSv2.1: open_clip's ViT-H-14; DreamSim: its three
 ViT-B/16 in the release's folder layout, loaded by its loader; ImageReward: BLIP ViT-L/16 + BERT-base
-with cross-attention), in memory, wrapped
+with cross-attention; VQAScore: CLIP-FlanT5-XL, bfloat16 weights on CPU; HPSv3: Qwen2-VL-7B, GPU
+only), in memory, wrapped
 in the judge's own class and preprocessing, then it scores ``--images`` 512×512 images with a
 prompt each after one warm-up image. CPU time (user + sys) is what a judge costs; wall time on a
 shared machine is inflated by other processes.
@@ -25,7 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-JUDGES = ("pickscore", "hpsv2", "dreamsim", "imagereward")
+#: Measured on CPU by default. HPSv3 (Qwen2-VL-7B: 8.3 B parameters, 33 GB in float32, 17 GB in
+#: bfloat16) does not fit beside other work in this machine's 24 GB: GPU rows only (gpu.sh).
+JUDGES = ("pickscore", "hpsv2", "dreamsim", "imagereward", "vqascore")
+GPU_JUDGES = (*JUDGES, "hpsv3")
 
 
 def cpu_seconds() -> float:
@@ -42,6 +46,7 @@ def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = 
     double the peak memory of a 1-billion-parameter model on a shared machine; the loaders are
     tested on the same architectures at small size)."""
     import open_clip
+    import torch
     from transformers import CLIPConfig, CLIPModel
 
     from t2ibench.encoders.base import tiny_folder
@@ -89,6 +94,51 @@ def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = 
         return imagereward.ImageRewardJudge(
             judge, model, "random", prep, device, dtype, batch_size=1, tokenizer=tokenizer
         )
+    if judge == "vqascore":
+        # CLIP-FlanT5-XL (3.4 B parameters) + CLIP ViT-L/14-336, the tiny folder's tokenizer (the
+        # question's length in tokens is close to FlanT5's). On CPU the weights are bfloat16, the
+        # reference's own precision (t2v_metrics mm_utils.py line 228): float32 would need 14 GB.
+        from t2ibench.metrics.judges import vqascore
+
+        tiny_cfg = {"t5": vqascore.TINY_T5, "vision": vqascore.TINY_VISION}
+        folder = tiny_folder("vqascore", tiny_cfg, vqascore.build_random, root)
+        _, tokenizer, _ = vqascore.load_model(str(folder))
+        previous = torch.get_default_dtype()
+        if device == "cpu":
+            torch.set_default_dtype(torch.bfloat16)
+        try:
+            model = vqascore.ClipT5(vqascore.FULL_T5_XL, vqascore.FULL_VISION).eval()
+        finally:
+            torch.set_default_dtype(previous)
+        prep = vqascore.JudgePreprocess(vqascore.preprocess_image, "vqascore", size=336)
+        return vqascore.VqaScoreJudge(judge, model, "random", prep, device, dtype, batch_size=1,
+                                      tokenizer=tokenizer)  # fmt: skip
+    if judge == "hpsv3":
+        # Qwen2-VL-7B-Instruct's architecture + the reward head; the tiny folder's processor (a
+        # BPE trained on the instruction: about 900 text tokens where Qwen2's gives ~600).
+        from transformers import Qwen2VLConfig
+
+        from t2ibench.metrics.judges import hpsv3
+
+        tiny_cfg = {"text": hpsv3.TINY_TEXT, "vision": hpsv3.TINY_VISION,
+                    "template": hpsv3.TINY_CHAT_TEMPLATE}  # fmt: skip
+        folder = tiny_folder("hpsv3", tiny_cfg, hpsv3.build_random, root)
+        processor = hpsv3.load_processor(folder)
+        ids = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>",)}
+        config = Qwen2VLConfig(
+            text_config={"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                         "num_attention_heads": 28, "num_key_value_heads": 4,
+                         "vocab_size": 152065, "rope_scaling": {"type": "mrope",
+                         "mrope_section": [16, 24, 24]}, "bos_token_id": None},
+            vision_config={"depth": 32, "embed_dim": 1280, "hidden_size": 3584, "num_heads": 16,
+                           "mlp_ratio": 4, "patch_size": 14, "spatial_merge_size": 2,
+                           "temporal_patch_size": 2},
+            image_token_id=ids["<|image_pad|>"],
+        )  # fmt: skip
+        model = hpsv3.Hpsv3Model(config).eval()
+        prep = hpsv3.JudgePreprocess(hpsv3.fetch_image, "hpsv3")
+        return hpsv3.Hpsv3Judge(judge, model, "random", prep, device, dtype, batch_size=1,
+                                processor=processor)  # fmt: skip
     raise SystemExit(f"unknown judge {judge}")
 
 
@@ -136,13 +186,15 @@ def measure(judge: str, n_images: int, root: Path, device: str, dtype: str | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--judges", nargs="+", default=list(JUDGES))
+    parser.add_argument("--judges", nargs="+", default=None,
+                        help=f"default: {' '.join(JUDGES)} (cuda: + hpsv3)")  # fmt: skip
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU rows")
     parser.add_argument("--dtype", default=None, help="CUDA autocast dtype (fp16, bf16)")
     parser.add_argument("--json", action="store_true", help="print one judge's row as JSON only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    args.judges = args.judges or list(JUDGES if args.device == "cpu" else GPU_JUDGES)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 

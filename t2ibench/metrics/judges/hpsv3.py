@@ -33,8 +33,6 @@ Licence: HPSv3 code MIT; the weights derive from Qwen2-VL-7B-Instruct (Apache-2.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,6 @@ import torch
 from torch import nn
 
 from t2ibench.encoders.base import (
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
     EncoderSpec,
     check_local_path,
     hub_offline,
@@ -58,6 +54,16 @@ from t2ibench.metrics.judges._common import (
     read_state_dict,
     register_judge,
 )
+from t2ibench.metrics.judges._qwen2vl import (
+    TINY_CHAT_TEMPLATE,
+    TINY_TEXT,
+    TINY_VISION,
+    save_tiny_image_processor,
+    tiny_config,
+    write_tiny_tokenizer,
+)
+from t2ibench.metrics.judges._qwen2vl import fetch_image as qwen_fetch_image
+from t2ibench.metrics.judges._qwen2vl import load_processor as qwen_processor
 
 NAME = "hpsv3"
 HUB_REPO = "MizzenAI/HPSv3"
@@ -65,7 +71,6 @@ HUB_FILE = "HPSv3.safetensors"
 BASE_REPO = "Qwen/Qwen2-VL-7B-Instruct"
 REWARD_TOKEN = "<|Reward|>"
 PIXELS = 256 * 28 * 28  # inference.py lines 98-99: min_pixels = max_pixels
-FACTOR = 28
 WHERE = (
     f"put {HUB_FILE} (hub repo {HUB_REPO}) and config.json, the tokenizer files, "
     f"chat_template.json and preprocessor_config.json of {BASE_REPO} in one folder"
@@ -98,55 +103,16 @@ Please provide the overall ratings of this image: <|Reward|>
 
 END
 """
-#: Qwen2-VL-Instruct's chat template (image and text branches), for the tiny test folder only; a
-#: real folder brings its own chat_template.json.
-TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
-    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}"
-    "{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-                 "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]  # fmt: skip
-TINY_TEXT: dict[str, Any] = {
-    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "rope_scaling": {"type": "mrope", "mrope_section": [2, 1, 1]},
-    "max_position_embeddings": 4096,
-}  # fmt: skip
-TINY_VISION: dict[str, Any] = {
-    "depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
-    "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
-}  # fmt: skip
-
-
-def smart_resize(height: int, width: int, factor: int = FACTOR, pixels: int = PIXELS) -> tuple:
-    """dataset/utils.py lines 55-81 with min_pixels = max_pixels = ``pixels``."""
-    if max(height, width) / min(height, width) > 200:
-        raise T2IBenchError(f"judge {NAME}: aspect ratio over 200 ({width}×{height})")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > pixels:
-        beta = math.sqrt((height * width) / pixels)
-        h_bar = math.floor(height / beta / factor) * factor
-        w_bar = math.floor(width / beta / factor) * factor
-    elif h_bar * w_bar < pixels:
-        beta = math.sqrt(pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
 
 
 def fetch_image(image: Any) -> Any:
-    """dataset/utils.py ``fetch_image`` for a PIL image (lines 107-108, 139-174)."""
-    from PIL import Image
+    """hpsv3 ``fetch_image`` (dataset/utils.py lines 84-174) at min = max = 256·28·28 pixels."""
+    return qwen_fetch_image(image, PIXELS, PIXELS)
 
-    image = image.convert("RGB")
-    height, width = smart_resize(image.height, image.width)
-    return image.resize((width, height), Image.BICUBIC)
+
+def load_processor(folder: Path) -> Any:
+    """Qwen2-VL's processor, right padding, + ``<|Reward|>`` (train.py lines 52-65)."""
+    return qwen_processor(folder, (REWARD_TOKEN,))
 
 
 class Hpsv3Model(nn.Module):
@@ -201,30 +167,6 @@ def _rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_processor(folder: Path) -> Any:
-    """Qwen2-VL's processor from ``folder`` with the PIL image backend (transformers 4.45's
-    slow processor) and right padding, plus the ``<|Reward|>`` token (train.py lines 52-65)."""
-    from transformers import (
-        AutoTokenizer,
-        Qwen2VLImageProcessorPil,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
-
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    tokenizer.padding_side = "right"
-    tokenizer.add_special_tokens({"additional_special_tokens": [REWARD_TOKEN]})
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(folder), local_files_only=True)
-    template = None
-    if (folder / "chat_template.json").is_file():
-        template = json.loads((folder / "chat_template.json").read_text())["chat_template"]
-    return Qwen2VLProcessor(
-        image_processor=image_processor, tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),  # unused; the processor requires one
-        chat_template=template or getattr(tokenizer, "chat_template", None),
-    )  # fmt: skip
-
-
 def _hub_folder() -> Path:
     import tempfile
 
@@ -264,50 +206,16 @@ def load_model(source: str | None) -> tuple[Hpsv3Model, Any, str]:
     return model, processor, local_weights_id(files[0])
 
 
-def write_tiny_tokenizer(folder: Path, size: int = 600) -> Any:
-    """A byte-level BPE tokenizer trained on the instruction (so the test sequences stay short),
-    with Qwen2-VL's special tokens and chat template: the test tokenizer of a random model."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
-    bpe.train_from_iterator([INSTRUCTION, PROMPT_WITH_SPECIAL_TOKEN, TINY_CHAT_TEMPLATE], trainer)
-    model = json.loads(bpe.to_str())["model"]
-    vocab = dict(model["vocab"])
-    vocab.update({t: len(vocab) + i for i, t in enumerate(QWEN_SPECIALS)})
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
-                               eos_token="<|im_end|>", pad_token="<|endoftext|>")  # fmt: skip
-    tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
-    tokenizer.save_pretrained(str(folder))
-    (folder / "chat_template.json").write_text(json.dumps({"chat_template": TINY_CHAT_TEMPLATE}))
-    return tokenizer
-
-
 def build_random(folder: Path) -> None:
     """A random-weight folder in the released layout: ``HPSv3.safetensors`` (the reference's keys,
     embeddings sized to the tokenizer with ``<|Reward|>``), a Qwen2-VL ``config.json``, a tiny
     tokenizer, chat template and preprocessor config."""
     from safetensors.torch import save_file
-    from transformers import Qwen2VLConfig, Qwen2VLImageProcessorPil
 
-    tokenizer = write_tiny_tokenizer(folder)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    vocab = len(tokenizer) + 1  # + <|Reward|>
-    config = Qwen2VLConfig(
-        text_config={**TINY_TEXT, "vocab_size": vocab, "eos_token_id": ids["<|im_end|>"],
-                     "bos_token_id": None},
-        vision_config=TINY_VISION, image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )  # fmt: skip
+    tokenizer = write_tiny_tokenizer(folder, [INSTRUCTION, PROMPT_WITH_SPECIAL_TOKEN])
+    config = tiny_config(tokenizer, len(tokenizer) + 1)  # + <|Reward|>
     config.save_pretrained(str(folder))
-    Qwen2VLImageProcessorPil(image_mean=list(OPENAI_CLIP_MEAN), image_std=list(OPENAI_CLIP_STD),
-                             patch_size=14, merge_size=2, temporal_patch_size=2
-                             ).save_pretrained(str(folder))  # fmt: skip
+    save_tiny_image_processor(folder)
     model = Hpsv3Model(config)
     with torch.no_grad():
         for layer in model.rm_head:  # outputs of order one, with a spread to compare

@@ -9,11 +9,9 @@ text, ``fetch_image``, transformers 4.45's slow image processor and image-token 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -21,49 +19,12 @@ from t2ibench.encoders import create_encoder
 from t2ibench.errors import T2IBenchError
 from t2ibench.metrics.judges.hpsv3 import INSTRUCTION, PROMPT_WITH_SPECIAL_TOKEN
 from tests.metrics.judges.conftest import PROMPTS
+from tests.metrics.judges.qwen2vl_reference import reference_fetch_image, reference_image_processor
 
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
     return create_encoder("hpsv3", tiny=True, cache_dir=tmp_path_factory.mktemp("judges"))
-
-
-def reference_fetch_image(image, min_pixels=256 * 28 * 28, max_pixels=256 * 28 * 28, factor=28):
-    """hpsv3/dataset/utils.py smart_resize (lines 55-81) and fetch_image (lines 107-174)."""
-    from PIL import Image
-
-    image = image.convert("RGB")
-    width, height = image.size
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = math.floor(height / beta / factor) * factor
-        w_bar = math.floor(width / beta / factor) * factor
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return image.resize((w_bar, h_bar), Image.BICUBIC)
-
-
-def reference_image_processor(image, patch=14, merge=2, temporal=2):
-    """transformers 4.45.2 Qwen2VLImageProcessor._preprocess (image_processing_qwen2_vl.py lines
-    247-315): the already-resized image unchanged (PIL returns a copy at the same size), rescale
-    1/255, normalise with the CLIP mean/std, the frame tiled to 2, patches in merge order."""
-    x = np.asarray(image).astype(np.float64) * (1 / 255)
-    x = x.astype(np.float32)
-    mean = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
-    std = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
-    x = ((x - mean) / std).transpose(2, 0, 1)
-    patches = np.tile(x[None], (temporal, 1, 1, 1))
-    channel, (height, width) = patches.shape[1], x.shape[1:]
-    grid_t, grid_h, grid_w = patches.shape[0] // temporal, height // patch, width // patch
-    patches = patches.reshape(grid_t, temporal, channel, grid_h // merge, merge, patch,
-                              grid_w // merge, merge, patch)  # fmt: skip
-    patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
-    flat = patches.reshape(grid_t * grid_h * grid_w, channel * temporal * patch * patch)
-    return torch.from_numpy(flat), torch.tensor([grid_t, grid_h, grid_w])
 
 
 def reference_batch(tokenizer, images, prompts):
@@ -76,7 +37,9 @@ def reference_batch(tokenizer, images, prompts):
         chat = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                 f"<|vision_start|><|image_pad|><|vision_end|>{text}<|im_end|>\n"
                 "<|im_start|>assistant\n")  # fmt: skip
-        flat, grid = reference_image_processor(reference_fetch_image(image))
+        flat, grid = reference_image_processor(
+            reference_fetch_image(image, 256 * 28 * 28, 256 * 28 * 28)  # inference.py 98-111
+        )
         texts.append(chat.replace("<|image_pad|>", "<|image_pad|>" * int(grid.prod() // 4)))
         pixels.append(flat)
         grids.append(grid)

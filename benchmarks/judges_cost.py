@@ -26,10 +26,35 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Measured on CPU by default. HPSv3 (Qwen2-VL-7B: 8.3 B parameters, 33 GB in float32, 17 GB in
-#: bfloat16) does not fit beside other work in this machine's 24 GB: GPU rows only (gpu.sh).
+#: Measured on CPU by default. HPSv3 and VQAScore's Qwen2-VL back-end (Qwen2-VL-7B: 8.3 B
+#: parameters, 33 GB in float32, 17 GB in bfloat16) do not fit beside other work in this machine's
+#: 24 GB: GPU rows only (gpu.sh).
 JUDGES = ("pickscore", "hpsv2", "dreamsim", "imagereward", "vqascore")
-GPU_JUDGES = (*JUDGES, "hpsv3")
+GPU_JUDGES = (*JUDGES, "hpsv3", "vqascore-qwen2vl")
+#: Peak memory (GiB) of each judge's CPU process, measured: a judge starts only when that much
+#: (+ 1) is available, so a shared machine's other work is not pushed out of memory.
+PEAK_GIB = {"pickscore": 5, "hpsv2": 5, "dreamsim": 4, "imagereward": 3, "vqascore": 8}
+NOTES = {
+    "vqascore": "CLIP-FlanT5-XL + CLIP ViT-L/14-336, bfloat16 weights (the reference's precision)",
+    "dreamsim": "per image embedded; references once per concept",
+}
+
+
+def wait_for_memory(gib: float, timeout_s: float = 900) -> bool:
+    """Wait until ``gib`` GiB are available (Linux MemAvailable); False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with open("/proc/meminfo") as f:
+                info = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)}
+            available = info["MemAvailable"] / 2**20
+        except OSError:
+            return True  # not Linux: no way to tell, go ahead
+        if available >= gib:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(10)
 
 
 def cpu_seconds() -> float:
@@ -113,9 +138,10 @@ def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = 
         prep = vqascore.JudgePreprocess(vqascore.preprocess_image, "vqascore", size=336)
         return vqascore.VqaScoreJudge(judge, model, "random", prep, device, dtype, batch_size=1,
                                       tokenizer=tokenizer)  # fmt: skip
-    if judge == "hpsv3":
-        # Qwen2-VL-7B-Instruct's architecture + the reward head; the tiny folder's processor (a
-        # BPE trained on the instruction: about 900 text tokens where Qwen2's gives ~600).
+    if judge in ("hpsv3", "vqascore-qwen2vl"):
+        # Qwen2-VL-7B-Instruct's architecture (+ the reward head); the tiny folder's processor (a
+        # BPE trained on HPSv3's instruction: about 900 of its text tokens where Qwen2's gives
+        # ~600; VQAScore's question is short either way).
         from transformers import Qwen2VLConfig
 
         from t2ibench.metrics.judges import hpsv3
@@ -135,6 +161,16 @@ def build_full(judge: str, root: Path, device: str = "cpu", dtype: str | None = 
                            "temporal_patch_size": 2},
             image_token_id=ids["<|image_pad|>"],
         )  # fmt: skip
+        if judge == "vqascore-qwen2vl":
+            from transformers import Qwen2VLForConditionalGeneration
+
+            from t2ibench.metrics.judges import vqascore_qwen2vl as vq2
+
+            model = Qwen2VLForConditionalGeneration(config).eval()
+            model.generation_config.repetition_penalty = 1.05  # Qwen2-VL-7B-Instruct's
+            prep = vq2.JudgePreprocess(vq2.fetch_image, "qwen")
+            return vq2.VqaScoreQwen2VLJudge(judge, model, "random", prep, device, dtype,
+                                            batch_size=1, processor=processor)  # fmt: skip
         model = hpsv3.Hpsv3Model(config).eval()
         prep = hpsv3.JudgePreprocess(hpsv3.fetch_image, "hpsv3")
         return hpsv3.Hpsv3Judge(judge, model, "random", prep, device, dtype, batch_size=1,
@@ -193,6 +229,7 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="CUDA autocast dtype (fp16, bf16)")
     parser.add_argument("--json", action="store_true", help="print one judge's row as JSON only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--name", default="", help="file name part: judges_cost_<name>_<date>.md")
     args = parser.parse_args()
     args.judges = args.judges or list(JUDGES if args.device == "cpu" else GPU_JUDGES)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -203,16 +240,29 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="t2ibench-judges-") as tmp:
         for judge in args.judges:  # one process per judge keeps each peak RSS its own
-            if len(args.judges) > 1:
+            if not args.json:  # the table writer: each judge in a child process
                 import json
                 import subprocess
 
+                need = PEAK_GIB.get(judge, 0) + 1
+                if args.device == "cpu" and not wait_for_memory(need):
+                    rows.append({"judge": judge, "error": f"less than {need} GiB free for 15 min"})
+                    print(rows[-1], flush=True)
+                    continue
                 out = subprocess.run(
                     [sys.executable, __file__, "--judges", judge, "--images", str(args.images),
                      "--device", args.device, *(["--dtype", args.dtype] if args.dtype else []),
-                     "--json"], check=True, capture_output=True, text=True,
+                     "--json"], capture_output=True, text=True,
                 )  # fmt: skip
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                if out.returncode == 0:
+                    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                else:  # a row that says why, not a table that silently lacks the judge
+                    why = (
+                        f"killed by signal {-out.returncode} (out of memory?)"
+                        if out.returncode < 0
+                        else out.stderr.strip().splitlines()[-1]
+                    )
+                    rows.append({"judge": judge, "error": why})  # fmt: skip
             else:
                 rows.append(measure(judge, args.images, Path(tmp), args.device, args.dtype))
             print(rows[-1], flush=True)
@@ -227,24 +277,30 @@ def main() -> None:
         f"# Open judges: per-image cost on {args.device} (full size, random weights"
         + (", 1 thread)" if args.device == "cpu" else f", autocast {args.dtype or 'default'})"),
         "",
-        f"Measured {date} by `python benchmarks/judges_cost.py --images {args.images}`: "
+        f"Measured {date} by `python benchmarks/judges_cost.py {' '.join(sys.argv[1:])}`: "
         f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} thread, "
         f"Python {platform.python_version()}; load average at the end {load} (1 / 5 / 15 min): "
         "wall time is inflated on a shared machine, CPU time (user + sys) much less. One 512×512 "
         "image and one prompt per call (batch 1), after one warm-up call; the judge's own "
         "preprocessing included.",
         "",
-        "| judge | parameters (M) | CPU s / image | wall s / image | peak RSS MiB (own process) |",
-        "|---|---:|---:|---:|---:|",
+        "| judge | parameters (M) | CPU s / image | wall s / image | peak RSS MiB (own process) "
+        "| notes |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
+        note = NOTES.get(r["judge"], "") if args.device == "cpu" else ""
+        if "error" in r:
+            lines.append(f"| {r['judge']} | — | — | — | — | not measured: {r['error']} |")
+            continue
         lines.append(
             f"| {r['judge']} | {r['params_m']:.0f} | {r['cpu_per_image']:.2f} | "
-            f"{r['wall_per_image']:.2f} | {r['peak_rss']:.0f} |"
+            f"{r['wall_per_image']:.2f} | {r['peak_rss']:.0f} | {note} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     where = "" if args.device == "cpu" else f"{args.device.split(':')[0]}_"
-    path = args.out / f"judges_cost_{where}{date}.md"
+    name = f"{args.name}_" if args.name else ""
+    path = args.out / f"judges_cost_{where}{name}{date}.md"
     path.write_text("\n".join(lines) + "\n")
     print(path)
 

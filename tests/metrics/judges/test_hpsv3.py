@@ -115,3 +115,18 @@ def test_offline_without_weights_names_the_files(monkeypatch, tmp_path):
     with pytest.raises(T2IBenchError, match=r"put HPSv3\.safetensors \(hub repo MizzenAI/HPSv3\) "
                        r"and config\.json, .* of Qwen/Qwen2-VL-7B-Instruct"):  # fmt: skip
         create_encoder("hpsv3")
+
+
+def test_the_trained_prompt_is_the_reference_text_byte_for_byte():
+    """INSTRUCTION and prompt_with_special_token of hpsv3 1.0.0 (dataset/data_collator_qwen.py
+    lines 11-42), trailing spaces included: sha256 of the package's strings, taken once."""
+    import hashlib
+
+    digest = {
+        INSTRUCTION: "0393599dad45a971903d1d62a3acf9bad3ccccdafa7f40f680523419e1f68b7a",
+        PROMPT_WITH_SPECIAL_TOKEN: (
+            "2471faca094ae5bd6fe17b71dce20c3d7583625545e235889f7e74e7eeb69d0a"
+        ),
+    }
+    for text, expected in digest.items():
+        assert hashlib.sha256(text.encode()).hexdigest() == expected

@@ -192,6 +192,8 @@ def load_model(source: str | None) -> tuple[Hpsv3Model, Any, str]:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is not a folder")
         files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".pth"))
+        if (folder / HUB_FILE).is_file():  # beside Qwen2-VL's own shards, if copied too
+            files = [folder / HUB_FILE]
         if len(files) != 1:
             raise FileNotFoundError(f"expected one weights file in {folder}, found {len(files)}")
         state = _rename(read_state_dict(files[0], unwrap=("model",)))

@@ -201,7 +201,11 @@ def _weight_files(folder: Path) -> list[Path]:
         if (folder / index).is_file():
             shards = set(json.loads((folder / index).read_text())["weight_map"].values())
             return sorted(folder / s for s in shards)
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix in (".safetensors", ".bin", ".pt") and not p.name.startswith("training_args")
+    )  # LLaVA-style repos keep one
     if not files:
         raise FileNotFoundError(f"no weights (*.safetensors, *.bin) in {folder}")
     return files

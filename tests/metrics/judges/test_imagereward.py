@@ -168,3 +168,41 @@ def test_offline_without_weights_names_the_files(monkeypatch, tmp_path):
     torch.save({"state_dict": {"x": torch.zeros(1)}, "fn": print}, tmp_path / "w" / "a.pt")
     with pytest.raises(T2IBenchError, match="judge imagereward: no weights"):
         create_encoder("imagereward", weights=str(tmp_path / "w"))
+
+
+def test_reads_the_released_pt_and_finds_the_hub_cache_files(
+    judge, reference_state, judge_images, tmp_path, monkeypatch
+):
+    """The release's ImageReward.pt (a plain state dict, read with weights_only=True) scores as
+    the same weights in safetensors; with weights=None the three files are found in the hub
+    cache's layout (two repos) and linked into one folder."""
+    import shutil
+
+    from t2ibench.metrics.judges import imagereward
+
+    folder = tmp_path / "release"
+    folder.mkdir()
+    torch.save(dict(reference_state), folder / "ImageReward.pt")
+    for name in ("med_config.json", "vocab.txt", "vision_config.json"):
+        shutil.copy(f"{judge.source}/{name}", folder / name)
+    from_pt = create_encoder("imagereward", weights=str(folder))
+    torch.testing.assert_close(from_pt.score(judge_images, PROMPTS),
+                               judge.score(judge_images, PROMPTS), atol=0, rtol=0)  # fmt: skip
+    cache = tmp_path / "hub"
+    for repo, names in (("THUDM/ImageReward", ("ImageReward.pt", "med_config.json")),
+                        ("google-bert/bert-base-uncased", ("vocab.txt",))):  # fmt: skip
+        root = cache / f"models--{repo.replace('/', '--')}"
+        (root / "snapshots" / ("0" * 40)).mkdir(parents=True)
+        (root / "refs").mkdir()
+        (root / "refs" / "main").write_text("0" * 40)
+        for name in names:
+            shutil.copy(folder / name, root / "snapshots" / ("0" * 40) / name)
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    linked = imagereward._hub_files()
+    assert sorted(p.name for p in linked.iterdir()) == [
+        "ImageReward.pt", "med_config.json", "vocab.txt"
+    ]  # fmt: skip
+    assert (linked / "ImageReward.pt").read_bytes() == (folder / "ImageReward.pt").read_bytes()

@@ -104,3 +104,24 @@ def test_api_evaluate_gives_the_cli_values_for_score_judges(tmp_path):
     assert a["value"].tolist() == b["value"].tolist()  # value for value, not approximately
     assert a["n_images"].tolist() == b["n_images"].tolist() == [3] * len(a)
     assert set(api_rows["size"]) == {224}  # each judge's own input size
+
+
+def test_judges_vlm_profile_rows_are_the_judges_mean_scores(tmp_path):
+    """The judges-vlm profile end to end on tiny random models: one row per measure, VQAScore
+    and HPSv3 each the mean of its judge's scores of the images with their cleaned prompts."""
+    import numpy as np
+
+    import t2ibench
+
+    rng = np.random.default_rng(5)
+    images = [Image.fromarray(rng.integers(0, 255, (40, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    refs = [Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)) for _ in range(2)]
+    prompts = ["a sks dog on the beach", "a sks dog in a box"]
+    rows = t2ibench.evaluate(images, refs, prompts, metric_profile="judges-vlm", identifier="sks",
+                             tiny=True).set_index("measure")  # fmt: skip
+    assert list(rows.index) == ["DINOv2 similarity", "CLIP-T", "VQAScore", "HPSv3"]
+    assert rows.loc["HPSv3", "size"] == "" and rows.loc["VQAScore", "size"] == 336
+    for measure, name in (("VQAScore", "vqascore"), ("HPSv3", "hpsv3")):
+        judge = create_encoder(name, tiny=True)  # the same tiny folder, from the session cache
+        expected = float(judge.score(images, ["a dog on the beach", "a dog in a box"]).mean())
+        assert rows.loc[measure, "value"] == pytest.approx(expected, abs=1e-6)

@@ -50,6 +50,7 @@ from t2ibench.errors import T2IBenchError
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    linked_folder,
     missing_judge_weights,
     read_state_dict,
     register_judge,
@@ -168,7 +169,6 @@ def _rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _hub_folder() -> Path:
-    import tempfile
 
     from huggingface_hub import hf_hub_download, snapshot_download
 
@@ -176,11 +176,7 @@ def _hub_folder() -> Path:
     base = Path(snapshot_download(BASE_REPO, local_files_only=offline,
                                   allow_patterns=["*.json", "*.txt"]))  # fmt: skip
     weights = Path(hf_hub_download(HUB_REPO, HUB_FILE, local_files_only=offline))
-    folder = Path(tempfile.mkdtemp(prefix="t2ibench-hpsv3-"))
-    for p in base.iterdir():
-        (folder / p.name).symlink_to(p)
-    (folder / HUB_FILE).symlink_to(weights)
-    return folder
+    return linked_folder(NAME, {**{p.name: p for p in base.iterdir()}, HUB_FILE: weights})
 
 
 def load_model(source: str | None) -> tuple[Hpsv3Model, Any, str]:

@@ -51,6 +51,7 @@ from t2ibench.encoders.base import (
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    linked_folder,
     local_weights_id,
     missing_judge_weights,
     read_state_dict,
@@ -256,14 +257,7 @@ def _hub_files() -> Path:
                 raise FileNotFoundError(f"{repo}/{name} is not in the hub cache")
             hit = hf_hub_download(repo, name)
         found[name] = Path(hit)
-    if len({p.parent for p in found.values()}) == 1:
-        return found[HUB_FILE].parent
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="t2ibench-imagereward-"))
-    for name, path in found.items():
-        (folder / name).symlink_to(path)
-    return folder
+    return linked_folder(NAME, found)
 
 
 def _weights_file(folder: Path) -> Path:

@@ -58,6 +58,7 @@ from t2ibench.encoders.base import (
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    linked_folder,
     missing_judge_weights,
     read_state_dict,
     register_judge,
@@ -213,8 +214,6 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def _hub_folder() -> Path:
     """The three repos from the hub cache (downloaded unless offline), linked into one folder."""
-    import tempfile
-
     from huggingface_hub import snapshot_download
 
     offline = hub_offline()
@@ -224,12 +223,8 @@ def _hub_folder() -> Path:
                                  allow_patterns=[SPIECE]))  # fmt: skip
     vision = Path(snapshot_download(VISION_REPO, local_files_only=offline,
                                     allow_patterns=["*.json", "*.safetensors"]))  # fmt: skip
-    folder = Path(tempfile.mkdtemp(prefix="t2ibench-vqascore-"))
-    for p in model.iterdir():
-        (folder / p.name).symlink_to(p)
-    (folder / SPIECE).symlink_to(tok / SPIECE)
-    (folder / VISION_DIR).symlink_to(vision)
-    return folder
+    files = {p.name: p for p in model.iterdir()}
+    return linked_folder(NAME, {**files, SPIECE: tok / SPIECE, VISION_DIR: vision})
 
 
 def load_model(source: str | None) -> tuple[ClipT5, Any, str]:

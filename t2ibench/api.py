@@ -205,7 +205,7 @@ def _tidy(df: pd.DataFrame, profile: MetricProfile, plans, n_refs: int, sizes) -
         m = measures.get(row.get("measure"))
         n = int(row["n_images"])
         pairing = m.pairing if m else _default_pairing(row["metric"], plans)
-        enc_size = (m.size if m else None) or sizes.get(row["encoder"], "")
+        enc_size = (m.size if m else None) or sizes.get(row["encoder"]) or ""  # HPSv3: none
         resize_size = (m.resize_size if m else None) or enc_size
         out.append({
             "metric_profile": profile.name,

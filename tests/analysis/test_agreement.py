@@ -265,21 +265,23 @@ def test_cli_scores_dreambench_pp_images_per_image_and_joins_the_released_rating
         data = {k: [(i + shift) % 5, (2 * i + shift) % 5] for i, k in enumerate(keys)}
         (raw / g / "part1-dreambooth_sd.json").write_text(json.dumps(data))
     out = tmp_path / "o"
-    tiny = "dinov2-l@tiny,clip-l14@tiny,pickscore@tiny,hpsv2@tiny"
+    tiny = "dinov2-l@tiny,clip-l14@tiny,pickscore@tiny,hpsv2@tiny,imagereward@tiny"
     result = CliRunner().invoke(app, [
         "agreement", str(tmp_path / "data_human_rating"), "--images", str(method),
         "--layout", "dreambench-pp", "--encoders", tiny, "--out", str(out), "--n-boot", "50",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     per_image = pd.read_parquet(out / "per_image_scores.parquet")
-    assert set(per_image["metric"]) == {"image_similarity", "text_alignment", "pickscore", "hpsv2"}
+    assert set(per_image["metric"]) == {"image_similarity", "text_alignment", "pickscore", "hpsv2",
+                                        "imagereward"}  # fmt: skip
     assert len(per_image[per_image.metric == "pickscore"]) == 6
     table = pd.read_csv(out / "agreement.csv")
     judged = table[table.kind != "human"]
     assert set(judged["criterion"]) == {"concept_preservation", "prompt_following"}
-    assert set(judged["metric"]) == {"DINOv2 similarity", "CLIP-T", "PickScore", "HPSv2.1"}
+    assert set(judged["metric"]) == {"DINOv2 similarity", "CLIP-T", "PickScore", "HPSv2.1",
+                                     "ImageReward"}  # fmt: skip
     assert (judged["n_units"] == 6).all()
-    assert set(table[table.kind == "judge"]["metric"]) == {"PickScore", "HPSv2.1"}
+    assert set(table[table.kind == "judge"]["metric"]) == {"PickScore", "HPSv2.1", "ImageReward"}
 
 
 def test_image_ratings_average_the_systems_scores_of_one_image():

@@ -51,11 +51,13 @@ class JudgeEncoder(Encoder):
 
 
 class JudgePreprocess:
-    """A judge's own image preprocessing (a callable PIL → float (3, H, W)) and its cache id."""
+    """A judge's own image preprocessing (a callable PIL → float (3, H, W)), its cache id and the
+    side length it feeds the model (``size``; None where it varies with the image, e.g. HPSv3)."""
 
-    def __init__(self, fn: Callable[[Image.Image], torch.Tensor], id: str) -> None:
+    def __init__(self, fn: Callable[[Image.Image], Any], id: str, size: int | None = None) -> None:
         self.fn = fn
         self.id = id
+        self.size = size
         self.resize = ""  # no t2ibench resize mode: the judge's own convention
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
@@ -77,6 +79,27 @@ def read_state_dict(file: Path, *, unwrap: Sequence[str] = ("state_dict",)) -> d
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{file}: not a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def linked_folder(judge: str, files: dict[str, Path]) -> Path:
+    """One folder of symbolic links ``name → file`` (files from several hub repos, read as one
+    local folder), under the t2ibench cache, named by its targets: built once, atomically."""
+    from t2ibench.fsutil import atomic_folder, cache_root
+
+    targets = {name: Path(p).resolve() for name, p in files.items()}
+    key = "\0".join(f"{n}={p}" for n, p in sorted(targets.items()))
+    final = (
+        cache_root() / "judge-links" / f"{judge}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    )
+
+    def complete(folder: Path) -> bool:
+        return all((folder / n).exists() for n in targets)
+
+    if not complete(final):
+        with atomic_folder(final, complete) as tmp:
+            for name, target in targets.items():
+                (tmp / name).symlink_to(target)
+    return final
 
 
 def missing_judge_weights(
@@ -212,6 +235,7 @@ __all__ = [
     "JudgeEncoder",
     "JudgePreprocess",
     "judge_pair_scores",
+    "linked_folder",
     "local_weights_id",
     "missing_judge_weights",
     "read_state_dict",

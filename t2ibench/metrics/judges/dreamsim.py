@@ -198,7 +198,9 @@ def load(
         model, ds_preprocess = load_perceptual_model(folder, device)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise missing_judge_weights(spec.name, WHERE, exc) from exc
-    prep = JudgePreprocess(lambda im: ds_preprocess(im)[0], "dreamsim-resize224-bicubic-unit")
+    prep = JudgePreprocess(
+        lambda im: ds_preprocess(im)[0], "dreamsim-resize224-bicubic-unit", size=224
+    )
     wid = local_weights_id(folder, ("*.pth", "*.tar", "*.json", "ensemble_lora/*"))
     return DreamSimEncoder(spec.name, model, wid, prep, device, dtype, batch_size, str(folder))
 

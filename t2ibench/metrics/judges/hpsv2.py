@@ -158,7 +158,9 @@ def load(
     if source is not None:
         check_local_path(spec.name, source)
     model, tokenizer, wid = load_model(source)
-    prep = JudgePreprocess(preprocess_image, "hpsv2-resize-max-224-bicubic-float-pad0-openai")
+    prep = JudgePreprocess(
+        preprocess_image, "hpsv2-resize-max-224-bicubic-float-pad0-openai", size=SIZE
+    )
     return Hpsv2Judge(
         spec.name, model, wid, prep, device, dtype, batch_size, source or spec.default_weights,
         tokenizer=tokenizer,

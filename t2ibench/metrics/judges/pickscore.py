@@ -198,7 +198,8 @@ def load(
     def pixels(image: Any) -> torch.Tensor:
         return image_processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
 
-    prep = JudgePreprocess(pixels, f"clip-processor:{image_processor.to_json_string()}")
+    prep = JudgePreprocess(pixels, f"clip-processor:{image_processor.to_json_string()}",
+                           size=int(image_processor.crop_size["height"]))  # fmt: skip
     return PickScoreJudge(
         spec.name, model, wid, prep, device, dtype, batch_size, source, processor=processor
     )

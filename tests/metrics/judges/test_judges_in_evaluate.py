@@ -52,3 +52,76 @@ def test_cache_keys_by_image_and_prompt(tmp_path):
     assert first.shape == (2, 1) and first[0] != first[1]  # same image, two prompts, two scores
     again = judge_pair_scores(judge, paths, ["a blue circle", "a red square"], cache)
     assert again[0] == first[1] and again[1] == first[0]
+
+
+def test_api_evaluate_gives_the_cli_values_for_score_judges(tmp_path):
+    """t2ibench.evaluate(metric_profile="judges") on a DreamBooth-layout folder gives the rows of
+    `t2ibench evaluate --layout dreambooth --protocol judges`, value for value: the judges read
+    the same decoded images and the same prompts, identifier removed."""
+    import numpy as np
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    import t2ibench
+    from t2ibench.cli import app
+
+    data, images = tmp_path / "dreambooth", tmp_path / "images"
+    (data / "dog").mkdir(parents=True)
+    (data / "prompts_and_classes.txt").write_text(
+        "subject_name,class\ndog,dog\n\nObject Prompts\n"
+        "'a {0} {1} in the jungle'.format(unique_token, class_token),\n\n"
+        "Live Subject Prompts\n"
+        "'a {0} {1} in the jungle'.format(unique_token, class_token),\n"
+        "'a {0} {1} in the snow'.format(unique_token, class_token),\n"
+    )
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(
+            data / "dog" / f"{i:02d}.jpg"
+        )
+    (images / "dog").mkdir(parents=True)
+    for p, k in ((0, 0), (1, 0), (1, 1)):
+        Image.fromarray(rng.integers(0, 255, (48, 32, 3), dtype=np.uint8)).save(
+            images / "dog" / f"{p}_{k}.png"
+        )
+    judges = ("pickscore", "hpsv2", "imagereward")
+    tiny = ",".join(f"{n}@tiny" for n in ("dinov2-l", "clip-l14", *judges))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "evaluate", str(images), "--layout", "dreambooth", "--dataset", str(data), "--out",
+        str(out), "--protocol", "judges", "--encoders", tiny,
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cli_rows = pd.read_parquet(out / "results.parquet")
+    prompts = ["a sks dog in the jungle", "a sks dog in the snow", "a sks dog in the snow"]
+    api_rows = t2ibench.evaluate(sorted((images / "dog").iterdir()), data / "dog", prompts,
+                                 metric_profile="judges", identifier="sks", tiny=True)  # fmt: skip
+    key = ["metric", "encoder"]
+    a = cli_rows.set_index(key)[["value", "n_images"]].sort_index()
+    b = api_rows.set_index(key)[["value", "n_images"]].sort_index()
+    assert set(judges) <= set(b.index.get_level_values(0))
+    assert list(a.index) == list(b.index)
+    assert a["value"].tolist() == b["value"].tolist()  # value for value, not approximately
+    assert a["n_images"].tolist() == b["n_images"].tolist() == [3] * len(a)
+    assert set(api_rows["size"]) == {224}  # each judge's own input size
+
+
+def test_judges_vlm_profile_rows_are_the_judges_mean_scores(tmp_path):
+    """The judges-vlm profile end to end on tiny random models: one row per measure, VQAScore
+    and HPSv3 each the mean of its judge's scores of the images with their cleaned prompts."""
+    import numpy as np
+
+    import t2ibench
+
+    rng = np.random.default_rng(5)
+    images = [Image.fromarray(rng.integers(0, 255, (40, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    refs = [Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)) for _ in range(2)]
+    prompts = ["a sks dog on the beach", "a sks dog in a box"]
+    rows = t2ibench.evaluate(images, refs, prompts, metric_profile="judges-vlm", identifier="sks",
+                             tiny=True).set_index("measure")  # fmt: skip
+    assert list(rows.index) == ["DINOv2 similarity", "CLIP-T", "VQAScore", "HPSv3"]
+    assert rows.loc["HPSv3", "size"] == "" and rows.loc["VQAScore", "size"] == 336
+    for measure, name in (("VQAScore", "vqascore"), ("HPSv3", "hpsv3")):
+        judge = create_encoder(name, tiny=True)  # the same tiny folder, from the session cache
+        expected = float(judge.score(images, ["a dog on the beach", "a dog in a box"]).mean())
+        assert rows.loc[measure, "value"] == pytest.approx(expected, abs=1e-6)

@@ -100,7 +100,8 @@ register_architecture(
             r"joint_blocks[._]\d+[._](x_block|context_block)",  # SAI / kohya names
             r"^lora_te[123]_",  # CLIP-L, bigG, T5 (shared with SDXL / FLUX but for T5)
             r"^text_encoder_3\.",
-            r"transformer_blocks[._]\d+[._]attn2[._]",  # SD3.5 Medium's MMDiT-X self-attention
+            # SD3.5 Medium's MMDiT-X second attention (a UNet's attn2 sits deeper in its path)
+            r"^(lora_unet_|transformer\.)?transformer_blocks[._]\d+[._]attn2[._]",
         ),
     )
 )

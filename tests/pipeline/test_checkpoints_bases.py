@@ -126,4 +126,4 @@ def test_dry_run_shows_the_base_column(sdxl_folder, monkeypatch, capsys):
         main()
     assert not exc.value.code
     out = capsys.readouterr().out
-    assert "base" in out and out.count("sdxl") == 2
+    assert "base" in out and out.count("│ sdxl ") == 2  # the base column of both files

@@ -234,6 +234,7 @@ def network_for(pipe: Any, path: Path | str) -> tuple[AdapterNetwork, dict[str, 
     arch = _architecture(pipe)
     tensors, meta = read_adapter(path)
     check_adapter_fits(tensors, arch, path)
+    tensors = arch.adapter_state(tensors, pipe)  # e.g. sd-scripts' SGM names on SDXL
     parts = arch.all_parts(pipe)
     try:
         net = AdapterNetwork.from_state_dict(tensors, parts, module_class_for_file(meta))

@@ -256,6 +256,11 @@ class BaseArchitecture:
         return {k: v for k, v in kwargs.items() if k in accepted}
 
     # -- adapter files ---------------------------------------------------------------------------
+    def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
+        """An adapter file's kohya tensors on this base's module names (a base whose trainers name
+        modules otherwise, e.g. sd-scripts' SGM names on SDXL, maps them here)."""
+        return dict(tensors)
+
     @property
     def title(self) -> str:
         return self.label or self.name

@@ -12,6 +12,7 @@ the UNet keys on diffusers module paths; sd-scripts' own SDXL files name the UNe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,69 @@ SDXL_PRESETS = {
 }
 
 
+_SGM_RESNET = {
+    "in_layers_2": "conv1",
+    "out_layers_3": "conv2",
+    "emb_layers_1": "time_emb_proj",
+    "skip_connection": "conv_shortcut",
+}
+_SGM_TOP = {
+    "input_blocks_0_0": "conv_in",
+    "out_2": "conv_out",
+    "time_embed_0": "time_embedding_linear_1",
+    "time_embed_2": "time_embedding_linear_2",
+    "label_emb_0_0": "add_embedding_linear_1",
+    "label_emb_0_2": "add_embedding_linear_2",
+}
+_SGM_BLOCK = re.compile(r"(input_blocks|output_blocks)_(\d+)_(\d+)_(.+)|(middle_block)_(\d+)_(.+)")
+
+
+def sgm_to_diffusers(path: str, layers_per_block: int) -> str:
+    """A UNet module path in SGM names (``input_blocks_4_1_transformer_blocks_0_attn1_to_q``, as
+    sd-scripts' SDXL LoRAs write it) in diffusers' (``down_blocks_1_attentions_0_...``), from the
+    layout of the original SDXL UNet (``sgm/modules/diffusionmodules/openaimodel.py``): input
+    block 0 is ``conv_in``; then each level has ``layers_per_block`` (resnet, attention) pairs and a
+    downsampler; the middle block is resnet, attention, resnet; each output level has one pair
+    more and ends with an upsampler. Paths that are not SGM come back unchanged."""
+    for old, new in _SGM_TOP.items():
+        if path == old:
+            return new
+    m = _SGM_BLOCK.fullmatch(path)
+    if m is None:
+        return path
+    if m.group(5):
+        kind, i, k, rest = m.group(5), int(m.group(6)), 0, m.group(7)
+    else:
+        kind, i, k, rest = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
+    span = layers_per_block + 1
+    if kind == "middle_block":
+        head = {0: "mid_block_resnets_0", 1: "mid_block_attentions_0", 2: "mid_block_resnets_1"}[i]
+    elif kind == "input_blocks":
+        level, j = (i - 1) // span, (i - 1) % span
+        if j == layers_per_block:  # the level's downsampler (``op``)
+            return f"down_blocks_{level}_downsamplers_0_conv"
+        head = f"down_blocks_{level}_{'resnets' if k == 0 else 'attentions'}_{j}"
+    else:
+        level, j = i // span, i % span
+        if k == 2 or (k == 1 and rest == "conv"):  # the level's upsampler
+            return f"up_blocks_{level}_upsamplers_0_conv"
+        head = f"up_blocks_{level}_{'resnets' if k == 0 else 'attentions'}_{j}"
+    if "_resnets_" in head:
+        rest = _SGM_RESNET.get(rest, rest)
+    return f"{head}_{rest}"
+
+
 class SDXL(UNetBase):
+    def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
+        layers = int(pipe.unet.config.layers_per_block)
+        out = {}
+        for key, value in tensors.items():
+            stem, _, suffix = key.partition(".")
+            if stem.startswith("lora_unet_"):
+                stem = "lora_unet_" + sgm_to_diffusers(stem[len("lora_unet_") :], layers)
+            out[f"{stem}.{suffix}"] = value
+        return out
+
     def load(self, kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
         from diffusers import StableDiffusionXLPipeline
 

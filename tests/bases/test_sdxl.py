@@ -155,3 +155,46 @@ def test_base_architecture_without_path_is_one_line(demo, tmp_path):
 
     assert isinstance(res.exception, ConfigError) and "\n" not in str(res.exception)
     assert str(res.exception).startswith("--base sdxl: names a base architecture; pass its files")
+
+
+def test_kohya_sgm_named_file_applies_like_diffusers_names(sdxl_pipe, tmp_path):
+    """sd-scripts' SDXL LoRAs name the UNet the SGM way; the sdxl plug-in maps them onto
+    diffusers' modules (tiny UNet: 1 layer per level, so input block 3 is level 1's pair)."""
+    from safetensors.torch import save_file
+
+    from t2ibench.adapters import apply_adapter
+    from t2ibench.adapters.network import layer_index
+
+    pairs = {  # SGM path -> diffusers path on the tiny UNet (layers_per_block = 1)
+        "input_blocks_3_1_transformer_blocks_1_attn1_to_q": "down_blocks_1_attentions_0_transformer_blocks_1_attn1_to_q",
+        "output_blocks_1_1_proj_out": "up_blocks_0_attentions_1_proj_out",
+        "middle_block_1_transformer_blocks_0_attn2_to_k": "mid_block_attentions_0_transformer_blocks_0_attn2_to_k",
+        "input_blocks_1_0_in_layers_2": "down_blocks_0_resnets_0_conv1",
+        "output_blocks_1_2_conv": "up_blocks_0_upsamplers_0_conv",
+    }  # fmt: skip
+    layers = layer_index({"unet": sdxl_pipe.unet})
+    sgm, diffusers = {}, {}
+    gen = torch.Generator().manual_seed(0)
+    for old, new in pairs.items():
+        layer = layers[f"lora_unet_{new}"]
+        conv = isinstance(layer, torch.nn.Conv2d)
+        shape_in = (2, layer.in_channels, *layer.kernel_size) if conv else (2, layer.in_features)
+        shape_out = (layer.out_channels, 2, 1, 1) if conv else (layer.out_features, 2)
+        t = {
+            "lora_down.weight": torch.randn(shape_in, generator=gen),
+            "lora_up.weight": torch.randn(shape_out, generator=gen),
+            "alpha": torch.tensor(2.0),
+        }
+        sgm.update({f"lora_unet_{old}.{k}": v for k, v in t.items()})
+        diffusers.update({f"lora_unet_{new}.{k}": v for k, v in t.items()})
+    save_file(sgm, str(tmp_path / "sgm.safetensors"))
+    save_file(diffusers, str(tmp_path / "diffusers.safetensors"))
+    x = torch.randn(1, 4, 8, 8)
+    outs = []
+    for name in ("sgm", "diffusers"):
+        with apply_adapter(sdxl_pipe, tmp_path / f"{name}.safetensors") as h, torch.no_grad():
+            assert len(h.network) == len(pairs)
+            ehs = torch.randn(1, 77, 64, generator=gen.manual_seed(1))
+            added = {"text_embeds": torch.zeros(1, 32), "time_ids": torch.zeros(1, 6)}
+            outs.append(sdxl_pipe.unet(x, 10, ehs, added_cond_kwargs=added).sample)
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)

@@ -17,6 +17,7 @@ q/k/v); t2ibench writes ``lora_unet_<diffusers path>``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,16 @@ FLUX_PRESETS = {
     # + the AdaLN modulations, embedders and the output projection: every Linear
     "full": {"unet": (r".+",), "te": _TE},
 }
+
+
+def _module(model: Any, kohya_path: str) -> Any:
+    """The module of ``model`` whose dotted name, with dots as ``_``, is ``kohya_path``."""
+    for name, module in model.named_modules():
+        if name.replace(".", "_") == kohya_path:
+            return module
+    raise KeyError(kohya_path)
+
+
 #: kohya sd-scripts' recommended FLUX.1 shift (``--discrete_flow_shift``)
 FLUX_SHIFT = 3.1582
 
@@ -95,7 +106,98 @@ class MMDiTBase(BaseArchitecture):
         ).input_ids.to(device)
 
 
+# BFL module names (as sd-scripts / musubi-tuner save FLUX.1 LoRAs) → diffusers' FluxTransformer2DModel
+# paths, from diffusers' published checkpoint conversion (scripts/convert_flux_to_diffusers.py).
+# A list: the fused projection's rows, in order, split over those modules.
+_BFL_DOUBLE = {
+    "img_attn_qkv": ["attn_to_q", "attn_to_k", "attn_to_v"],
+    "img_attn_proj": ["attn_to_out_0"],
+    "img_mlp_0": ["ff_net_0_proj"],
+    "img_mlp_2": ["ff_net_2"],
+    "img_mod_lin": ["norm1_linear"],
+    "txt_attn_qkv": ["attn_add_q_proj", "attn_add_k_proj", "attn_add_v_proj"],
+    "txt_attn_proj": ["attn_to_add_out"],
+    "txt_mlp_0": ["ff_context_net_0_proj"],
+    "txt_mlp_2": ["ff_context_net_2"],
+    "txt_mod_lin": ["norm1_context_linear"],
+}
+_BFL_SINGLE = {
+    "linear1": ["attn_to_q", "attn_to_k", "attn_to_v", "proj_mlp"],
+    "linear2": ["proj_out"],
+    "modulation_lin": ["norm_linear"],
+}
+_BFL_TOP = {
+    "img_in": "x_embedder",
+    "txt_in": "context_embedder",
+    "time_in_in_layer": "time_text_embed_timestep_embedder_linear_1",
+    "time_in_out_layer": "time_text_embed_timestep_embedder_linear_2",
+    "vector_in_in_layer": "time_text_embed_text_embedder_linear_1",
+    "vector_in_out_layer": "time_text_embed_text_embedder_linear_2",
+    "guidance_in_in_layer": "time_text_embed_guidance_embedder_linear_1",
+    "guidance_in_out_layer": "time_text_embed_guidance_embedder_linear_2",
+    "final_layer_linear": "proj_out",
+}
+_BFL = re.compile(r"(double_blocks|single_blocks)_(\d+)_(.+)")
+
+
 class Flux(MMDiTBase):
+    def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
+        """kohya / musubi-tuner FLUX LoRAs on BFL's names, onto diffusers' modules. A fused
+        projection (``img_attn_qkv``, ``linear1``) is ``up @ down``; its row blocks are the parts'
+        ΔW, so each part keeps ``down`` and takes its rows of ``up`` (the same ΔW exactly). Only
+        LoRA tensors split this way; another method on a fused layer is refused in one line."""
+        from t2ibench.errors import ConfigError
+
+        grouped: dict[str, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            stem, _, suffix = key.partition(".")
+            grouped.setdefault(stem, {})[suffix] = value
+        model = pipe.transformer
+        out: dict[str, Any] = {}
+        for stem, group in grouped.items():
+            targets = self._bfl_targets(stem)
+            if targets is None:
+                out.update({f"{stem}.{k}": v for k, v in group.items()})
+                continue
+            if len(targets) == 1:
+                out.update({f"lora_unet_{targets[0]}.{k}": v for k, v in group.items()})
+                continue
+            if set(group) - {"lora_down.weight", "lora_up.weight", "alpha"}:
+                raise ConfigError(
+                    f"{stem}: a fused FLUX projection holds {sorted(group)[0]}; only LoRA "
+                    "tensors can be split over diffusers' separate q/k/v layers"
+                )
+            start = 0
+            for target in targets:
+                rows = _module(model, target).out_features
+                out[f"lora_unet_{target}.lora_down.weight"] = group["lora_down.weight"]
+                out[f"lora_unet_{target}.lora_up.weight"] = group["lora_up.weight"][
+                    start : start + rows
+                ]
+                if "alpha" in group:
+                    out[f"lora_unet_{target}.alpha"] = group["alpha"]
+                start += rows
+        return out
+
+    @staticmethod
+    def _bfl_targets(stem: str) -> list[str] | None:
+        if not stem.startswith("lora_unet_"):
+            return None
+        path = stem[len("lora_unet_") :]
+        if path in _BFL_TOP:
+            return [_BFL_TOP[path]]
+        m = _BFL.fullmatch(path)
+        if m is None:
+            return None
+        table = _BFL_DOUBLE if m.group(1) == "double_blocks" else _BFL_SINGLE
+        block = (
+            "transformer_blocks" if m.group(1) == "double_blocks" else "single_transformer_blocks"
+        )
+        parts = table.get(m.group(3))
+        if parts is None:
+            return None
+        return [f"{block}_{m.group(2)}_{p}" for p in parts]
+
     def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
         pooled = pipe.text_encoder(self.ids(pipe.tokenizer, captions, device)).pooler_output
         t5 = pipe.text_encoder_2(self.ids(pipe.tokenizer_2, captions, device))[0]

@@ -164,3 +164,43 @@ def test_sd3_loads_trains_applies_and_generates(tmp_path_factory):
     with apply_adapter(pipe, res.checkpoints[-1]):
         tuned = np.asarray(generate_batch(pipe, [job], settings)[0], dtype=np.int16)
     assert np.abs(tuned - base).max() > 0
+
+
+def test_kohya_bfl_named_file_applies_split_over_q_k_v(flux_pipe, tmp_path):
+    """sd-scripts' FLUX LoRAs name BFL's fused modules (``double_blocks_0_img_attn_qkv``,
+    ``single_blocks_0_linear1`` = q, k, v and the MLP in); each diffusers layer gets its rows of
+    ``up`` with the shared ``down``: the same ΔW."""
+    from safetensors.torch import save_file
+
+    from t2ibench.adapters import apply_adapter
+
+    gen = torch.Generator().manual_seed(0)
+    r, d, mlp = 2, 16, 64
+    fused = {
+        "lora_unet_double_blocks_0_img_attn_qkv": 3 * d,
+        "lora_unet_single_blocks_0_linear1": 3 * d + mlp,
+        "lora_unet_double_blocks_0_txt_mlp_2": d,  # one-to-one: ff_context.net.2
+    }
+    tensors = {}
+    for stem, rows in fused.items():
+        cols = mlp if stem.endswith("mlp_2") else d
+        tensors[f"{stem}.lora_down.weight"] = torch.randn(r, cols, generator=gen)
+        tensors[f"{stem}.lora_up.weight"] = torch.randn(rows, r, generator=gen)
+        tensors[f"{stem}.alpha"] = torch.tensor(1.0)  # scale 1/2
+    path = tmp_path / "kohya-flux.safetensors"
+    save_file(tensors, str(path))
+    model = flux_pipe.transformer
+    x = torch.randn(3, d, generator=gen)
+    checks = [  # (layer, stem, rows of up)
+        (model.transformer_blocks[0].attn.to_k, "lora_unet_double_blocks_0_img_attn_qkv", (d, 2 * d)),
+        (model.single_transformer_blocks[0].attn.to_v, "lora_unet_single_blocks_0_linear1", (2 * d, 3 * d)),
+        (model.single_transformer_blocks[0].proj_mlp, "lora_unet_single_blocks_0_linear1", (3 * d, 3 * d + mlp)),
+    ]  # fmt: skip
+    with torch.no_grad():
+        before = [layer(x) for layer, _, _ in checks]
+        with apply_adapter(flux_pipe, path) as handle:
+            after = [layer(x) for layer, _, _ in checks]
+            assert len(handle.network) == 3 + 4 + 1
+    for (_, stem, (a, b)), y0, y1 in zip(checks, before, after, strict=True):
+        down, up = tensors[f"{stem}.lora_down.weight"], tensors[f"{stem}.lora_up.weight"][a:b]
+        assert torch.allclose(y1 - y0, x @ down.T @ up.T * 0.5, atol=1e-5)

@@ -10,7 +10,7 @@ encoder is never adapted (as in sd-scripts, ai-toolkit and diffusers' FLUX LoRA 
 be (kohya ``lora_te1_``).
 
 Adapter keys: diffusers / ai-toolkit / SimpleTuner ``transformer.transformer_blocks.N.attn.to_q``
-and ``transformer.single_transformer_blocks.N...``; kohya sd-scripts and musubi-tuner name BFL's
+and ``transformer.single_transformer_blocks.N...``; kohya sd-scripts names BFL's
 modules ``lora_unet_double_blocks_N_img_attn_qkv`` / ``lora_unet_single_blocks_N_linear1`` (fused
 q/k/v); t2ibench writes ``lora_unet_<diffusers path>``.
 """
@@ -106,7 +106,7 @@ class MMDiTBase(BaseArchitecture):
         ).input_ids.to(device)
 
 
-# BFL module names (as sd-scripts / musubi-tuner save FLUX.1 LoRAs) → diffusers' FluxTransformer2DModel
+# BFL module names (as sd-scripts saves FLUX.1 LoRAs) → diffusers' FluxTransformer2DModel
 # paths, from diffusers' published checkpoint conversion (scripts/convert_flux_to_diffusers.py).
 # A list: the fused projection's rows, in order, split over those modules.
 _BFL_DOUBLE = {
@@ -142,7 +142,7 @@ _BFL = re.compile(r"(double_blocks|single_blocks)_(\d+)_(.+)")
 
 class Flux(MMDiTBase):
     def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
-        """kohya / musubi-tuner FLUX LoRAs on BFL's names, onto diffusers' modules. A fused
+        """kohya sd-scripts FLUX LoRAs on BFL's names, onto diffusers' modules. A fused
         projection (``img_attn_qkv``, ``linear1``) is ``up @ down``; its row blocks are the parts'
         ΔW, so each part keeps ``down`` and takes its rows of ``up`` (the same ΔW exactly). Only
         LoRA tensors split this way; another method on a fused layer is refused in one line."""
@@ -251,7 +251,7 @@ register_architecture(
         ),
         key_conventions={
             "diffusers/PEFT, ai-toolkit, SimpleTuner": "transformer.<diffusers path>.lora_A/B",
-            "kohya sd-scripts, musubi-tuner": "lora_unet_double_blocks_N_img_attn_qkv, "
+            "kohya sd-scripts": "lora_unet_double_blocks_N_img_attn_qkv, "
             "lora_unet_single_blocks_N_linear1 (BFL names, fused qkv), lora_te1_ (CLIP-L)",
             "t2ibench": "lora_unet_<diffusers path>",
         },

@@ -10,8 +10,8 @@ refused in one line**: its latents need the VAE's patchify + batch-norm normalis
 conditioning the Qwen3 chat-template prompt, neither wired into t2ibench's loop yet.
 
 Adapter keys: diffusers ``transformer.single_transformer_blocks.N.attn.to_qkv_mlp_proj``,
-``transformer.transformer_blocks.N.ff.linear_in``; musubi-tuner / ai-toolkit BFL names
-``double_blocks`` / ``single_blocks`` (shared with FLUX.1).
+``transformer.transformer_blocks.N.ff.linear_in``; BFL names ``double_blocks`` /
+``single_blocks`` (shared with FLUX.1) are recognised, not mapped.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ register_architecture(
         description="FLUX.2 [klein] 4B/9B (MMDiT, Qwen3 text encoder, flow matching)",
         pipeline_classes=("Flux2KleinPipeline",),
         denoiser="transformer",
-        text_encoders=(),  # Qwen3 is never adapted (as musubi-tuner and ai-toolkit do)
+        text_encoders=(),  # Qwen3 is never adapted
         presets=FLUX2_PRESETS,
         generation=GenerationDefaults(
             resolution=1024, steps=4, guidance_scale=1.0, scheduler="flow-euler"
@@ -82,7 +82,7 @@ register_architecture(
         ),
         key_conventions={
             "diffusers/PEFT": "transformer.<diffusers path> (to_qkv_mlp_proj, ff.linear_in)",
-            "musubi-tuner, ai-toolkit": "BFL names: double_blocks / single_blocks",
+            "BFL names": "double_blocks / single_blocks (recognised, not mapped)",
             "t2ibench": "lora_unet_<diffusers path>",
         },
         adapter_markers=(

@@ -509,7 +509,13 @@ def train_run(
     for label, part in arch.frozen_modules(pipe).items():
         check_module_weights(part, f"base model {base_spec} ({label})")
         part.requires_grad_(False)
-    encoders = {p: m for p, m in arch.all_parts(pipe).items() if p != "unet" and m is not None}
+    # the encoders an adapter may train switch to train mode, as SD1.5's always did; a frozen T5
+    # (SD3, FLUX: dropout 0.1) stays in eval mode, as sd-scripts keeps it
+    encoders = {
+        te.part: getattr(pipe, te.attribute)
+        for te in arch.text_encoders
+        if te.trainable and getattr(pipe, te.attribute, None) is not None
+    }
 
     # -- adapters (seeded: same seed, same initial weights) --
     torch.manual_seed(cfg.seed)

@@ -112,8 +112,9 @@ class TextEncoderPart:
 
 @dataclass
 class BaseArchitecture:
-    """A base model family. Subclasses implement :meth:`load`, :meth:`condition` and
-    :meth:`predict`; the rest is data."""
+    """A base model family. Subclasses implement :meth:`load`, :meth:`condition`,
+    :meth:`predict` and :meth:`training_loss` (and :meth:`adapter_state` where other trainers name
+    its modules otherwise); the rest is data."""
 
     name: str
     description: str
@@ -129,7 +130,8 @@ class BaseArchitecture:
     key_conventions: Mapping[str, str] = field(default_factory=dict)
     #: single-file checkpoint keys only this family has (any one present identifies it)
     checkpoint_markers: tuple[str, ...] = ()
-    #: regular expressions (search) on adapter keys that only this family's adapters have
+    #: regular expressions (search) on adapter keys (kohya form, as read) that point at this
+    #: family; a key may point at several (``lora_te1_``), see :func:`adapter_architectures`
     adapter_markers: tuple[str, ...] = ()
     #: a short label for messages (``SDXL``)
     label: str = ""
@@ -204,11 +206,6 @@ class BaseArchitecture:
         if part in table:
             return tuple(table[part])
         return tuple(table.get("te", ())) if part.startswith("te") else ()
-
-    def kohya_prefixes(self) -> dict[str, str]:
-        out = {"unet": "lora_unet"}
-        out.update({te.part: te.kohya_prefix for te in self.text_encoders})
-        return out
 
     # -- training --------------------------------------------------------------------------------
     def latent_scale(self, vae: Any) -> tuple[float, float]:

@@ -219,18 +219,29 @@ def read_adapter(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, meta
 
 
-def _parts(pipe: Any) -> dict[str, Any]:
-    if not hasattr(pipe, "unet"):
+def _architecture(pipe: Any) -> Any:
+    from t2ibench.architectures import architecture_of_pipe
+    from t2ibench.errors import ConfigError
+
+    try:
+        return architecture_of_pipe(pipe)
+    except ConfigError:
         raise TypeError(
-            "expected a StableDiffusionPipeline (or an object with .unet / .text_encoder)"
-        )
-    return {"unet": pipe.unet, "te": getattr(pipe, "text_encoder", None)}
+            "expected a diffusers pipeline of a registered base (StableDiffusionPipeline, "
+            "StableDiffusionXLPipeline, ...; or an object with .unet / .text_encoder)"
+        ) from None
 
 
 def network_for(pipe: Any, path: Path | str) -> tuple[AdapterNetwork, dict[str, str]]:
-    """Adapters rebuilt from a file on the pipeline's layers (not attached yet)."""
+    """Adapters rebuilt from a file on the pipeline's layers (not attached yet); a file made for
+    another base family (its keys say which) is refused in one line naming both."""
+    from t2ibench.architectures import check_adapter_fits
+
+    arch = _architecture(pipe)
     tensors, meta = read_adapter(path)
-    parts = _parts(pipe)
+    check_adapter_fits(tensors, arch, path)
+    tensors = arch.adapter_state(tensors, pipe)  # e.g. sd-scripts' SGM names on SDXL
+    parts = arch.all_parts(pipe)
     try:
         net = AdapterNetwork.from_state_dict(tensors, parts, module_class_for_file(meta))
     except ValueError as exc:
@@ -238,7 +249,7 @@ def network_for(pipe: Any, path: Path | str) -> tuple[AdapterNetwork, dict[str, 
     from .foreign import check_known_keys
 
     check_known_keys(tensors, path)  # a tensor no module reads (DoRA's dora_scale) is refused
-    device = pipe.unet.device
+    device = arch.denoiser_of(pipe).device
     net.to(device=device, dtype=torch.float32)
     net.requires_grad_(False)
     return net, meta

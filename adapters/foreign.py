@@ -46,8 +46,8 @@ PART_FOLDERS = {"unet": "unet", "text_encoder": "te"}
 #: metadata key recording which layout a file came in
 SOURCE_FORMAT = "t2ibench_source_format"
 
-_KOHYA = ("lora_unet_", "lora_te_")
-_TE_KOHYA = "lora_te_"
+# te1/te2(/te3): SDXL's and SD3's several text encoders
+_KOHYA = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_te3_")
 _LYCORIS = "lycoris_"
 # LoRA tensors in peft / diffusers naming → kohya suffix
 _LORA_RENAMES = (
@@ -174,13 +174,7 @@ def convert_to_kohya(
     if fmt == "kohya":
         # written under transformers >= 5 (lycoris-lora's kohya wrapper, sd-scripts): the text
         # encoder's keys lack ``text_model_``, which every loader (and t2ibench) expects
-        fixed = {
-            _TE_KOHYA + "text_model_" + k[len(_TE_KOHYA) :]
-            if k.startswith(_TE_KOHYA) and not k.startswith(_TE_KOHYA + "text_model_")
-            else k: v
-            for k, v in tensors.items()
-        }
-        return fixed, dict(meta)
+        return {_with_text_model(k): v for k, v in tensors.items()}, dict(meta)
     meta = {**meta, SOURCE_FORMAT: meta.get(SOURCE_FORMAT, fmt)}
     if fmt == "lycoris":
         return _from_lycoris(tensors), meta
@@ -193,6 +187,13 @@ def convert_to_kohya(
         f"key {first!r} is in no known layout (kohya lora_unet_*/lora_te_*, LyCORIS lycoris_*, "
         "PEFT base_model.model.*, diffusers unet.*/text_encoder.*; one layout per file)",
     )
+
+
+def _with_text_model(key: str) -> str:
+    for prefix in _KOHYA[1:]:  # lora_te_, lora_te1_, lora_te2_
+        if key.startswith(prefix) and not key.startswith(prefix + "text_model_"):
+            return prefix + "text_model_" + key[len(prefix) :]
+    return key
 
 
 def _from_lycoris(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

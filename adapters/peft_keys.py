@@ -10,7 +10,14 @@ import re
 from collections.abc import Mapping
 
 PEFT_PREFIX = "base_model.model."
-DIFFUSERS_PARTS = {"unet.": "unet", "text_encoder.": "te"}
+# diffusers' per-model prefixes: SDXL's second encoder, and the transformer of SD3 / FLUX (its
+# adapters are kohya ``lora_unet_`` keys: the denoiser, as kohya names it).
+DIFFUSERS_PARTS = {
+    "unet.": "unet",
+    "text_encoder.": "te",
+    "text_encoder_2.": "te2",
+    "transformer.": "unet",
+}
 _TE_PATH = re.compile(r"^(text_model[._])?(encoder[._]layers|embeddings|final_layer_norm)")
 
 

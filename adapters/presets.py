@@ -15,25 +15,25 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from t2ibench.bases.sd15 import (
+    TE_ATTN,
+    TE_MLP,
+    UNET_ATTN,
+    UNET_ATTN_MLP,
+    UNET_ENDS,
+    UNET_RESNET,
+    UNET_SAMPLERS,
+)
 from t2ibench.errors import ConfigError
 
-PARTS = ("unet", "te")
-KOHYA_PREFIX = {"unet": "lora_unet", "te": "lora_te"}
+# ``unet`` is the denoiser of any base (a FLUX transformer too, as kohya names it); a base with
+# two or three text encoders (SDXL, SD3) adapts ``te1`` / ``te2`` (/ ``te3``), kohya's
+# ``lora_te1_`` / ``lora_te2_`` / ``lora_te3_``.
+PARTS = ("unet", "te", "te1", "te2", "te3")
+KOHYA_PREFIX = {p: "lora_" + p for p in PARTS}
 
-# Transformer2DModel blocks in the UNet: every down/mid/up ``attentions.N`` subtree.
-_UNET_TRANSFORMER = r"(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.attentions\.\d+\."
-_UNET_ATTN = _UNET_TRANSFORMER + r"transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
-_UNET_ATTN_MLP = _UNET_TRANSFORMER + r".+"
-_UNET_RESNET = (
-    r"(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.resnets\.\d+\."
-    r"(conv1|conv2|conv_shortcut|time_emb_proj)"
-)
-_UNET_SAMPLERS = r"(down_blocks\.\d+\.downsamplers|up_blocks\.\d+\.upsamplers)\.0\.conv"
-_UNET_ENDS = r"conv_in|conv_out|time_embedding\.linear_[12]"
-
-# transformers >= 5 dropped the ``text_model.`` level of CLIPTextModel; kohya keys keep it.
-_TE_ATTN = r"(text_model\.)?encoder\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|out_proj)"
-_TE_MLP = r"(text_model\.)?encoder\.layers\.\d+\.mlp\.(fc1|fc2)"
+# The rules are the SD-family UNet's and CLIP's module names, declared by the sd15 base plug-in
+# (t2ibench/bases/sd15.py); PRESETS below are the defaults when no base passes its own.
 
 
 @dataclass(frozen=True)
@@ -52,28 +52,28 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "attn-only": Preset(
         "attn-only",
-        unet=(_UNET_ATTN,),
-        te=(_TE_ATTN,),
+        unet=(UNET_ATTN,),
+        te=(TE_ATTN,),
         description="UNet self/cross attention to_q/k/v/out.0 + text-encoder self-attention",
     ),
     "attn-mlp": Preset(
         "attn-mlp",
-        unet=(_UNET_ATTN_MLP,),
-        te=(_TE_ATTN, _TE_MLP),
+        unet=(UNET_ATTN_MLP,),
+        te=(TE_ATTN, TE_MLP),
         description="everything inside UNet Transformer2DModel (attention, GEGLU feed-forward, "
         "proj_in/out) + text-encoder attention and MLP",
     ),
     "full": Preset(
         "full",
-        unet=(_UNET_ATTN_MLP, _UNET_RESNET, _UNET_SAMPLERS, _UNET_ENDS),
-        te=(_TE_ATTN, _TE_MLP),
+        unet=(UNET_ATTN_MLP, UNET_RESNET, UNET_SAMPLERS, UNET_ENDS),
+        te=(TE_ATTN, TE_MLP),
         description="attn-mlp + ResnetBlock2D convs and time_emb_proj, down/upsample convs, "
         "conv_in/conv_out and the time-embedding linears",
     ),
     "none": Preset("none", unet=(), te=(), description="train nothing in this part"),
 }
 
-_COMPILED: dict[tuple[str, str], re.Pattern[str]] = {}
+_COMPILED: dict[tuple[str, ...], re.Pattern[str] | None] = {}
 
 
 def get_preset(name: str, *, field: str = "preset") -> Preset:
@@ -87,11 +87,10 @@ def get_preset(name: str, *, field: str = "preset") -> Preset:
 
 
 def _regex(preset: Preset, part: str) -> re.Pattern[str] | None:
-    key = (preset.name, part)
-    if key not in _COMPILED:
-        pats = preset.patterns(part)
-        _COMPILED[key] = re.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
-    return _COMPILED[key]
+    pats = preset.patterns(part)  # keyed by the patterns: two bases' presets share names
+    if pats not in _COMPILED:
+        _COMPILED[pats] = re.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
+    return _COMPILED[pats]
 
 
 def select_modules(
@@ -113,7 +112,7 @@ def select_modules(
 
 def kohya_name(part: str, module_name: str) -> str:
     """kohya / LyCORIS key stem: ``lora_unet_down_blocks_0_..._to_q``, ``lora_te_text_model_...``."""
-    if part == "te" and not module_name.startswith("text_model."):
+    if part != "unet" and not module_name.startswith("text_model."):
         # transformers >= 5 names CLIPTextModel's layers without ``text_model.``; A1111, ComfyUI
         # and sd-scripts all expect the transformers-4 path, so the key always carries it.
         module_name = "text_model." + module_name

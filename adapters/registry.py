@@ -55,9 +55,16 @@ class TrainerSpec:
             raise ConfigError(f"trainer {self.name!r}: has neither a module class nor a factory")
         return self.module_class.create(lora_name, layer, cfg)
 
-    def build_network(self, parts: Mapping[str, nn.Module], cfg: TrainerConfig) -> AdapterNetwork:
-        """Fresh adapters on the layers the config's presets select."""
-        return AdapterNetwork.create(self.create_module, parts, cfg.presets(), cfg)
+    def build_network(
+        self,
+        parts: Mapping[str, nn.Module],
+        cfg: TrainerConfig,
+        presets: Mapping[str, Any] | None = None,
+    ) -> AdapterNetwork:
+        """Fresh adapters on the layers the config's presets select (``presets``: part → preset
+        name or :class:`~t2ibench.adapters.presets.Preset`, a base's own; default: the config's
+        names on the SD1.5 / UNet rules)."""
+        return AdapterNetwork.create(self.create_module, parts, presets or cfg.presets(), cfg)
 
     def config(
         self, sources: Iterable[tuple[str, Mapping[str, Any]]] = (), *, prefix: str = ""
@@ -197,7 +204,7 @@ def module_class_for_file(meta: Mapping[str, str]):
     from .peft_wrap import PeftModule, peft_type_of
 
     def detect(suffixes: set[str], stem: str = "") -> type[AdapterModule] | None:  # noqa: C901
-        part = "te" if stem.startswith("lora_te_") else "unet"
+        part = "te" if stem.startswith("lora_te") else "unet"  # lora_te_, lora_te1_, lora_te2_
         config = configs.get(part) or configs.get("*")
         own = module_class_for(suffixes)
         kind = peft_type_of(set(suffixes))

@@ -98,21 +98,6 @@ FLUX1_TRANSFORMER = dict(
     guidance_embeds=True,
     axes_dims_rope=(16, 56, 56),
 )
-# FLUX transformer layers per preset (the flux base plug-in's own presets replace these when it
-# declares them): attention (image and text streams), + feed-forward / single-block MLP, + all
-_FLUX_ATTN = (
-    r"(single_)?transformer_blocks\.\d+\.attn\."
-    r"(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)"
-)
-_FLUX_MLP = (
-    r"transformer_blocks\.\d+\.(ff|ff_context)\.net\.(0\.proj|2)",
-    r"single_transformer_blocks\.\d+\.(proj_mlp|proj_out)",
-)
-FLUX_PRESETS = {
-    "attn-only": (_FLUX_ATTN,),
-    "attn-mlp": (_FLUX_ATTN, *_FLUX_MLP),
-    "full": (r".+",),
-}
 SIZE_BASES = ("sd15", "sdxl", "flux")
 
 
@@ -176,10 +161,14 @@ def _base_shapes(base: str, trainer: str, values: dict[str, Any]) -> dict[str, t
             return out
         if base == "flux":
             model = _flux_meta()
+            from t2ibench.architectures import get_architecture
+
+            # the flux base plug-in's presets (t2ibench/bases/flux.py)
             preset = cfg.presets()["unet"]
-            if preset not in FLUX_PRESETS:
+            if preset not in get_architecture("flux").presets:
                 raise ConfigError(f"preset {preset!r} has no FLUX layers")
-            rx = re.compile("|".join(f"(?:{p})" for p in FLUX_PRESETS[preset]))
+            patterns = get_architecture("flux").preset_patterns(preset, "unet")
+            rx = re.compile("|".join(f"(?:{p})" for p in patterns))
             modules = []
             for name, layer in model.named_modules():
                 if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d) and rx.fullmatch(name):

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from t2ibench.errors import ConfigError, T2IBenchError
 from t2ibench.fsutil import atomic_folder, atomic_write, remove_inside
@@ -164,10 +163,11 @@ def _encode_latents(
     device: str,
 ) -> list[_Sample]:
     """VAE latents of every image, computed once (the VAE is frozen; no augmentation)."""
+    from t2ibench.architectures import architecture_of_pipe
     from t2ibench.images import open_image
 
     vae = pipe.vae
-    sf = float(vae.config.scaling_factor)
+    shift, sf = architecture_of_pipe(pipe).latent_scale(vae)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     out = []
     with torch.no_grad():
@@ -178,22 +178,12 @@ def _encode_latents(
             img = load_image(rec.path, bucket).unsqueeze(0).to(device, vae.dtype)
             dist = vae.encode(img).latent_dist
             eps = torch.randn(dist.mean.shape, generator=gen).to(device, dist.mean.dtype)
-            latent = (dist.mean + dist.std * eps) * sf
+            latent = dist.mean + dist.std * eps
+            latent = (latent - shift) * sf if shift else latent * sf  # FLUX's VAE shifts
             out.append(
                 _Sample(latent[0].float().cpu(), rec.caption, bucket, int(repeats(rec.concept)))
             )
     return out
-
-
-def _tokens(pipe: Any, captions: Sequence[str], device: str) -> torch.Tensor:
-    tok = pipe.tokenizer
-    return tok(
-        list(captions),
-        padding="max_length",
-        max_length=tok.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids.to(device)
 
 
 def diffusion_loss(
@@ -205,24 +195,13 @@ def diffusion_loss(
     *,
     autocast: Any = None,
 ) -> torch.Tensor:
-    """Mean-squared noise-prediction error (epsilon, or v when the scheduler predicts v)."""
-    import contextlib
+    """The base's training objective on one batch (its plug-in's ``training_loss``: epsilon or v
+    noise-prediction MSE on UNet bases, flow matching on MMDiT bases)."""
+    from t2ibench.architectures import architecture_of_pipe
 
-    device = pipe.unet.device
-    latents = latents.to(device)
-    noise = torch.randn(latents.shape, generator=gen).to(device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
-    t = t.to(device)
-    ctx = autocast if autocast is not None else contextlib.nullcontext()
-    with ctx:
-        ehs = pipe.text_encoder(_tokens(pipe, captions, device))[0]
-        noisy = scheduler.add_noise(latents, noise, t)
-        pred = pipe.unet(noisy.to(pipe.unet.dtype), t, ehs.to(pipe.unet.dtype)).sample
-    if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, t)
-    else:
-        target = noise
-    return F.mse_loss(pred.float(), target.float())
+    return architecture_of_pipe(pipe).training_loss(
+        pipe, latents, captions, gen, scheduler, autocast=autocast
+    )
 
 
 def fixed_loss(
@@ -232,14 +211,15 @@ def fixed_loss(
 
     Deterministic for a given ``seed``: compare a base and the same base with an adapter applied.
     """
-    from diffusers import DDPMScheduler
+    from t2ibench.architectures import architecture_of_pipe
 
     if isinstance(dataset, str | Path):
         from t2ibench.data import load_dataset
 
         dataset = load_dataset(dataset)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    device = str(pipe.unet.device)
+    arch = architecture_of_pipe(pipe)
+    scheduler = arch.training_scheduler(pipe)
+    device = str(arch.denoiser_of(pipe).device)
     buckets = make_buckets(resolution, resolution, resolution, 64)
     samples = _encode_latents(pipe, dataset.images, buckets, lambda _k: 1, seed, device)
     gen = torch.Generator().manual_seed(seed)
@@ -494,9 +474,10 @@ def train_run(
     pipe: Any = None,
 ) -> TrainResult:
     """:func:`train` returning per-step losses too; ``pipe`` reuses an already loaded base."""
-    from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
+    from t2ibench.adapters.presets import Preset
+    from t2ibench.architectures import architecture_of_pipe
     from t2ibench.models import base_fingerprint, load_base
 
     spec = get_trainer(trainer)
@@ -524,15 +505,33 @@ def train_run(
     fingerprint = base_fingerprint(base_spec)
     if pipe is None:
         pipe = load_base(base_spec, device=device, dtype=base_dtype)
-    unet, te = pipe.unet, pipe.text_encoder
-    for label, part in (("unet", unet), ("text_encoder", te), ("vae", pipe.vae)):
+    arch = architecture_of_pipe(pipe)
+    unet = arch.denoiser_of(pipe)  # the denoiser: a UNet or a transformer
+    for label, part in arch.frozen_modules(pipe).items():
         check_module_weights(part, f"base model {base_spec} ({label})")
         part.requires_grad_(False)
+    # the encoders an adapter may train switch to train mode, as SD1.5's always did; a frozen T5
+    # (SD3, FLUX: dropout 0.1) stays in eval mode, as sd-scripts keeps it
+    encoders = {
+        te.part: getattr(pipe, te.attribute)
+        for te in arch.text_encoders
+        if te.trainable and getattr(pipe, te.attribute, None) is not None
+    }
 
     # -- adapters (seeded: same seed, same initial weights) --
     torch.manual_seed(cfg.seed)
-    parts = {"unet": unet, "te": te if cfg.train_text_encoder else None}
-    network = spec.build_network(parts, cfg)
+    parts = arch.adapter_parts(pipe, cfg.train_text_encoder)
+    names = cfg.presets()
+    presets = {}
+    for part in parts:
+        preset = names["unet" if part == "unet" else "te"]
+        presets[part] = Preset(
+            preset,
+            unet=arch.preset_patterns(preset, "unet"),
+            te=arch.preset_patterns(preset, part if part != "unet" else "te"),
+            description=f"{arch.name} {preset}",
+        )
+    network = spec.build_network(parts, cfg, presets)
     if len(network) == 0:
         raise ConfigError(
             f"trainer {trainer!r}: preset {cfg.presets()} selects no layer of this base"
@@ -550,14 +549,15 @@ def train_run(
     per_epoch = steps_per_epoch(samples, cfg.batch_size)
     total_steps = per_epoch * cfg.epochs
     warmup = effective_warmup(cfg, total_steps)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    scheduler = arch.training_scheduler(pipe)
 
     groups = []
     lrs = cfg.lrs()
-    for part in ("unet", "te"):
+    for part in parts:  # unet first, then the text encoders (te, or te1 and te2)
         params = network.trainable(part)
+        lr = lrs["unet" if part == "unet" else "te"]
         if params:
-            groups.append({"params": params, "lr": lrs[part], "base_lr": lrs[part]})
+            groups.append({"params": params, "lr": lr, "base_lr": lr})
     optimizer = _make_optimizer(cfg, groups, str(device), native)
     native_pairs = network.native_pairs() if native else []
 
@@ -617,11 +617,13 @@ def train_run(
     result = TrainResult(checkpoints=[])
     network.attach()
     unet.train()
-    te.train()
+    for te in encoders.values():
+        te.train()
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
         if cfg.train_text_encoder:
-            _te_checkpointing(te, True)
+            for te in encoders.values():
+                _te_checkpointing(te, True)
     autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else None
     scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
     params_all = [p for g in groups for p in g["params"]]
@@ -719,9 +721,11 @@ def train_run(
         network.detach_()
         if cfg.gradient_checkpointing:
             unet.disable_gradient_checkpointing()
-            _te_checkpointing(te, False)
+            for te in encoders.values():
+                _te_checkpointing(te, False)
         unet.eval()
-        te.eval()
+        for te in encoders.values():
+            te.eval()
     result.steps = step
     result.checkpoints = [p for e, p in list_checkpoints(out_dir, name) if e in save_at]
     return result

@@ -2,6 +2,9 @@
 
 __version__ = "0.1.0"
 
+# The built-in base architectures register themselves (light modules: no torch, no diffusers).
+import t2ibench.bases  # noqa: E402,F401
+
 
 def __getattr__(name: str):
     # ``t2ibench.evaluate(...)`` without making ``import t2ibench`` load torch.

@@ -55,6 +55,9 @@ class GenerateConfig(_Section):
         8, ge=1, description="Generation batch size.", json_schema_extra={"cli": True}
     )
     negative_prompt: str | None = None
+    scheduler: str | None = Field(
+        None, description="Sampler (ddim, euler, flow-euler, ...; default: ddim or the base's)."
+    )
     workers: int = Field(
         1,
         ge=1,
@@ -125,7 +128,14 @@ class RunConfig(_Section):
 
     base: str | None = Field(
         None,
-        description="Base model: hub id, diffusers folder, .safetensors, 'tiny' or a named base.",
+        description="Base model: hub id, diffusers folder, .safetensors, 'tiny', a named base, "
+        "or a base architecture (sd15, sdxl, sd3, flux, flux2-klein) with --base-path.",
+        json_schema_extra={"cli": True},
+    )
+    base_path: str | None = Field(
+        None,
+        description="The base's files (a local diffusers folder or a single-file checkpoint); "
+        "with --base ARCH, checked to be that architecture.",
         json_schema_extra={"cli": True},
     )
     dataset: str | None = Field(

@@ -29,6 +29,7 @@ FOLDER = inspect.Parameter(
 )
 OPTIONS = shared(
     "base",
+    "base_path",
     "dataset",
     "protocol",
     "metric_profile",
@@ -40,7 +41,8 @@ OPTIONS = shared(
     "dry_run",
     "progress",
     help={
-        "base": "The base model they were trained on (default: the profile's).",
+        "base": "The base model they were trained on (default: the profile's), or its "
+        "architecture (sd15, sdxl, flux, ...) with --base-path.",
         "dataset": "The dataset they were trained on (default: the profile's).",
         "protocol": "Metric definitions: a protocol (default: lycoris2024) or a protocol TOML "
         "file.",
@@ -70,6 +72,7 @@ def evaluate_checkpoints_cmd(**kw: Any) -> None:
     options = CheckpointsOptions(
         folder=str(kw["folder"]),
         base=kw["base"],
+        base_path=kw["base_path"],
         dataset=kw["dataset"],
         profile=kw["profile"],
         metric_profile=protocol_of(kw),
@@ -91,7 +94,7 @@ def print_found(found: list[Any]) -> None:
     """The checkpoints found, in training order, with where the order came from."""
     from rich.table import Table
 
-    table = Table("checkpoint", "epoch", "step", "from", "format", "algorithm", "modules")
+    table = Table("checkpoint", "epoch", "step", "from", "format", "base", "algorithm", "modules")
     for f in found:
         table.add_row(
             f.name,
@@ -99,6 +102,7 @@ def print_found(found: list[Any]) -> None:
             "" if f.step is None else str(f.step),
             f.order_from,
             f.source_format,
+            "/".join(f.bases) or "?",
             f.algorithm,
             str(f.modules),
         )

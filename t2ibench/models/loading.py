@@ -1,8 +1,10 @@
-"""Load a Stable Diffusion base model from a hub id, a local folder, a single file, or ``"tiny"``.
+"""Load a base model from a hub id, a local folder, a single file, or ``"tiny"``.
 
-Every path ends in a ``StableDiffusionPipeline`` without safety checker, with the plain attention
-processor pinned (no SDPA / xformers kernel choice, so CPU runs are bit-reproducible) and progress
-bars off (the stages draw their own).
+Which architecture a path is (SD1.5, SDXL, FLUX ...) and how it loads belong to its base plug-in
+(:mod:`t2ibench.bases`); here: what a spec points at, the dispatch, and fingerprints. SD1.5 ends in
+a ``StableDiffusionPipeline`` without safety checker, with the plain attention processor pinned
+(no SDPA / xformers kernel choice, so CPU runs are bit-reproducible); progress bars are off (the
+stages draw their own).
 """
 
 from __future__ import annotations
@@ -16,17 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from t2ibench.errors import ConfigError, T2IBenchError
-from t2ibench.fsutil import cache_root, file_sha256, hub_offline
+from t2ibench.architectures import BaseModelError
+from t2ibench.fsutil import cache_root, file_sha256
 
 TINY = "tiny"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-
-
-class BaseModelError(T2IBenchError, ValueError):
-    """A base model cannot be found or loaded; the message says what to pass instead."""
 
 
 def tiny_base_folder() -> Path:
@@ -70,19 +68,6 @@ def resolve_spec(spec: str | Path) -> tuple[str, Any]:
     return "hub", text
 
 
-def _pin_attention(pipe: Any, attention: str) -> None:
-    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-
-    if attention == "plain":
-        processor = AttnProcessor()
-    elif attention == "sdpa":
-        processor = AttnProcessor2_0()
-    else:
-        raise ConfigError(f"attention: {attention!r} is not 'plain' or 'sdpa'")
-    for part in (pipe.unet, pipe.vae):
-        part.set_attn_processor(processor)
-
-
 def load_base(
     spec: str | Path,
     *,
@@ -91,27 +76,73 @@ def load_base(
     allow_pickle: bool = False,
     config: str | Path | None = None,
     attention: str = "plain",
+    architecture: str | None = None,
 ) -> Any:
-    """Load a ``StableDiffusionPipeline`` from ``spec``.
+    """Load a diffusers pipeline from ``spec`` through its base plug-in (:mod:`t2ibench.bases`).
 
     ``spec``: ``"tiny"`` (the random tiny base, built once in the cache root), a local diffusers
-    folder, a single-file ``.safetensors`` checkpoint in the original SD layout (its parts'
-    configs come from ``config`` — a local diffusers folder — or the bundled SD1.5 configs), a pickle
-    ``.ckpt`` only with ``allow_pickle=True`` (read with ``weights_only=True``), or a hub id (offline:
-    only from the local cache). ``dtype`` defaults to float32.
+    folder (its ``model_index.json`` names the architecture), a single-file ``.safetensors``
+    checkpoint (its keys name the architecture; its parts' configs come from ``config`` — a local
+    diffusers folder — or the plug-in's bundled ones), a pickle ``.ckpt`` only with
+    ``allow_pickle=True`` (read with ``weights_only=True``), or a hub id (offline: only from the
+    local cache). ``architecture`` (``--base sdxl``) must then match what was found.
+    ``dtype`` defaults to float32.
     """
     import torch
 
     dtype = torch.float32 if dtype is None else dtype
     kind, where = resolve_spec(spec)
+    if kind == "tiny":
+        kind, where = "folder", tiny_base_folder()
+    arch = base_architecture(kind, where, architecture)
     with _quiet_loading():
-        pipe = _load(kind, where, dtype=dtype, allow_pickle=allow_pickle, config=config)
-    _pin_attention(pipe, attention)
+        pipe = arch.load(kind, where, dtype=dtype, allow_pickle=allow_pickle, config=config)
+    arch.finish(pipe, attention)
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
-    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+    for part in arch.frozen_modules(pipe).values():
         part.eval()
     return pipe
+
+
+def base_architecture(kind: str, where: Any, expected: str | None = None) -> Any:
+    """The base plug-in that loads ``(kind, where)`` of :func:`resolve_spec`; ``expected``: the
+    architecture the user named, refused in one line when the files are another one."""
+    from t2ibench.architectures import (
+        BaseMismatchError,
+        architecture_of_folder,
+        architecture_of_keys,
+        get_architecture,
+    )
+
+    if kind == "tiny":
+        kind, where = "folder", tiny_base_folder()
+    if kind == "folder":
+        arch = architecture_of_folder(where)
+    elif kind == "file" and Path(where).suffix.lower() == ".safetensors":
+        arch = architecture_of_keys(_safetensors_keys(where))
+    elif expected is not None:
+        return get_architecture(expected)  # a pickle or hub id: its keys are not read here
+    else:
+        arch = architecture_of_keys(())
+    if expected is not None and arch.name != expected:
+        want = get_architecture(expected)
+        raise BaseMismatchError(
+            f"{where}: --base {expected} expects {want.title} but this is {arch.title} "
+            f"({arch.name}, {'/'.join(arch.pipeline_classes)})"
+        )
+    return arch
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    """The file's tensor names (header only); none when unreadable (the loader then says why)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except (SafetensorError, OSError, ValueError):
+        return []
 
 
 @contextlib.contextmanager
@@ -130,86 +161,6 @@ def _quiet_loading() -> Iterator[None]:
             dlog.enable_progress_bar()
         if t_on:
             tlog.enable_progress_bar()
-
-
-def _load(kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
-    from diffusers import StableDiffusionPipeline
-
-    common = {_dtype_kwarg(): dtype, "safety_checker": None, "requires_safety_checker": False}
-    if kind == "tiny":
-        kind, where = "folder", tiny_base_folder()
-    if kind == "folder":
-        pipe = _wrap_load(
-            lambda: StableDiffusionPipeline.from_pretrained(where, local_files_only=True, **common),
-            where,
-        )
-    elif kind == "file":
-        pipe = _load_single_file(where, config=config, allow_pickle=allow_pickle, common=common)
-    else:
-        pipe = _load_hub(where, common)
-    return pipe
-
-
-def _dtype_kwarg() -> str:
-    """diffusers ≥ 0.40 renamed ``torch_dtype`` to ``dtype`` (the old name warns)."""
-    from diffusers.utils import deprecation_utils
-
-    return (
-        "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
-    )
-
-
-def _wrap_load(fn: Any, where: Any) -> Any:
-    try:
-        return fn()
-    except T2IBenchError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise BaseModelError(f"{where}: cannot load the base model: {exc}") from exc
-
-
-def _load_single_file(path: Path, *, config: Any, allow_pickle: bool, common: dict) -> Any:
-    from diffusers import StableDiffusionPipeline
-
-    from t2ibench.models.sd15 import sd15_config_folder
-
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES and not allow_pickle:
-        raise BaseModelError(
-            f"{path}: pickle checkpoints ({suffix}) can run code when loaded; convert it to "
-            ".safetensors, or pass allow_pickle=True (--allow-pickle) to read it with weights_only=True"
-        )
-    if suffix != ".safetensors" and suffix not in PICKLE_SUFFIXES:
-        raise BaseModelError(f"{path}: unknown checkpoint type {suffix!r}; expected .safetensors")
-    if config is None:
-        config_folder = sd15_config_folder()
-    else:
-        config_folder = Path(config).expanduser()
-        if not (config_folder / "model_index.json").is_file():
-            raise BaseModelError(
-                f"{config_folder}: config must be a local diffusers folder with model_index.json"
-            )
-    # diffusers reads pickles with torch.load(weights_only=True) (model_loading_utils.load_state_dict).
-    return _wrap_load(
-        lambda: StableDiffusionPipeline.from_single_file(
-            str(path), config=str(config_folder), local_files_only=True, **common
-        ),
-        path,
-    )
-
-
-def _load_hub(repo_id: str, common: dict) -> Any:
-    from diffusers import StableDiffusionPipeline
-
-    offline = hub_offline()
-    try:
-        return StableDiffusionPipeline.from_pretrained(repo_id, local_files_only=offline, **common)
-    except (OSError, ValueError) as exc:
-        where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else "the hub"
-        raise BaseModelError(
-            f"base model {repo_id!r}: not found in {where} ({type(exc).__name__}). Pass a local "
-            "diffusers folder (--base /path/to/sd15), a single .safetensors checkpoint, or 'tiny'"
-        ) from exc
 
 
 # --- fingerprints --------------------------------------------------------------------------------

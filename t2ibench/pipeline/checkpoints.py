@@ -61,6 +61,10 @@ class FoundCheckpoint:
     order_from: str  # "metadata" | "name"
     sha256: str
     seed: str = ""
+    #: the base architectures its keys point at (``sdxl``; several when a naming is shared;
+    #: empty when nothing in the keys tells) and the key that shows it
+    bases: tuple[str, ...] = ()
+    base_key: str = ""
 
 
 @dataclass
@@ -70,6 +74,7 @@ class CheckpointsOptions:
 
     folder: str
     base: str | None = None
+    base_path: str | None = None
     dataset: str | None = None
     profile: str | None = None
     metric_profile: str | None = None
@@ -149,10 +154,12 @@ def _inspect(path: Path) -> FoundCheckpoint:
     """Read and check one adapter (one line naming the file on any problem)."""
     from t2ibench.adapters.files import read_adapter
     from t2ibench.adapters.foreign import SOURCE_FORMAT, check_known_keys
+    from t2ibench.architectures import adapter_architectures
     from t2ibench.pipeline.generate import checkpoint_name
 
     tensors, meta = read_adapter(path)
     trainers = check_known_keys(tensors, path)
+    claims = adapter_architectures(tensors)
     epoch, step = position_from_metadata(meta)
     order_from = "metadata"
     if epoch is None and step is None:
@@ -169,6 +176,8 @@ def _inspect(path: Path) -> FoundCheckpoint:
         order_from=order_from,
         sha256=_digest(path),
         seed=str(meta.get("ss_seed", "")),
+        bases=tuple(arch.name for arch, _ in claims),
+        base_key=claims[0][1] if claims else "",
     )
 
 
@@ -293,6 +302,24 @@ def result_columns(found: FoundCheckpoint, config: str) -> dict[str, Any]:
     }
 
 
+def check_bases(found: list[FoundCheckpoint], base: str) -> None:
+    """Every checkpoint whose keys name a base family must name the base's (one line naming the
+    expected and the found architecture otherwise), before anything is generated."""
+    from t2ibench.architectures import BaseMismatchError, get_architecture
+    from t2ibench.models.loading import base_architecture, resolve_spec
+
+    arch = base_architecture(*resolve_spec(base))
+    for f in found:
+        if f.bases and arch.name not in f.bases:
+            others = [get_architecture(name) for name in f.bases]
+            names = " or ".join(f"{o.title} ({o.name})" for o in others)
+            raise BaseMismatchError(
+                f"{f.path}: an adapter for {names} (key {f.base_key!r}) but the base is "
+                f"{arch.title} ({arch.name}: {base}); pass its base: --base "
+                f"{others[0].name} --base-path DIR"
+            )
+
+
 def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint] | None = None):
     """The :class:`~t2ibench.pipeline.run.ResolvedRun` that scores ``found`` (default: what
     :func:`find_checkpoints` finds in the folder) instead of training."""
@@ -305,6 +332,8 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if options.base is not None:
         layers.append(("--base", {"base": options.base}))
+    if options.base_path is not None:
+        layers.append(("--base-path", {"base_path": options.base_path}))
     if options.dataset is not None:
         layers.append(("--dataset", {"dataset": options.dataset}))
     run_options = RunOptions(
@@ -319,6 +348,7 @@ def resolve_checkpoints(options: CheckpointsOptions, found: list[FoundCheckpoint
         metric_profile=options.metric_profile,  # computed by the evaluate stage, as for run
     )
     r = resolve(run_options)
+    check_bases(found, r.base)
     config = _slug(folder.resolve().name)
     r.source = GivenCheckpoints(found, config, folder.resolve())
     ident = r.identity()

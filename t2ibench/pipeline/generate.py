@@ -52,6 +52,7 @@ for _name, _cls in {
     "euler": "EulerDiscreteScheduler",
     "euler-a": "EulerAncestralDiscreteScheduler",
     "dpm++2m": "DPMSolverMultistepScheduler",
+    "flow-euler": "FlowMatchEulerDiscreteScheduler",  # rectified-flow bases (SD3, FLUX)
 }.items():
     SCHEDULERS.register(_name, _cls)
 
@@ -247,18 +248,22 @@ def generate_batch(pipe: Any, jobs: Sequence[Job], settings: GenerationSettings)
     negative = None
     if settings.negative_prompt is not None:
         negative = [settings.negative_prompt] * len(jobs)
+    from t2ibench.architectures import pipeline_call_kwargs
+
+    kwargs = {
+        "prompt": [job.prompt for job in jobs],
+        "negative_prompt": negative,
+        "num_inference_steps": settings.steps,
+        "guidance_scale": settings.guidance_scale,
+        "height": settings.height,
+        "width": settings.width,
+        "eta": settings.eta,
+        "generator": generators,
+        "output_type": "np",
+    }
     with torch.inference_mode():
-        out = pipe(
-            prompt=[job.prompt for job in jobs],
-            negative_prompt=negative,
-            num_inference_steps=settings.steps,
-            guidance_scale=settings.guidance_scale,
-            height=settings.height,
-            width=settings.width,
-            eta=settings.eta,
-            generator=generators,
-            output_type="np",
-        )
+        # the base's pipeline takes what it has (FLUX: no eta)
+        out = pipe(**pipeline_call_kwargs(pipe, kwargs))
     # NaN / inf in the latents (a broken base or adapter) would be saved as black images.
     if not np.isfinite(out.images).all():
         raise T2IBenchError(

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from t2ibench.pipeline.generate import (
     GenerationSettings,
@@ -80,8 +81,7 @@ class GenerateStage:
         from t2ibench.models import load_base
 
         pipe = load_base(r.base, **load_kwargs)
-        if pipe.unet.training:
-            pipe.unet.eval()
+        _eval_denoiser(pipe)
         for ck, name, folder in targets:
             # an adapter file goes on the base; a full checkpoint (a diffusers folder) is loaded
             tuned_pipe = (
@@ -118,3 +118,12 @@ class GenerateStage:
             return base_todo, todo
 
         return run.once("generate", check)
+
+
+def _eval_denoiser(pipe: Any) -> None:
+    """A pipeline handed over from training may still have its denoiser in train mode."""
+    from t2ibench.architectures import architecture_of_pipe
+
+    denoiser = architecture_of_pipe(pipe).denoiser_of(pipe)
+    if denoiser.training:
+        denoiser.eval()

@@ -92,24 +92,23 @@ def _calibrate(r: Any) -> dict[str, float]:
     )
     t_image = time.perf_counter() - t0
 
+    from t2ibench.architectures import architecture_of_pipe
+
+    arch = architecture_of_pipe(pipe)  # the base's own objective (epsilon / flow matching)
     cfg = r.trainer_config
     bs, side = cfg.batch_size, cfg.resolution
     f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    latents = torch.randn(bs, pipe.unet.config.in_channels, side // f, side // f, device=dev)
-    ids = pipe.tokenizer(
-        ["calibration"] * bs,
-        padding="max_length",
-        truncation=True,
-        max_length=pipe.tokenizer.model_max_length,
-        return_tensors="pt",
-    ).input_ids.to(dev)
-    params = [p for p in pipe.unet.parameters()] + [p for p in pipe.text_encoder.parameters()]
+    channels = int(pipe.vae.config.latent_channels)
+    latents = torch.randn(bs, channels, side // f, side // f, device=dev)
+    params = [p for m in arch.all_parts(pipe).values() if m is not None for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
+    scheduler = arch.training_scheduler(pipe)
     t0 = time.perf_counter()
-    hidden = pipe.text_encoder(ids)[0]
-    noise_pred = pipe.unet(latents, torch.full((bs,), 500, device=dev), hidden).sample
-    noise_pred.float().pow(2).mean().backward()
+    loss = arch.training_loss(
+        pipe, latents, ["calibration"] * bs, torch.Generator().manual_seed(0), scheduler
+    )
+    loss.backward()
     t_step = time.perf_counter() - t0
     del pipe
 

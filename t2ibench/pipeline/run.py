@@ -167,7 +167,7 @@ def resolve(options: RunOptions) -> ResolvedRun:
     if cfg.dataset is None:
         raise ConfigError(f"--dataset: required (profile {profile.name} names none)")
     dataset = load_dataset(resolve_named("dataset", cfg.dataset))
-    base = str(resolve_named("base", cfg.base))
+    base = base_spec(cfg)
     fingerprint = base_fingerprint(base)  # a missing base model fails here, before training
     metric_profile = _metric_profile(options, dataset)
     metrics = _metrics(cfg, metric_profile)
@@ -215,6 +215,44 @@ def resolve(options: RunOptions) -> ResolvedRun:
     return resolved
 
 
+def base_spec(cfg: Any) -> str:
+    """The base model's path (or hub id, ``tiny``, a named base's folder). ``--base ARCH
+    --base-path P``: P, checked now to be that architecture (one line naming both otherwise);
+    ``--base-path P`` alone: P, whatever base the profile names."""
+    from t2ibench.architectures import is_architecture
+    from t2ibench.models.loading import base_architecture, resolve_spec
+    from t2ibench.profiles import resolve_named
+
+    if is_architecture(cfg.base):
+        if not cfg.base_path:
+            raise ConfigError(
+                f"--base {cfg.base}: names a base architecture; pass its files with --base-path "
+                "(a local diffusers folder or a single-file checkpoint)"
+            )
+        base_architecture(*resolve_spec(cfg.base_path), expected=cfg.base)
+        return str(cfg.base_path)
+    if cfg.base_path:
+        return str(cfg.base_path)
+    return str(resolve_named("base", cfg.base))
+
+
+def _base_defaults(base: Any) -> dict[str, Any] | None:
+    """The generation defaults of a base architecture named by ``--base`` (None otherwise)."""
+    from t2ibench.architectures import get_architecture, is_architecture
+
+    if not is_architecture(base):
+        return None
+    g = get_architecture(base).generation
+    return {
+        "generate": {
+            "steps": g.steps,
+            "guidance_scale": g.guidance_scale,
+            "resolution": g.resolution,
+            "scheduler": g.scheduler,
+        }
+    }
+
+
 def _layers(options: RunOptions) -> tuple[Any, Any, Any]:
     """(profile, the config layers in order: profile, trainer file, overrides; the trainer name
     the trainer file gives)."""
@@ -226,6 +264,9 @@ def _layers(options: RunOptions) -> tuple[Any, Any, Any]:
         user.add_table(where, table)
     profile = choose_profile(options, user.values.get("base"), user.values.get("dataset"))
     layers = Layers().add_table(f"profile {profile.name}", profile.values)
+    defaults = _base_defaults(user.values.get("base"))
+    if defaults is not None:  # the architecture's sampling, under the user's own settings
+        layers.add_table(f"base {user.values['base']}", defaults)
     file_trainer = None
     if options.trainer_file:
         data = read_trainer_toml(Path(options.trainer_file))
@@ -282,6 +323,7 @@ def _generation(cfg: Any, trainer_cfg: Any, dataset: Any) -> tuple[Any, list[str
         width=side,
         negative_prompt=gen.negative_prompt,
         batch_size=gen.batch_size,
+        **({"scheduler": gen.scheduler} if gen.scheduler else {}),
     )
     return generation, prompt_types
 

@@ -200,8 +200,7 @@ class GenerationWorker:
         self.load_kwargs = {**load_kwargs, "device": device}
         self.multiplier = multiplier
         self.pipe = load_base(base, **self.load_kwargs)
-        if self.pipe.unet.training:
-            self.pipe.unet.eval()
+        _eval_denoiser(self.pipe)
         self.pipe.set_progress_bar_config(disable=True)
         self.current: tuple[str, str] | None = None
         self.stack = contextlib.ExitStack()
@@ -466,3 +465,12 @@ def encode_sharded(
             with contextlib.suppress(Exception):
                 ray.kill(actor)
     return encoded
+
+
+def _eval_denoiser(pipe: Any) -> None:
+    """A pipeline handed over from training may still have its denoiser in train mode."""
+    from t2ibench.architectures import architecture_of_pipe
+
+    denoiser = architecture_of_pipe(pipe).denoiser_of(pipe)
+    if denoiser.training:
+        denoiser.eval()

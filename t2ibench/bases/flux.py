@@ -1,0 +1,269 @@
+"""FLUX.1 (dev / schnell): FluxTransformer2DModel (19 double-stream MMDiT blocks with joint
+text-image attention, 38 single-stream blocks), CLIP-L pooled + T5-XXL text conditioning, a
+16-channel VAE with shift and scale, rectified-flow (flow matching) training; flow-Euler 28 steps,
+distilled guidance 3.5, 1024 px (diffusers' FLUX.1-dev defaults).
+
+Training follows kohya sd-scripts' recommended FLUX LoRA settings (docs: ``--timestep_sampling
+shift --discrete_flow_shift 3.1582 --model_prediction_type raw --guidance_scale 1.0``): σ
+logit-normal, shifted by 3.1582, the velocity target, the guidance embedding fed 1.0. The T5
+encoder is never adapted (as in sd-scripts, ai-toolkit and diffusers' FLUX LoRA script); CLIP-L can
+be (kohya ``lora_te1_``).
+
+Adapter keys: diffusers / ai-toolkit / SimpleTuner ``transformer.transformer_blocks.N.attn.to_q``
+and ``transformer.single_transformer_blocks.N...``; kohya sd-scripts names BFL's
+modules ``lora_unet_double_blocks_N_img_attn_qkv`` / ``lora_unet_single_blocks_N_linear1`` (fused
+q/k/v); t2ibench writes ``lora_unet_<diffusers path>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from t2ibench.architectures import (
+    BaseArchitecture,
+    GenerationDefaults,
+    Objective,
+    TextEncoderPart,
+    register_architecture,
+)
+from t2ibench.bases.sd15 import UNET_PRESETS
+
+_ATTN = (
+    r"(single_)?transformer_blocks\.\d+\.attn\."
+    r"(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)"
+)
+_MLP = (
+    r"transformer_blocks\.\d+\.(ff|ff_context)\.net\.(0\.proj|2)",
+    r"single_transformer_blocks\.\d+\.(proj_mlp|proj_out)",
+)
+_TE = UNET_PRESETS["attn-mlp"]["te"]  # CLIP-L's attention and MLP
+FLUX_PRESETS = {
+    "attn-only": {"unet": (_ATTN,), "te": UNET_PRESETS["attn-only"]["te"]},
+    "attn-mlp": {"unet": (_ATTN, *_MLP), "te": _TE},
+    # + the AdaLN modulations, embedders and the output projection: every Linear
+    "full": {"unet": (r".+",), "te": _TE},
+}
+
+
+def _module(model: Any, kohya_path: str) -> Any:
+    """The module of ``model`` whose dotted name, with dots as ``_``, is ``kohya_path``."""
+    for name, module in model.named_modules():
+        if name.replace(".", "_") == kohya_path:
+            return module
+    raise KeyError(kohya_path)
+
+
+#: kohya sd-scripts' recommended FLUX.1 shift (``--discrete_flow_shift``)
+FLUX_SHIFT = 3.1582
+
+
+class MMDiTBase(BaseArchitecture):
+    """A transformer base with flow matching (FLUX here; SD3 and FLUX.2 share the loading)."""
+
+    def load(self, kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
+        import diffusers
+
+        from t2ibench.architectures import BaseModelError, dtype_kwarg, hub_pipeline, wrap_load
+
+        cls = getattr(diffusers, self.pipeline_classes[0])
+        common = {dtype_kwarg(): dtype}
+        if kind == "folder":
+            return self.load_folder(where, dtype)
+        if kind == "hub":
+            return hub_pipeline(cls, where, common)
+        path = Path(where)
+        if path.suffix.lower() != ".safetensors":
+            raise BaseModelError(f"{path}: a {self.title} single file must be .safetensors")
+        if config is None or not (Path(config) / "model_index.json").is_file():
+            raise BaseModelError(
+                f"{path}: a {self.title} single-file checkpoint holds the transformer only; pass "
+                "its diffusers folder for the text encoders and VAE (config=DIR with "
+                "model_index.json; nothing is downloaded)"
+            )
+        return wrap_load(
+            lambda: cls.from_single_file(
+                str(path), config=str(config), local_files_only=True, **common
+            ),
+            path,
+        )
+
+    def training_loss(self, pipe, latents, captions, gen, scheduler, *, autocast=None):
+        from t2ibench.bases.objectives import flow_matching_mse
+
+        return flow_matching_mse(self, pipe, latents, captions, gen, scheduler, autocast=autocast)
+
+    @staticmethod
+    def ids(tokenizer: Any, captions: Sequence[str], device: Any, limit: int = 512) -> Any:
+        return tokenizer(
+            list(captions),
+            padding="max_length",
+            max_length=min(int(tokenizer.model_max_length), limit),
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(device)
+
+
+# BFL module names (as sd-scripts saves FLUX.1 LoRAs) → diffusers' FluxTransformer2DModel
+# paths, from diffusers' published checkpoint conversion (scripts/convert_flux_to_diffusers.py).
+# A list: the fused projection's rows, in order, split over those modules.
+_BFL_DOUBLE = {
+    "img_attn_qkv": ["attn_to_q", "attn_to_k", "attn_to_v"],
+    "img_attn_proj": ["attn_to_out_0"],
+    "img_mlp_0": ["ff_net_0_proj"],
+    "img_mlp_2": ["ff_net_2"],
+    "img_mod_lin": ["norm1_linear"],
+    "txt_attn_qkv": ["attn_add_q_proj", "attn_add_k_proj", "attn_add_v_proj"],
+    "txt_attn_proj": ["attn_to_add_out"],
+    "txt_mlp_0": ["ff_context_net_0_proj"],
+    "txt_mlp_2": ["ff_context_net_2"],
+    "txt_mod_lin": ["norm1_context_linear"],
+}
+_BFL_SINGLE = {
+    "linear1": ["attn_to_q", "attn_to_k", "attn_to_v", "proj_mlp"],
+    "linear2": ["proj_out"],
+    "modulation_lin": ["norm_linear"],
+}
+_BFL_TOP = {
+    "img_in": "x_embedder",
+    "txt_in": "context_embedder",
+    "time_in_in_layer": "time_text_embed_timestep_embedder_linear_1",
+    "time_in_out_layer": "time_text_embed_timestep_embedder_linear_2",
+    "vector_in_in_layer": "time_text_embed_text_embedder_linear_1",
+    "vector_in_out_layer": "time_text_embed_text_embedder_linear_2",
+    "guidance_in_in_layer": "time_text_embed_guidance_embedder_linear_1",
+    "guidance_in_out_layer": "time_text_embed_guidance_embedder_linear_2",
+    "final_layer_linear": "proj_out",
+}
+_BFL = re.compile(r"(double_blocks|single_blocks)_(\d+)_(.+)")
+
+
+class Flux(MMDiTBase):
+    def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
+        """kohya sd-scripts FLUX LoRAs on BFL's names, onto diffusers' modules. A fused
+        projection (``img_attn_qkv``, ``linear1``) is ``up @ down``; its row blocks are the parts'
+        ΔW, so each part keeps ``down`` and takes its rows of ``up`` (the same ΔW exactly). Only
+        LoRA tensors split this way; another method on a fused layer is refused in one line."""
+        from t2ibench.errors import ConfigError
+
+        grouped: dict[str, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            stem, _, suffix = key.partition(".")
+            grouped.setdefault(stem, {})[suffix] = value
+        model = pipe.transformer
+        out: dict[str, Any] = {}
+        for stem, group in grouped.items():
+            targets = self._bfl_targets(stem)
+            if targets is None:
+                out.update({f"{stem}.{k}": v for k, v in group.items()})
+                continue
+            if len(targets) == 1:
+                out.update({f"lora_unet_{targets[0]}.{k}": v for k, v in group.items()})
+                continue
+            if set(group) - {"lora_down.weight", "lora_up.weight", "alpha"}:
+                raise ConfigError(
+                    f"{stem}: a fused FLUX projection holds {sorted(group)[0]}; only LoRA "
+                    "tensors can be split over diffusers' separate q/k/v layers"
+                )
+            start = 0
+            for target in targets:
+                rows = _module(model, target).out_features
+                out[f"lora_unet_{target}.lora_down.weight"] = group["lora_down.weight"]
+                out[f"lora_unet_{target}.lora_up.weight"] = group["lora_up.weight"][
+                    start : start + rows
+                ]
+                if "alpha" in group:
+                    out[f"lora_unet_{target}.alpha"] = group["alpha"]
+                start += rows
+        return out
+
+    @staticmethod
+    def _bfl_targets(stem: str) -> list[str] | None:
+        if not stem.startswith("lora_unet_"):
+            return None
+        path = stem[len("lora_unet_") :]
+        if path in _BFL_TOP:
+            return [_BFL_TOP[path]]
+        m = _BFL.fullmatch(path)
+        if m is None:
+            return None
+        table = _BFL_DOUBLE if m.group(1) == "double_blocks" else _BFL_SINGLE
+        block = (
+            "transformer_blocks" if m.group(1) == "double_blocks" else "single_transformer_blocks"
+        )
+        parts = table.get(m.group(3))
+        if parts is None:
+            return None
+        return [f"{block}_{m.group(2)}_{p}" for p in parts]
+
+    def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
+        pooled = pipe.text_encoder(self.ids(pipe.tokenizer, captions, device)).pooler_output
+        t5 = pipe.text_encoder_2(self.ids(pipe.tokenizer_2, captions, device))[0]
+        return {"pooled": pooled, "t5": t5}
+
+    def predict(self, pipe: Any, noisy: Any, t: Any, cond: Mapping[str, Any]) -> Any:
+        import torch
+
+        model = pipe.transformer
+        b, c, h, w = noisy.shape
+        packed = pipe._pack_latents(noisy, b, c, h, w)
+        img_ids = pipe._prepare_latent_image_ids(b, h // 2, w // 2, noisy.device, model.dtype)
+        txt_ids = torch.zeros(cond["t5"].shape[1], 3, device=noisy.device, dtype=model.dtype)
+        guidance = None
+        if model.config.guidance_embeds:
+            guidance = torch.ones(b, device=noisy.device, dtype=torch.float32)
+        out = model(
+            hidden_states=packed.to(model.dtype),
+            timestep=(t / 1000).to(model.dtype),
+            guidance=guidance,
+            pooled_projections=cond["pooled"].to(model.dtype),
+            encoder_hidden_states=cond["t5"].to(model.dtype),
+            txt_ids=txt_ids,
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
+        sf = pipe.vae_scale_factor
+        return pipe._unpack_latents(out, h * sf, w * sf, sf)
+
+
+register_architecture(
+    Flux(
+        name="flux",
+        label="FLUX.1",
+        description="FLUX.1 dev/schnell (12 B MMDiT, CLIP-L pooled + T5-XXL, flow matching)",
+        pipeline_classes=("FluxPipeline",),
+        denoiser="transformer",
+        text_encoders=(
+            TextEncoderPart("te1", "text_encoder", "lora_te1", "CLIP ViT-L/14 (pooled)"),
+            TextEncoderPart("te2", "text_encoder_2", "lora_te2", "T5-XXL", trainable=False),
+        ),
+        presets=FLUX_PRESETS,
+        generation=GenerationDefaults(
+            resolution=1024, steps=28, guidance_scale=3.5, scheduler="flow-euler"
+        ),
+        objective=Objective(
+            "flow_matching",
+            timestep_sampling="logit_normal",
+            shift=FLUX_SHIFT,
+            description="velocity (noise − x), σ logit-normal shifted by 3.1582 (kohya)",
+        ),
+        key_conventions={
+            "diffusers/PEFT, ai-toolkit, SimpleTuner": "transformer.<diffusers path>.lora_A/B",
+            "kohya sd-scripts": "lora_unet_double_blocks_N_img_attn_qkv, "
+            "lora_unet_single_blocks_N_linear1 (BFL names, fused qkv), lora_te1_ (CLIP-L)",
+            "t2ibench": "lora_unet_<diffusers path>",
+        },
+        checkpoint_markers=(
+            "double_blocks.0.img_attn.norm.key_norm.scale",
+            "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale",
+        ),
+        adapter_markers=(
+            r"^lora_te1_",  # CLIP-L (SDXL and SD3 share the name)
+            # FLUX.1's single blocks: separate q/k/v and an MLP projection (FLUX.2 fuses them)
+            r"single_transformer_blocks[._]\d+[._](attn[._]to_[qkv]\b|proj_mlp)",
+            r"(double|single)_blocks[._]\d+[._]",  # BFL module names
+        ),
+    )
+)

@@ -1,0 +1,107 @@
+"""Stable Diffusion 3 / 3.5 (Medium, Large): SD3Transformer2DModel (MMDiT joint blocks), CLIP-L
+and OpenCLIP bigG (penultimate hidden states side by side, zero-padded to T5's width, then T5-XXL's
+tokens after them; both pooled embeddings concatenated), a 16-channel VAE with shift and scale,
+rectified-flow training with logit-normal σ and the scheduler's shift 3.0 (SD3 paper, Esser et
+al. 2024, §3.1 and §5.3.2; ``scheduler_config.json`` ``shift: 3.0``); flow-Euler 28 steps, CFG 3.5
+(SD3.5 Large's card), 1024 px.
+
+Adapter keys: diffusers / PEFT ``transformer.transformer_blocks.N.attn.to_q``; kohya sd-scripts
+``lora_unet_joint_blocks_N_x_block_attn_qkv`` (SAI names, fused qkv) and ``lora_te1_`` /
+``lora_te2_`` / ``lora_te3_``. T5 is never adapted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from t2ibench.architectures import (
+    GenerationDefaults,
+    Objective,
+    TextEncoderPart,
+    register_architecture,
+)
+from t2ibench.bases.flux import MMDiTBase
+from t2ibench.bases.sd15 import UNET_PRESETS
+
+_ATTN = (
+    r"transformer_blocks\.\d+\.attn2?\."
+    r"(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)"
+)
+_MLP = r"transformer_blocks\.\d+\.(ff|ff_context)\.net\.(0\.proj|2)"
+SD3_PRESETS = {
+    "attn-only": {"unet": (_ATTN,), "te": UNET_PRESETS["attn-only"]["te"]},
+    "attn-mlp": {"unet": (_ATTN, _MLP), "te": UNET_PRESETS["attn-mlp"]["te"]},
+    "full": {"unet": (r".+",), "te": UNET_PRESETS["attn-mlp"]["te"]},
+}
+
+
+class SD3(MMDiTBase):
+    def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
+        import torch
+
+        hidden, pooled = [], []
+        for tokenizer, encoder in (
+            (pipe.tokenizer, pipe.text_encoder),
+            (pipe.tokenizer_2, pipe.text_encoder_2),
+        ):
+            out = encoder(self.ids(tokenizer, captions, device, 77), output_hidden_states=True)
+            pooled.append(out[0])
+            hidden.append(out.hidden_states[-2])
+        clip = torch.cat(hidden, dim=-1)
+        t5 = pipe.text_encoder_3(self.ids(pipe.tokenizer_3, captions, device, 256))[0]
+        clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
+        return {"ehs": torch.cat([clip, t5], dim=-2), "pooled": torch.cat(pooled, dim=-1)}
+
+    def predict(self, pipe: Any, noisy: Any, t: Any, cond: Mapping[str, Any]) -> Any:
+        model = pipe.transformer
+        return model(
+            hidden_states=noisy.to(model.dtype),
+            timestep=t.to(model.dtype),  # SD3 takes t in [0, 1000]
+            encoder_hidden_states=cond["ehs"].to(model.dtype),
+            pooled_projections=cond["pooled"].to(model.dtype),
+            return_dict=False,
+        )[0]
+
+
+register_architecture(
+    SD3(
+        name="sd3",
+        label="SD3",
+        description="Stable Diffusion 3 / 3.5 (MMDiT, CLIP-L + bigG + T5-XXL, flow matching)",
+        pipeline_classes=("StableDiffusion3Pipeline",),
+        denoiser="transformer",
+        text_encoders=(
+            TextEncoderPart("te1", "text_encoder", "lora_te1", "CLIP ViT-L/14"),
+            TextEncoderPart("te2", "text_encoder_2", "lora_te2", "OpenCLIP ViT-bigG/14"),
+            TextEncoderPart("te3", "text_encoder_3", "lora_te3", "T5-XXL", trainable=False),
+        ),
+        presets=SD3_PRESETS,
+        generation=GenerationDefaults(
+            resolution=1024, steps=28, guidance_scale=3.5, scheduler="flow-euler"
+        ),
+        objective=Objective(
+            "flow_matching",
+            timestep_sampling="logit_normal",
+            shift=3.0,
+            description="velocity (noise − x), σ logit-normal shifted by 3.0",
+        ),
+        key_conventions={
+            "diffusers/PEFT, SimpleTuner, ai-toolkit": "transformer.<diffusers path>.lora_A/B",
+            "kohya sd-scripts": "lora_unet_joint_blocks_N_(x|context)_block_attn_qkv, "
+            "lora_te1_/lora_te2_/lora_te3_",
+            "t2ibench": "lora_unet_<diffusers path>",
+        },
+        checkpoint_markers=(
+            "joint_blocks.0.context_block.adaLN_modulation.1.bias",
+            "model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias",
+        ),
+        adapter_markers=(
+            r"joint_blocks[._]\d+[._](x_block|context_block)",  # SAI / kohya names
+            r"^lora_te[123]_",  # CLIP-L, bigG, T5 (shared with SDXL / FLUX but for T5)
+            r"^text_encoder_3\.",
+            # SD3.5 Medium's MMDiT-X second attention (a UNet's attn2 sits deeper in its path)
+            r"^(lora_unet_|transformer\.)?transformer_blocks[._]\d+[._]attn2[._]",
+        ),
+    )
+)

@@ -328,11 +328,16 @@ def architecture_of_pipe(pipe: Any) -> BaseArchitecture:
     for arch in _all():
         if cls in arch.pipeline_classes:
             return arch
-    for arch in _all():  # a look-alike object (tests): the one whose parts it has
-        if hasattr(pipe, arch.denoiser) and all(
-            hasattr(pipe, te.attribute) for te in arch.text_encoders
-        ):
-            return arch
+    # A look-alike object (tests): of the architectures whose parts it has, the one with the most
+    # (an SDXL look-alike has SD1.5's unet and text_encoder too).
+    fits = [
+        arch
+        for arch in _all()
+        if hasattr(pipe, arch.denoiser)
+        and all(hasattr(pipe, te.attribute) for te in arch.text_encoders)
+    ]
+    if fits:
+        return max(fits, key=lambda arch: len(arch.text_encoders))
     raise ConfigError(f"{cls}: no registered base architecture loads this pipeline class")
 
 

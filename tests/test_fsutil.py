@@ -105,9 +105,18 @@ def test_hub_offline_honours_both_variables(monkeypatch, var):
     assert hub_offline()
     # Base-model loading and the encoders ask the same switch (they once read different variables).
     import t2ibench.encoders.base as encoders_base
-    import t2ibench.models.loading as loading
+    from t2ibench.architectures import hub_pipeline
 
-    assert loading.hub_offline() and encoders_base.hub_offline()
+    asked = {}
+
+    class Pipeline:
+        @classmethod
+        def from_pretrained(cls, repo_id, **kwargs):
+            asked.update(kwargs)
+            return cls()
+
+    hub_pipeline(Pipeline, "some/repo", {})
+    assert asked["local_files_only"] is True and encoders_base.hub_offline()
 
 
 def test_atomic_folder_swaps_stale_keeps_complete_and_survives_errors(tmp_path):

@@ -103,9 +103,19 @@ TEST_LAYERS = {
 }
 
 
-def pipe_of(denoiser: nn.Module) -> SimpleNamespace:
-    """What ``apply_adapter`` needs: the denoiser as ``unet`` and no text encoder."""
-    return SimpleNamespace(unet=denoiser, text_encoder=None)
+#: the attributes of each class's diffusers pipeline: the denoiser's, then its text encoders'
+PIPE_PARTS = {
+    "sd15": ("unet", "text_encoder"),
+    "sdxl": ("unet", "text_encoder", "text_encoder_2"),
+    "flux": ("transformer", "text_encoder", "text_encoder_2"),
+}
+
+
+def pipe_of(denoiser: nn.Module, arch: str = "sd15") -> SimpleNamespace:
+    """What ``apply_adapter`` needs: a look-alike of ``arch``'s pipeline (its denoiser under the
+    pipeline's name, no text encoders), so the base a file's keys name is the base it meets."""
+    unet, *encoders = PIPE_PARTS[arch]
+    return SimpleNamespace(**{unet: denoiser}, **dict.fromkeys(encoders))
 
 
 def layer_input(layer: nn.Module, seed: int = 1) -> torch.Tensor:

@@ -118,12 +118,12 @@ def _lycoris_reads(model: nn.Module, path, prefix: str) -> dict[str, torch.Tenso
     return out
 
 
-def _t2ibench_applies(model: nn.Module, path) -> dict[str, torch.Tensor]:
+def _t2ibench_applies(model: nn.Module, path, arch: str) -> dict[str, torch.Tensor]:
     """layer name → the layer's output with t2ibench's ``apply_adapter`` of ``path``."""
     from t2ibench.adapters import apply_adapter
 
     layers = named_layers(model)
-    with apply_adapter(pipe_of(model), path) as handle, torch.no_grad():
+    with apply_adapter(pipe_of(model, arch), path) as handle, torch.no_grad():
         adapted = {m.org for m in handle.network}
         return {n: layer(layer_input(layer)) for n, layer in layers.items() if layer in adapted}
 
@@ -162,7 +162,7 @@ def test_lycoris_saved_file_applies_as_lycoris(arch: str, case: str, tmp_path) -
     # lycoris-lora 4.1.3 cannot read its own IA3 files (its loader's signature): the modules
     # saved are the oracle there
     want = trained if algo == "ia3" else _lycoris_reads(model, path, "lycoris")
-    got = _t2ibench_applies(model, path)
+    got = _t2ibench_applies(model, path, arch)
     assert sorted(got) == sorted(want)
     for name in want:
         _close(got[name], want[name], f"{case} {name} (lycoris' reading)")
@@ -212,7 +212,7 @@ def test_lycoris_trainer_file_reads_in_lycoris(arch: str, trainer: str, opts: di
             p.copy_(p.half().float())
     path = tmp_path / "ours.safetensors"
     save_adapter(net, path, build_metadata(cfg, None))
-    got = _t2ibench_applies(model, path)
+    got = _t2ibench_applies(model, path, arch)
     if trainer == "lycoris-ia3":  # lycoris cannot read IA3 files (above): the modules saved
         with torch.no_grad():
             want = {}
@@ -282,7 +282,7 @@ def test_peft_saved_folder_applies_as_peft(arch: str, case: str, tmp_path) -> No
             layer = pm.base_model.model.get_submodule(name)
             want[name] = layer(layer_input(layer.get_base_layer()))
     pm.save_pretrained(str(tmp_path / "peft"))
-    got = _t2ibench_applies(base, tmp_path / "peft")
+    got = _t2ibench_applies(base, tmp_path / "peft", arch)
     assert sorted(got) == sorted(want)
     for name in want:
         _close(got[name], want[name], f"{case} {name}")
@@ -325,7 +325,7 @@ def test_peft_trainer_file_reads_in_peft(arch: str, trainer: str, opts: dict, tm
     perturb(net)
     path = tmp_path / "ours.safetensors"
     save_adapter(net, path, build_metadata(cfg, None))
-    got = _t2ibench_applies(model, path)
+    got = _t2ibench_applies(model, path, arch)
 
     from safetensors.torch import load_file
 

@@ -9,6 +9,11 @@
    dim 8, alpha 4, lr 1e-3, attn-mlp + text encoder, batch 16, 90 images, ``--epochs`` epochs of
    6 steps), measured by the probe before and after.
 
+``--follow-only``: step 1 alone for ``toy-flux`` (under a minute), written beside the earlier
+measurement to ``results/toy_flux_base_2026-12-07_plugin.md`` — the check that main's FLUX base
+plug-in (``t2ibench.bases.flux``, ``pipeline_call_kwargs``) samples the shipped weights as well as
+the toyflux branch's driver did (its 84.4 % all at CFG 4 is the ``_toy-flux.json`` file).
+
 Each base's numbers go to ``results/toy_flux_base_2026-12-07_<base>.json`` (the bases can run
 one at a time); the table ``results/toy_flux_base_2026-12-07.md`` is written from every base's
 file present.
@@ -109,15 +114,51 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def follow_only(guidance: float) -> None:
+    """toy-flux prompt following through the base plug-in, beside the branch's measurement."""
+    from t2ibench.models import load_base
+    from t2ibench.toy.probe import Probe
+    from tools.toy.evaluate import evaluate_base
+
+    t0 = time.time()
+    now = evaluate_base(load_base(str(BASES["toy-flux"][1])), Probe.load(), guidance=guidance)
+    seconds = time.time() - t0
+    before = json.loads(result_path("toy-flux").read_text())
+    rows = [
+        ("toyflux branch, models/drivers.py", before["prompt_following"], before["when"]),
+        ("main, bases/flux.py plug-in", now, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+    ]
+    lines = [
+        "# toy-flux prompt following: the FLUX base plug-in vs the toyflux branch's driver",
+        "",
+        f"`python -m benchmarks.toy_flux_base --follow-only --guidance {guidance:g}` on "
+        f"{platform.machine()} CPU, 2 threads, shared machine ({seconds:.0f} s). 192 "
+        f"base-vocabulary prompts, one image each, 25 flow Euler steps, true CFG {guidance:g} "
+        "against the empty caption, toy probe.",
+        "",
+        "| path | " + " | ".join(ATTRS) + " | measured |",
+        "|---" * (len(ATTRS) + 2) + "|",
+    ]
+    for name, f, when in rows:
+        lines.append(f"| {name} | " + " | ".join(pct(f[a]) for a in ATTRS) + f" | {when} |")
+    out = OUT.with_name(f"{OUT.stem}_plugin.md")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bases", nargs="*", default=list(BASES), choices=list(BASES))
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--follow-only", action="store_true", help="toy-flux prompt following only")
     args = ap.parse_args(argv)
     from t2ibench.toy.common import setup
 
     setup(2)
+    if args.follow_only:
+        follow_only(args.guidance)
+        return
     for base in args.bases:
         result_path(base).write_text(
             json.dumps(measure(base, args.guidance, args.epochs), indent=1) + "\n"

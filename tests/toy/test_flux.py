@@ -97,6 +97,30 @@ def test_flow_shift_follows_the_scheduler_config(pipe):
     assert arch.flow_shift(static, toy) == arch.objective.shift
 
 
+def test_training_draws_sigma_with_the_samplers_shift(pipe, monkeypatch):
+    """The flow-matching loss shifts σ by the architecture's ``flow_shift`` of these latents (the
+    toy's 16 tokens: exp(mu) ≈ 1.58), not FLUX_SHIFT's static 3.1582."""
+    import math
+
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    from t2ibench.architectures import architecture_of_pipe
+    from t2ibench.bases import objectives
+
+    seen = []
+    real = objectives.shifted_sigmas
+    monkeypatch.setattr(
+        objectives, "shifted_sigmas", lambda u, shift: seen.append(shift) or real(u, shift)
+    )
+    arch = architecture_of_pipe(pipe)
+    with torch.no_grad():
+        arch.training_loss(
+            pipe, torch.zeros(2, 4, 8, 8), ["a", "b"], torch.Generator().manual_seed(0),
+            arch.training_scheduler(pipe),
+        )  # fmt: skip
+    assert seen == [pytest.approx(math.exp(calculate_shift(16)))]
+
+
 def test_generation_is_true_cfg_on_the_tokenizers_length(pipe):
     """No guidance embedding: the protocol's guidance is true CFG against the empty caption (or
     the negative prompt); the T5 length is the tokenizer's (24), as in training."""

@@ -235,6 +235,11 @@ class BaseArchitecture:
         (the plug-ins call :mod:`t2ibench.bases.objectives`)."""
         raise NotImplementedError
 
+    def flow_shift(self, scheduler: Any, latents: Any) -> float:
+        """The σ shift flow-matching training draws with for ``latents`` (B, C, H, W): the
+        objective's static ``shift`` (a base whose sampler shifts by resolution overrides it)."""
+        return self.objective.shift
+
     def training_scheduler(self, pipe: Any) -> Any:
         """The noise scheduler training draws from (DDPM on the base's schedule, or the flow
         scheduler itself)."""

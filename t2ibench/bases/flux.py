@@ -5,9 +5,11 @@ distilled guidance 3.5, 1024 px (diffusers' FLUX.1-dev defaults).
 
 Training follows kohya sd-scripts' recommended FLUX LoRA settings (docs: ``--timestep_sampling
 shift --discrete_flow_shift 3.1582 --model_prediction_type raw --guidance_scale 1.0``): σ
-logit-normal, shifted by 3.1582, the velocity target, the guidance embedding fed 1.0. The T5
-encoder is never adapted (as in sd-scripts, ai-toolkit and diffusers' FLUX LoRA script); CLIP-L can
-be (kohya ``lora_te1_``).
+logit-normal, the velocity target, the guidance embedding fed 1.0; σ shifted as the sampler shifts
+(with the scheduler's dynamic shifting by the image size, sd-scripts' ``flux_shift``: 3.1582 at
+1024 px). Generation without a guidance embedding is true classifier-free guidance
+(``call_kwargs``). The T5 encoder is never adapted (as in sd-scripts, ai-toolkit and diffusers'
+FLUX LoRA script); CLIP-L can be (kohya ``lora_te1_``).
 
 Adapter keys: diffusers / ai-toolkit / SimpleTuner ``transformer.transformer_blocks.N.attn.to_q``
 and ``transformer.single_transformer_blocks.N...``; kohya sd-scripts names BFL's
@@ -198,6 +200,54 @@ class Flux(MMDiTBase):
             return None
         return [f"{block}_{m.group(2)}_{p}" for p in parts]
 
+    def flow_shift(self, scheduler: Any, latents: Any) -> float:
+        """The sampler's shift for this image size: with ``use_dynamic_shifting`` (FLUX.1's
+        scheduler config) ``exp(mu)``, ``mu`` linear in the packed image-token count exactly as
+        ``FluxPipeline.__call__`` computes it (``calculate_shift``); at 1024 px (4096 tokens) that
+        is ``exp(1.15)`` = kohya's 3.1582, which is kohya sd-scripts' ``--timestep_sampling
+        flux_shift`` (``library/flux_train_utils.py``, ``get_noisy_model_input_and_timesteps``).
+        Without dynamic shifting: the objective's static shift."""
+        import math
+
+        cfg = scheduler.config
+        if not cfg.get("use_dynamic_shifting", False):
+            return self.objective.shift
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+        h, w = latents.shape[-2:]
+        mu = calculate_shift(
+            (h // 2) * (w // 2),  # 2×2-packed latent tokens
+            cfg.get("base_image_seq_len", 256),
+            cfg.get("max_image_seq_len", 4096),
+            cfg.get("base_shift", 0.5),
+            cfg.get("max_shift", 1.15),
+        )
+        return math.exp(mu)
+
+    @staticmethod
+    def sequence_length(pipe: Any) -> int:
+        """T5 tokens per prompt: the tokenizer's declared length, at most FLUX.1's 512 (the same
+        length :meth:`condition` trains with)."""
+        return int(min(512, pipe.tokenizer_2.model_max_length))
+
+    def call_kwargs(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """FluxPipeline's names for the protocol's settings. A transformer with FLUX.1-dev's
+        distilled guidance embedding takes ``guidance_scale`` as that embedding; one without
+        (``guidance_embeds`` false: schnell, a base trained with caption dropout) is guided by true
+        classifier-free guidance (``true_cfg_scale``) against the negative prompt, the empty
+        caption when none is given (set the guidance scale to 1 for none: schnell's way). The T5
+        length is the tokenizer's (:meth:`sequence_length`), as in training."""
+        out = dict(kwargs)
+        if getattr(pipe, "tokenizer_2", None) is not None:
+            out["max_sequence_length"] = self.sequence_length(pipe)
+        if not pipe.transformer.config.guidance_embeds and "guidance_scale" in out:
+            out["true_cfg_scale"] = out.pop("guidance_scale")
+            if out.get("negative_prompt") is None:
+                prompt = out.get("prompt")
+                n = len(prompt) if isinstance(prompt, list) else 1
+                out["negative_prompt"] = [""] * n if isinstance(prompt, list) else ""
+        return super().call_kwargs(pipe, out)
+
     def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
         pooled = pipe.text_encoder(self.ids(pipe.tokenizer, captions, device)).pooler_output
         t5 = pipe.text_encoder_2(self.ids(pipe.tokenizer_2, captions, device))[0]
@@ -247,7 +297,8 @@ register_architecture(
             "flow_matching",
             timestep_sampling="logit_normal",
             shift=FLUX_SHIFT,
-            description="velocity (noise − x), σ logit-normal shifted by 3.1582 (kohya)",
+            description="velocity (noise − x), σ logit-normal shifted as the sampler shifts "
+            "(FLUX.1's dynamic shift: 3.1582 at 1024 px, kohya's)",
         ),
         key_conventions={
             "diffusers/PEFT, ai-toolkit, SimpleTuner": "transformer.<diffusers path>.lora_A/B",

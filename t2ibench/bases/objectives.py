@@ -5,7 +5,8 @@
 * ``flow_matching_mse``: rectified-flow velocity error, ``x_t = (1-σ)·x + σ·ε``, target ``ε − x``,
   σ uniform or logit-normal (SD3 paper, Esser et al. 2024, §3.1 "logit-normal sampling") and moved
   by the base's shift ``σ' = s·σ / (1 + (s−1)·σ)`` (diffusers ``FlowMatchEulerDiscreteScheduler``,
-  ``shift``); the denoiser sees ``t = 1000·σ'``.
+  ``shift``; ``BaseArchitecture.flow_shift``: FLUX.1's depends on the image size, as its sampler's);
+  the denoiser sees ``t = 1000·σ'``.
 
 Randomness only from the generator passed in, drawn in a fixed order (noise, then timesteps), so
 a resumed run continues exactly.
@@ -78,7 +79,7 @@ def flow_matching_mse(
         u = torch.sigmoid(torch.randn(b, generator=gen))
     else:
         u = torch.rand(b, generator=gen)
-    sigma = shifted_sigmas(u, objective.shift).to(device)
+    sigma = shifted_sigmas(u, arch.flow_shift(scheduler, latents)).to(device)
     s = sigma.view(b, *([1] * (latents.ndim - 1)))
     noisy = (1 - s) * latents + s * noise
     num = int(getattr(scheduler.config, "num_train_timesteps", 1000))

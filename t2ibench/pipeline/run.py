@@ -171,7 +171,7 @@ def resolve(options: RunOptions) -> ResolvedRun:
     fingerprint = base_fingerprint(base)  # a missing base model fails here, before training
     metric_profile = _metric_profile(options, dataset)
     metrics = _metrics(cfg, metric_profile)
-    generation, prompt_types = _generation(cfg, trainer_cfg, dataset)
+    generation, prompt_types = _generation(cfg, trainer_cfg, dataset, base)
     check_encoders(cfg.evaluate.encoders)
     resolved_cfg = cfg.model_copy(
         update={
@@ -303,7 +303,19 @@ def _metrics(cfg: Any, metric_profile: Any) -> list[str]:
     return metrics
 
 
-def _generation(cfg: Any, trainer_cfg: Any, dataset: Any) -> tuple[Any, list[str]]:
+def _flow_scheduler(base: str) -> str | None:
+    """The sampler of a flow-matching base folder (a named base like ``toy-flux``, which brings
+    no architecture defaults): the protocol's default DDIM cannot sample a rectified flow."""
+    from t2ibench.models.loading import base_architecture, resolve_spec
+
+    kind, where = resolve_spec(base)
+    if kind not in ("tiny", "folder"):
+        return None
+    arch = base_architecture(kind, where)
+    return arch.generation.scheduler if arch.objective.kind == "flow_matching" else None
+
+
+def _generation(cfg: Any, trainer_cfg: Any, dataset: Any, base: str) -> tuple[Any, list[str]]:
     """The sampling settings and prompt types; every generation job and its file name is built
     now, so what generation would refuse fails here, before training, not after it."""
     from t2ibench.pipeline.generate import GenerationSettings, job_file
@@ -316,6 +328,7 @@ def _generation(cfg: Any, trainer_cfg: Any, dataset: Any) -> tuple[Any, list[str
     for job in jobs_for(dataset, prompt_types, gen.images_per_leaf):
         job_file(job)
     side = gen.resolution or trainer_cfg.resolution
+    scheduler = gen.scheduler or _flow_scheduler(base)
     generation = GenerationSettings(
         steps=gen.steps,
         guidance_scale=gen.guidance_scale,
@@ -323,7 +336,7 @@ def _generation(cfg: Any, trainer_cfg: Any, dataset: Any) -> tuple[Any, list[str
         width=side,
         negative_prompt=gen.negative_prompt,
         batch_size=gen.batch_size,
-        **({"scheduler": gen.scheduler} if gen.scheduler else {}),
+        **({"scheduler": scheduler} if scheduler else {}),
     )
     return generation, prompt_types
 

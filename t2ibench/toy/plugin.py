@@ -1,5 +1,6 @@
 """The toy world plugged into t2ibench through the doors a third party uses (entry points in
-``pyproject.toml``): its profile (``profile.toml``), the named base ``toy``, the named datasets
+``pyproject.toml``): its profile (``profile.toml``), the named bases ``toy`` (SD1.5-class UNet)
+and ``toy-flux`` (a FluxPipeline folder, run by the FLUX plug-in), the named datasets
 ``toy`` and ``toy-small``, and a sweep hook that checks every metric against the probe's ground
 truth. Its encoders register from ``t2ibench.toy.encoders`` (group ``t2ibench.encoders``)."""
 
@@ -20,11 +21,18 @@ from t2ibench.profiles import (
 # One leaf of each kind: the small sweep grid (t2ibench/grids/toy.toml) fits in an hour on 2 cores.
 SMALL_LEAVES = ["characters/starling/hat", "toys/ring", "scenes/beach", "styles/pastel"]
 BASE_DIR = Path(__file__).parent / "weights" / "base"  # a diffusers StableDiffusionPipeline folder
+FLUX_DIR = Path(__file__).parent / "weights" / "flux"  # a diffusers FluxPipeline folder
+FLUX_PARTS = ("transformer", "text_encoder", "text_encoder_2", "vae", "tokenizer", "tokenizer_2")
 
 
 def base_installed() -> bool:
     """Whether the trained toy base ships with this installation."""
     return all((BASE_DIR / part).is_dir() for part in ("unet", "text_encoder", "vae", "tokenizer"))
+
+
+def flux_installed() -> bool:
+    """Whether the trained toy FLUX-class base ships with this installation."""
+    return all((FLUX_DIR / part).is_dir() for part in FLUX_PARTS)
 
 
 def toy_dataset(small: bool = False) -> Path:
@@ -65,6 +73,14 @@ def validity_hook(sweep_dir: Path, report_dir: Path, run_dirs: list[Path]) -> li
 
 register_profile(load_profile_file(Path(__file__).with_name("profile.toml"), "toy"))
 register_base(NamedPath("toy", "the toy world's trained base", lambda: BASE_DIR, base_installed))
+register_base(
+    NamedPath(
+        "toy-flux",
+        "the toy world's trained FLUX-class base (joint attention, flow matching)",
+        lambda: FLUX_DIR,
+        flux_installed,
+    )
+)
 register_dataset(NamedPath("toy", "the toy dataset, all nine leaves", toy_dataset, base_installed))
 register_dataset(
     NamedPath(

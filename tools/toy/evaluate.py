@@ -44,18 +44,23 @@ def generate(
     steps: int = STEPS,
     batch: int = 64,
 ) -> list[Image.Image]:
-    """One 32 px image per (prompt, seed), DDIM, seeded per image (batch-independent)."""
+    """One 32 px image per (prompt, seed), the base's own sampler (UNet: DDIM; FLUX-class: flow
+    Euler, true CFG), seeded per image (batch-independent); the guidance argument in the name its
+    base plug-in gives it (``pipeline_call_kwargs``), as the generate stage does."""
+    from t2ibench.architectures import pipeline_call_kwargs
+
     images: list[Image.Image] = []
     for i in range(0, len(prompts), batch):
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds[i : i + batch]]
-        out = pipe(
-            list(prompts[i : i + batch]),
-            height=world.SIZE,
-            width=world.SIZE,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=gens,
-        )
+        kwargs = {
+            "prompt": list(prompts[i : i + batch]),
+            "height": world.SIZE,
+            "width": world.SIZE,
+            "num_inference_steps": steps,
+            "guidance_scale": guidance,
+            "generator": gens,
+        }
+        out = pipe(**pipeline_call_kwargs(pipe, kwargs))
         images.extend(out.images)
     return images
 
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--guidance", type=float, nargs="+", default=[GUIDANCE])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--grid", type=Path, default=None, help="save a PNG grid of the images")
+    ap.add_argument("--report", default="base_eval.json", help="file name in weights/reports/")
     args = ap.parse_args(argv)
     setup(args.threads)
     log = Log("evaluate")
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         report[f"guidance_{g:g}"] = r = evaluate_base(pipe, probe, guidance=g)
         log(f"guidance {g}: {r}")
     report["seconds"] = round(log.elapsed(), 1)
-    write_json(WEIGHTS / "reports" / "base_eval.json", report)
+    write_json(WEIGHTS / "reports" / args.report, report)
     if args.grid:
         prompts = [p for p, _ in base_prompt_set()]
         imgs = generate(pipe, prompts, [1000 + k for k in range(len(prompts))])

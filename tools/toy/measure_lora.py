@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep dataset and checkpoints here")
     ap.add_argument("--base", type=Path, default=BASE_DIR)
     ap.add_argument("--quick", action="store_true", help="8 images per prompt set (smoke test)")
+    ap.add_argument(
+        "--report", default="lora.json", help="file name in weights/reports/, or a path"
+    )
     args = ap.parse_args(argv)
     setup(args.threads)
     log = Log("lora")
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }  # fmt: skip
     if not args.quick:
-        write_json(WEIGHTS / "reports" / "lora.json", report)
+        write_json(WEIGHTS / "reports" / args.report, report)
     cols = ["trigger", "trigger_outfit", "trigger_attrs", "base_all", "leak", "fidelity"]
     print("| model | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")

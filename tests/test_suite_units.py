@@ -62,3 +62,10 @@ def test_the_configured_dist_mode_is_the_one_the_hooks_act_on():
     source = (ROOT / "tests" / "conftest.py").read_text()
     assert f'!= "{mode}"' in source, mode  # both hooks compare against this mode
     assert source.count(f'!= "{mode}"') == 2
+
+
+def test_test_file_names_are_unique():
+    """Test folders are not packages: two files of one name stop collection ("import file
+    mismatch"), as tests/bases/test_flux.py and tests/toy/test_flux.py once did."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -23,7 +23,7 @@ def pipe():
 
 
 def test_shipped_size_within_budget():
-    """The UNet world; the FLUX-class base (``weights/flux``) has its own 25 MiB (test_flux.py)."""
+    """The UNet world; the FLUX-class base (``weights/flux``) has its own 25 MiB (test_toy_flux.py)."""
     flux = WEIGHTS / "flux"
     total = sum(
         p.stat().st_size for p in WEIGHTS.rglob("*") if p.is_file() and flux not in p.parents

@@ -17,7 +17,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from t2ibench.encoders.base import Encoder, EncoderSpec, local_weights_id
+from t2ibench.encoders.base import (
+    Encoder,
+    EncoderSpec,
+    check_local_path,
+    local_weights_id,
+    tiny_folder,
+)
 from t2ibench.errors import T2IBenchError
 from t2ibench.metrics.inputs import EvalContext, InputProvider, register_input_provider
 from t2ibench.metrics.quality import MeanScore, mean_score
@@ -241,3 +247,23 @@ __all__ = [
     "read_state_dict",
     "register_judge",
 ]
+
+
+def judge_source(
+    spec: EncoderSpec,
+    weights: str | None,
+    tiny: bool,
+    tiny_config: Any,
+    build_random: Callable[..., Any],
+    cache_dir: Path | None,
+    default: str | None = None,
+) -> str | None:
+    """Where a judge loads from: its tiny random-weight folder (built once into the cache), else
+    the user's weights or ``default``; a local path is checked before anything loads."""
+    if tiny:
+        source: str | None = str(tiny_folder(spec.name, tiny_config, build_random, cache_dir))
+    else:
+        source = weights or default
+    if source is not None:
+        check_local_path(spec.name, source)
+    return source

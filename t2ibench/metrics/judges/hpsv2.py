@@ -35,13 +35,12 @@ from t2ibench.encoders.base import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     EncoderSpec,
-    check_local_path,
     hub_offline,
-    tiny_folder,
 )
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    judge_source,
     local_weights_id,
     missing_judge_weights,
     read_state_dict,
@@ -152,11 +151,7 @@ def load(
     batch_size: int,
     cache_dir: Path | None,
 ) -> Hpsv2Judge:
-    source = (
-        str(tiny_folder(spec.name, TINY_MODEL_CFG, build_random, cache_dir)) if tiny else weights
-    )
-    if source is not None:
-        check_local_path(spec.name, source)
+    source = judge_source(spec, weights, tiny, TINY_MODEL_CFG, build_random, cache_dir)
     model, tokenizer, wid = load_model(source)
     prep = JudgePreprocess(
         preprocess_image, "hpsv2-resize-max-224-bicubic-float-pad0-openai", size=SIZE

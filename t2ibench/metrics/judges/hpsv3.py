@@ -41,15 +41,14 @@ from torch import nn
 
 from t2ibench.encoders.base import (
     EncoderSpec,
-    check_local_path,
     hub_offline,
     local_weights_id,
-    tiny_folder,
 )
 from t2ibench.errors import T2IBenchError
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    judge_source,
     linked_folder,
     missing_judge_weights,
     read_state_dict,
@@ -272,9 +271,7 @@ def load(
     cache_dir: Path | None,
 ) -> Hpsv3Judge:
     tiny_cfg = {"text": TINY_TEXT, "vision": TINY_VISION, "template": TINY_CHAT_TEMPLATE}
-    source = str(tiny_folder(spec.name, tiny_cfg, build_random, cache_dir)) if tiny else weights
-    if source is not None:
-        check_local_path(spec.name, source)
+    source = judge_source(spec, weights, tiny, tiny_cfg, build_random, cache_dir)
     model, processor, wid = load_model(source)
     # fetch_image gives a PIL image of ~256·28·28 px at the image's aspect ratio: no one side
     # length; score() batches through the processor itself.

@@ -44,13 +44,12 @@ from t2ibench.encoders.base import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     EncoderSpec,
-    check_local_path,
     hub_offline,
-    tiny_folder,
 )
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    judge_source,
     linked_folder,
     local_weights_id,
     missing_judge_weights,
@@ -346,9 +345,7 @@ def load(
     batch_size: int,
     cache_dir: Path | None,
 ) -> ImageRewardJudge:
-    source = str(tiny_folder(spec.name, TINY_CONFIG, build_random, cache_dir)) if tiny else weights
-    if source is not None:
-        check_local_path(spec.name, source)
+    source = judge_source(spec, weights, tiny, TINY_CONFIG, build_random, cache_dir)
     model, tokenizer, wid = load_model(source)
     prep = JudgePreprocess(
         preprocess_image, "imagereward-resize224-bicubic-centercrop-openai", size=SIZE

@@ -31,14 +31,13 @@ from t2ibench.encoders.base import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     EncoderSpec,
-    check_local_path,
     load_pretrained,
-    tiny_folder,
 )
 from t2ibench.errors import T2IBenchError
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    judge_source,
     missing_judge_weights,
     register_judge,
 )
@@ -183,11 +182,7 @@ def load(
 ) -> PickScoreJudge:
     from transformers import CLIPModel
 
-    if tiny:
-        source = str(tiny_folder(spec.name, TINY_CONFIG, build_random, cache_dir))
-    else:
-        source = weights or MODEL_REPO
-    check_local_path(spec.name, source)
+    source = judge_source(spec, weights, tiny, TINY_CONFIG, build_random, cache_dir, MODEL_REPO)
     try:
         model, wid = load_pretrained(CLIPModel, spec.name, source)
         processor = load_processor(source if Path(source).expanduser().is_dir() else PROCESSOR_REPO)

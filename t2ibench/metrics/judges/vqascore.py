@@ -50,14 +50,13 @@ from t2ibench.encoders.base import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     EncoderSpec,
-    check_local_path,
     hub_offline,
     local_weights_id,
-    tiny_folder,
 )
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    judge_source,
     linked_folder,
     missing_judge_weights,
     read_state_dict,
@@ -346,9 +345,7 @@ def load(
     cache_dir: Path | None,
 ) -> VqaScoreJudge:
     tiny_cfg = {"t5": TINY_T5, "vision": TINY_VISION, "spiece": TINY_SPIECE_SIZE}
-    source = str(tiny_folder(spec.name, tiny_cfg, build_random, cache_dir)) if tiny else weights
-    if source is not None:
-        check_local_path(spec.name, source)
+    source = judge_source(spec, weights, tiny, tiny_cfg, build_random, cache_dir)
     model, tokenizer, wid = load_model(source)
     size = model.vision_tower.config.image_size
     prep = JudgePreprocess(

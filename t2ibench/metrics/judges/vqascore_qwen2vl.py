@@ -34,11 +34,12 @@ from typing import Any
 
 import torch
 
-from t2ibench.encoders.base import EncoderSpec, check_local_path, tiny_folder
+from t2ibench.encoders.base import EncoderSpec
 from t2ibench.errors import T2IBenchError
 from t2ibench.metrics.judges._common import (
     JudgeEncoder,
     JudgePreprocess,
+    judge_source,
     missing_judge_weights,
     register_judge,
 )
@@ -129,9 +130,7 @@ def load(
     from t2ibench.encoders.base import load_pretrained
 
     tiny_cfg = {"text": TINY_TEXT, "vision": TINY_VISION, "question": QUESTION}
-    source = str(tiny_folder(spec.name, tiny_cfg, build_random, cache_dir)) if tiny else weights
-    source = source or MODEL_REPO
-    check_local_path(spec.name, source)
+    source = judge_source(spec, weights, tiny, tiny_cfg, build_random, cache_dir, MODEL_REPO)
     try:
         model, wid = load_pretrained(AutoModelForImageTextToText, spec.name, source)
         folder = Path(source).expanduser()

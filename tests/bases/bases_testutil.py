@@ -125,12 +125,11 @@ def make_tiny_flux(folder: Path, *, seed: int = 0) -> Path:
     SentencePiece file cannot be built offline; the ids only have to fit the T5 vocabulary)."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         FluxPipeline,
         FluxTransformer2DModel,
     )
-    from transformers import CLIPTokenizer, T5Config, T5EncoderModel
+    from transformers import CLIPTokenizer
 
     from t2ibench.models.tokenizer import write_clip_tokenizer
 
@@ -152,24 +151,10 @@ def make_tiny_flux(folder: Path, *, seed: int = 0) -> Path:
             axes_dims_rope=(2, 2, 4),
         ).eval()
         torch.manual_seed(seed + 1)
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 16, 32, 32),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=64,
-            scaling_factor=0.3611,
-            shift_factor=0.1159,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        ).eval()
+        vae = _flow_vae(scaling_factor=0.3611, shift_factor=0.1159)
         te1 = _clip_text(False, seed + 2)
         torch.manual_seed(seed + 3)
-        t5 = T5EncoderModel(
-            T5Config(vocab_size=49408, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
-        ).eval()
+        t5 = _t5_encoder()
     with tempfile.TemporaryDirectory() as tmp:
         tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(Path(tmp)))
     pipe = FluxPipeline(
@@ -193,12 +178,11 @@ def make_tiny_sd3(folder: Path, *, seed: int = 0) -> Path:
     tokenizer, as for FLUX), a 16-channel-style VAE with SD3's shift and scale; random weights."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
     )
-    from transformers import CLIPTokenizer, T5Config, T5EncoderModel
+    from transformers import CLIPTokenizer
 
     from t2ibench.models.tokenizer import write_clip_tokenizer
 
@@ -221,25 +205,11 @@ def make_tiny_sd3(folder: Path, *, seed: int = 0) -> Path:
             pos_embed_max_size=16,
         ).eval()
         torch.manual_seed(seed + 1)
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 16, 32, 32),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=64,
-            scaling_factor=1.5305,
-            shift_factor=0.0609,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        ).eval()
+        vae = _flow_vae(scaling_factor=1.5305, shift_factor=0.0609)
         te1 = _clip_text(True, seed + 2)
         te2 = _clip_text(True, seed + 3)
         torch.manual_seed(seed + 4)
-        t5 = T5EncoderModel(
-            T5Config(vocab_size=49408, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
-        ).eval()
+        t5 = _t5_encoder()
     with tempfile.TemporaryDirectory() as tmp:
         tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(Path(tmp)))
     pipe = StableDiffusion3Pipeline(
@@ -257,3 +227,30 @@ def make_tiny_sd3(folder: Path, *, seed: int = 0) -> Path:
     for sub in ("tokenizer", "tokenizer_2", "tokenizer_3"):
         write_clip_tokenizer(folder / sub)
     return folder
+
+
+def _flow_vae(**factors: float):
+    """A tiny 4-channel VAE with a flow base's latent scale and shift (FLUX's, SD3's)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        **factors,
+    ).eval()
+
+
+def _t5_encoder():
+    """A one-layer T5 encoder over CLIP's vocabulary (the tiny bases read CLIP's tokenizer)."""
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(vocab_size=49408, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+    ).eval()

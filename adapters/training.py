@@ -167,7 +167,7 @@ def _encode_latents(
     from t2ibench.images import open_image
 
     vae = pipe.vae
-    shift, sf = architecture_of_pipe(pipe).latent_scale(vae)
+    arch = architecture_of_pipe(pipe)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     out = []
     with torch.no_grad():
@@ -179,7 +179,7 @@ def _encode_latents(
             dist = vae.encode(img).latent_dist
             eps = torch.randn(dist.mean.shape, generator=gen).to(device, dist.mean.dtype)
             latent = dist.mean + dist.std * eps
-            latent = (latent - shift) * sf if shift else latent * sf  # FLUX's VAE shifts
+            latent = arch.normalize_latents(vae, latent)  # scale (and FLUX's shift, FLUX.2's bn)
             out.append(
                 _Sample(latent[0].float().cpu(), rec.caption, bucket, int(repeats(rec.concept)))
             )

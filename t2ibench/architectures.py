@@ -213,6 +213,12 @@ class BaseArchitecture:
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return float(shift), float(vae.config.scaling_factor)
 
+    def normalize_latents(self, vae: Any, latent: Any) -> Any:
+        """A VAE sample as the denoiser sees it: ``(latent - shift) * scale`` (FLUX.2 patchifies
+        and normalises by its VAE's batch-norm statistics instead)."""
+        shift, sf = self.latent_scale(vae)
+        return (latent - shift) * sf if shift else latent * sf
+
     def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
         """The denoiser's text conditioning for ``captions`` (with gradients into the encoders)."""
         raise NotImplementedError

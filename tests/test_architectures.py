@@ -106,11 +106,3 @@ def test_mismatch_names_both_in_one_line():
     assert msg.startswith("my.safetensors: an adapter for FLUX.1 (flux)")
     assert "the base is SDXL (sdxl)" in msg
     check_adapter_fits(keys, get_architecture("flux"), "my.safetensors")  # fits: no error
-
-
-def test_flux2_klein_training_is_refused_in_one_line():
-    from t2ibench.architectures import get_architecture
-    from t2ibench.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="flux2-klein: training is not supported yet"):
-        get_architecture("flux2-klein").training_scheduler(None)

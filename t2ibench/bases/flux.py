@@ -20,7 +20,7 @@ q/k/v); t2ibench writes ``lora_unet_<diffusers path>``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,44 +142,78 @@ _BFL_TOP = {
 _BFL = re.compile(r"(double_blocks|single_blocks)_(\d+)_(.+)")
 
 
+def remap_fused_lora(
+    tensors: Mapping[str, Any],
+    model: Any,
+    targets_of: Callable[[str], tuple[list[str], bool] | None],
+    family: str,
+) -> dict[str, Any]:
+    """kohya tensors named after the original (BFL / SAI) modules, onto diffusers' modules.
+
+    ``targets_of(stem)`` gives the diffusers kohya paths a stem's module became and whether its
+    output halves are swapped (the original's ``adaLN_modulation`` is (shift, scale), diffusers'
+    ``AdaLayerNormContinuous`` (scale, shift): ``swap_scale_shift`` in diffusers'
+    ``loaders/single_file_utils.py``), or None for a stem kept as it is. A fused projection
+    (``qkv``) is ``up @ down``; its row blocks are the parts' ΔW, so each part keeps ``down`` and
+    takes its rows of ``up`` (the same ΔW exactly); a swap reorders the rows of ``up``. Only LoRA
+    tensors split or reorder this way; another method on such a layer is refused in one line."""
+    import torch
+
+    from t2ibench.errors import ConfigError
+
+    grouped: dict[str, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        stem, _, suffix = key.partition(".")
+        grouped.setdefault(stem, {})[suffix] = value
+    out: dict[str, Any] = {}
+    for stem, group in grouped.items():
+        found = targets_of(stem)
+        if found is None:
+            out.update({f"{stem}.{k}": v for k, v in group.items()})
+            continue
+        targets, swap = found
+        if len(targets) == 1 and not swap:
+            out.update({f"lora_unet_{targets[0]}.{k}": v for k, v in group.items()})
+            continue
+        if set(group) - {"lora_down.weight", "lora_up.weight", "alpha"}:
+            raise ConfigError(
+                f"{stem}: a fused {family} projection holds {sorted(group)[0]}; only LoRA "
+                "tensors can be split over diffusers' separate layers"
+            )
+        up = group["lora_up.weight"]
+        if swap:
+            shift, scale = up.chunk(2, dim=0)
+            up = torch.cat([scale, shift], dim=0)
+        start = 0
+        for target in targets:
+            try:
+                rows = _module(model, target).out_features
+            except KeyError:
+                raise ConfigError(
+                    f"{stem}: its diffusers layer {target} is not in this {family} model"
+                ) from None
+            out[f"lora_unet_{target}.lora_down.weight"] = group["lora_down.weight"]
+            out[f"lora_unet_{target}.lora_up.weight"] = up[start : start + rows]
+            if "alpha" in group:
+                out[f"lora_unet_{target}.alpha"] = group["alpha"]
+            start += rows
+        if start != up.shape[0]:
+            raise ConfigError(
+                f"{stem}: {up.shape[0]} output rows, but its diffusers layers hold {start}"
+            )
+    return out
+
+
 class Flux(MMDiTBase):
     def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
-        """kohya sd-scripts FLUX LoRAs on BFL's names, onto diffusers' modules. A fused
-        projection (``img_attn_qkv``, ``linear1``) is ``up @ down``; its row blocks are the parts'
-        ΔW, so each part keeps ``down`` and takes its rows of ``up`` (the same ΔW exactly). Only
-        LoRA tensors split this way; another method on a fused layer is refused in one line."""
-        from t2ibench.errors import ConfigError
+        """kohya sd-scripts FLUX LoRAs on BFL's names, onto diffusers' modules
+        (:func:`remap_fused_lora`)."""
 
-        grouped: dict[str, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            stem, _, suffix = key.partition(".")
-            grouped.setdefault(stem, {})[suffix] = value
-        model = pipe.transformer
-        out: dict[str, Any] = {}
-        for stem, group in grouped.items():
-            targets = self._bfl_targets(stem)
-            if targets is None:
-                out.update({f"{stem}.{k}": v for k, v in group.items()})
-                continue
-            if len(targets) == 1:
-                out.update({f"lora_unet_{targets[0]}.{k}": v for k, v in group.items()})
-                continue
-            if set(group) - {"lora_down.weight", "lora_up.weight", "alpha"}:
-                raise ConfigError(
-                    f"{stem}: a fused FLUX projection holds {sorted(group)[0]}; only LoRA "
-                    "tensors can be split over diffusers' separate q/k/v layers"
-                )
-            start = 0
-            for target in targets:
-                rows = _module(model, target).out_features
-                out[f"lora_unet_{target}.lora_down.weight"] = group["lora_down.weight"]
-                out[f"lora_unet_{target}.lora_up.weight"] = group["lora_up.weight"][
-                    start : start + rows
-                ]
-                if "alpha" in group:
-                    out[f"lora_unet_{target}.alpha"] = group["alpha"]
-                start += rows
-        return out
+        def targets_of(stem: str) -> tuple[list[str], bool] | None:
+            found = self._bfl_targets(stem)
+            return None if found is None else (found, False)
+
+        return remap_fused_lora(tensors, pipe.transformer, targets_of, self.title)
 
     @staticmethod
     def _bfl_targets(stem: str) -> list[str] | None:

@@ -254,3 +254,117 @@ def _t5_encoder():
     return T5EncoderModel(
         T5Config(vocab_size=49408, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
     ).eval()
+
+
+# FLUX.2 [klein]'s scheduler_config.json: dynamic shifting (the pipeline passes its own ``mu``)
+FLUX2_SCHEDULER = {**FLUX_SCHEDULER, "time_shift_type": "exponential"}
+# a few sentences to train the tiny byte-level BPE on (the tests' prompts and captions)
+_TOKENIZER_TEXT = (
+    "a photo of sks dog",
+    "a dog on the beach, a cat holding a sign",
+    "a red cube and a blue sphere in the snow",
+    "user assistant system",
+)
+# Qwen's chat markup, the smallest template ``apply_chat_template`` fills in as Qwen3's does
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def write_qwen_tokenizer(folder: Path, *, max_length: int = 32) -> Path:
+    """A tiny Qwen2 tokenizer (byte-level BPE trained on a few sentences with the ``tokenizers``
+    library, Qwen's special tokens and chat markup), saved as ``Qwen2TokenizerFast`` saves it."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(
+        _TOKENIZER_TEXT,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            special_tokens=specials,
+        ),
+    )
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    tok = Qwen2TokenizerFast(vocab=model["vocab"], merges=merges, model_max_length=max_length)
+    tok.add_special_tokens({"additional_special_tokens": specials[1:]})
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    tok.save_pretrained(folder)
+    return Path(folder)
+
+
+def make_tiny_flux2_klein(folder: Path, *, seed: int = 0) -> Path:
+    """A ``Flux2KleinPipeline`` folder: FLUX.2's transformer classes (one double-stream block, one
+    single-stream block with the fused ``to_qkv_mlp_proj``, 4-axis RoPE, no guidance embedding),
+    a 27-layer Qwen3 (the pipeline stacks hidden states 9, 18, 27), the FLUX.2 VAE (2×2 patchify,
+    batch-norm statistics set away from 0 / 1 so the normalisation matters); random weights."""
+    import torch
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    folder = Path(folder)
+    if (folder / "model_index.json").is_file():
+        return folder
+    hidden = 16
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = Qwen2TokenizerFast.from_pretrained(write_qwen_tokenizer(Path(tmp)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = Flux2Transformer2DModel(
+            patch_size=1,
+            in_channels=16,  # 4 latent channels × a 2×2 patch
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=2,
+            joint_attention_dim=3 * hidden,  # three Qwen3 layers side by side
+            timestep_guidance_channels=16,
+            axes_dims_rope=(2, 2, 2, 2),
+            guidance_embeds=False,
+        ).eval()
+        torch.manual_seed(seed + 1)
+        vae = AutoencoderKLFlux2(
+            block_out_channels=(8, 16, 32, 32),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=8,
+            sample_size=64,
+        ).eval()
+        vae.bn.running_mean.copy_(0.1 * torch.randn(16))
+        vae.bn.running_var.copy_(0.5 + torch.rand(16))
+        torch.manual_seed(seed + 2)
+        qwen = Qwen3ForCausalLM(
+            Qwen3Config(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                intermediate_size=32,
+                num_hidden_layers=27,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                head_dim=8,
+                max_position_embeddings=64,
+                tie_word_embeddings=True,
+            )
+        ).eval()
+    pipe = Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**FLUX2_SCHEDULER),
+        vae=vae,
+        text_encoder=qwen,
+        tokenizer=tok,
+        transformer=transformer,
+        is_distilled=True,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

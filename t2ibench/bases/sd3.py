@@ -6,12 +6,14 @@ al. 2024, §3.1 and §5.3.2; ``scheduler_config.json`` ``shift: 3.0``); flow-Eul
 (SD3.5 Large's card), 1024 px.
 
 Adapter keys: diffusers / PEFT ``transformer.transformer_blocks.N.attn.to_q``; kohya sd-scripts
-``lora_unet_joint_blocks_N_x_block_attn_qkv`` (SAI names, fused qkv) and ``lora_te1_`` /
-``lora_te2_`` / ``lora_te3_``. T5 is never adapted here.
+``lora_unet_joint_blocks_N_x_block_attn_qkv`` (SAI's MMDiT names, fused qkv; mapped onto diffusers'
+layers by :func:`sai_targets`) and ``lora_te1_`` / ``lora_te2_`` / ``lora_te3_``. T5 is never
+adapted here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ from t2ibench.architectures import (
     TextEncoderPart,
     register_architecture,
 )
-from t2ibench.bases.flux import MMDiTBase
+from t2ibench.bases.flux import MMDiTBase, remap_fused_lora
 from t2ibench.bases.sd15 import UNET_PRESETS
 
 _ATTN = (
@@ -36,7 +38,71 @@ SD3_PRESETS = {
 }
 
 
+# SAI's MMDiT module names (kohya form, as sd-scripts' SD3 LoRAs save them) → diffusers'
+# SD3Transformer2DModel paths, after diffusers 0.42 ``loaders/single_file_utils.py``
+# ``convert_sd3_transformer_checkpoint_to_diffusers`` (lines 2018-2209): qkv chunked into three
+# (2057-2080, attn2 2111-2122), proj → to_out.0 / to_add_out, mlp.fc1/fc2 → ff(.context).net.0.proj
+# / net.2, adaLN_modulation.1 → norm1(_context).linear, swapped (shift, scale) → (scale, shift)
+# in the last, context-pre-only block (2154-2163) and the final layer (2202-2207).
+_SAI_BLOCK = {
+    "x_block": {
+        "attn_qkv": ["attn_to_q", "attn_to_k", "attn_to_v"],
+        "attn_proj": ["attn_to_out_0"],
+        "attn2_qkv": ["attn2_to_q", "attn2_to_k", "attn2_to_v"],
+        "attn2_proj": ["attn2_to_out_0"],
+        "mlp_fc1": ["ff_net_0_proj"],
+        "mlp_fc2": ["ff_net_2"],
+        "adaLN_modulation_1": ["norm1_linear"],
+    },
+    "context_block": {
+        "attn_qkv": ["attn_add_q_proj", "attn_add_k_proj", "attn_add_v_proj"],
+        "attn_proj": ["attn_to_add_out"],
+        "mlp_fc1": ["ff_context_net_0_proj"],
+        "mlp_fc2": ["ff_context_net_2"],
+        "adaLN_modulation_1": ["norm1_context_linear"],
+    },
+}
+_SAI_TOP = {
+    "x_embedder_proj": "pos_embed_proj",
+    "t_embedder_mlp_0": "time_text_embed_timestep_embedder_linear_1",
+    "t_embedder_mlp_2": "time_text_embed_timestep_embedder_linear_2",
+    "y_embedder_mlp_0": "time_text_embed_text_embedder_linear_1",
+    "y_embedder_mlp_2": "time_text_embed_text_embedder_linear_2",
+    "context_embedder": "context_embedder",
+    "final_layer_linear": "proj_out",
+}
+_SAI = re.compile(r"joint_blocks_(\d+)_(x_block|context_block)_(.+)")
+
+
+def sai_targets(stem: str, num_layers: int) -> tuple[list[str], bool] | None:
+    """The diffusers kohya paths of a kohya SD3 stem, and whether its output halves swap (the
+    last block's context modulation and the final layer's)."""
+    if not stem.startswith("lora_unet_"):
+        return None
+    path = stem[len("lora_unet_") :]
+    if path in _SAI_TOP:
+        return [_SAI_TOP[path]], False
+    if path == "final_layer_adaLN_modulation_1":
+        return ["norm_out_linear"], True
+    m = _SAI.fullmatch(path)
+    if m is None:
+        return None
+    block, stream, name = int(m.group(1)), m.group(2), m.group(3)
+    parts = _SAI_BLOCK[stream].get(name)
+    if parts is None:
+        return None
+    swap = stream == "context_block" and name == "adaLN_modulation_1" and block == num_layers - 1
+    return [f"transformer_blocks_{block}_{p}" for p in parts], swap
+
+
 class SD3(MMDiTBase):
+    def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
+        """kohya sd-scripts SD3 LoRAs on SAI's names onto diffusers' layers
+        (:func:`t2ibench.bases.flux.remap_fused_lora`)."""
+        model = pipe.transformer
+        layers = int(model.config.num_layers)
+        return remap_fused_lora(tensors, model, lambda stem: sai_targets(stem, layers), self.title)
+
     def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
         import torch
 
@@ -88,8 +154,8 @@ register_architecture(
         ),
         key_conventions={
             "diffusers/PEFT, SimpleTuner, ai-toolkit": "transformer.<diffusers path>.lora_A/B",
-            "kohya sd-scripts": "lora_unet_joint_blocks_N_(x|context)_block_attn_qkv, "
-            "lora_te1_/lora_te2_/lora_te3_",
+            "kohya sd-scripts": "lora_unet_joint_blocks_N_(x|context)_block_attn_qkv (SAI "
+            "names, fused qkv split in three), lora_te1_/lora_te2_/lora_te3_",
             "t2ibench": "lora_unet_<diffusers path>",
         },
         checkpoint_markers=(

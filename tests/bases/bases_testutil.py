@@ -368,3 +368,23 @@ def make_tiny_flux2_klein(folder: Path, *, seed: int = 0) -> Path:
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def delta_w(pipe, path) -> dict:
+    """Every adapted Linear of the denoiser: its ΔW (the change of its output on the identity
+    input) with the adapter file at ``path`` applied."""
+    import torch
+
+    from t2ibench.adapters import apply_adapter
+
+    out = {}
+    with torch.no_grad():
+        layers = {n: m for n, m in pipe.transformer.named_modules() if hasattr(m, "in_features")}
+        eye = {n: torch.eye(m.in_features) for n, m in layers.items()}
+        before = {n: layers[n](eye[n]) for n in layers}
+        with apply_adapter(pipe, path):
+            for n in layers:
+                d = layers[n](eye[n]) - before[n]
+                if d.abs().max() > 0:
+                    out[n] = d
+    return out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bases.bases_testutil import make_tiny_flux2_klein
+from tests.bases.bases_testutil import delta_w, make_tiny_flux2_klein
 
 
 @pytest.fixture(scope="module")
@@ -115,23 +115,6 @@ def test_lora_epoch_reapplies_and_generates(trained, klein_pipe):
     assert np.array_equal(np.asarray(generate_batch(klein_pipe, [job], settings)[0]), base)
 
 
-def _delta_w(pipe, path) -> dict[str, torch.Tensor]:
-    """Every adapted Linear's ΔW (output change on the identity input)."""
-    from t2ibench.adapters import apply_adapter
-
-    out = {}
-    with torch.no_grad():
-        layers = {n: m for n, m in pipe.transformer.named_modules() if hasattr(m, "in_features")}
-        eye = {n: torch.eye(m.in_features) for n, m in layers.items()}
-        before = {n: layers[n](eye[n]) for n in layers}
-        with apply_adapter(pipe, path):
-            for n in layers:
-                d = layers[n](eye[n]) - before[n]
-                if d.abs().max() > 0:
-                    out[n] = d
-    return out
-
-
 def test_bfl_named_file_gives_the_diffusers_files_delta_w(klein_pipe, tmp_path):
     """A LoRA saved on BFL's FLUX.2 names (double-block qkv fused, single-block ``linear1`` /
     ``linear2``, the final layer's (shift, scale) modulation) gives the same ΔW, layer by layer,
@@ -180,8 +163,8 @@ def test_bfl_named_file_gives_the_diffusers_files_delta_w(klein_pipe, tmp_path):
     save_file(bfl, str(tmp_path / "bfl.safetensors"))
     (tmp_path / "diffusers").mkdir()
     save_file(diff, str(tmp_path / "diffusers" / "pytorch_lora_weights.safetensors"))
-    ours = _delta_w(klein_pipe, tmp_path / "bfl.safetensors")
-    theirs = _delta_w(klein_pipe, tmp_path / "diffusers" / "pytorch_lora_weights.safetensors")
+    ours = delta_w(klein_pipe, tmp_path / "bfl.safetensors")
+    theirs = delta_w(klein_pipe, tmp_path / "diffusers" / "pytorch_lora_weights.safetensors")
     assert set(ours) == set(theirs) and len(ours) == 12
     for name in ours:
         assert torch.allclose(ours[name], theirs[name], atol=1e-5), name

@@ -98,7 +98,38 @@ FLUX1_TRANSFORMER = dict(
     guidance_embeds=True,
     axes_dims_rope=(16, 56, 56),
 )
-SIZE_BASES = ("sd15", "sdxl", "flux")
+#: stabilityai/stable-diffusion-3.5-large transformer/config.json (MMDiT, 38 joint blocks)
+SD35_LARGE_TRANSFORMER = dict(
+    sample_size=128,
+    patch_size=2,
+    in_channels=16,
+    num_layers=38,
+    attention_head_dim=64,
+    num_attention_heads=38,
+    joint_attention_dim=4096,
+    caption_projection_dim=2432,
+    pooled_projection_dim=2048,
+    out_channels=16,
+    pos_embed_max_size=192,
+    qk_norm="rms_norm",
+)
+#: black-forest-labs/FLUX.2-klein-4B transformer/config.json (5 double-stream, 20 single-stream
+#: blocks, 24 heads of 128, Qwen3-4B's layers 9/18/27 side by side: 3 × 2560 text width)
+FLUX2_KLEIN_4B_TRANSFORMER = dict(
+    patch_size=1,
+    in_channels=128,
+    num_layers=5,
+    num_single_layers=20,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=7680,
+    timestep_guidance_channels=256,
+    mlp_ratio=3.0,
+    axes_dims_rope=(32, 32, 32, 32),
+    rope_theta=2000,
+    guidance_embeds=False,
+)
+SIZE_BASES = ("sd15", "sdxl", "sd3", "flux", "flux2-klein")
 
 
 @lru_cache(maxsize=1)
@@ -125,9 +156,36 @@ def _flux_meta() -> Any:
         return FluxTransformer2DModel(**FLUX1_TRANSFORMER)
 
 
+@lru_cache(maxsize=1)
+def _sd3_meta() -> tuple[Any, Any, Any]:
+    """SD3.5 Large's transformer, CLIP-L and bigG (both with projection, as SD3 loads them)."""
+    import torch
+    from diffusers import SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from t2ibench.models.sd15 import TEXT_ENCODER
+
+    with torch.device("meta"):
+        transformer = SD3Transformer2DModel(**SD35_LARGE_TRANSFORMER)
+        te1 = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(TEXT_ENCODER))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TE2))
+    return transformer, te1, te2
+
+
+@lru_cache(maxsize=1)
+def _flux2_meta() -> Any:
+    import torch
+    from diffusers import Flux2Transformer2DModel
+
+    with torch.device("meta"):
+        return Flux2Transformer2DModel(**FLUX2_KLEIN_4B_TRANSFORMER)
+
+
 def _base_shapes(base: str, trainer: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Saved-tensor shapes on SDXL (UNet + both text encoders: kohya's ``lora_te1_`` /
-    ``lora_te2_``) or FLUX.1 (the transformer, as FLUX LoRAs train it)."""
+    ``lora_te2_``), SD3.5 Large (transformer + CLIP-L and bigG as ``lora_te1_`` / ``lora_te2_``;
+    T5 never), FLUX.1-dev and FLUX.2 [klein] 4B (the transformer alone, as their LoRAs train it;
+    Qwen3 and T5 never)."""
     import re
 
     import torch
@@ -149,6 +207,29 @@ def _base_shapes(base: str, trainer: str, values: dict[str, Any]) -> dict[str, t
                 out[f"{stem}.{suffix}"] = tuple(t.shape)
         return out
 
+    def preset_shapes(arch_name: str, model: Any, part: str = "unet", prefix: str = "") -> dict:
+        """The layers of ``model`` the base plug-in's preset names for ``part``
+        (``t2ibench/bases/<base>.py``), keyed with kohya ``prefix`` (``lora_te1_``)."""
+        from t2ibench.architectures import get_architecture
+
+        arch = get_architecture(arch_name)
+        preset = cfg.presets()["unet" if part == "unet" else "te"]
+        if preset not in arch.presets:
+            raise ConfigError(f"preset {preset!r} has no {arch.title} layers")
+        patterns = arch.preset_patterns(preset, part)
+        if not patterns:
+            return {}
+        rx = re.compile("|".join(f"(?:{p})" for p in patterns))
+        modules = []
+        for name, layer in model.named_modules():
+            if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d) and rx.fullmatch(name):
+                m = spec.create_module(
+                    kohya_name("unet" if part == "unet" else "te", name), layer, cfg
+                )
+                if m is not None:
+                    modules.append(m)
+        return shapes(AdapterNetwork(modules), ("lora_te_", prefix) if prefix else None)
+
     with torch.device("meta"):  # adapters a library builds with its own factory calls, too
         if base == "sdxl":
             unet, te1, te2 = _sdxl_meta()
@@ -159,23 +240,15 @@ def _base_shapes(base: str, trainer: str, values: dict[str, Any]) -> dict[str, t
                 net2 = spec.build_network({"unet": None, "te": te2}, cfg)
                 out.update(shapes(net2, ("lora_te_", "lora_te2_")))
             return out
-        if base == "flux":
-            model = _flux_meta()
-            from t2ibench.architectures import get_architecture
-
-            # the flux base plug-in's presets (t2ibench/bases/flux.py)
-            preset = cfg.presets()["unet"]
-            if preset not in get_architecture("flux").presets:
-                raise ConfigError(f"preset {preset!r} has no FLUX layers")
-            patterns = get_architecture("flux").preset_patterns(preset, "unet")
-            rx = re.compile("|".join(f"(?:{p})" for p in patterns))
-            modules = []
-            for name, layer in model.named_modules():
-                if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d) and rx.fullmatch(name):
-                    m = spec.create_module(kohya_name("unet", name), layer, cfg)
-                    if m is not None:
-                        modules.append(m)
-            return shapes(AdapterNetwork(modules))
+        if base == "sd3":
+            transformer, te1, te2 = _sd3_meta()
+            out = preset_shapes("sd3", transformer)
+            if cfg.train_text_encoder:  # CLIP-L and bigG (T5 is never adapted)
+                out.update(preset_shapes("sd3", te1, "te1", "lora_te1_"))
+                out.update(preset_shapes("sd3", te2, "te2", "lora_te2_"))
+            return out
+        if base in ("flux", "flux2-klein"):  # the transformer alone, as their LoRAs train it
+            return preset_shapes(base, _flux_meta() if base == "flux" else _flux2_meta())
     raise ConfigError(f"base {base!r}: sizes are known for {', '.join(SIZE_BASES)}")
 
 
@@ -215,7 +288,7 @@ def adapter_size(
     trainer: str, preset: str | None = None, *, base: str = "sd15", **params: Any
 ) -> dict[str, Any]:
     """``{"params", "bytes", "mib", "modules"}`` of an fp16 adapter file for ``base`` (SD1.5;
-    ``sdxl``, ``flux``: see :data:`SIZE_BASES`).
+    ``sdxl``, ``sd3``, ``flux``, ``flux2-klein``: see :data:`SIZE_BASES`).
 
     ``params`` are config fields (dim, alpha, factor, conv_dim, ...); unset ones keep the
     trainer's paper defaults.

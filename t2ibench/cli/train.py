@@ -64,7 +64,9 @@ def train_cmd(
 def size_cmd(
     trainer: str = typer.Option(..., "--trainer", "-t"),
     preset: str = typer.Option("attn-mlp", "--preset", "-p", help="attn-only, attn-mlp or full."),
-    base: str = typer.Option("sd15", "--base", "-b", help="sd15, sdxl or flux (meta device)."),
+    base: str = typer.Option(
+        "sd15", "--base", "-b", help="sd15, sdxl, sd3, flux or flux2-klein (meta device)."
+    ),
     dim: int | None = typer.Option(None, help="Rank (LoKr: 10000 = full second block)."),
     alpha: float | None = typer.Option(None),
     factor: int | None = typer.Option(None, help="LoKr factor."),

@@ -1,5 +1,6 @@
-"""``t2ibench size --base B --trainer M`` for every method family on SD1.5, SDXL and FLUX.1
-(published architectures on the meta device), and the size columns of a checkpoint's results."""
+"""``t2ibench size --base B --trainer M`` for every method family on SD1.5, SDXL and FLUX.1, and
+LoRA / PEFT OFT on SD3.5 Large and FLUX.2 [klein] 4B (published architectures on the meta device),
+and the size columns of a checkpoint's results."""
 
 from __future__ import annotations
 
@@ -48,6 +49,25 @@ def test_sdxl_keys_name_both_text_encoders_and_flux_counts_the_transformer() -> 
     assert flux["modules"] == 19 * 8 + 38 * 3
 
 
+def test_sd3_and_flux2_klein_sizes_are_their_presets_layers_and_deterministic() -> None:
+    from t2ibench.adapters import sizes
+
+    # SD3.5 Large attention: 38 joint blocks × 8 projections, less the last block's to_add_out
+    # (context-pre-only); + CLIP-L (12 layers) and bigG (32 layers) × 4 attention projections
+    keys = sizes._base_shapes("sd3", "lora", {"preset": "attn-only"})
+    stems = {k.split(".")[0] for k in keys}
+    counts = {p: sum(s.split("_")[1] == p for s in stems) for p in ("unet", "te1", "te2")}
+    assert counts == {"unet": 38 * 8 - 1, "te1": 12 * 4, "te2": 32 * 4}
+    # FLUX.2 [klein] 4B attention: 5 double blocks × 8 projections + 20 fused single blocks
+    klein = adapter_size("lora", preset="attn-only", base="flux2-klein")
+    assert klein["modules"] == 5 * 8 + 20 and klein["params"] > 0
+    sizes._flux2_meta.cache_clear()  # rebuilt from the config: the same table
+    assert adapter_size("lora", preset="attn-only", base="flux2-klein") == klein
+    assert klein["bytes"] > 2 * klein["params"]  # fp16 data plus the header
+    oft = adapter_size("peft-oft", preset="attn-only", base="flux2-klein")
+    assert oft["modules"] == klein["modules"] and oft["params"] > 0
+
+
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     import sys
 
@@ -65,6 +85,8 @@ def test_cli_size_base(monkeypatch, capsys) -> None:
     assert code == 0, err
     data = json.loads(out.strip().splitlines()[-1])
     assert data["params"] == adapter_size("peft-oft", preset="attn-mlp", base="flux")["params"]
+    code, out, err = _cli(monkeypatch, capsys, "--base", "flux2-klein", "-t", "lora")
+    assert code == 0 and "100 modules" in out and "on flux2-klein" in out, err
     code, out, err = _cli(monkeypatch, capsys, "--base", "sd9", "-t", "lora")
     errors = [x for x in err.splitlines() if x.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "sd9" in errors[0], err

@@ -6,6 +6,8 @@ published configs (``t2ibench/adapters/sizes.py``; no weights, seconds on CPU).
 
 SD3 counts the transformer plus CLIP-L (``lora_te1_``) and bigG (``lora_te2_``), T5 never;
 FLUX.2 [klein] the transformer alone (Qwen3 is never adapted). Each trainer at its defaults.
+A second table: the σ shift the flux2-klein plug-in trains with per resolution (its
+``flow_shift``: the sampler's ``exp(compute_empirical_mu(tokens, 4 steps))``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,25 @@ def main() -> None:
                 row = f"| {base} | {trainer} | {preset} | {r['modules']} | {r['params']:,} | {r['mib']:.2f} |"
                 print(row, flush=True)
                 lines.append(row)
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from t2ibench.architectures import get_architecture
+
+    klein = get_architecture("flux2-klein")
+    sched = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, time_shift_type="exponential"
+    )
+    lines += [
+        "",
+        "| flux2-klein training resolution (px) | image tokens | σ shift |",
+        "|---|---|---|",
+    ]
+    for px in (64, 512, 1024):
+        side = px // 16  # VAE ×8, then the 2×2 patchify
+        shift = klein.flow_shift(sched, torch.zeros(1, 128, side, side))
+        lines.append(f"| {px} | {side * side} | {shift:.2f} |")
+        print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -2,10 +2,12 @@
 saved file re-applied through the base plug-in, on tiny random SDXL- and FLUX-class folders.
 
     PYTHONPATH=. nice python benchmarks/bases_methods.py \
-        [--out benchmarks/results/bases_methods_2026-12-07.md] [--trainers dora peft-lora ...]
+        [--out benchmarks/results/bases_methods_2026-12-07.md] [--trainers dora peft-lora ...] \
+        [--bases sdxl flux flux2-klein]
 
 Tiny folders from ``tests/bases/bases_testutil.py`` (built from configs, random weights), preset
-``attn-only`` with the text encoders on (SDXL: CLIP-L + bigG; FLUX: CLIP-L, T5 frozen), 64 px, batch
+``attn-only`` with the text encoders on (SDXL: CLIP-L + bigG; FLUX: CLIP-L, T5 frozen; FLUX.2
+[klein]: none, Qwen3 frozen), 64 px, batch
 4, one epoch (the demo dataset: 10 steps). ``modules`` is the number of adapted layers read back
 from the saved file; ``s`` the wall time of train + save + re-apply (CPU, shared machine: a rough
 figure, not a benchmark of the methods).
@@ -26,19 +28,22 @@ def main() -> None:
     from t2ibench.adapters import apply_adapter, list_trainers, load_trainer_config, train_run
     from t2ibench.data import make_demo_dataset
     from t2ibench.models import load_base
-    from tests.bases.bases_testutil import make_tiny_flux, make_tiny_sdxl
+    from tests.bases.bases_testutil import make_tiny_flux, make_tiny_flux2_klein, make_tiny_sdxl
+
+    makers = {"sdxl": make_tiny_sdxl, "flux": make_tiny_flux, "flux2-klein": make_tiny_flux2_klein}
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path)
     ap.add_argument("--trainers", nargs="*", default=None)
+    ap.add_argument("--bases", nargs="*", default=["sdxl", "flux"], choices=sorted(makers))
     args = ap.parse_args()
     trainers = args.trainers or list_trainers()
     tmp = Path(tempfile.mkdtemp(prefix="bases-methods-"))
     demo = make_demo_dataset(tmp / "demo")
     rows = []
     try:
-        for base, make in (("sdxl", make_tiny_sdxl), ("flux", make_tiny_flux)):
-            folder = make(tmp / base)
+        for base in args.bases:
+            folder = makers[base](tmp / base)
             pipe = load_base(folder)
             for trainer in trainers:
                 t0 = time.perf_counter()
@@ -61,10 +66,10 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     lines = [
-        "# Every trainer on the SDXL and FLUX base plug-ins (tiny classes)",
+        f"# Every trainer on the {', '.join(args.bases)} base plug-ins (tiny classes)",
         "",
         f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
-        "`PYTHONPATH=. python benchmarks/bases_methods.py`",
+        f"`PYTHONPATH=. python benchmarks/bases_methods.py --bases {' '.join(args.bases)}`",
         "",
         "| base | trainer | result | modules | s |",
         "|---|---|---|---|---|",

@@ -175,10 +175,12 @@ def remap_fused_lora(
         if len(targets) == 1 and not swap:
             out.update({f"lora_unet_{targets[0]}.{k}": v for k, v in group.items()})
             continue
-        if set(group) - {"lora_down.weight", "lora_up.weight", "alpha"}:
+        other = sorted(set(group) - {"lora_down.weight", "lora_up.weight", "alpha"})
+        if other:
+            what = "a fused" if len(targets) > 1 else "a (shift, scale)"
             raise ConfigError(
-                f"{stem}: a fused {family} projection holds {sorted(group)[0]}; only LoRA "
-                "tensors can be split over diffusers' separate layers"
+                f"{stem}: {what} {family} layer holds {other[0]}; only LoRA tensors can be "
+                "split or reordered onto diffusers' layers"
             )
         up = group["lora_up.weight"]
         if swap:

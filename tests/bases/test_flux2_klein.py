@@ -181,5 +181,5 @@ def test_bfl_named_lokr_on_a_fused_qkv_is_refused_in_one_line(klein_pipe, tmp_pa
     save_file(
         {f"{stem}.lokr_w1": torch.ones(2, 2), f"{stem}.lokr_w2": torch.ones(24, 8)}, str(path)
     )
-    with pytest.raises(T2IBenchError, match="only LoRA"):
+    with pytest.raises(T2IBenchError, match="fused FLUX.2 klein layer holds lokr_w1; only LoRA"):
         apply_adapter(klein_pipe, path)

@@ -29,8 +29,8 @@ section="$work/section.md"
   echo
   echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
   echo
-  echo "| mode | result | tests (wall) | .ci/run (wall) | cores | load average before → after |"
-  echo "|---|---|---|---|---|---|"
+  echo "| mode | result | tests (wall) | .ci/run (wall) | .ci/run (CPU, user + sys) | cores | load average before → after |"
+  echo "|---|---|---|---|---|---|---|"
 } > "$section"
 for mode in "${modes[@]}"; do
   log="$work/ci-$mode.log"
@@ -41,6 +41,8 @@ for mode in "${modes[@]}"; do
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   s=$(date +%s)
   set +e
+  # CPU seconds (user + sys) of .ci/run and its children, from bash's `times` (children's line;
+  # cumulative, so the serial mode's row includes the readme mode's): how busy the cores were
   (cd "$dest" && PYTEST_ADDOPTS="$opts" bash .ci/run) > "$log" 2>&1
   rc=$?
   set -e
@@ -49,19 +51,26 @@ for mode in "${modes[@]}"; do
   tests=$(grep -o 'the test command took [0-9]* s' "$log" | grep -o '[0-9]*' || echo "?")
   result=$(grep -E '(passed|failed|error).* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ in [0-9.]+s.*//')
   fmt() { [ "$1" = "?" ] && echo "?" || printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
-  echo "| $mode | ${result:-see log} (exit $rc) | $(fmt "$tests") | $(fmt "$total") | $(nproc) | $load_before → $load_after |" >> "$section"
+  times > "$work/times-$mode.txt"
+  cpu=$(tail -1 "$work/times-$mode.txt" | python3 -c 'import re, sys; print(round(sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", sys.stdin.read()))))')
+  echo "| $mode | ${result:-see log} (exit $rc) | $(fmt "$tests") | $(fmt "$total") | $cpu s | $(nproc) | $load_before → $load_after |" >> "$section"
   python3 - "$log" "$mode" >> "$work/slowest.md" <<'EOF'
 import collections, re, sys
 log, mode = sys.argv[1], sys.argv[2]
-per_file = collections.Counter()
+per_file, per_test = collections.Counter(), collections.Counter()
 for line in open(log, encoding="utf-8", errors="replace"):
-    m = re.match(r"\s*([0-9.]+)s (setup|call|teardown)\s+(\S+?\.py)::", line)
+    m = re.match(r"\s*([0-9.]+)s (setup|call|teardown)\s+((\S+?\.py)::\S+)", line)
     if m:
-        per_file[m.group(3)] += float(m.group(1))
+        per_file[m.group(4)] += float(m.group(1))
+        per_test[m.group(3)] += float(m.group(1))
 print(f"\nSlowest files, {mode} (seconds summed over their tests' setup + call + teardown):\n")
 print("| file | s |\n|---|---|")
 for file, sec in per_file.most_common(15):
     print(f"| `{file}` | {sec:.0f} |")
+print(f"\nSlowest tests, {mode} (setup + call + teardown):\n")
+print("| test | s |\n|---|---|")
+for test, sec in per_test.most_common(20):
+    print(f"| `{test}` | {sec:.0f} |")
 EOF
 done
 cat "$section" "$work/slowest.md" >> "$table"

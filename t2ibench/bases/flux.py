@@ -139,6 +139,9 @@ _BFL_TOP = {
     "guidance_in_out_layer": "time_text_embed_guidance_embedder_linear_2",
     "final_layer_linear": "proj_out",
 }
+#: (shift, scale) in BFL's final layer, (scale, shift) in diffusers' ``norm_out``: diffusers 0.42
+#: ``single_file_utils.py`` lines 2480-2486 and ``lora_conversion_utils.py`` lines 646-657 swap it
+_BFL_SWAPPED = {"final_layer_adaLN_modulation_1": "norm_out_linear"}
 _BFL = re.compile(r"(double_blocks|single_blocks)_(\d+)_(.+)")
 
 
@@ -211,19 +214,18 @@ class Flux(MMDiTBase):
         """kohya sd-scripts FLUX LoRAs on BFL's names, onto diffusers' modules
         (:func:`remap_fused_lora`)."""
 
-        def targets_of(stem: str) -> tuple[list[str], bool] | None:
-            found = self._bfl_targets(stem)
-            return None if found is None else (found, False)
-
-        return remap_fused_lora(tensors, pipe.transformer, targets_of, self.title)
+        return remap_fused_lora(tensors, pipe.transformer, self._bfl_targets, self.title)
 
     @staticmethod
-    def _bfl_targets(stem: str) -> list[str] | None:
+    def _bfl_targets(stem: str) -> tuple[list[str], bool] | None:
+        """The diffusers kohya paths of a BFL-named FLUX.1 stem, and whether its halves swap."""
         if not stem.startswith("lora_unet_"):
             return None
         path = stem[len("lora_unet_") :]
         if path in _BFL_TOP:
-            return [_BFL_TOP[path]]
+            return [_BFL_TOP[path]], False
+        if path in _BFL_SWAPPED:
+            return [_BFL_SWAPPED[path]], True
         m = _BFL.fullmatch(path)
         if m is None:
             return None
@@ -234,7 +236,7 @@ class Flux(MMDiTBase):
         parts = table.get(m.group(3))
         if parts is None:
             return None
-        return [f"{block}_{m.group(2)}_{p}" for p in parts]
+        return [f"{block}_{m.group(2)}_{p}" for p in parts], False
 
     def flow_shift(self, scheduler: Any, latents: Any) -> float:
         """The sampler's shift for this image size: with ``use_dynamic_shifting`` (FLUX.1's

@@ -62,10 +62,10 @@ _LORA_RENAMES = (
     (".lora.up.weight", "lora_up.weight"),
     (".lora_linear_layer.down.weight", "lora_down.weight"),
     (".lora_linear_layer.up.weight", "lora_up.weight"),
-    # ComfyUI's dotted kohya suffixes (``diffusion_model.<path>.lora_down.weight`` + ``.alpha``)
-    (".lora_down.weight", "lora_down.weight"),
-    (".lora_up.weight", "lora_up.weight"),
 )
+# kohya's suffixes on dotted paths (ComfyUI: ``diffusion_model.<path>.lora_down.weight`` +
+# ``.alpha``): read under a known prefix only, never taken as a sign of the layout
+_DOTTED_KOHYA = ((".lora_down.weight", "lora_down.weight"), (".lora_up.weight", "lora_up.weight"))
 
 
 def _error(where: object, msg: str) -> T2IBenchError:
@@ -195,7 +195,8 @@ def convert_to_kohya(
     raise _error(
         where,
         f"key {first!r} is in no known layout (kohya lora_unet_*/lora_te_*, LyCORIS lycoris_*, "
-        "PEFT base_model.model.*, diffusers unet.*/text_encoder.*; one layout per file)",
+        "PEFT base_model.model.*, diffusers unet.*/text_encoder.*/transformer.*, ComfyUI / "
+        "ai-toolkit diffusion_model.*; one layout per file)",
     )
 
 
@@ -295,7 +296,7 @@ def _split_peft_key(key: str, default_part: str | None) -> tuple[str, str, str]:
             break
     else:
         key = key.removeprefix(_PEFT_PREFIX)
-    for peft_suffix, kohya_suffix in _LORA_RENAMES:
+    for peft_suffix, kohya_suffix in (*_LORA_RENAMES, *_DOTTED_KOHYA):
         if key.endswith(peft_suffix):
             path = key[: -len(peft_suffix)]
             return part or _part_of(path), path, kohya_suffix

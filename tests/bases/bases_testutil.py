@@ -391,8 +391,8 @@ def delta_w(pipe, path) -> dict:
 
 
 def bfl_lora_tensors(path: str, down, up, form: str, *, alpha: float) -> dict:
-    """One LoRA layer on BFL's module ``path`` (dotted: ``double_blocks.0.img_attn.qkv``) as each
-    tool saves it: ``kohya`` (sd-scripts: ``lora_unet_double_blocks_0_img_attn_qkv.lora_down``
+    """One LoRA layer on the original model's module ``path`` (BFL's or SAI's, dotted:
+    ``double_blocks.0.img_attn.qkv``, ``joint_blocks.0.x_block.attn.qkv``) as each tool saves it: ``kohya`` (sd-scripts: ``lora_unet_double_blocks_0_img_attn_qkv.lora_down``
     + ``alpha``), ``comfyui`` (``diffusion_model.<path>.lora_down`` + ``alpha``), ``ai-toolkit``
     (``diffusion_model.<path>.lora_A``, alpha/r folded into B: read at scale 1, as diffusers'
     ``_convert_non_diffusers_flux2_lora_to_diffusers`` does) or ``transformer`` (the same

@@ -253,3 +253,23 @@ def test_mmdit_folder_end_to_end(run, base, names, fmt, request):
             != (base_dir / first.relative_to(run_dir / "images" / name)).read_bytes()
         )
     assert (run_dir / "report" / "summary.md").is_file()
+
+
+def test_comfyui_text_encoder_keys_are_one_line(tmp_path, monkeypatch, capsys):
+    """ComfyUI's CLIP-L keys (``text_encoders.clip_l.transformer.…``) are not read: the file is
+    refused in one line naming that key, before anything is made."""
+    from t2ibench.cli import main
+
+    tensors = {
+        **_lora("diffusion_model.double_blocks.0.img_attn.qkv", out_dim=48),
+        **_lora("text_encoders.clip_l.transformer.text_model.encoder.layers.0.self_attn.q_proj"),
+    }
+    save_file(tensors, str(tmp_path / "comfy-000001.safetensors"))
+    argv = ["t2ibench", "evaluate-checkpoints", str(tmp_path), "--dry-run"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert "comfy-000001.safetensors: key 'text_encoders.clip_l.transformer." in err[0]
+    assert "in no known layout" in err[0]

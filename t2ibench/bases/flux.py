@@ -14,7 +14,8 @@ FLUX LoRA script); CLIP-L can be (kohya ``lora_te1_``).
 Adapter keys: diffusers / ai-toolkit / SimpleTuner ``transformer.transformer_blocks.N.attn.to_q``
 and ``transformer.single_transformer_blocks.N...``; kohya sd-scripts names BFL's
 modules ``lora_unet_double_blocks_N_img_attn_qkv`` / ``lora_unet_single_blocks_N_linear1`` (fused
-q/k/v); t2ibench writes ``lora_unet_<diffusers path>``.
+q/k/v), ComfyUI the same dotted (``diffusion_model.double_blocks.N.img_attn.qkv``); t2ibench writes
+``lora_unet_<diffusers path>``.
 """
 
 from __future__ import annotations
@@ -342,6 +343,7 @@ register_architecture(
             "diffusers/PEFT, ai-toolkit, SimpleTuner": "transformer.<diffusers path>.lora_A/B",
             "kohya sd-scripts": "lora_unet_double_blocks_N_img_attn_qkv, "
             "lora_unet_single_blocks_N_linear1 (BFL names, fused qkv), lora_te1_ (CLIP-L)",
+            "ComfyUI": "diffusion_model.double_blocks.N.img_attn.qkv.lora_down/up (BFL names)",
             "t2ibench": "lora_unet_<diffusers path>",
         },
         checkpoint_markers=(

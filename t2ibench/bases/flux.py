@@ -92,10 +92,21 @@ class MMDiTBase(BaseArchitecture):
             path,
         )
 
-    def training_loss(self, pipe, latents, captions, gen, scheduler, *, autocast=None):
+    def training_loss(
+        self, pipe, latents, captions, gen, scheduler, *, autocast=None, before_predict=None
+    ):
         from t2ibench.bases.objectives import flow_matching_mse
 
-        return flow_matching_mse(self, pipe, latents, captions, gen, scheduler, autocast=autocast)
+        return flow_matching_mse(
+            self,
+            pipe,
+            latents,
+            captions,
+            gen,
+            scheduler,
+            autocast=autocast,
+            before_predict=before_predict,
+        )
 
     @staticmethod
     def ids(tokenizer: Any, captions: Sequence[str], device: Any, limit: int = 512) -> Any:

@@ -1,4 +1,5 @@
-"""Export a t2ibench adapter for other loaders: a PEFT adapter (LoRA, LoHa, LoKr).
+"""Export a t2ibench adapter for other loaders: a PEFT adapter (LoRA, LoHa, LoKr, and every
+``peft-*`` trainer's checkpoint but VeRA's).
 
 diffusers' ``load_lora_weights`` reads plain kohya LoRA files only (LoHa, LoKr, native and
 LoRA-Tucker raise); peft has LoHa / LoKr layers with the same tensors as LyCORIS, so
@@ -11,6 +12,11 @@ loaded with ``PeftModel.from_pretrained(pipe.unet, "OUT/unet")``. The export bui
 adapter on the real base (so peft itself checks every shape), copies the tensors in and lets peft
 save it. Each layer's rank and alpha go into ``rank_pattern`` / ``alpha_pattern`` (exact module
 names), so peft's scale ``alpha / r`` equals LyCORIS's (LoKr with no low-rank block: 1).
+
+A ``peft-*`` checkpoint already holds PEFT's own tensors and config (in its metadata): the export
+builds the PEFT model from that config on the adapted layers, loads the tensors with PEFT's
+``set_peft_model_state_dict`` and lets PEFT's ``save_pretrained`` write the folder. ``peft-vera``
+is refused: it draws one projection per layer, PEFT's VeRA shares one across the model.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from t2ibench.fsutil import atomic_folder
 
 from .algorithms import AdapterModule
 from .files import AdapterFileError, apply_umask, network_for
+from .peft_wrap import PeftModule, peft_config_from_dict
 from .trainers.loha import LoHaModule
 from .trainers.lokr import LoKrModule
 from .trainers.lora import LoRAModule
@@ -133,6 +140,39 @@ def _set(dst: torch.Tensor, src: torch.Tensor, what: str) -> None:
     dst.copy_(src.to(dst.dtype))
 
 
+def _peft_model_of(
+    model: torch.nn.Module,
+    kind: type[PeftModule],
+    modules: dict[str, AdapterModule],
+    checkpoint: Path,
+) -> Any:
+    """The PEFT model of a ``peft-*`` checkpoint's layers in ``model`` (module name → its
+    :class:`PeftModule`): the file's PEFT config on those layers, the tensors loaded by PEFT."""
+    from peft import get_peft_model, set_peft_model_state_dict
+
+    data = json.loads(kind.config_json)
+    data["target_modules"] = sorted(modules)
+    if data.get("peft_type") == "IA3":  # each layer as it was built: input- or output-scaling
+        data["feedforward_modules"] = sorted(
+            n for n, m in modules.items() if m.peft_layer.is_feedforward
+        )
+    peft_model = get_peft_model(model, peft_config_from_dict(data))
+    state = {
+        f"base_model.model.{name}.{key}": value.detach()
+        for name, m in modules.items()
+        for key, value in m.state_items().items()
+    }
+    result = set_peft_model_state_dict(peft_model, state)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    missing = [k for k in getattr(result, "missing_keys", []) or [] if "default" in k]
+    if unexpected or missing:
+        raise AdapterFileError(
+            f"{checkpoint}: PEFT lays out these layers differently "
+            f"({(unexpected or missing)[0]} {'unread' if unexpected else 'missing'})"
+        )
+    return peft_model
+
+
 def export_peft(pipe: Any, checkpoint: Path | str, out_dir: Path | str) -> list[Path]:
     """Write ``checkpoint`` as PEFT adapter folders under ``out_dir`` (one per adapted part).
 
@@ -158,6 +198,12 @@ def export_peft(pipe: Any, checkpoint: Path | str, out_dir: Path | str) -> list[
     if len(kinds) != 1:
         raise AdapterFileError(f"{checkpoint}: mixes algorithms {sorted(k.algo for k in kinds)}")
     kind = kinds.pop()
+    peft_layers = issubclass(kind, PeftModule)
+    if peft_layers and json.loads(kind.config_json or "{}").get("peft_type") == "VERA":
+        raise AdapterFileError(
+            f"{checkpoint}: peft-vera draws one random projection per layer, PEFT's VeRA shares "
+            "one across the model, so PEFT cannot hold this adapter; apply it with t2ibench"
+        )
     parts = {"unet": pipe.unet, "te": pipe.text_encoder}
     by_part: dict[str, dict[str, AdapterModule]] = {}
     for part, model in parts.items():
@@ -169,18 +215,20 @@ def export_peft(pipe: Any, checkpoint: Path | str, out_dir: Path | str) -> list[
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for part, modules in by_part.items():
-        config = _peft_config(kind, modules, _factor(meta))
-        peft_model = get_peft_model(parts[part], config)
-        try:
-            _copy_into_peft(peft_model.base_model.model, modules)
-        except AdapterFileError as exc:
-            if kind is LoKrModule:
-                raise AdapterFileError(
-                    f"{checkpoint}: cannot be exported exactly: peft splits a small LoKr layer "
-                    f"differently (its factorization lacks LyCORIS's rule dimension ≥ factor², "
-                    f"which only matters for layers narrower than factor²): {exc}"
-                ) from None
-            raise
+        if peft_layers:
+            peft_model = _peft_model_of(parts[part], kind, modules, checkpoint)
+        else:
+            peft_model = get_peft_model(parts[part], _peft_config(kind, modules, _factor(meta)))
+            try:
+                _copy_into_peft(peft_model.base_model.model, modules)
+            except AdapterFileError as exc:
+                if kind is LoKrModule:
+                    raise AdapterFileError(
+                        f"{checkpoint}: cannot be exported exactly: peft splits a small LoKr "
+                        f"layer differently (its factorization lacks LyCORIS's rule dimension ≥ "
+                        f"factor², which only matters for layers narrower than factor²): {exc}"
+                    ) from None
+                raise
         folder = out_dir / PART_FOLDERS[part]
         with atomic_folder(folder, lambda _: False) as tmp:  # replaces an older export
             peft_model.save_pretrained(str(tmp), safe_serialization=True)

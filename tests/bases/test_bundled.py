@@ -1,13 +1,15 @@
 """Single-file SDXL / SD3.5 / FLUX.1 bases load with the bundled diffusers configs
 (``t2ibench/bases/configs``): the variant from the file's keys, the config folder written into the
-cache, diffusers' ``from_single_file`` converting the file. A tiny SD3.5-Medium-class all-in-one
-file (SAI's key layout, written here from a tiny diffusers model) loads through ``load_base`` with
-the bundled tree's tiny twin; the full-size configs build the published architectures (slow)."""
+cache, diffusers' ``from_single_file`` converting the file. Tiny SDXL-class (SGM key layout) and
+SD3.5-Medium-class all-in-one (SAI's layout) files, written here from tiny diffusers models, load
+through ``load_base`` with the bundled trees' tiny twins; the full-size configs build the published
+architectures on the meta device."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,6 +110,104 @@ def _ldm_vae(sd: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
     return out
 
 
+_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0",
+           "conv2": "out_layers.3", "time_emb_proj": "emb_layers.1",
+           "conv_shortcut": "skip_connection"}  # fmt: skip
+
+
+def _ldm_unet(
+    sd: dict[str, torch.Tensor], layers: int, attn_up: set[int]
+) -> dict[str, torch.Tensor]:
+    """SGM / LDM UNet names (the inverse of diffusers' convert_ldm_unet_checkpoint): ``layers``
+    resnets per down block, ``attn_up``: up blocks with attentions (their upsampler is ``.2``)."""
+    import re
+
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+
+    direct = {**DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"],
+              **DIFFUSERS_TO_LDM_MAPPING["unet"]["addition_embed_type"]}  # fmt: skip
+    out = {}
+    for key, value in sd.items():
+        if key in direct:
+            out[direct[key]] = value
+            continue
+        m = re.match(
+            r"(down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.+)",
+            key,
+        )
+        mid = re.match(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)", key)
+        if m:
+            side, b, kind, j, rest = (
+                m.group(1),
+                int(m.group(2)),
+                m.group(3),
+                int(m.group(4)),
+                m.group(5),
+            )
+            per = layers + 1
+            if kind in ("resnets", "attentions"):
+                block = (1 + b * per + j) if side == "down" else (b * per + j)
+                where = "input_blocks" if side == "down" else "output_blocks"
+                if kind == "resnets":
+                    name, _, leaf = rest.partition(".")
+                    out[f"{where}.{block}.0.{_RESNET[name]}.{leaf}"] = value
+                else:
+                    out[f"{where}.{block}.1.{rest}"] = value
+            elif kind == "downsamplers":
+                out[f"input_blocks.{1 + b * per + layers}.0.op.{rest.removeprefix('conv.')}"] = (
+                    value
+                )
+            else:
+                slot = 2 if b in attn_up else 1
+                out[f"output_blocks.{b * per + layers}.{slot}.{rest}"] = value
+        elif mid:
+            kind, j, rest = mid.group(1), int(mid.group(2)), mid.group(3)
+            if kind == "resnets":
+                name, _, leaf = rest.partition(".")
+                out[f"middle_block.{2 * j}.{_RESNET[name]}.{leaf}"] = value
+            else:
+                out[f"middle_block.1.{rest}"] = value
+        else:
+            raise KeyError(key)
+    return out
+
+
+def _open_clip(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """OpenCLIP's text-tower names (the inverse of diffusers' convert_open_clip_checkpoint)."""
+    top = {"text_model.embeddings.position_embedding.weight": "positional_embedding",
+           "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+           "text_model.final_layer_norm.weight": "ln_final.weight",
+           "text_model.final_layer_norm.bias": "ln_final.bias"}  # fmt: skip
+    layer = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc",
+             "mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}  # fmt: skip
+    out = {"text_projection": sd["text_projection.weight"].T.contiguous()}
+    for key, value in sd.items():
+        if key in top:
+            out[top[key]] = value
+        elif key.startswith("text_model.encoder.layers."):
+            i, rest = key.removeprefix("text_model.encoder.layers.").split(".", 1)
+            stem, _, leaf = rest.rpartition(".")
+            if stem == "self_attn.q_proj":
+                qkv = [sd[key.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
+                out[f"transformer.resblocks.{i}.attn.in_proj_{leaf}"] = torch.cat(qkv)
+            elif stem in layer:
+                out[f"transformer.resblocks.{i}.{layer[stem]}.{leaf}"] = value
+    return out
+
+
+def _tiny_tree(root: Path, variant: str, parts: dict) -> Path:
+    """The bundled tree of ``variant`` with the tiny parts' configs in place of the real ones."""
+    tree = root / "configs" / variant
+    shutil.copytree(bundled.CONFIGS / variant, tree)
+    for name, model in parts.items():
+        (tree / name / "config.json").unlink()
+        if name.startswith("text"):
+            model.config.to_json_file(tree / name / "config.json")
+        else:
+            model.save_config(tree / name)
+    return root / "configs"
+
+
 @pytest.fixture(scope="module")
 def tiny_sd35(tmp_path_factory):
     """(single file, tiny config tree, the diffusers parts): an SD3.5-Medium-class all-in-one
@@ -145,13 +245,7 @@ def tiny_sd35(tmp_path_factory):
              "text_encoder_2": te2, "text_encoder_3": t5}  # fmt: skip
 
     root = tmp_path_factory.mktemp("bundled")
-    tree = root / "configs" / "sd3.5-medium"
-    shutil.copytree(bundled.CONFIGS / "sd3.5-medium", tree)
-    for name, model in parts.items():  # the tiny twin: same files, tiny values
-        (tree / name / "config.json").unlink()
-        model.config.to_json_file(tree / name / "config.json") if name.startswith(
-            "text"
-        ) else model.save_config(tree / name)
+    configs = _tiny_tree(root, "sd3.5-medium", parts)
 
     state = {f"model.diffusion_model.{k}": v for k, v in
              _sai_transformer(transformer.state_dict(), 2).items()}  # fmt: skip
@@ -162,7 +256,77 @@ def tiny_sd35(tmp_path_factory):
         }
     path = root / "sd3.5m-tiny.safetensors"
     save_file({k: v.clone().contiguous() for k, v in state.items()}, str(path))
-    return path, root / "configs", parts
+    return path, configs, parts
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl(tmp_path_factory):
+    """(single file, tiny config tree, the diffusers parts): an SDXL-class file in SGM's layout
+    (``model.diffusion_model.``, ``conditioner.embedders.0.transformer.`` CLIP-L,
+    ``conditioner.embedders.1.model.`` OpenCLIP bigG, ``first_stage_model.``)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from tests.bases.bases_testutil import _clip_text
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), block_out_channels=(32, 64),
+        layers_per_block=1, transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4),
+        cross_attention_dim=80, use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 6 + 48,
+        norm_num_groups=16,
+    ).eval()  # fmt: skip
+    torch.manual_seed(1)
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 32, 32), layers_per_block=1, latent_channels=4,
+        norm_num_groups=8, sample_size=64, scaling_factor=0.13025,
+    ).eval()  # fmt: skip
+    te1 = _clip_text(False, 2)
+    torch.manual_seed(3)  # bigG wider than CLIP-L (diffusers tells them apart by width)
+    te2 = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            vocab_size=49408, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, hidden_act="gelu",
+            projection_dim=48, bos_token_id=49406, eos_token_id=49407, pad_token_id=1,
+        )
+    ).eval()  # fmt: skip
+    parts = {"unet": unet, "vae": vae, "text_encoder": te1, "text_encoder_2": te2}
+    root = tmp_path_factory.mktemp("bundled-sdxl")
+    configs = _tiny_tree(root, "sdxl-base-1.0", parts)
+    state = {f"model.diffusion_model.{k}": v
+             for k, v in _ldm_unet(unet.state_dict(), 1, attn_up={0}).items()}  # fmt: skip
+    state |= {f"first_stage_model.{k}": v for k, v in _ldm_vae(vae.state_dict(), 4).items()}
+    state |= {f"conditioner.embedders.0.transformer.text_model.{k.removeprefix('text_model.')}": v
+              for k, v in te1.state_dict().items()}  # fmt: skip
+    state |= {
+        f"conditioner.embedders.1.model.{k}": v for k, v in _open_clip(te2.state_dict()).items()
+    }
+    path = root / "sdxl-tiny.safetensors"
+    save_file({k: v.clone().contiguous() for k, v in state.items()}, str(path))
+    return path, configs, parts
+
+
+def test_sdxl_single_file_loads_with_bundled_configs(tiny_sdxl, monkeypatch, tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+
+    from t2ibench.models import load_base
+
+    path, configs, parts = tiny_sdxl
+    monkeypatch.setattr(bundled, "CONFIGS", configs)
+    monkeypatch.setenv("T2IBENCH_CACHE", str(tmp_path))
+    monkeypatch.delenv(bundled.T5_TOKENIZER_ENV, raising=False)  # SDXL has no T5
+    pipe = load_base(path)
+    assert isinstance(pipe, StableDiffusionXLPipeline)
+    for name, model in parts.items():
+        got = getattr(pipe, name).state_dict()
+        for key, want in model.state_dict().items():
+            assert torch.equal(got[key], want), f"{name}.{key}"
+    assert pipe.tokenizer_2.pad_token == "!" and pipe.scheduler.config.timestep_spacing == "leading"
 
 
 @pytest.fixture()

@@ -220,6 +220,7 @@ def test_item12_compatibility_matrix(tiny_pipe, tmp_path: Path, row: str) -> Non
         ("peft-dora", {}),
         ("peft-oft", {"block_size": 4}),
         ("peft-ia3", {}),
+        ("dora", {}),  # lycoris' DoRA (LoCon + weight decomposition) as PEFT's use_dora
     ],
 )
 def test_peft_trainer_checkpoint_exports_to_a_peft_folder(
@@ -252,6 +253,15 @@ def test_peft_trainer_checkpoint_exports_to_a_peft_folder(
         back_unet, back_te = unet_te_outputs(tiny_pipe)
     torch.testing.assert_close(back_te, ours_te, rtol=0, atol=1e-5)
     torch.testing.assert_close(back_unet, ours_unet, rtol=0, atol=1e-5)
+
+
+def test_lycoris_algorithm_without_peft_twin_is_refused(tiny_pipe, tmp_path: Path) -> None:
+    from t2ibench.adapters.export import export_peft
+    from t2ibench.models import load_base
+
+    path = _random_adapter(tiny_pipe, "lycoris-glora", tmp_path / "g.safetensors")
+    with pytest.raises(AdapterFileError, match="glora has no PEFT adapter"):
+        export_peft(load_base("tiny"), path, tmp_path / "peft")
 
 
 def test_peft_vera_checkpoint_export_is_refused(tiny_pipe, tmp_path: Path) -> None:

@@ -236,9 +236,13 @@ class BaseArchitecture:
         scheduler: Any,
         *,
         autocast: Any = None,
+        before_predict: Any = None,
     ) -> Any:
         """Mean-squared error of the objective on one batch; randomness only from ``gen``
-        (the plug-ins call :mod:`t2ibench.bases.objectives`)."""
+        (the plug-ins call :mod:`t2ibench.bases.objectives`). ``before_predict(timesteps,
+        max_timestep)``: called with the batch's noise levels before the denoiser runs (see
+        :mod:`t2ibench.bases.objectives`; training passes it only when the trainer has a
+        per-step hook)."""
         raise NotImplementedError
 
     def flow_shift(self, scheduler: Any, latents: Any) -> float:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from t2ibench.architectures import (
     BaseArchitecture,
@@ -66,6 +66,14 @@ FLUX_SHIFT = 3.1582
 class MMDiTBase(BaseArchitecture):
     """A transformer base with flow matching (FLUX here; SD3 and FLUX.2 share the loading)."""
 
+    #: part → key prefixes (any one enough) a single file must hold to load with the bundled
+    #: configs alone (they carry no weights): an all-in-one file, as ComfyUI's
+    single_file_parts: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def bundled_variant(self, keys: list[str]) -> str:
+        """The bundled config (``t2ibench/bases/configs/<name>``) of a single file's keys."""
+        raise NotImplementedError
+
     def load(self, kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
         import diffusers
 
@@ -80,11 +88,15 @@ class MMDiTBase(BaseArchitecture):
         path = Path(where)
         if path.suffix.lower() != ".safetensors":
             raise BaseModelError(f"{path}: a {self.title} single file must be .safetensors")
-        if config is None or not (Path(config) / "model_index.json").is_file():
+        if config is None:
+            from t2ibench.bases.bundled import single_file_config
+
+            config = single_file_config(
+                path, self.title, self.bundled_variant, self.single_file_parts
+            )
+        elif not (Path(config) / "model_index.json").is_file():
             raise BaseModelError(
-                f"{path}: a {self.title} single-file checkpoint holds the transformer only; pass "
-                "its diffusers folder for the text encoders and VAE (config=DIR with "
-                "model_index.json; nothing is downloaded)"
+                f"{config}: config must be a local diffusers folder with model_index.json"
             )
         return wrap_load(
             lambda: cls.from_single_file(
@@ -93,10 +105,21 @@ class MMDiTBase(BaseArchitecture):
             path,
         )
 
-    def training_loss(self, pipe, latents, captions, gen, scheduler, *, autocast=None):
+    def training_loss(
+        self, pipe, latents, captions, gen, scheduler, *, autocast=None, before_predict=None
+    ):
         from t2ibench.bases.objectives import flow_matching_mse
 
-        return flow_matching_mse(self, pipe, latents, captions, gen, scheduler, autocast=autocast)
+        return flow_matching_mse(
+            self,
+            pipe,
+            latents,
+            captions,
+            gen,
+            scheduler,
+            autocast=autocast,
+            before_predict=before_predict,
+        )
 
     @staticmethod
     def ids(tokenizer: Any, captions: Sequence[str], device: Any, limit: int = 512) -> Any:
@@ -211,6 +234,20 @@ def remap_fused_lora(
 
 
 class Flux(MMDiTBase):
+    single_file_parts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "CLIP-L": ("text_encoders.clip_l.",),
+        "T5": ("text_encoders.t5xxl.",),
+        "VAE": ("vae.", "first_stage_model."),
+    }
+
+    def bundled_variant(self, keys: list[str]) -> str:
+        """FLUX.1 [dev] has the guidance embedding, [schnell] not (diffusers' ``flux-dev`` /
+        ``flux-schnell`` test in ``infer_diffusers_model_type``)."""
+        guided = any(
+            k.removeprefix("model.diffusion_model.").startswith("guidance_in.") for k in keys
+        )
+        return "flux.1-dev" if guided else "flux.1-schnell"
+
     def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
         """kohya sd-scripts FLUX LoRAs on BFL's names, onto diffusers' modules
         (:func:`remap_fused_lora`)."""

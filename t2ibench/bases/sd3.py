@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from t2ibench.architectures import (
     GenerationDefaults,
@@ -96,12 +96,35 @@ def sai_targets(stem: str, num_layers: int) -> tuple[list[str], bool] | None:
 
 
 class SD3(MMDiTBase):
+    single_file_parts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "CLIP-L": ("text_encoders.clip_l.",),
+        "CLIP-G": ("text_encoders.clip_g.",),
+        "T5": ("text_encoders.t5xxl.",),
+        "VAE": ("first_stage_model.", "vae."),
+    }
+
     def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
         """kohya sd-scripts SD3 LoRAs on SAI's names onto diffusers' layers
         (:func:`t2ibench.bases.flux.remap_fused_lora`)."""
         model = pipe.transformer
         layers = int(model.config.num_layers)
         return remap_fused_lora(tensors, model, lambda stem: sai_targets(stem, layers), self.title)
+
+    def bundled_variant(self, keys: list[str]) -> str:
+        """SD3.5 Medium (MMDiT-X: a second attention in its first blocks, ``attn2``) or Large (38
+        blocks), as diffusers' ``infer_diffusers_model_type`` tells them; SD3 Medium is not
+        bundled."""
+        from t2ibench.architectures import BaseModelError
+
+        bare = [k.removeprefix("model.diffusion_model.") for k in keys]
+        if any(k.startswith("joint_blocks.") and ".attn2." in k for k in bare):
+            return "sd3.5-medium"
+        if any(k.startswith("joint_blocks.37.") for k in bare):
+            return "sd3.5-large"
+        raise BaseModelError(
+            "an SD3 single file that is neither SD3.5 Medium nor Large (SD3 Medium?): its "
+            "configs are not bundled; pass its diffusers folder as config=DIR"
+        )
 
     def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
         import torch

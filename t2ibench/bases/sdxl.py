@@ -4,7 +4,8 @@ embedding and the size / crop ``time_ids`` as added conditions), epsilon on SD's
 schedule; Euler, CFG 5 (diffusers' default), 1024 px.
 
 Loads a local ``StableDiffusionXLPipeline`` folder, or a single ``.safetensors`` (SGM layout) with
-its diffusers config folder (``config``: none is bundled; never a download), or a hub id from the
+SDXL base 1.0's bundled diffusers configs (``t2ibench/bases/configs``) or its own config folder
+(``config``; never a download), or a hub id from the
 local cache. Adapter files: kohya ``lora_unet_`` + ``lora_te1_`` / ``lora_te2_`` (t2ibench writes
 the UNet keys on diffusers module paths; sd-scripts' own SDXL files name the UNet the SGM way,
 ``lora_unet_input_blocks_4_1_...``), diffusers ``unet.`` / ``text_encoder.`` / ``text_encoder_2.``.
@@ -116,11 +117,18 @@ class SDXL(UNetBase):
         path = Path(where)
         if path.suffix.lower() != ".safetensors":
             raise BaseModelError(f"{path}: an SDXL single file must be .safetensors")
-        if config is None or not (Path(config) / "model_index.json").is_file():
+        if config is None:
+            from t2ibench.bases.bundled import single_file_config
+
+            config = single_file_config(
+                path,
+                self.title,
+                lambda keys: "sdxl-base-1.0",
+                {"CLIP-L": ("conditioner.embedders.0.",), "CLIP-G": ("conditioner.embedders.1.",)},
+            )
+        elif not (Path(config) / "model_index.json").is_file():
             raise BaseModelError(
-                f"{path}: an SDXL single-file checkpoint needs its diffusers config folder "
-                "(config=DIR with model_index.json; no SDXL config is bundled and nothing is "
-                "downloaded)"
+                f"{config}: config must be a local diffusers folder with model_index.json"
             )
         return wrap_load(
             lambda: StableDiffusionXLPipeline.from_single_file(

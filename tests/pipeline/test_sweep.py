@@ -263,3 +263,73 @@ def test_item27_read_only_out_says_nothing_was_done(tmp_path, monkeypatch, capsy
     assert code == 2 and len(errors) == 1, err
     assert "cannot write there" in errors[0] and "nothing was done" in errors[0]
     assert "kept" not in err + stdout
+
+
+# --- issue 19 item 6: a grid across bases, --base-path ---------------------------------------------
+
+MIXED = GRID.replace(
+    '[[config]]\nname = "mini-lora"\ntrainer = "lora"',
+    '[[config]]\nname = "mini-lora"\ntrainer = "lora"\nbase = "sdxl"',
+).replace(
+    'name = "mini-lora-lr2e-3"\ntrainer = "lora"',
+    'name = "mini-lora-lr2e-3"\ntrainer = "lora"\nbase = "tiny"',
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl(tmp_path_factory):
+    from tests.bases.bases_testutil import make_tiny_sdxl
+
+    return make_tiny_sdxl(tmp_path_factory.mktemp("sdxl") / "tiny-sdxl")
+
+
+def _base_of(opts):
+    from t2ibench.pipeline.run import resolve
+
+    return resolve(opts).base
+
+
+def test_grid_mixes_bases_with_a_bases_table_and_base_path(tmp_path, tiny_sdxl):
+    from t2ibench.pipeline.sweep import parse_base_paths
+
+    path = tmp_path / "grid.toml"
+    path.write_text(MIXED + f'\n[bases]\nsdxl = "{tiny_sdxl}"\n')
+    g = load_grid(path)
+    sdxl, tiny = g.run_options(out=tmp_path / "out", device="cpu")
+    # the SDXL config's run gets the table's files, checked to be SDXL by the run itself
+    assert _base_of(sdxl) == str(tiny_sdxl)
+    assert _base_of(tiny).endswith("tiny") and "tiny-sdxl" not in _base_of(tiny)
+    # --base-path NAME=DIR beats the table; a bare DIR is for the runs without an entry
+    other = tmp_path / "elsewhere"
+    paths = parse_base_paths([f"sdxl={other}"], g)
+    first, second = g.run_options(out=tmp_path, device="cpu", base_path=paths)
+    assert dict(first.layers)["t2ibench sweep"]["base_path"] == str(other)
+    assert "base_path" not in dict(second.layers)["t2ibench sweep"]
+    assert parse_base_paths([str(other)], g) == {"": str(other)}
+    with pytest.raises(ConfigError, match="no config of grid 'mini' has base 'flux'"):
+        parse_base_paths([f"flux={tiny_sdxl}"], g)
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_base_paths(["a", "b"], g)
+
+
+def test_sweep_base_path_cli_checks_files_before_any_run(tmp_path, tiny_sdxl, monkeypatch, capsys):
+    path = tmp_path / "grid.toml"
+    path.write_text(MIXED)
+    out = tmp_path / "out"
+    # no files for the sdxl config: one line naming it and how to give them, nothing run
+    code, _, err = _sweep_cli(monkeypatch, capsys, "--grid", str(path), "--out", str(out))
+    assert code == 2
+    assert "config 'mini-lora': base 'sdxl' is an architecture" in err
+    assert "--base-path sdxl=DIR" in err and not out.exists()
+    # the files of another architecture: the run's own check names both
+    flux = path.read_text().replace('base = "sdxl"', 'base = "flux"')
+    path.write_text(flux)
+    g = load_grid(path)
+    from t2ibench.pipeline.sweep import parse_base_paths
+
+    opts = next(iter(g.run_options(out=out, device="cpu",
+                                   base_path=parse_base_paths([f"flux={tiny_sdxl}"], g))))  # fmt: skip
+    from t2ibench.errors import T2IBenchError
+
+    with pytest.raises(T2IBenchError, match="--base flux expects FLUX.1 but this is SDXL"):
+        _base_of(opts)

@@ -115,11 +115,13 @@ def raw_section(raw, constants, directions, ceilings, n_leaves) -> Section:
             ],
             value=[_ci(r["mean"], r["ci_low"], r["ci_high"]) for _, r in head_rows.iterrows()],
         )
+        # several bases: each base model is a row of its own
+        base = ["base"] if "base" in head_rows.columns else []
         long = head_rows.pivot_table(
-            index=["checkpoint", "config", "epoch"], columns="measurement", values="value",
-            aggfunc="first",
-        ).reset_index(level=["config", "epoch"])  # fmt: skip
-        long = long.sort_values(["config", "epoch"])
+            index=["checkpoint", *base, "config", "epoch"], columns="measurement",
+            values="value", aggfunc="first",
+        ).reset_index(level=[*base, "config", "epoch"])  # fmt: skip
+        long = long.sort_values([*base, "config", "epoch"])
         sec.table(long, f"headline measurements, {n_ck} checkpoints (all of them and every "
                   "measurement in raw_values.csv)", max_rows=40)  # fmt: skip
         return _raw_tail(sec, constants, ceilings)

@@ -207,11 +207,13 @@ def _check(grid: Grid) -> None:
 
 
 def check_base_paths(grid: Grid, runs: list[Any]) -> None:
-    """Every run whose base is an architecture (``sdxl``, ``flux``, ...) has its files, before any
-    run starts (else each run would fail alike, one by one)."""
+    """Every run whose base is an architecture (``sdxl``, ``flux``, ...) has its files, and they
+    are that architecture, before any run starts (else each run would fail alike, one by one)."""
     from t2ibench.architectures import is_architecture
+    from t2ibench.models.loading import base_architecture, resolve_spec
     from t2ibench.runconfig import Layers
 
+    checked: set[tuple[str, str]] = set()
     for opts in runs:
         layers = Layers()
         for where, table in opts.layers:
@@ -223,6 +225,10 @@ def check_base_paths(grid: Grid, runs: list[Any]) -> None:
                 f'architecture and needs its files: a [bases] entry {base} = "DIR", or '
                 f"t2ibench sweep --base-path {base}=DIR"
             )
+        if is_architecture(base) and (base, layers.values["base_path"]) not in checked:
+            # one line naming the expected and the found architecture (reads no weights)
+            base_architecture(*resolve_spec(layers.values["base_path"]), expected=base)
+            checked.add((base, layers.values["base_path"]))
 
 
 def parse_base_paths(items: list[str] | None, grid: Grid | None = None) -> dict[str, str]:

@@ -321,9 +321,14 @@ def test_sweep_base_path_cli_checks_files_before_any_run(tmp_path, tiny_sdxl, mo
     assert code == 2
     assert "config 'mini-lora': base 'sdxl' is an architecture" in err
     assert "--base-path sdxl=DIR" in err and not out.exists()
-    # the files of another architecture: the run's own check names both
+    # the files of another architecture: refused before any run, naming both
     flux = path.read_text().replace('base = "sdxl"', 'base = "flux"')
     path.write_text(flux)
+    code, _, err = _sweep_cli(monkeypatch, capsys, "--grid", str(path), "--out", str(out),
+                              "--base-path", f"flux={tiny_sdxl}")  # fmt: skip
+    assert code == 2 and "--base flux expects FLUX.1 but this is SDXL" in err
+    assert not out.exists()
+    # (and a run resolved alone checks the same)
     g = load_grid(path)
     from t2ibench.pipeline.sweep import parse_base_paths
 

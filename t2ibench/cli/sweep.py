@@ -40,7 +40,7 @@ OPTIONS = [
             help={
                 "base_path": "The base's files (a local diffusers folder or a single-file "
                 "checkpoint): NAME=PATH for the runs whose base is NAME (repeatable: a grid may "
-                "mix bases; beats the grid's [bases] table), or PATH for every other run.",
+                "mix bases; beats the grid's \\[bases] table), or PATH for every other run.",
             },
         )
     ),

@@ -61,9 +61,13 @@ def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True
     if raw.empty:
         return pd.DataFrame()
     raw = raw.assign(measurement=[_measure_label(r, directions) for _, r in raw.iterrows()])
+    is_base = raw["checkpoint"] == BASE_CHECKPOINT
+    if "base" in raw.columns and raw["base"].nunique() > 1:  # one column per base model
+        raw = raw.assign(checkpoint=raw["checkpoint"].where(
+            ~is_base, BASE_CHECKPOINT + " (" + raw["base"].astype(str) + ")"))  # fmt: skip
+    raw = raw.assign(_b=~is_base)
     order = (
         raw.drop_duplicates("checkpoint")
-        .assign(_b=lambda d: d["checkpoint"] != BASE_CHECKPOINT)
         .sort_values(["_b", "epoch", "checkpoint"])["checkpoint"]
         .tolist()
     )
@@ -71,12 +75,12 @@ def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True
     for ck in order:
         g = raw[raw["checkpoint"] == ck].set_index("measurement")
         out[ck] = g.apply(lambda r: _ci(r["mean"], r["ci_low"], r["ci_high"]), axis=1)
-        if deltas and ck != BASE_CHECKPOINT and g["delta"].notna().any():
+        if deltas and g["_b"].all() and g["delta"].notna().any():
             out[f"Δ {ck}"] = g.apply(
                 lambda r: _ci(r["delta"], r["delta_ci_low"], r["delta_ci_high"], True), axis=1
             )
     table = pd.DataFrame(out)
-    ck_rows = raw[raw["checkpoint"] != BASE_CHECKPOINT]
+    ck_rows = raw[raw["_b"]]
     if ck_rows["ceiling"].notna().any():
         ceil = ck_rows.groupby("measurement")["ceiling"].mean()
         table["real images"] = ceil.map(lambda v: "" if math.isnan(v) else f"{v:.3g}")

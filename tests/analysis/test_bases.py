@@ -99,3 +99,15 @@ def test_report_has_a_section_per_base_and_names_the_base(report):
     assert set(raw[raw["checkpoint"] == "base"]["base"]) == {"sdxl", "flux"}
     lora = raw[(raw["config"] == "flux-exp-1-lora") & (raw["metric"] == "image_similarity")]
     assert (lora["delta"] > 0).all()
+
+
+def test_few_checkpoints_show_one_column_per_base_model(tmp_path):
+    """Up to six checkpoints the raw view is one column per checkpoint: each base model its own."""
+    df = two_bases()
+    df = df[(df["epoch"].isna() | (df["epoch"] == 30)) & (df["seed"].isin(["a", ""]))]
+    df = df[df["config"].isin(["base", "sdxl-exp-1-lora", "flux-exp-1-lora"])]
+    analyze(df, tmp_path, shap=False, plots=False)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    raw = html[html.index("<h2>Raw values") :]
+    assert "<th>base (flux)</th>" in raw and "<th>base (sdxl)</th>" in raw
+    assert "Bases side by side" in html

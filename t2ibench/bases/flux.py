@@ -27,10 +27,12 @@ from typing import Any, ClassVar
 
 from t2ibench.architectures import (
     BaseArchitecture,
+    CostFigures,
     GenerationDefaults,
     Objective,
     TextEncoderPart,
     register_architecture,
+    train_sample_s_from_generation,
 )
 from t2ibench.bases.sd15 import UNET_PRESETS
 
@@ -392,6 +394,15 @@ register_architecture(
             # FLUX.1's single blocks: separate q/k/v and an MLP projection (FLUX.2 fuses them)
             r"single_transformer_blocks[._]\d+[._](attn[._]to_[qkv]\b|proj_mlp)",
             r"(double|single)_blocks[._]\d+[._]",  # BFL module names
+        ),
+        # Assumed, not measured: FLUX.1-dev at 1024 px in 16-bit, 30 steps in 6.2 s on an
+        # RTX 4090 (gigagpu.com's FLUX.1-dev benchmark, diffusers 0.30), so 5.8 s for 28; dev is
+        # guidance-distilled: one forward a step; training by train_sample_s_from_generation.
+        cost=CostFigures(
+            image_s=5.8,
+            train_sample_s=train_sample_s_from_generation(5.8, 28, 1),
+            gpu="RTX 4090",
+            source="gigagpu.com FLUX.1-dev benchmark (30 steps, fp16: 6.2 s), scaled to 28",
         ),
     )
 )

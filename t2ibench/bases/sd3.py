@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from t2ibench.architectures import (
+    CostFigures,
     GenerationDefaults,
     Objective,
     TextEncoderPart,
     register_architecture,
+    train_sample_s_from_generation,
 )
 from t2ibench.bases.flux import MMDiTBase, remap_fused_lora
 from t2ibench.bases.sd15 import UNET_PRESETS
@@ -191,6 +193,15 @@ register_architecture(
             r"^text_encoder_3\.",
             # SD3.5 Medium's MMDiT-X second attention (a UNet's attn2 sits deeper in its path)
             r"^(lora_unet_|transformer\.)?transformer_blocks[._]\d+[._]attn2[._]",
+        ),
+        # Assumed, not measured: SD3.5 Large (8 B) at 1024 px, 28 steps with CFG: Replicate's
+        # example run time for stabilityai/stable-diffusion-3.5-large, ~8.8 s (hardware not
+        # stated; taken as an A100-class card); training by train_sample_s_from_generation.
+        cost=CostFigures(
+            image_s=8.8,
+            train_sample_s=train_sample_s_from_generation(8.8, 28, 2),
+            gpu="A100-class (not stated)",
+            source="Replicate's example run time, SD3.5 Large, 28 steps (8.8 s)",
         ),
     )
 )

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.architectures import (
+    CostFigures,
     GenerationDefaults,
     Objective,
     TextEncoderPart,
     register_architecture,
+    train_sample_s_from_generation,
 )
 from t2ibench.bases.sd15 import UNET_PRESETS, UNetBase
 
@@ -200,6 +202,16 @@ register_architecture(
             r"^lora_unet_output_blocks_[0-2]_1_transformer_blocks_",
             r"^lora_unet_(input_blocks_[78]|middle_block)_1_transformer_blocks_[1-9]_",
             r"add_embedding[._]linear",
+        ),
+        # Assumed, not measured: diffusers' "Accelerate inference of text-to-image diffusion
+        # models" tutorial (80 GB A100, SDXL base 1.0, 1024 px, 30 steps, batch 1, bf16 + SDPA:
+        # 3.315 s; its collated_results_sdxl.csv); training from that by the rule in
+        # train_sample_s_from_generation (CFG: 2 forwards a step).
+        cost=CostFigures(
+            image_s=3.3,
+            train_sample_s=train_sample_s_from_generation(3.3, 30, 2),
+            gpu="A100 80GB",
+            source="diffusers fast_diffusion tutorial (SDXL, 30 steps, bf16 + SDPA: 3.3 s)",
         ),
     )
 )

@@ -59,7 +59,15 @@ class Grid:
     source: str = ""
 
     def run_options(
-        self, *, out: Path, device: str, dataset=None, base=None, progress=True, budget=None
+        self,
+        *,
+        out: Path,
+        device: str,
+        dataset=None,
+        base=None,
+        progress=True,
+        budget=None,
+        generate=None,
     ) -> Iterator[Any]:
         from t2ibench.pipeline.run import RunOptions
 
@@ -68,6 +76,8 @@ class Grid:
         }
         if budget:  # ``t2ibench sweep --budget adaptive`` (and its widths): budget.* keys
             cli["budget"] = dict(budget)
+        if generate:  # ``t2ibench sweep --dtype bf16 --fuse-adapter ...``: generate.* keys
+            cli["generate"] = dict(generate)
         for i, cfg in enumerate(self.configs):
             own = {k: v for k, v in cfg.items() if k != "name"}
             for seed, label in zip(self.seeds, self.seed_labels, strict=True):
@@ -188,6 +198,7 @@ def run_sweep(
     progress: bool = True,
     executor: str | Any = "local",
     budget: dict[str, Any] | None = None,
+    generate: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Every run of the grid (resumable) on ``executor`` (a name from
     :mod:`t2ibench.pipeline.executors` or an executor object), then, once all are over, the summary
@@ -201,7 +212,13 @@ def run_sweep(
     out = Path(out).absolute()
     runs = list(
         grid.run_options(
-            out=out, device=device, dataset=dataset, base=base, progress=progress, budget=budget
+            out=out,
+            device=device,
+            dataset=dataset,
+            base=base,
+            progress=progress,
+            budget=budget,
+            generate=generate,
         )
     )
     owned = isinstance(executor, str)

@@ -306,7 +306,13 @@ def sampling_options(pipe: Any, settings: GenerationSettings) -> Iterator[Any]:
 
     from t2ibench.architectures import architecture_of_pipe
 
-    arch = architecture_of_pipe(pipe)
+    try:
+        arch = architecture_of_pipe(pipe)
+    except ConfigError:
+        if settings.speed_options() != SPEED_DEFAULTS:
+            raise
+        yield pipe  # a stand-in pipeline (tests) at the defaults: nothing to set up
+        return
     denoiser = arch.denoiser_of(pipe)
     want = torch_dtype(settings.dtype)
     if denoiser.dtype != want:

@@ -102,11 +102,12 @@ def test_fused_adapter_equals_applied_and_restores_the_base(base, algo):
     assert all(torch.equal(te_before[k], v) for k, v in pipe.text_encoder.state_dict().items())
 
 
-@pytest.fixture(scope="module")
-def tiny(base):
-    if base[0].unet.config.block_out_channels[0] != 32:  # the toy base's UNet is 64 wide
-        pytest.skip("once, on the tiny base")
-    return base[0]
+@pytest.fixture
+def tiny():
+    """A tiny base of its own (this test changes its attention processors and layout)."""
+    from t2ibench.models import load_base
+
+    return load_base("tiny")
 
 
 def spy_call(pipe, monkeypatch):
@@ -204,3 +205,36 @@ def test_commands_take_the_speed_options(command):
     }  # fmt: skip
     flags = {"--dtype", "--channels-last", "--compile", "--fuse-adapter", "--attention"}
     assert flags <= params
+
+
+def test_a_changed_dtype_is_another_run_and_is_recorded(tmp_path):
+    from t2ibench.pipeline.record import RunRecord
+    from t2ibench.pipeline.run import RunOptions, _record_fields, resolve, set_layers
+
+    def resolved(*overrides, name=None):
+        quick = {"trainer": "lora", "generate.images_per_leaf": 1, "generate.steps": 2}
+        return resolve(
+            RunOptions(
+                layers=[("test", quick), *set_layers(overrides)],
+                profile="tiny",
+                out=str(tmp_path),
+                name=name,
+                progress=False,
+            )
+        )
+
+    default = resolved()
+    explicit = resolved(
+        *(f"generate.{k}={v!r}".replace("'", '"') for k, v in SPEED_DEFAULTS.items())
+    )
+    bf16 = resolved("generate.dtype=bf16", "generate.fuse_adapter=true")
+    assert explicit.run_hash == default.run_hash  # the defaults name the run they always did
+    assert bf16.run_dir != default.run_dir
+    assert (bf16.generation.dtype, bf16.generation.fuse_adapter) == ("bf16", True)
+    options = _record_fields(bf16)["generation_options"]
+    assert options == {**SPEED_DEFAULTS, "dtype": "bf16", "fuse_adapter": True}
+    # the same run name (a sweep's fixed names): refused in one line, never mixed
+    RunRecord(default.run_dir / "run.json", default.run_hash).update({"run_hash": default.run_hash})
+    same_name = resolved("generate.dtype=bf16", name=default.run_dir.name)
+    with pytest.raises(T2IBenchError, match="holds a run with a different config"):
+        RunRecord(same_name.run_dir / "run.json", same_name.run_hash)

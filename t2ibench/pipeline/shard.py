@@ -202,7 +202,7 @@ class GenerationWorker:
         self.pipe = load_base(base, **self.load_kwargs)
         _eval_denoiser(self.pipe)
         self.pipe.set_progress_bar_config(disable=True)
-        self.current: tuple[str, str] | None = None
+        self.current: tuple | None = None
         self.stack = contextlib.ExitStack()
         self.tuned: Any = None
 
@@ -217,7 +217,8 @@ class GenerationWorker:
         )
 
         scheduler = settings.scheduler
-        if self.current != (str(checkpoint), scheduler):
+        key = (str(checkpoint), scheduler, tuple(sorted(settings.speed_options().items())))
+        if self.current != key:
             self.stack.close()  # the previous adapter off, its scheduler back
             self.stack = contextlib.ExitStack()
             tuned = self.stack.enter_context(
@@ -232,7 +233,7 @@ class GenerationWorker:
             previous = _set_scheduler(tuned, scheduler)
             self.stack.callback(setattr, tuned, "scheduler", previous)
             self.stack.enter_context(sampling_options(tuned, settings))
-            self.tuned, self.current = tuned, (str(checkpoint), scheduler)
+            self.tuned, self.current = tuned, key
         return self.tuned
 
     def generate(

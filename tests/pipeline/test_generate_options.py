@@ -238,3 +238,27 @@ def test_a_changed_dtype_is_another_run_and_is_recorded(tmp_path):
     same_name = resolved("generate.dtype=bf16", name=default.run_dir.name)
     with pytest.raises(T2IBenchError, match="holds a run with a different config"):
         RunRecord(same_name.run_dir / "run.json", same_name.run_hash)
+
+
+def test_cli_generate_records_its_options(tiny, tmp_path):
+    """``t2ibench generate`` samples with its --dtype and --attention (once load-time only, now
+    set for the call and recorded) and fuses adapters with --fuse-adapter."""
+    from typer.testing import CliRunner
+
+    from t2ibench.cli import app
+    from t2ibench.data.demo import make_demo_dataset
+    from t2ibench.pipeline.manifest import read_manifest
+
+    lora = _random_adapter(tiny, "lora", tmp_path / "lora.safetensors")
+    data = make_demo_dataset(tmp_path / "data")
+    args = ["generate", str(lora), "--dataset", str(data), "--prompt-types", "style"]
+    args += ["--images-per-leaf", "1", "--size", "64", "--steps", "2", "--out", str(tmp_path / "o")]
+    args += ["--no-progress", "--device", "cpu", "--dtype", "bfloat16", "--attention", "sdpa"]
+    result = CliRunner().invoke(app, [*args, "--fuse-adapter"])
+    assert result.exit_code == 0, result.output
+    (record, *_) = read_manifest(tmp_path / "o" / "lora" / "manifest.jsonl")
+    assert {k: record.settings[k] for k in ("dtype", "attention", "fuse_adapter")} == {
+        "dtype": "bf16",
+        "attention": "sdpa",
+        "fuse_adapter": True,
+    }

@@ -8,7 +8,15 @@ from typing import Any
 import typer
 
 from t2ibench.cli._console import console
-from t2ibench.cli._options import BUDGET_KEYS, Declared, budget_overrides, shared, with_options
+from t2ibench.cli._options import (
+    BUDGET_KEYS,
+    GENERATION_KEYS,
+    Declared,
+    budget_overrides,
+    generation_overrides,
+    shared,
+    with_options,
+)
 
 OPTIONS = [
     Declared(
@@ -47,6 +55,7 @@ OPTIONS = [
     Declared("gpus", "--gpus", int, None, "With --dry-run: the makespan on this many GPUs.", min=1),
     *shared("progress"),
     *shared(*BUDGET_KEYS),
+    *shared(*GENERATION_KEYS),
     Declared(
         "executor",
         "--executor",
@@ -93,7 +102,14 @@ def sweep_cmd(**kw: Any) -> None:
         print_sweep_plan(g, where, kw["gpus"], budget)
         return
     with runner:
-        result = run_sweep(g, **where, progress=kw["progress"], executor=runner, budget=budget)
+        result = run_sweep(
+            g,
+            **where,
+            progress=kw["progress"],
+            executor=runner,
+            budget=budget,
+            generate=generation_overrides(kw),
+        )
     print_sweep_result(result)
 
 

@@ -66,31 +66,25 @@ def _calibrate(r: Any) -> dict[str, float]:
     from PIL import Image
 
     from t2ibench.models import load_base
+    from t2ibench.pipeline.generate import sampling_options
     from t2ibench.pipeline.run import create_encoders
 
     dev = r.options.device
-    pipe = load_base(r.base, device=dev, allow_pickle=r.options.allow_pickle)
     g = r.generation
+    pipe = load_base(r.base, device=dev, allow_pickle=r.options.allow_pickle, **g.load_kwargs())
     gen = torch.Generator(dev).manual_seed(0)
     pipe.set_progress_bar_config(disable=True)
-    pipe(
-        "calibration",
-        num_inference_steps=1,
-        guidance_scale=g.guidance_scale,
-        height=g.height,
-        width=g.width,
-        generator=gen,
-    )  # warm-up
-    t0 = time.perf_counter()
-    pipe(
-        "calibration",
-        num_inference_steps=g.steps,
-        guidance_scale=g.guidance_scale,
-        height=g.height,
-        width=g.width,
-        generator=gen,
-    )
-    t_image = time.perf_counter() - t0
+    call = {
+        "guidance_scale": g.guidance_scale,
+        "height": g.height,
+        "width": g.width,
+        "generator": gen,
+    }
+    with sampling_options(pipe, g):  # dtype, attention, channels-last, compile as generated
+        pipe("calibration", num_inference_steps=1, **call)  # warm-up
+        t0 = time.perf_counter()
+        pipe("calibration", num_inference_steps=g.steps, **call)
+        t_image = time.perf_counter() - t0
 
     from t2ibench.architectures import architecture_of_pipe
 

@@ -86,6 +86,7 @@ class Grid:
         base_path: str | dict[str, str] | None = None,
         progress=True,
         budget=None,
+        generate=None,
     ) -> Iterator[Any]:
         """Every run's options. ``base_path``: a path for every run, or ``{base name: path}``
         (``""``: every run whose base has no entry), as ``t2ibench sweep --base-path`` gives."""
@@ -98,6 +99,8 @@ class Grid:
         }
         if budget:  # ``t2ibench sweep --budget adaptive`` (and its widths): budget.* keys
             common["budget"] = dict(budget)
+        if generate:  # ``t2ibench sweep --dtype bf16 --fuse-adapter ...``: generate.* keys
+            common["generate"] = dict(generate)
         for i, cfg in enumerate(self.configs):
             own = {k: v for k, v in cfg.items() if k != "name"}
             name = self.base_of(cfg, base)
@@ -286,6 +289,7 @@ def run_sweep(
     executor: str | Any = "local",
     budget: dict[str, Any] | None = None,
     base_path: str | dict[str, str] | None = None,
+    generate: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Every run of the grid (resumable) on ``executor`` (a name from
     :mod:`t2ibench.pipeline.executors` or an executor object), then, once all are over, the summary
@@ -306,6 +310,7 @@ def run_sweep(
             base_path=base_path,
             progress=progress,
             budget=budget,
+            generate=generate,
         )
     )
     check_base_paths(grid, runs)

@@ -12,7 +12,15 @@ Public API::
 from . import trainers  # noqa: E402,F401,I001  (the built-ins register themselves; last: they need the above)
 from .algorithms import AdapterModule, AlgoParams
 from .config import TrainerConfig
-from .files import AdapterFileError, AdapterHandle, apply_adapter, merge_adapter, read_adapter
+from .files import (
+    AdapterFileError,
+    AdapterHandle,
+    FusedAdapterHandle,
+    apply_adapter,
+    fuse_adapter,
+    merge_adapter,
+    read_adapter,
+)
 from .registry import (
     TrainerSpec,
     config_from_dict,
@@ -27,12 +35,14 @@ from .training import TrainingDivergedError, TrainResult, fixed_loss, train, tra
 __all__ = [
     "AdapterFileError",
     "AdapterHandle",
+    "FusedAdapterHandle",
     "AdapterModule",
     "AlgoParams",
     "TrainResult",
     "TrainingDivergedError",
     "apply_adapter",
     "fixed_loss",
+    "fuse_adapter",
     "merge_adapter",
     "read_adapter",
     "train",

@@ -293,6 +293,54 @@ def apply_adapter(pipe: Any, checkpoint: Path | str, multiplier: float = 1.0) ->
     return AdapterHandle(net, meta, Path(checkpoint))
 
 
+@dataclass
+class FusedAdapterHandle:
+    """An adapter merged into the base weights by :func:`fuse_adapter`; ``remove()`` puts the
+    saved weights (and biases) back bit for bit."""
+
+    #: (layer, its weight before, its bias before or None)
+    saved: list[tuple[Any, torch.Tensor, torch.Tensor | None]]
+    metadata: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    @torch.no_grad()
+    def remove(self) -> None:
+        for layer, weight, bias in self.saved:
+            layer.weight.copy_(weight)
+            if bias is None:
+                layer.bias = None  # the merge gave it a bias (Δb of a bias-free layer)
+            else:
+                layer.bias.copy_(bias)
+        self.saved = []
+
+    def __enter__(self) -> FusedAdapterHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def fuse_adapter(pipe: Any, checkpoint: Path | str, multiplier: float = 1.0) -> FusedAdapterHandle:
+    """Merge ``multiplier · ΔW`` into the adapted layers for generation (the forward then runs
+    the base layers only, without recomputing ΔW per call), keeping a CPU copy of each layer's
+    weights so ``handle.remove()`` restores the pipeline exactly. Numerically it differs from
+    :func:`apply_adapter` only by rounding: W + m·ΔW is formed once in float32 and cast to the
+    weights' dtype (applied: per call, in that dtype; LoRA's bypass form adds up(down(x)))."""
+    net, meta = network_for(pipe, checkpoint)
+    saved = []
+    for module in net:
+        layer = module.org
+        bias = None if layer.bias is None else layer.bias.detach().to("cpu", copy=True)
+        saved.append((layer, layer.weight.detach().to("cpu", copy=True), bias))
+    handle = FusedAdapterHandle(saved, meta, Path(checkpoint))
+    try:
+        net.merge_into_base(multiplier)
+    except BaseException:
+        handle.remove()
+        raise
+    return handle
+
+
 def merge_adapter(pipe: Any, checkpoint: Path | str, multiplier: float = 1.0) -> dict[str, str]:
     """Add ``multiplier · ΔW`` to the pipeline's weights (the alpha/dim scale applied once).
 

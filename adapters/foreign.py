@@ -15,6 +15,10 @@ What comes in, and how it maps:
   diffusers' ``pytorch_lora_weights.safetensors`` (``unet.<path>.lora_A.weight``, older
   ``.lora.down.weight``). peft's scale ``alpha / r`` (``/ sqrt(r)`` with rsLoRA; ``rank_pattern``
   / ``alpha_pattern`` per module) becomes the kohya ``alpha`` that gives the same scale.
+* ai-toolkit's and ComfyUI's FLUX.1 / FLUX.2 files: BFL's dotted names under ``diffusion_model.``
+  (or ``transformer.``), ``lora_A`` / ``lora_B`` or ``lora_down`` / ``lora_up`` (+ ``alpha``):
+  read as diffusers keys (``lora_unet_double_blocks_0_img_attn_qkv``), which the base then maps
+  onto its diffusers layers (:meth:`~t2ibench.architectures.BaseArchitecture.adapter_state`).
 
 Every saved layer must then be one a registered trainer reads (its signature, and no tensor the
 trainer does not know: a DoRA ``dora_scale`` or a norm's ``w_norm`` is refused, never dropped);
@@ -49,6 +53,7 @@ SOURCE_FORMAT = "t2ibench_source_format"
 # te1/te2(/te3): SDXL's and SD3's several text encoders
 _KOHYA = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_te3_")
 _LYCORIS = "lycoris_"
+_BFL_PREFIX = "diffusion_model."
 # LoRA tensors in peft / diffusers naming → kohya suffix
 _LORA_RENAMES = (
     (".lora_A.weight", "lora_down.weight"),
@@ -58,6 +63,9 @@ _LORA_RENAMES = (
     (".lora_linear_layer.down.weight", "lora_down.weight"),
     (".lora_linear_layer.up.weight", "lora_up.weight"),
 )
+# kohya's suffixes on dotted paths (ComfyUI: ``diffusion_model.<path>.lora_down.weight`` +
+# ``.alpha``): read under a known prefix only, never taken as a sign of the layout
+_DOTTED_KOHYA = ((".lora_down.weight", "lora_down.weight"), (".lora_up.weight", "lora_up.weight"))
 
 
 def _error(where: object, msg: str) -> T2IBenchError:
@@ -149,13 +157,15 @@ def read_adapter_folder(folder: Path | str) -> tuple[dict[str, torch.Tensor], di
 
 
 def source_format(keys: list[str]) -> str:
-    """``kohya``, ``lycoris``, ``peft`` or ``diffusers`` from a file's keys (``unknown``: none)."""
+    """``kohya``, ``lycoris``, ``peft``, ``bfl`` or ``diffusers`` from a file's keys (``unknown``: none)."""
     if all(k.startswith(_KOHYA) for k in keys):
         return "kohya"
     if all(k.startswith(_LYCORIS) for k in keys):
         return "lycoris"
     if all(k.startswith(_PEFT_PREFIX) for k in keys):
         return "peft"
+    if all(k.startswith(_BFL_PREFIX) for k in keys):
+        return "bfl"  # ai-toolkit / ComfyUI: read as diffusers keys, named by the base
     if all(k.startswith(tuple(_DIFFUSERS_PARTS)) for k in keys):
         return "diffusers"
     # diffusers' ``save_lora_adapter``: one model's peft keys without a prefix
@@ -178,14 +188,15 @@ def convert_to_kohya(
     meta = {**meta, SOURCE_FORMAT: meta.get(SOURCE_FORMAT, fmt)}
     if fmt == "lycoris":
         return _from_lycoris(tensors), meta
-    if fmt in ("peft", "diffusers"):
+    if fmt in ("peft", "diffusers", "bfl"):
         return _from_peft(tensors, _configs_from_metadata(meta), where), meta
     known = (*_KOHYA, _LYCORIS, _PEFT_PREFIX, *_DIFFUSERS_PARTS)
     first = next((k for k in keys if not k.startswith(known)), keys[0])
     raise _error(
         where,
         f"key {first!r} is in no known layout (kohya lora_unet_*/lora_te_*, LyCORIS lycoris_*, "
-        "PEFT base_model.model.*, diffusers unet.*/text_encoder.*; one layout per file)",
+        "PEFT base_model.model.*, diffusers unet.*/text_encoder.*/transformer.*, ComfyUI / "
+        "ai-toolkit diffusion_model.*; one layout per file)",
     )
 
 
@@ -285,7 +296,7 @@ def _split_peft_key(key: str, default_part: str | None) -> tuple[str, str, str]:
             break
     else:
         key = key.removeprefix(_PEFT_PREFIX)
-    for peft_suffix, kohya_suffix in _LORA_RENAMES:
+    for peft_suffix, kohya_suffix in (*_LORA_RENAMES, *_DOTTED_KOHYA):
         if key.endswith(peft_suffix):
             path = key[: -len(peft_suffix)]
             return part or _part_of(path), path, kohya_suffix

@@ -17,6 +17,10 @@ DIFFUSERS_PARTS = {
     "text_encoder.": "te",
     "text_encoder_2.": "te2",
     "transformer.": "unet",
+    # ai-toolkit's and ComfyUI's FLUX files: BFL's dotted module names under the original
+    # model's prefix (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight``; the base
+    # maps the names, as diffusers' ``_convert_non_diffusers_flux2_lora_to_diffusers`` does)
+    "diffusion_model.": "unet",
 }
 _TE_PATH = re.compile(r"^(text_model[._])?(encoder[._]layers|embeddings|final_layer_norm)")
 

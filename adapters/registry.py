@@ -11,7 +11,7 @@ metadata written with its checkpoints and the columns it adds to the results tab
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,12 @@ class TrainerSpec:
     row of the trainer's checkpoints (``algorithm``, ``preset`` and ``lr`` always are).
     ``full_weights`` marks a trainer that trains the base weights themselves (native fine-tuning:
     weight decay on ``W + diff``; may save a full diffusers folder).
+
+    ``before_step(network, cfg, timesteps, max_timestep)``, when given, is called by the training
+    loop before each step's denoiser forward with the noise levels drawn for the step (DDPM
+    timesteps with ``max_timestep`` = the schedule's length, or flow matching's σ with 1; see
+    :mod:`t2ibench.bases.objectives`); ``after_training()`` once when training ends (success or
+    not), to leave nothing of the step's state behind for generation.
     """
 
     name: str
@@ -47,6 +53,8 @@ class TrainerSpec:
     result_columns: tuple[str, ...] = ()
     lycoris_algo: str = ""  # ``algo`` in the sd-scripts metadata ("" → name)
     full_weights: bool = False
+    before_step: Callable[[AdapterNetwork, Any, Any, float], None] | None = None
+    after_training: Callable[[], None] | None = None
 
     def create_module(self, lora_name: str, layer: nn.Module, cfg: Any) -> AdapterModule | None:
         if self.module_factory is not None:

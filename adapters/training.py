@@ -194,13 +194,17 @@ def diffusion_loss(
     scheduler: Any,
     *,
     autocast: Any = None,
+    before_predict: Any = None,
 ) -> torch.Tensor:
     """The base's training objective on one batch (its plug-in's ``training_loss``: epsilon or v
-    noise-prediction MSE on UNet bases, flow matching on MMDiT bases)."""
+    noise-prediction MSE on UNet bases, flow matching on MMDiT bases). ``before_predict``: a
+    trainer's per-step hook, called with the batch's noise levels (passed only when given, so a
+    base plug-in without the keyword still trains every other trainer)."""
     from t2ibench.architectures import architecture_of_pipe
 
+    hook = {} if before_predict is None else {"before_predict": before_predict}
     return architecture_of_pipe(pipe).training_loss(
-        pipe, latents, captions, gen, scheduler, autocast=autocast
+        pipe, latents, captions, gen, scheduler, autocast=autocast, **hook
     )
 
 
@@ -627,6 +631,12 @@ def train_run(
     autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else None
     scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
     params_all = [p for g in groups for p in g["params"]]
+    before_predict = None
+    if spec.before_step is not None:
+
+        def before_predict(timesteps: torch.Tensor, max_timestep: float) -> None:
+            spec.before_step(network, cfg, timesteps, max_timestep)
+
     bar = tqdm(
         total=total_steps, initial=step, disable=not progress, desc=f"train {name}", unit="step"
     )
@@ -641,7 +651,15 @@ def train_run(
                     "" if d < cfg.caption_dropout else samples[i].caption
                     for i, d in zip(batch, drop, strict=True)
                 ]
-                loss = diffusion_loss(pipe, latents, captions, gen, scheduler, autocast=autocast)
+                loss = diffusion_loss(
+                    pipe,
+                    latents,
+                    captions,
+                    gen,
+                    scheduler,
+                    autocast=autocast,
+                    before_predict=before_predict,
+                )
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
                         f"{out_dir}: the loss became {float(loss.detach())} at epoch {epoch + 1}, step "
@@ -718,6 +736,8 @@ def train_run(
             result.epochs_trained += 1
     finally:
         bar.close()
+        if spec.after_training is not None:
+            spec.after_training()
         network.detach_()
         if cfg.gradient_checkpointing:
             unet.disable_gradient_checkpointing()

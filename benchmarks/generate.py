@@ -111,7 +111,11 @@ def main() -> None:
         for k in range(args.jobs)
     ]
     s = GenerationSettings(
-        steps=args.steps, height=args.size, width=args.size, batch_size=args.batch_size
+        steps=args.steps,
+        height=args.size,
+        width=args.size,
+        batch_size=args.batch_size,
+        dtype="fp16" if dtype == torch.float16 else "fp32",
     )
     # Warm-up (allocator, kernels, tokenizer caches) outside the timings.
     with tempfile.TemporaryDirectory() as tmp:

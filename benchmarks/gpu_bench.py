@@ -3,9 +3,11 @@
 On CUDA (``benchmarks/gpu.sh``): SD1.5's architecture with random weights (bundled configs, no
 download) at 512 px, DDIM 30 steps, CFG 7, in fp16 or bf16, measures
 
-1. images/s of ``generate_images`` against a plain diffusers loop over the same jobs, and with an
-   adapter applied (t2ibench's layers, LoRA and LoHa), merged into the weights, and diffusers' own
-   fused LoRA (``load_lora_weights`` + ``fuse_lora``) of the same LoRA file;
+1. images/s of ``generate_images`` against a plain diffusers loop over the same jobs: each
+   generation option on its own (``attention``, ``channels_last``, ``compile``, ``dtype`` against
+   fp32, ``fuse_adapter`` against the adapter applied, LoRA and LoHa) and all together, an adapter
+   merged into the weights, and diffusers' own fused LoRA (``load_lora_weights`` + ``fuse_lora``)
+   of the same LoRA file;
 2. images/s of every paper encoder (full-size DINOv2-L, CLIP-L/14, ConvNeXt V2-L, VGG-19, random
    weights) through the feature cache, cold (encoding) and warm (reading the cache);
 3. training steps/s of t2ibench's LoRA / LoHa / LoKr against peft's on the same modules
@@ -13,8 +15,9 @@ download) at 512 px, DDIM 30 steps, CFG 7, in fp16 or bf16, measures
 
 with the peak GPU memory of each, and writes ``results/gpu_<date>.md`` and ``gpu_<date>.json`` (the
 JSON is what ``t2ibench sweep --dry-run`` reads for its GPU-hours). ``--dry`` runs every part on
-CPU at tiny size (tiny base, tiny encoders, 64 px, 2 steps) so the script is known to work before a
-GPU is at hand; its files are marked ``"dry": true`` and never used for projections.
+CPU at tiny size (tiny base, tiny encoders, 64 px, 2 steps; generation in bf16, compile not run) so
+the script is known to work before a GPU is at hand; its files are marked ``"dry": true`` and never
+used for projections.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def settings(dry: bool):
         "train_batch": 2 if dry else 8,
         "train_steps": 2 if dry else 10,
         "repeats": 1 if dry else 2,
+        "warmup": not dry,  # the dry run checks the script; its times mean nothing
     }
     return s
 
@@ -110,21 +114,35 @@ def make_adapter(base: str, algo: str, folder: Path) -> Path:
 # --- 1. generation ------------------------------------------------------------------------------
 
 
-def bench_generation(base: str, device: str, dtype: torch.dtype, s: dict, work: Path) -> list:
-    from t2ibench.adapters import apply_adapter, merge_adapter
-    from t2ibench.pipeline.generate import GenerationSettings, generate_images
+def bench_generation(base: str, device: str, dtype_name: str, s: dict, work: Path) -> list:
+    """Images/s of a plain diffusers loop and of ``generate_images`` with each generation option
+    (docs/performance.md#generation-speed), all on this device, each against the plain loop."""
+    from dataclasses import replace
+
+    from t2ibench.adapters import merge_adapter
+    from t2ibench.pipeline.generate import (
+        GenerationSettings,
+        checkpoint_on_base,
+        generate_images,
+        torch_dtype,
+    )
     from t2ibench.prompts import GenerationJob
 
+    cuda = device.startswith("cuda")
+    dtype = torch_dtype(dtype_name)
     jobs = [
         GenerationJob("bench/leaf", "train", PROMPTS[k % len(PROMPTS)], 1000 + k, k)
         for k in range(s["images"])
     ]
+    # what the projection reads ("generate_images (base)"): the benchmark dtype, SDPA on CUDA
     gs = GenerationSettings(
         steps=s["steps"],
         guidance_scale=s["cfg"],
         height=s["size"],
         width=s["size"],
         batch_size=s["batch"],
+        dtype=dtype_name,
+        attention="sdpa" if cuda else "plain",
     )
     adapters = {a: make_adapter(base, a, work) for a in ("lora", "loha")}
     pipe = load_pipe(base, device, dtype)
@@ -147,13 +165,22 @@ def bench_generation(base: str, device: str, dtype: torch.dtype, s: dict, work: 
             for j, im in zip(batch, images, strict=True):
                 im.save(out / f"{j.index:04d}-s{j.seed}.png")
 
-    def ours(p):
-        generate_images(
-            p, jobs, work / f"ours-{next(counter)}", checkpoint="b", settings=gs, progress=False
-        )
+    def ours(settings=gs, checkpoint=None):
+        def call(p):
+            folder = work / f"ours-{next(counter)}"
+            if checkpoint is None:
+                generate_images(p, jobs, folder, checkpoint="b", settings=settings, progress=False)
+                return
+            with checkpoint_on_base(p, checkpoint, fuse=settings.fuse_adapter) as tuned:
+                generate_images(
+                    tuned, jobs, folder, checkpoint="b", settings=settings, progress=False
+                )
+
+        return call
 
     def measure(name: str, fn, p) -> None:
-        fn(p)  # warm-up: kernels, autotuning, the allocator, the tokenizer
+        if s["warmup"]:
+            fn(p)  # warm-up: kernels, autotuning, the allocator, the tokenizer (and compile)
         times, peak = [], 0.0
         for _ in range(s["repeats"]):
             with Meter(device) as m:
@@ -164,14 +191,30 @@ def bench_generation(base: str, device: str, dtype: torch.dtype, s: dict, work: 
         rows.append({"method": name, "images_per_s": len(jobs) / med, "peak_gib": peak})
 
     measure("plain diffusers loop (base)", plain, pipe)
-    measure("generate_images (base)", ours, pipe)
+    measure("generate_images (base)", ours(), pipe)
+    # --- each generation option on its own, then together (the plain loop is the reference) ---
+    attention = gs.attention
+    other = "plain" if attention == "sdpa" else "sdpa"
+    measure(f"option: attention={other}", ours(replace(gs, attention=other)), pipe)
+    measure("option: channels_last", ours(replace(gs, channels_last=True)), pipe)
+    if cuda:
+        measure("option: compile", ours(replace(gs, compile=True)), pipe)
+    else:  # inductor compiles C++ for minutes on CPU; tests/slow/test_generate_compile.py runs it
+        rows.append({"method": "option: compile", "skipped": "not run in --dry (CPU)"})
+    if dtype_name != "fp32":
+        fp32 = load_pipe(base, device, torch.float32)
+        measure("option: dtype=fp32 (reference)", ours(replace(gs, dtype="fp32")), fp32)
+        del fp32
     for algo, path in adapters.items():
-        handle = apply_adapter(pipe, path)
-        measure(f"generate_images, {algo} applied", ours, pipe)
-        handle.remove()
+        measure(f"generate_images, {algo} applied", ours(checkpoint=path), pipe)
+        fused = replace(gs, fuse_adapter=True)
+        measure(f"option: fuse_adapter, {algo}", ours(fused, checkpoint=path), pipe)
+    every = replace(gs, channels_last=True, compile=cuda, fuse_adapter=True, attention="sdpa")
+    label = "sdpa, channels_last" + (", compile" if cuda else "") + ", fuse_adapter"
+    measure(f"options together ({label}), lora", ours(every, checkpoint=adapters["lora"]), pipe)
     merged = load_pipe(base, device, dtype)
     merge_adapter(merged, adapters["lora"])
-    measure("generate_images, lora merged", ours, merged)
+    measure("generate_images, lora merged", ours(), merged)
     del merged
     try:
         fused = load_pipe(base, device, dtype)
@@ -334,6 +377,8 @@ def render(meta: dict, gen: list, enc: list, train: list) -> str:
     for r in gen:
         if "error" in r:
             lines.append(f"| {r['method']} | failed: {r['error'][:120]} | | |")
+        elif "skipped" in r:
+            lines.append(f"| {r['method']} | {r['skipped']} | | |")
         else:
             lines.append(
                 f"| {r['method']} | {r['images_per_s']:.3f} | {r['vs_plain']:.3f}× | "
@@ -387,11 +432,12 @@ def main(argv: list[str] | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
         if dry:
-            base, gen_dtype = "tiny", torch.float32
+            # bf16 runs on CPU: the dry run goes through the dtype path (load, check, fp32 row)
+            base, gen_dtype = "tiny", "bf16"
         else:
             from t2ibench.models.fullsize import make_random_sd15
 
-            base, gen_dtype = str(make_random_sd15(work / "sd15")), dtype
+            base, gen_dtype = str(make_random_sd15(work / "sd15")), args.dtype
         gen = bench_generation(base, device, gen_dtype, s, work) if "generation" in only else []
         enc = bench_encoders(device, dtype, s, work, dry) if "encoders" in only else []
         train = bench_training(base, device, dtype, s) if "training" in only else []
@@ -401,7 +447,7 @@ def main(argv: list[str] | None = None) -> Path:
         "date": today,
         "gpu": torch.cuda.get_device_name() if not dry else f"CPU ({platform.processor()})",
         "torch": torch.__version__,
-        "dtype": args.dtype if not dry else "fp32",
+        "dtype": args.dtype if not dry else "bf16 (generation), fp32 (the rest)",
         "size": s["size"],
         "steps": s["steps"],
         "cfg": s["cfg"],

@@ -100,6 +100,29 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class CostFigures:
+    """Assumed per-GPU throughput of a base at its default generation settings, for
+    ``t2ibench sweep --dry-run`` (assumptions with their source, not measurements).
+
+    ``image_s``: seconds per image; ``train_sample_s``: seconds per training sample (one image of
+    a batch, forward and backward; None: the paper's Table 5 rates, SD1.5 only); ``gpu``: the card
+    the figure is for."""
+
+    image_s: float
+    train_sample_s: float | None
+    gpu: str
+    source: str
+
+
+def train_sample_s_from_generation(image_s: float, steps: int, forwards_per_step: int) -> float:
+    """A training sample ≈ 3 denoiser forwards (forward + backward ≈ 3× a forward), one forward
+    costing ``image_s / (steps · forwards_per_step)`` (2 with classifier-free guidance). On the
+    paper's SD1.5 figures (1.3 s an image, DDIM 30, CFG) this gives 0.065 s a sample against
+    Table 5's 0.063 s (LoRA attn-mlp: 4.9 h for 34,750 steps of 8)."""
+    return 3 * image_s / (steps * forwards_per_step)
+
+
+@dataclass(frozen=True)
 class TextEncoderPart:
     """One text encoder: the adapter part name, its pipeline attribute, its kohya key prefix."""
 
@@ -137,6 +160,8 @@ class BaseArchitecture:
     label: str = ""
     #: the architecture of a single file no other base claims (a pickle, whose keys are not read)
     fallback: bool = False
+    #: assumed throughput for sweep cost projections (None: the projection's default rates)
+    cost: CostFigures | None = None
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self, kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
@@ -236,9 +261,13 @@ class BaseArchitecture:
         scheduler: Any,
         *,
         autocast: Any = None,
+        before_predict: Any = None,
     ) -> Any:
         """Mean-squared error of the objective on one batch; randomness only from ``gen``
-        (the plug-ins call :mod:`t2ibench.bases.objectives`)."""
+        (the plug-ins call :mod:`t2ibench.bases.objectives`). ``before_predict(timesteps,
+        max_timestep)``: called with the batch's noise levels before the denoiser runs (see
+        :mod:`t2ibench.bases.objectives`; training passes it only when the trainer has a
+        per-step hook)."""
         raise NotImplementedError
 
     def flow_shift(self, scheduler: Any, latents: Any) -> float:

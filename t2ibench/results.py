@@ -56,7 +56,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 KEY_COLUMNS: tuple[str, ...] = ("checkpoint", "leaf", "prompt_type", "metric", "encoder", "resize")
 #: Part of a row's key when the table has them: the same metric under two metric profiles (e.g.
 #: DINO similarity as ``lycoris2024`` and as ``dreambooth``) is two rows, not one overwriting the other.
-OPTIONAL_KEY_COLUMNS: tuple[str, ...] = ("metric_profile",)
+#: And ``base`` (a sweep across bases): each base model's own images are checkpoint ``base`` too.
+OPTIONAL_KEY_COLUMNS: tuple[str, ...] = ("metric_profile", "base")
 
 
 def key_columns(df: pd.DataFrame) -> list[str]:

@@ -64,6 +64,38 @@ class GenerateConfig(_Section):
         description="Ray workers that share generation (1: in this process; results are the same).",
         json_schema_extra={"cli": "--generate-workers"},
     )
+    # How the sampler runs (docs/performance.md#generation-speed); each changes pixels only by
+    # float rounding, and a value other than its default is another run (part of the run key).
+    dtype: str = Field(
+        "fp32",
+        pattern="^(fp32|fp16|bf16)$",
+        description="Generation precision: fp32 (default; CPU results unchanged), fp16 or bf16 "
+        "(the base is loaded in it).",
+        json_schema_extra={"cli": "--dtype"},
+    )
+    channels_last: bool = Field(
+        False,
+        description="Channels-last memory layout for the denoiser and VAE while generating.",
+        json_schema_extra={"cli": "--channels-last"},
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the denoiser for generation (first batch pays the compile).",
+        json_schema_extra={"cli": "--compile"},
+    )
+    fuse_adapter: bool = Field(
+        False,
+        description="Merge each adapter's ΔW into the base weights while generating (restored "
+        "exactly after) instead of running the adapter modules in every forward.",
+        json_schema_extra={"cli": "--fuse-adapter"},
+    )
+    attention: str = Field(
+        "plain",
+        pattern="^(plain|sdpa)$",
+        description="UNet bases' attention: plain (default, pinned for reproducibility) or sdpa "
+        "(torch's scaled_dot_product_attention, diffusers' AttnProcessor2_0).",
+        json_schema_extra={"cli": "--attention"},
+    )
 
 
 class EvaluateConfig(_Section):

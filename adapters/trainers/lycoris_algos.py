@@ -117,8 +117,47 @@ class DyLoRAOptions(LinearOnly, LycorisConfig):
 
 
 class TLoRAOptions(LinearOnly, LycorisConfig):
+    """T-LoRA. Each training step sets lycoris' timestep rank mask
+    (``lycoris.modules.tlora.set_timestep_mask``) from that step's noise level with lycoris' own
+    schedule ``compute_timestep_mask``: ``r(t) = ⌊((T − t)/T)^mask_exponent · (dim − min_rank)⌋
+    + min_rank`` ranks active (T-LoRA, Soboleva et al. 2025, §3: fewer ranks at high noise). T is
+    the schedule's length on epsilon / v bases (t ∈ [0, 1000)), 1 on flow-matching bases (t = σ).
+    lycoris' module holds one mask per forward (its ΔW is ``P·diag(λ·mask)·Q``, mask (1, rank)), so
+    a batch shares one: that of the batch's mean noise level (exact at batch size 1). After
+    training the mask is cleared: generation applies every rank, lycoris' behaviour when no mask
+    is set (see docs/methods.md)."""
+
     sig_type: Literal["principal", "last", "middle"] = "principal"  # which singular vectors
     use_data_init: bool = True  # SVD of the base weight (False: of a random matrix)
+    min_rank: int = Field(1, ge=1)  # ranks active at the highest noise level
+    mask_exponent: float = Field(1.0, gt=0)  # lycoris' ``alpha`` of compute_timestep_mask
+
+    @model_validator(mode="after")
+    def _min_rank_within_dim(self) -> TLoRAOptions:
+        if self.min_rank > self.dim:
+            raise ValueError(f"field 'min_rank' ({self.min_rank}) exceeds dim ({self.dim})")
+        return self
+
+    def lycoris_kwargs(self) -> dict[str, Any]:
+        kwargs = super().lycoris_kwargs()
+        for key in ("min_rank", "mask_exponent"):  # the mask schedule's, not the module's
+            kwargs.pop(key)
+        return kwargs
+
+    @staticmethod
+    def before_step(network: Any, cfg: TLoRAOptions, timesteps: Any, max_timestep: float) -> None:
+        from lycoris.modules.tlora import compute_timestep_mask, set_timestep_mask
+
+        t = float(timesteps.float().mean())
+        set_timestep_mask(
+            compute_timestep_mask(t, max_timestep, cfg.dim, cfg.min_rank, cfg.mask_exponent)
+        )
+
+    @staticmethod
+    def after_training() -> None:
+        from lycoris.modules.tlora import clear_timestep_mask
+
+        clear_timestep_mask()
 
 
 def _module_class(name: str, lyco_class: str) -> type[LycorisModule]:
@@ -225,8 +264,8 @@ LYCORIS_ALGORITHMS: tuple[tuple[str, str, type[LycorisConfig], str, dict, str], 
         TLoRAOptions,
         "tlora",
         {"dim": 8, "alpha": 8.0},
-        "T-LoRA: SVD-initialised LoRA with trained singular values (lycoris-lora; without the "
-        "timestep rank mask: see docs/methods.md)",
+        "T-LoRA: SVD-initialised LoRA with trained singular values and the timestep rank mask "
+        "(lycoris-lora)",
     ),
 )
 
@@ -240,5 +279,8 @@ for _name, _lyco, _config, _algo, _defaults, _description in LYCORIS_ALGORITHMS:
             defaults={"lr": 5e-4, **_defaults},
             result_columns=("dim", "alpha"),
             lycoris_algo=_algo,
+            # a config class may declare the training loop's per-step hooks (T-LoRA's mask)
+            before_step=getattr(_config, "before_step", None),
+            after_training=getattr(_config, "after_training", None),
         )
     )

@@ -16,6 +16,7 @@ import pandas as pd
 from t2ibench import csvsafe
 from t2ibench.analysis.aggregate import aggregate, config_columns, interval_note
 from t2ibench.analysis.anchors import read_anchors
+from t2ibench.analysis.bases import bases_section
 from t2ibench.analysis.captions import caption_sections
 from t2ibench.analysis.cost import cost_section
 from t2ibench.analysis.images import seed_paired_grids
@@ -34,7 +35,13 @@ from t2ibench.analysis.raw_sections import (
     recommendation_section,
 )
 from t2ibench.analysis.report import Section, render_html, render_markdown
-from t2ibench.analysis.scores import RANK_GROUP, metric_directions, rank_normalise
+from t2ibench.analysis.scores import (
+    RANK_GROUP,
+    bases_of,
+    metric_directions,
+    rank_group,
+    rank_normalise,
+)
 from t2ibench.analysis.shap_analysis import (
     DEFAULT_FEATURES,
     checkpoint_features,
@@ -253,6 +260,7 @@ def analyze(
             notes.lines,
         ),
         raw_section(raw, constants, dirs, anchors["ceiling"], df["leaf"].nunique()),
+        *filter(None, [bases_section(df, raw, dirs)]),  # several bases: side by side
         copy_section(anchors["copies"]),
         images_section(seed_paired_grids(anchors["images"], _checkpoint_configs(df))),
         cost_section(results, df, raw, dirs, out, plots, files),
@@ -437,6 +445,13 @@ def _listed(values) -> str:
     return f"{values}" if values else "none recorded"
 
 
+def _base_models(df: pd.DataFrame) -> str:
+    if not (df["checkpoint"] == BASE_CHECKPOINT).any():
+        return ""
+    bases = bases_of(df)
+    return f" plus {len(bases)} base models" if len(bases) > 1 else " plus the base model"
+
+
 def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -> Section:
     overview = Section("Overview")
     for line in warnings:
@@ -444,7 +459,7 @@ def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -
     overview.text(
         f"Source: {source}. {len(df)} result rows; {n_configs} config(s), {n_checkpoints} "
         f"checkpoint(s)"
-        + (" plus the base model" if (df["checkpoint"] == BASE_CHECKPOINT).any() else "")
+        + _base_models(df)
         + f"; seeds {_listed(s for s in df['seed'].unique() if s)}, "
         f"epochs {_listed(int(e) for e in df['epoch'].dropna().unique())}, "
         f"categories {sorted(df['category'].unique())}, leaves {df['leaf'].nunique()}, "
@@ -463,6 +478,8 @@ def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -
         checkpoints=cfg_df.groupby("config")["checkpoint"].nunique(),
     )
     table = table.loc[:, table.notna().any()]
+    if "base" in table.columns:  # the base first: a config is a method on a base
+        table = table[["base", *(c for c in table.columns if c != "base")]]
     table.index.name = "config"
     overview.table(table, "configs, their hyperparameters and what each varies", max_rows=500)
     return overview
@@ -475,13 +492,21 @@ def _sections(
     import t2ibench.analysis.plots as P
 
     sections = []
+    within = rank_group(scores, RANK_GROUP)
     rs = Section("Rank scores (many configs)").text(
         "Scores: within each "
-        + " × ".join(RANK_GROUP)
+        + " × ".join(within)
         + " the checkpoints are ranked (ties: average rank) and score = (rank − 1)/(n − 1), "
         "1 = best; missing values stay missing and do not count in n. Leaves are averaged into "
         "classes, classes into categories (plain means); error bars are standard errors over "
-        "seeds × classes. " + interval_note(bootstrap)
+        "seeds × classes. "
+        + interval_note(bootstrap)
+        + (
+            f" The results hold {len(bases_of(scores))} bases: ranks never compare checkpoints "
+            "of different bases (see Bases side by side for the raw values across bases)."
+            if "base" in within
+            else ""
+        )
     )
     sections.append(rs)
 

@@ -46,7 +46,7 @@ def normalise_base(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of config ``base`` are the base model's, whatever their checkpoint name (a sweep
     prefixes checkpoints with the run name, and every run of it scores the same base images):
     name them ``base`` and keep one row per key."""
-    from t2ibench.results import KEY_COLUMNS
+    from t2ibench.results import key_columns
 
     is_base = (df["config"] == BASE_CHECKPOINT) | (df["checkpoint"] == BASE_CHECKPOINT)
     if not is_base.any():
@@ -54,7 +54,7 @@ def normalise_base(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df.loc[is_base, "checkpoint"] = BASE_CHECKPOINT
     df.loc[is_base, "config"] = BASE_CHECKPOINT
-    return df.drop_duplicates(list(KEY_COLUMNS), keep="last").reset_index(drop=True)
+    return df.drop_duplicates(key_columns(df), keep="last").reset_index(drop=True)
 
 
 def split_base(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -113,7 +113,9 @@ def raw_table(
     keys = list(MEASURE)
     # ``step``: checkpoints placed by training step (evaluate-checkpoints) keep it for the curves
     step = ["step"] if "step" in df.columns else []
-    group_keys = ["checkpoint", "config", "epoch", *step, *keys]
+    # several bases: each checkpoint (and each base model) is paired with its own base model
+    base_col = ["base"] if "base" in df.columns and df["base"].nunique() > 1 else []
+    group_keys = ["checkpoint", *base_col, "config", "epoch", *step, *keys]
     df = df.dropna(subset=["value"])
     cols = [*group_keys, "n", "mean", "ci_low", "ci_high", "delta", "delta_ci_low",
             "delta_ci_high", "ceiling", "share_of_ceiling"]  # fmt: skip
@@ -121,10 +123,11 @@ def raw_table(
         return pd.DataFrame(columns=cols)
     out = _t_summary(df.groupby(group_keys, dropna=False, sort=True)["value"], level)
     out = out.reset_index()
-    base = df[df["checkpoint"] == BASE_CHECKPOINT][[*keys, "leaf", "value"]]
-    base = base.drop_duplicates([*keys, "leaf"]).rename(columns={"value": "base_value"})
+    base = df[df["checkpoint"] == BASE_CHECKPOINT][[*keys, *base_col, "leaf", "value"]]
+    base = base.drop_duplicates([*keys, *base_col, "leaf"])
+    base = base.rename(columns={"value": "base_value"})
     if not base.empty:
-        paired = df[df["checkpoint"] != BASE_CHECKPOINT].merge(base, on=[*keys, "leaf"])
+        paired = df[df["checkpoint"] != BASE_CHECKPOINT].merge(base, on=[*keys, *base_col, "leaf"])
         paired["diff"] = paired["value"] - paired["base_value"]
         d = _t_summary(paired.groupby(group_keys, dropna=False)["diff"], level, prefix="delta")
         d = d.drop(columns="deltan").rename(columns={"deltaci_low": "delta_ci_low",

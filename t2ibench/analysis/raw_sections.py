@@ -61,9 +61,13 @@ def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True
     if raw.empty:
         return pd.DataFrame()
     raw = raw.assign(measurement=[_measure_label(r, directions) for _, r in raw.iterrows()])
+    is_base = raw["checkpoint"] == BASE_CHECKPOINT
+    if "base" in raw.columns and raw["base"].nunique() > 1:  # one column per base model
+        raw = raw.assign(checkpoint=raw["checkpoint"].where(
+            ~is_base, BASE_CHECKPOINT + " (" + raw["base"].astype(str) + ")"))  # fmt: skip
+    raw = raw.assign(_b=~is_base)
     order = (
         raw.drop_duplicates("checkpoint")
-        .assign(_b=lambda d: d["checkpoint"] != BASE_CHECKPOINT)
         .sort_values(["_b", "epoch", "checkpoint"])["checkpoint"]
         .tolist()
     )
@@ -71,12 +75,12 @@ def wide_raw(raw: pd.DataFrame, directions: dict[str, bool], deltas: bool = True
     for ck in order:
         g = raw[raw["checkpoint"] == ck].set_index("measurement")
         out[ck] = g.apply(lambda r: _ci(r["mean"], r["ci_low"], r["ci_high"]), axis=1)
-        if deltas and ck != BASE_CHECKPOINT and g["delta"].notna().any():
+        if deltas and g["_b"].all() and g["delta"].notna().any():
             out[f"Δ {ck}"] = g.apply(
                 lambda r: _ci(r["delta"], r["delta_ci_low"], r["delta_ci_high"], True), axis=1
             )
     table = pd.DataFrame(out)
-    ck_rows = raw[raw["checkpoint"] != BASE_CHECKPOINT]
+    ck_rows = raw[raw["_b"]]
     if ck_rows["ceiling"].notna().any():
         ceil = ck_rows.groupby("measurement")["ceiling"].mean()
         table["real images"] = ceil.map(lambda v: "" if math.isnan(v) else f"{v:.3g}")
@@ -115,11 +119,13 @@ def raw_section(raw, constants, directions, ceilings, n_leaves) -> Section:
             ],
             value=[_ci(r["mean"], r["ci_low"], r["ci_high"]) for _, r in head_rows.iterrows()],
         )
+        # several bases: each base model is a row of its own
+        base = ["base"] if "base" in head_rows.columns else []
         long = head_rows.pivot_table(
-            index=["checkpoint", "config", "epoch"], columns="measurement", values="value",
-            aggfunc="first",
-        ).reset_index(level=["config", "epoch"])  # fmt: skip
-        long = long.sort_values(["config", "epoch"])
+            index=["checkpoint", *base, "config", "epoch"], columns="measurement",
+            values="value", aggfunc="first",
+        ).reset_index(level=[*base, "config", "epoch"])  # fmt: skip
+        long = long.sort_values([*base, "config", "epoch"])
         sec.table(long, f"headline measurements, {n_ck} checkpoints (all of them and every "
                   "measurement in raw_values.csv)", max_rows=40)  # fmt: skip
         return _raw_tail(sec, constants, ceilings)

@@ -5,6 +5,9 @@ the checkpoints are ranked by how *good* their value is (direction from the metr
 ``higher_is_better``); ties take the average rank; ``score = (rank - 1) / (n - 1)``. Missing values
 (NaN) get no rank, stay missing, and do not count in ``n``. A group with a single non-missing value
 has no comparison to make: its score is NaN.
+
+A table that holds several bases (a ``base`` column, as a sweep across bases writes) is ranked
+within each base too: an SDXL checkpoint is only ever ranked against SDXL checkpoints.
 """
 
 from __future__ import annotations
@@ -17,6 +20,22 @@ import pandas as pd
 from t2ibench.errors import ResultsError
 
 RANK_GROUP: tuple[str, ...] = ("leaf", "metric", "encoder", "resize", "prompt_type")
+#: The results column that names the base model; ranks never cross it.
+BASE_COLUMN = "base"
+
+
+def rank_group(df: pd.DataFrame, group: tuple[str, ...] = RANK_GROUP) -> tuple[str, ...]:
+    """``group``, plus ``base`` when ``df`` holds more than one base."""
+    if BASE_COLUMN not in group and len(bases_of(df)) > 1:
+        return (*group, BASE_COLUMN)
+    return group
+
+
+def bases_of(df: pd.DataFrame) -> list[str]:
+    """The bases a results table holds (its ``base`` column; empty without one)."""
+    if BASE_COLUMN not in df.columns:
+        return []
+    return sorted(str(b) for b in df[BASE_COLUMN].dropna().unique() if str(b))
 
 
 def metric_directions(
@@ -87,7 +106,9 @@ def rank_normalise(
     """Return a copy of ``df`` with a ``score`` column (see the module docstring).
 
     ``directions`` maps metric → higher_is_better and overrides the table and the registry.
+    With several bases in ``df`` the groups are also split by base (:func:`rank_group`).
     """
+    group = rank_group(df, group)
     dirs = metric_directions(df, directions)
     out = df.copy()
     sign = out["metric"].map(dirs).map({True: 1.0, False: -1.0}).to_numpy()

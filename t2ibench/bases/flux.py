@@ -14,7 +14,8 @@ FLUX LoRA script); CLIP-L can be (kohya ``lora_te1_``).
 Adapter keys: diffusers / ai-toolkit / SimpleTuner ``transformer.transformer_blocks.N.attn.to_q``
 and ``transformer.single_transformer_blocks.N...``; kohya sd-scripts names BFL's
 modules ``lora_unet_double_blocks_N_img_attn_qkv`` / ``lora_unet_single_blocks_N_linear1`` (fused
-q/k/v); t2ibench writes ``lora_unet_<diffusers path>``.
+q/k/v), ComfyUI the same dotted (``diffusion_model.double_blocks.N.img_attn.qkv``); t2ibench writes
+``lora_unet_<diffusers path>``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from t2ibench.architectures import (
     BaseArchitecture,
+    CostFigures,
     GenerationDefaults,
     Objective,
     TextEncoderPart,
     register_architecture,
+    train_sample_s_from_generation,
 )
 from t2ibench.bases.sd15 import UNET_PRESETS
 
@@ -65,6 +68,14 @@ FLUX_SHIFT = 3.1582
 class MMDiTBase(BaseArchitecture):
     """A transformer base with flow matching (FLUX here; SD3 and FLUX.2 share the loading)."""
 
+    #: part → key prefixes (any one enough) a single file must hold to load with the bundled
+    #: configs alone (they carry no weights): an all-in-one file, as ComfyUI's
+    single_file_parts: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def bundled_variant(self, keys: list[str]) -> str:
+        """The bundled config (``t2ibench/bases/configs/<name>``) of a single file's keys."""
+        raise NotImplementedError
+
     def load(self, kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
         import diffusers
 
@@ -79,11 +90,15 @@ class MMDiTBase(BaseArchitecture):
         path = Path(where)
         if path.suffix.lower() != ".safetensors":
             raise BaseModelError(f"{path}: a {self.title} single file must be .safetensors")
-        if config is None or not (Path(config) / "model_index.json").is_file():
+        if config is None:
+            from t2ibench.bases.bundled import single_file_config
+
+            config = single_file_config(
+                path, self.title, self.bundled_variant, self.single_file_parts
+            )
+        elif not (Path(config) / "model_index.json").is_file():
             raise BaseModelError(
-                f"{path}: a {self.title} single-file checkpoint holds the transformer only; pass "
-                "its diffusers folder for the text encoders and VAE (config=DIR with "
-                "model_index.json; nothing is downloaded)"
+                f"{config}: config must be a local diffusers folder with model_index.json"
             )
         return wrap_load(
             lambda: cls.from_single_file(
@@ -92,10 +107,21 @@ class MMDiTBase(BaseArchitecture):
             path,
         )
 
-    def training_loss(self, pipe, latents, captions, gen, scheduler, *, autocast=None):
+    def training_loss(
+        self, pipe, latents, captions, gen, scheduler, *, autocast=None, before_predict=None
+    ):
         from t2ibench.bases.objectives import flow_matching_mse
 
-        return flow_matching_mse(self, pipe, latents, captions, gen, scheduler, autocast=autocast)
+        return flow_matching_mse(
+            self,
+            pipe,
+            latents,
+            captions,
+            gen,
+            scheduler,
+            autocast=autocast,
+            before_predict=before_predict,
+        )
 
     @staticmethod
     def ids(tokenizer: Any, captions: Sequence[str], device: Any, limit: int = 512) -> Any:
@@ -139,6 +165,9 @@ _BFL_TOP = {
     "guidance_in_out_layer": "time_text_embed_guidance_embedder_linear_2",
     "final_layer_linear": "proj_out",
 }
+#: (shift, scale) in BFL's final layer, (scale, shift) in diffusers' ``norm_out``: diffusers 0.42
+#: ``single_file_utils.py`` lines 2480-2486 and ``lora_conversion_utils.py`` lines 646-657 swap it
+_BFL_SWAPPED = {"final_layer_adaLN_modulation_1": "norm_out_linear"}
 _BFL = re.compile(r"(double_blocks|single_blocks)_(\d+)_(.+)")
 
 
@@ -207,23 +236,36 @@ def remap_fused_lora(
 
 
 class Flux(MMDiTBase):
+    single_file_parts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "CLIP-L": ("text_encoders.clip_l.",),
+        "T5": ("text_encoders.t5xxl.",),
+        "VAE": ("vae.", "first_stage_model."),
+    }
+
+    def bundled_variant(self, keys: list[str]) -> str:
+        """FLUX.1 [dev] has the guidance embedding, [schnell] not (diffusers' ``flux-dev`` /
+        ``flux-schnell`` test in ``infer_diffusers_model_type``)."""
+        guided = any(
+            k.removeprefix("model.diffusion_model.").startswith("guidance_in.") for k in keys
+        )
+        return "flux.1-dev" if guided else "flux.1-schnell"
+
     def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
         """kohya sd-scripts FLUX LoRAs on BFL's names, onto diffusers' modules
         (:func:`remap_fused_lora`)."""
 
-        def targets_of(stem: str) -> tuple[list[str], bool] | None:
-            found = self._bfl_targets(stem)
-            return None if found is None else (found, False)
-
-        return remap_fused_lora(tensors, pipe.transformer, targets_of, self.title)
+        return remap_fused_lora(tensors, pipe.transformer, self._bfl_targets, self.title)
 
     @staticmethod
-    def _bfl_targets(stem: str) -> list[str] | None:
+    def _bfl_targets(stem: str) -> tuple[list[str], bool] | None:
+        """The diffusers kohya paths of a BFL-named FLUX.1 stem, and whether its halves swap."""
         if not stem.startswith("lora_unet_"):
             return None
         path = stem[len("lora_unet_") :]
         if path in _BFL_TOP:
-            return [_BFL_TOP[path]]
+            return [_BFL_TOP[path]], False
+        if path in _BFL_SWAPPED:
+            return [_BFL_SWAPPED[path]], True
         m = _BFL.fullmatch(path)
         if m is None:
             return None
@@ -234,7 +276,7 @@ class Flux(MMDiTBase):
         parts = table.get(m.group(3))
         if parts is None:
             return None
-        return [f"{block}_{m.group(2)}_{p}" for p in parts]
+        return [f"{block}_{m.group(2)}_{p}" for p in parts], False
 
     def flow_shift(self, scheduler: Any, latents: Any) -> float:
         """The sampler's shift for this image size: with ``use_dynamic_shifting`` (FLUX.1's
@@ -340,6 +382,7 @@ register_architecture(
             "diffusers/PEFT, ai-toolkit, SimpleTuner": "transformer.<diffusers path>.lora_A/B",
             "kohya sd-scripts": "lora_unet_double_blocks_N_img_attn_qkv, "
             "lora_unet_single_blocks_N_linear1 (BFL names, fused qkv), lora_te1_ (CLIP-L)",
+            "ComfyUI": "diffusion_model.double_blocks.N.img_attn.qkv.lora_down/up (BFL names)",
             "t2ibench": "lora_unet_<diffusers path>",
         },
         checkpoint_markers=(
@@ -351,6 +394,15 @@ register_architecture(
             # FLUX.1's single blocks: separate q/k/v and an MLP projection (FLUX.2 fuses them)
             r"single_transformer_blocks[._]\d+[._](attn[._]to_[qkv]\b|proj_mlp)",
             r"(double|single)_blocks[._]\d+[._]",  # BFL module names
+        ),
+        # Assumed, not measured: FLUX.1-dev at 1024 px in 16-bit, 30 steps in 6.2 s on an
+        # RTX 4090 (gigagpu.com's FLUX.1-dev benchmark, diffusers 0.30), so 5.8 s for 28; dev is
+        # guidance-distilled: one forward a step; training by train_sample_s_from_generation.
+        cost=CostFigures(
+            image_s=5.8,
+            train_sample_s=train_sample_s_from_generation(5.8, 28, 1),
+            gpu="RTX 4090",
+            source="gigagpu.com FLUX.1-dev benchmark (30 steps, fp16: 6.2 s), scaled to 28",
         ),
     )
 )

@@ -16,8 +16,9 @@ no guidance embedding (the pipeline passes ``guidance=None``). Flow matching, ve
 
 Adapter keys: diffusers ``transformer.single_transformer_blocks.N.attn.to_qkv_mlp_proj``,
 ``transformer.transformer_blocks.N.ff.linear_in``; BFL names as kohya-style trainers save them
-(``lora_unet_double_blocks_N_img_attn_qkv``, ``lora_unet_single_blocks_N_linear1``, ...) are mapped
-onto those layers, the table after diffusers' FLUX.2 conversions.
+(``lora_unet_double_blocks_N_img_attn_qkv``, ``lora_unet_single_blocks_N_linear1``, ...) and dotted
+as ai-toolkit / ComfyUI save them (``diffusion_model.double_blocks.N.img_attn.qkv.lora_A``) are
+mapped onto those layers, the table after diffusers' FLUX.2 conversions.
 """
 
 from __future__ import annotations
@@ -192,6 +193,8 @@ register_architecture(
             "diffusers/PEFT": "transformer.<diffusers path> (to_qkv_mlp_proj, ff.linear_in)",
             "BFL names (kohya form)": "lora_unet_double_blocks_N_img_attn_qkv (split in three), "
             "lora_unet_single_blocks_N_linear1 (= to_qkv_mlp_proj)",
+            "ai-toolkit, ComfyUI": "diffusion_model.double_blocks.N.img_attn.qkv.lora_A/B "
+            "(BFL names, dotted)",
             "t2ibench": "lora_unet_<diffusers path>",
         },
         adapter_markers=(

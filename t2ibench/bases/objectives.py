@@ -8,6 +8,11 @@
   ``shift``; ``BaseArchitecture.flow_shift``: FLUX.1's depends on the image size, as its sampler's);
   the denoiser sees ``t = 1000·σ'``.
 
+``before_predict(timesteps, max_timestep)``, when given, is called with the noise levels drawn
+for the batch just before the denoiser runs (a trainer's per-step hook, e.g. T-LoRA's rank mask):
+DDPM timesteps in ``[0, num_train_timesteps)`` with ``max_timestep = num_train_timesteps``, or
+flow matching's shifted σ in ``[0, 1]`` with ``max_timestep = 1``.
+
 Randomness only from the generator passed in, drawn in a fixed order (noise, then timesteps), so
 a resumed run continues exactly.
 """
@@ -31,6 +36,7 @@ def diffusion_mse(
     scheduler: Any,
     *,
     autocast: Any = None,
+    before_predict: Any = None,
 ) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
@@ -40,6 +46,8 @@ def diffusion_mse(
     noise = torch.randn(latents.shape, generator=gen).to(device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
     t = t.to(device)
+    if before_predict is not None:
+        before_predict(t, int(scheduler.config.num_train_timesteps))
     ctx = autocast if autocast is not None else contextlib.nullcontext()
     with ctx:
         cond = arch.condition(pipe, captions, device)
@@ -66,6 +74,7 @@ def flow_matching_mse(
     scheduler: Any,
     *,
     autocast: Any = None,
+    before_predict: Any = None,
 ) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
@@ -83,6 +92,8 @@ def flow_matching_mse(
     s = sigma.view(b, *([1] * (latents.ndim - 1)))
     noisy = (1 - s) * latents + s * noise
     num = int(getattr(scheduler.config, "num_train_timesteps", 1000))
+    if before_predict is not None:
+        before_predict(sigma, 1.0)
     ctx = autocast if autocast is not None else contextlib.nullcontext()
     with ctx:
         cond = arch.condition(pipe, captions, device)

@@ -66,10 +66,21 @@ class UNetBase(BaseArchitecture):
         for part in (pipe.unet, pipe.vae):
             part.set_attn_processor(processor)
 
-    def training_loss(self, pipe, latents, captions, gen, scheduler, *, autocast=None):
+    def training_loss(
+        self, pipe, latents, captions, gen, scheduler, *, autocast=None, before_predict=None
+    ):
         from t2ibench.bases.objectives import diffusion_mse
 
-        return diffusion_mse(self, pipe, latents, captions, gen, scheduler, autocast=autocast)
+        return diffusion_mse(
+            self,
+            pipe,
+            latents,
+            captions,
+            gen,
+            scheduler,
+            autocast=autocast,
+            before_predict=before_predict,
+        )
 
     @staticmethod
     def tokens(tokenizer: Any, captions: Sequence[str], device: Any) -> Any:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from t2ibench.architectures import (
+    CostFigures,
     GenerationDefaults,
     Objective,
     TextEncoderPart,
     register_architecture,
+    train_sample_s_from_generation,
 )
 from t2ibench.bases.flux import MMDiTBase, remap_fused_lora
 from t2ibench.bases.sd15 import UNET_PRESETS
@@ -96,12 +98,35 @@ def sai_targets(stem: str, num_layers: int) -> tuple[list[str], bool] | None:
 
 
 class SD3(MMDiTBase):
+    single_file_parts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "CLIP-L": ("text_encoders.clip_l.",),
+        "CLIP-G": ("text_encoders.clip_g.",),
+        "T5": ("text_encoders.t5xxl.",),
+        "VAE": ("first_stage_model.", "vae."),
+    }
+
     def adapter_state(self, tensors: Mapping[str, Any], pipe: Any) -> dict[str, Any]:
         """kohya sd-scripts SD3 LoRAs on SAI's names onto diffusers' layers
         (:func:`t2ibench.bases.flux.remap_fused_lora`)."""
         model = pipe.transformer
         layers = int(model.config.num_layers)
         return remap_fused_lora(tensors, model, lambda stem: sai_targets(stem, layers), self.title)
+
+    def bundled_variant(self, keys: list[str]) -> str:
+        """SD3.5 Medium (MMDiT-X: a second attention in its first blocks, ``attn2``) or Large (38
+        blocks), as diffusers' ``infer_diffusers_model_type`` tells them; SD3 Medium is not
+        bundled."""
+        from t2ibench.architectures import BaseModelError
+
+        bare = [k.removeprefix("model.diffusion_model.") for k in keys]
+        if any(k.startswith("joint_blocks.") and ".attn2." in k for k in bare):
+            return "sd3.5-medium"
+        if any(k.startswith("joint_blocks.37.") for k in bare):
+            return "sd3.5-large"
+        raise BaseModelError(
+            "an SD3 single file that is neither SD3.5 Medium nor Large (SD3 Medium?): its "
+            "configs are not bundled; pass its diffusers folder as config=DIR"
+        )
 
     def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:
         import torch
@@ -168,6 +193,15 @@ register_architecture(
             r"^text_encoder_3\.",
             # SD3.5 Medium's MMDiT-X second attention (a UNet's attn2 sits deeper in its path)
             r"^(lora_unet_|transformer\.)?transformer_blocks[._]\d+[._]attn2[._]",
+        ),
+        # Assumed, not measured: SD3.5 Large (8 B) at 1024 px, 28 steps with CFG: Replicate's
+        # example run time for stabilityai/stable-diffusion-3.5-large, ~8.8 s (hardware not
+        # stated; taken as an A100-class card); training by train_sample_s_from_generation.
+        cost=CostFigures(
+            image_s=8.8,
+            train_sample_s=train_sample_s_from_generation(8.8, 28, 2),
+            gpu="A100-class (not stated)",
+            source="Replicate's example run time, SD3.5 Large, 28 steps (8.8 s)",
         ),
     )
 )

@@ -4,7 +4,8 @@ embedding and the size / crop ``time_ids`` as added conditions), epsilon on SD's
 schedule; Euler, CFG 5 (diffusers' default), 1024 px.
 
 Loads a local ``StableDiffusionXLPipeline`` folder, or a single ``.safetensors`` (SGM layout) with
-its diffusers config folder (``config``: none is bundled; never a download), or a hub id from the
+SDXL base 1.0's bundled diffusers configs (``t2ibench/bases/configs``) or its own config folder
+(``config``; never a download), or a hub id from the
 local cache. Adapter files: kohya ``lora_unet_`` + ``lora_te1_`` / ``lora_te2_`` (t2ibench writes
 the UNet keys on diffusers module paths; sd-scripts' own SDXL files name the UNet the SGM way,
 ``lora_unet_input_blocks_4_1_...``), diffusers ``unet.`` / ``text_encoder.`` / ``text_encoder_2.``.
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from t2ibench.architectures import (
+    CostFigures,
     GenerationDefaults,
     Objective,
     TextEncoderPart,
     register_architecture,
+    train_sample_s_from_generation,
 )
 from t2ibench.bases.sd15 import UNET_PRESETS, UNetBase
 
@@ -116,11 +119,18 @@ class SDXL(UNetBase):
         path = Path(where)
         if path.suffix.lower() != ".safetensors":
             raise BaseModelError(f"{path}: an SDXL single file must be .safetensors")
-        if config is None or not (Path(config) / "model_index.json").is_file():
+        if config is None:
+            from t2ibench.bases.bundled import single_file_config
+
+            config = single_file_config(
+                path,
+                self.title,
+                lambda keys: "sdxl-base-1.0",
+                {"CLIP-L": ("conditioner.embedders.0.",), "CLIP-G": ("conditioner.embedders.1.",)},
+            )
+        elif not (Path(config) / "model_index.json").is_file():
             raise BaseModelError(
-                f"{path}: an SDXL single-file checkpoint needs its diffusers config folder "
-                "(config=DIR with model_index.json; no SDXL config is bundled and nothing is "
-                "downloaded)"
+                f"{config}: config must be a local diffusers folder with model_index.json"
             )
         return wrap_load(
             lambda: StableDiffusionXLPipeline.from_single_file(
@@ -192,6 +202,16 @@ register_architecture(
             r"^lora_unet_output_blocks_[0-2]_1_transformer_blocks_",
             r"^lora_unet_(input_blocks_[78]|middle_block)_1_transformer_blocks_[1-9]_",
             r"add_embedding[._]linear",
+        ),
+        # Assumed, not measured: diffusers' "Accelerate inference of text-to-image diffusion
+        # models" tutorial (80 GB A100, SDXL base 1.0, 1024 px, 30 steps, batch 1, bf16 + SDPA:
+        # 3.315 s; its collated_results_sdxl.csv); training from that by the rule in
+        # train_sample_s_from_generation (CFG: 2 forwards a step).
+        cost=CostFigures(
+            image_s=3.3,
+            train_sample_s=train_sample_s_from_generation(3.3, 30, 2),
+            gpu="A100 80GB",
+            source="diffusers fast_diffusion tutorial (SDXL, 30 steps, bf16 + SDPA: 3.3 s)",
         ),
     )
 )

@@ -158,3 +158,24 @@ def budget_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             out[key.split(".", 1)[1]] = value
     return out
+
+
+#: the generation speed options (``run`` has them from the config; ``sweep`` and
+#: ``evaluate-checkpoints`` share them by key)
+GENERATION_KEYS = (
+    "generate.dtype",
+    "generate.channels_last",
+    "generate.compile",
+    "generate.fuse_adapter",
+    "generate.attention",
+)
+
+
+def generation_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``generate`` table the generation speed options given make (empty: none given)."""
+    out = {}
+    for key in GENERATION_KEYS:
+        value = kw.get(key.replace(".", "__"))
+        if value is not None:
+            out[key.split(".", 1)[1]] = value
+    return out

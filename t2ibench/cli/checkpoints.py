@@ -11,7 +11,9 @@ import typer
 from t2ibench.cli._console import console
 from t2ibench.cli._options import (
     BUDGET_KEYS,
+    GENERATION_KEYS,
     budget_overrides,
+    generation_overrides,
     protocol_of,
     shared,
     with_options,
@@ -52,7 +54,7 @@ OPTIONS = shared(
         "name": "Run name (default: <DIR name>-<settings hash>).",
         "dry_run": "List the checkpoints found, in order; do nothing.",
     },
-) + shared(*BUDGET_KEYS)
+) + shared(*BUDGET_KEYS, *GENERATION_KEYS)
 
 
 def evaluate_checkpoints_cmd(**kw: Any) -> None:
@@ -87,7 +89,9 @@ def evaluate_checkpoints_cmd(**kw: Any) -> None:
 
 def _budget_layer(kw: Any) -> list[tuple[str, dict[str, Any]]]:
     budget = budget_overrides(kw)
-    return [("--budget", {"budget": budget})] if budget else []
+    layers = [("--budget", {"budget": budget})] if budget else []
+    generate = generation_overrides(kw)  # --dtype, --fuse-adapter, ...
+    return layers + ([("generation options", {"generate": generate})] if generate else [])
 
 
 def print_found(found: list[Any]) -> None:

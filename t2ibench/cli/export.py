@@ -10,7 +10,12 @@ import typer
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="A t2ibench adapter (.safetensors)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the export into."),
-    fmt: str = typer.Option("peft", "--format", "-f", help="peft (LoRA, LoHa, LoKr)."),
+    fmt: str = typer.Option(
+        "peft",
+        "--format",
+        "-f",
+        help="peft (LoRA, LoHa, LoKr and peft-* checkpoints but peft-vera).",
+    ),
     base: str = typer.Option(
         "tiny",
         "--base",

@@ -31,6 +31,11 @@ def generate(
     config: Path = typer.Option(None, help="Diffusers config folder for a single-file --base."),
     allow_pickle: bool = typer.Option(False, help="Allow a pickle .ckpt base (weights_only)."),
     attention: str = typer.Option("plain", help="plain (reproducible) or sdpa."),
+    channels_last: bool = typer.Option(False, help="Channels-last layout while generating."),
+    compile: bool = typer.Option(False, help="torch.compile the denoiser while generating."),
+    fuse_adapter: bool = typer.Option(
+        False, help="Merge each adapter's ΔW into the weights while generating (restored after)."
+    ),
     progress: bool = typer.Option(True, help="Show a progress bar."),
     executor: str = typer.Option(
         "local", help="local (this process) or ray (batches shared by Ray workers)."
@@ -49,7 +54,7 @@ def generate(
     from t2ibench.prompts import jobs_for
 
     run = _runner(executor, workers, address)
-    device, torch_dtype = _device_and_dtype(device, dtype)
+    device, dtype = _device_and_dtype(device, dtype)
     settings = GenerationSettings(
         steps=steps,
         guidance_scale=guidance,
@@ -59,6 +64,12 @@ def generate(
         scheduler=scheduler,
         batch_size=batch_size,
         eta=eta,
+        # docs/performance.md#generation-speed: recorded in the manifest when not the default
+        dtype={"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[dtype],
+        attention=attention,
+        channels_last=channels_last,
+        compile=compile,
+        fuse_adapter=fuse_adapter,
     )
     types = [t.strip() for t in prompt_types.split(",") if t.strip()] or None
     try:
@@ -74,10 +85,8 @@ def generate(
         multiplier=multiplier,
         progress=progress,
         device=device,
-        dtype=torch_dtype,
         config=config,
         allow_pickle=allow_pickle,
-        attention=attention,
     )
     for name, manifest in manifests.items():
         typer.echo(f"{name}: {manifest}")
@@ -101,8 +110,8 @@ def _runner(executor: str, workers: int | None, address: str | None) -> Callable
     return partial(generate_checkpoints_sharded, workers=workers or 2, address=address)
 
 
-def _device_and_dtype(device: str, dtype: str) -> tuple[str, Any]:
-    """``--device auto`` and ``--dtype auto`` resolved and checked: (device, torch dtype)."""
+def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
+    """``--device auto`` and ``--dtype auto`` resolved and checked: (device, dtype name)."""
     import torch
 
     from t2ibench.errors import ConfigError
@@ -111,12 +120,12 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[str, Any]:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     check_device(device)
-    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    dtypes = ("float32", "float16", "bfloat16")
     if dtype == "auto":
         dtype = "float16" if device.startswith("cuda") else "float32"
     if dtype not in dtypes:
         raise ConfigError(f"--dtype: {dtype!r} is not one of {', '.join(dtypes)}")
-    return device, dtypes[dtype]
+    return device, dtype
 
 
 def register(app: typer.Typer) -> None:

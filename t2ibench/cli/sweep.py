@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import typer
 
 from t2ibench.cli._console import console
-from t2ibench.cli._options import BUDGET_KEYS, Declared, budget_overrides, shared, with_options
+from t2ibench.cli._options import (
+    BUDGET_KEYS,
+    GENERATION_KEYS,
+    Declared,
+    budget_overrides,
+    generation_overrides,
+    shared,
+    with_options,
+)
 
 OPTIONS = [
     Declared(
-        "grid", "--grid", str, ..., "Grid TOML file, or a shipped grid name (paper, cpu, toy)."
+        "grid",
+        "--grid",
+        str,
+        ...,
+        "Grid TOML file, or a shipped grid name (paper, modern, cpu, toy).",
     ),
     *shared(
         "out",
@@ -22,13 +35,27 @@ OPTIONS = [
         help={
             "out": "Folder for the runs and the joint analysis.",
             "dataset": "Dataset (default: the grid's or the offline default).",
-            "base": "Base model (default: the grid's or the offline default).",
+            "base": "Base model of every run (default: each config's, the grid's or the offline "
+            "default).",
             "dry_run": "List the runs and project their work and GPU-hours; do nothing.",
         },
+    ),
+    # the run option, repeatable here: a grid may mix bases
+    *(
+        replace(d, type=list[str])
+        for d in shared(
+            "base_path",
+            help={
+                "base_path": "The base's files (a local diffusers folder or a single-file "
+                "checkpoint): NAME=PATH for the runs whose base is NAME (repeatable: a grid may "
+                "mix bases; beats the grid's \\[bases] table), or PATH for every other run.",
+            },
+        )
     ),
     Declared("gpus", "--gpus", int, None, "With --dry-run: the makespan on this many GPUs.", min=1),
     *shared("progress"),
     *shared(*BUDGET_KEYS),
+    *shared(*GENERATION_KEYS),
     Declared(
         "executor",
         "--executor",
@@ -61,7 +88,7 @@ def sweep_cmd(**kw: Any) -> None:
     """Run a grid of configs × seeds (each a resumable run), then one analysis of all of them."""
     from t2ibench.errors import T2IBenchError
     from t2ibench.pipeline.executors import get_executor
-    from t2ibench.pipeline.sweep import load_grid, run_sweep
+    from t2ibench.pipeline.sweep import load_grid, parse_base_paths, run_sweep
 
     if kw["gpus"] is not None and not kw["dry_run"]:
         raise T2IBenchError("--gpus: only with --dry-run (it projects the makespan on N GPUs)")
@@ -69,12 +96,20 @@ def sweep_cmd(**kw: Any) -> None:
     runner = get_executor(kw["executor"], address=kw["address"], cpus_per_run=kw["cpus_per_run"])
     g = load_grid(kw["grid"])
     where = {k: kw[k] for k in ("out", "device", "dataset", "base")}
+    where["base_path"] = parse_base_paths(kw["base_path"], g) or None
     budget = budget_overrides(kw)
     if kw["dry_run"]:
         print_sweep_plan(g, where, kw["gpus"], budget)
         return
     with runner:
-        result = run_sweep(g, **where, progress=kw["progress"], executor=runner, budget=budget)
+        result = run_sweep(
+            g,
+            **where,
+            progress=kw["progress"],
+            executor=runner,
+            budget=budget,
+            generate=generation_overrides(kw),
+        )
     print_sweep_result(result)
 
 
@@ -88,7 +123,9 @@ def print_sweep_plan(
     for opts in g.run_options(**where, budget=budget):
         shown = [f"{k}={v}" for _, t in opts.layers for k, v in flatten(t).items()]
         console().print(f"{opts.name}: {' '.join(shown)}")
-    plan = sweep_plan(g, dataset=where["dataset"], base=where["base"], gpus=gpus)
+    plan = sweep_plan(
+        g, dataset=where["dataset"], base=where["base"], base_path=where["base_path"], gpus=gpus
+    )
     console().print("\n" + render_sweep_plan(plan))
     if is_adaptive(g, budget):
         from t2ibench.pipeline.plan import adaptive_projection, render_adaptive_projection

@@ -120,7 +120,7 @@ def base_architecture(kind: str, where: Any, expected: str | None = None) -> Any
     if kind == "folder":
         arch = architecture_of_folder(where)
     elif kind == "file" and Path(where).suffix.lower() == ".safetensors":
-        arch = architecture_of_keys(_safetensors_keys(where))
+        arch = architecture_of_keys(safetensors_keys(where))
     elif expected is not None:
         return get_architecture(expected)  # a pickle or hub id: its keys are not read here
     else:
@@ -134,7 +134,7 @@ def base_architecture(kind: str, where: Any, expected: str | None = None) -> Any
     return arch
 
 
-def _safetensors_keys(path: Path) -> list[str]:
+def safetensors_keys(path: Path) -> list[str]:
     """The file's tensor names (header only); none when unreadable (the loader then says why)."""
     from safetensors import SafetensorError, safe_open
 

@@ -79,6 +79,15 @@ class GenerationSettings:
     scheduler: str = "ddim"
     batch_size: int = 8
     eta: float = 0.0
+    # How the sampler runs (docs/performance.md#generation-speed). Each can move a pixel by float
+    # rounding, so a value other than the default is part of the image settings (manifest, run
+    # key, base-images folder); at their defaults they are left out, so folders and run names
+    # made before these options existed stay valid.
+    dtype: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    fuse_adapter: bool = False
+    attention: str = "plain"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -91,6 +100,14 @@ class GenerationSettings:
                 raise ConfigError(
                     f"generation settings: {side} must be a multiple of 8, got {value}"
                 )
+        if self.dtype not in DTYPES:
+            raise ConfigError(
+                f"generation settings: dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"
+            )
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(
+                f"generation settings: attention must be 'plain' or 'sdpa', got {self.attention!r}"
+            )
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(
                 f"generation settings: unknown scheduler {self.scheduler!r}; known: "
@@ -98,10 +115,45 @@ class GenerationSettings:
             )
 
     def image_settings(self) -> dict[str, Any]:
-        """The settings that change pixels (``batch_size`` does not), as recorded in the manifest."""
-        data = asdict(self)
+        """The settings that change pixels (``batch_size`` does not), as recorded in the manifest;
+        the speed options only where they differ from their defaults (see the fields)."""
+        data = self.key()
         data.pop("batch_size")
         return data
+
+    def key(self) -> dict[str, Any]:
+        """Every field, the speed options only where not at their defaults: what names a run and
+        a shared base-images folder (a changed dtype is another run, never mixed into one)."""
+        data = asdict(self)
+        for name, default in SPEED_DEFAULTS.items():
+            if data[name] == default:
+                data.pop(name)
+        return data
+
+    def speed_options(self) -> dict[str, Any]:
+        """The speed options with their values, defaults included (for results metadata)."""
+        return {name: getattr(self, name) for name in SPEED_DEFAULTS}
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """What :func:`t2ibench.models.load_base` needs to load the base these settings sample."""
+        return {"dtype": torch_dtype(self.dtype), "attention": self.attention}
+
+
+DTYPES = ("fp32", "fp16", "bf16")
+ATTENTIONS = ("plain", "sdpa")
+SPEED_DEFAULTS = {
+    "dtype": "fp32",
+    "channels_last": False,
+    "compile": False,
+    "fuse_adapter": False,
+    "attention": "plain",
+}
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def folder_name(part: str) -> str:
@@ -235,6 +287,54 @@ def _set_scheduler(pipe: Any, name: str) -> Any:
     if type(previous) is not cls:
         pipe.scheduler = cls.from_config(previous.config)
     return previous
+
+
+#: keyword arguments of ``torch.compile`` for ``generate.compile`` (the default inductor backend;
+#: tests run the same path with ``backend="eager"``, which compiles nothing)
+COMPILE_KWARGS: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def sampling_options(pipe: Any, settings: GenerationSettings) -> Iterator[Any]:
+    """The pipeline set up as ``settings`` say for one generation call, restored on exit:
+    the attention processor (UNet bases: plain or SDPA's ``AttnProcessor2_0``; the transformer
+    bases' own processors already call SDPA), channels-last memory layout of the denoiser and the
+    VAE, and ``torch.compile`` of the denoiser. The dtype is the loaded pipeline's
+    (``load_base(..., **settings.load_kwargs())``): a pipeline of another dtype is refused, as
+    casting it here and back would not restore its weights exactly."""
+    import torch
+
+    from t2ibench.architectures import architecture_of_pipe
+
+    try:
+        arch = architecture_of_pipe(pipe)
+    except ConfigError:
+        if settings.speed_options() != SPEED_DEFAULTS:
+            raise
+        yield pipe  # a stand-in pipeline (tests) at the defaults: nothing to set up
+        return
+    denoiser = arch.denoiser_of(pipe)
+    want = torch_dtype(settings.dtype)
+    if denoiser.dtype != want:
+        raise ConfigError(
+            f"generation: the pipeline's {arch.denoiser} is {denoiser.dtype} but the settings ask "
+            f"for dtype {settings.dtype!r}; load the base with that dtype "
+            "(load_base(spec, **settings.load_kwargs()))"
+        )
+    with contextlib.ExitStack() as undo:
+        parts = [m for m in (denoiser, getattr(pipe, "vae", None)) if m is not None]
+        processors = [(m, m.attn_processors) for m in parts if hasattr(m, "attn_processors")]
+        arch.finish(pipe, settings.attention)
+        for module, previous in processors:
+            undo.callback(module.set_attn_processor, previous)
+        if settings.channels_last:
+            for module in parts:
+                module.to(memory_format=torch.channels_last)
+                undo.callback(module.to, memory_format=torch.contiguous_format)
+        if settings.compile:
+            setattr(pipe, arch.denoiser, torch.compile(denoiser, **COMPILE_KWARGS))
+            undo.callback(setattr, pipe, arch.denoiser, denoiser)
+        yield pipe
 
 
 def generate_batch(pipe: Any, jobs: Sequence[Job], settings: GenerationSettings) -> list[Any]:
@@ -380,22 +480,29 @@ def generate_images(
         )
         start, written = time.perf_counter(), 0
         try:
-            for batch, wanted in aligned_batches(jobs, todo, settings.batch_size):
-                positions = [i for i, job in enumerate(batch) if id(job) in wanted]
-                try:
-                    records = write_batch(
-                        pipe, batch, positions, out_dir, checkpoint=checkpoint, settings=settings
-                    )
-                    append_records(manifest, records)
-                except OSError as exc:
-                    if _disk_full(exc):
-                        raise T2IBenchError(
-                            f"{out_dir}: disk full while writing images; {len(done) + written} "
-                            "finished images are kept — free space and rerun to resume"
-                        ) from exc
-                    raise
-                written += len(wanted)
-                bar.update(len(wanted))
+            with sampling_options(pipe, settings):
+                for batch, wanted in aligned_batches(jobs, todo, settings.batch_size):
+                    positions = [i for i, job in enumerate(batch) if id(job) in wanted]
+                    try:
+                        records = write_batch(
+                            pipe,
+                            batch,
+                            positions,
+                            out_dir,
+                            checkpoint=checkpoint,
+                            settings=settings,
+                        )
+                        append_records(manifest, records)
+                    except OSError as exc:
+                        if _disk_full(exc):
+                            raise T2IBenchError(
+                                f"{out_dir}: disk full while writing images; "
+                                f"{len(done) + written} finished images are kept — free space "
+                                "and rerun to resume"
+                            ) from exc
+                        raise
+                    written += len(wanted)
+                    bar.update(len(wanted))
         finally:
             bar.close()
             pipe.scheduler = previous
@@ -429,12 +536,18 @@ def checkpoint_name(checkpoint: str | Path) -> str:
 
 @contextlib.contextmanager
 def checkpoint_on_base(
-    pipe: Any, checkpoint: str | Path, *, multiplier: float = 1.0, **load_kwargs: Any
+    pipe: Any,
+    checkpoint: str | Path,
+    *,
+    multiplier: float = 1.0,
+    fuse: bool = False,
+    **load_kwargs: Any,
 ) -> Iterator[Any]:
     """The pipeline to generate ``checkpoint`` with: the base itself for ``"base"``, a diffusers
     folder (a native full checkpoint) loaded on its own, or an adapter (a file, or a PEFT /
-    diffusers LoRA folder) put on ``pipe`` with
-    ``t2ibench.adapters.apply_adapter`` and taken off again on exit."""
+    diffusers LoRA folder) put on ``pipe`` with ``t2ibench.adapters.apply_adapter`` (``fuse``:
+    merged into the weights with ``fuse_adapter``, so the forward runs no adapter modules) and
+    taken off again on exit (fused: the saved weights put back bit for bit)."""
     if str(checkpoint) == BASE:
         yield pipe
         return
@@ -448,9 +561,9 @@ def checkpoint_on_base(
 
         yield load_base(path, **load_kwargs)
         return
-    from t2ibench.adapters import apply_adapter
+    from t2ibench.adapters import apply_adapter, fuse_adapter
 
-    handle = apply_adapter(pipe, path, multiplier=multiplier)
+    handle = (fuse_adapter if fuse else apply_adapter)(pipe, path, multiplier=multiplier)
     try:
         yield pipe
     finally:
@@ -486,10 +599,15 @@ def generate_checkpoints(
     from t2ibench.models import load_base
 
     names = checkpoint_names(checkpoints)
+    settings = settings or GenerationSettings()
+    load_kwargs = {**settings.load_kwargs(), **load_kwargs}
     pipe = load_base(base, **load_kwargs)
     manifests = {}
     for name, checkpoint in zip(names, checkpoints, strict=True):
-        with checkpoint_on_base(pipe, checkpoint, multiplier=multiplier, **load_kwargs) as p:
+        tuned = checkpoint_on_base(
+            pipe, checkpoint, multiplier=multiplier, fuse=settings.fuse_adapter, **load_kwargs
+        )
+        with tuned as p:
             manifests[name] = generate_images(
                 p, jobs, Path(out_dir) / name, checkpoint=name, settings=settings, progress=progress
             )
@@ -502,7 +620,7 @@ def shared_base_images(r: Any, jobs: Sequence[Job]) -> Path:
     (``r``: a ResolvedRun)."""
     key = {
         "base": r.base_fingerprint,
-        "generation": asdict(r.generation),
+        "generation": r.generation.key(),
         "jobs": [asdict(j) for j in jobs],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -60,7 +60,11 @@ class GenerateStage:
     def run(self, run: Run) -> None:
         r = run.resolved
         base_todo, todo = self._todo(run)
-        load_kwargs = {"device": r.options.device, "allow_pickle": r.options.allow_pickle}
+        load_kwargs = {
+            "device": r.options.device,
+            "allow_pickle": r.options.allow_pickle,
+            **r.generation.load_kwargs(),
+        }
         targets = [("base", "base", run.base_images)] if base_todo else []
         targets += [(ck, run.names[ck], run.images / run.names[ck]) for ck in todo]
         if r.config.generate.workers > 1:  # the same images and manifests, made by Ray workers
@@ -87,7 +91,7 @@ class GenerateStage:
             tuned_pipe = (
                 contextlib.nullcontext(pipe)
                 if name == "base"
-                else checkpoint_on_base(pipe, ck, **load_kwargs)
+                else checkpoint_on_base(pipe, ck, fuse=r.generation.fuse_adapter, **load_kwargs)
             )
             with tuned_pipe as tuned:
                 generate_images(

@@ -66,31 +66,25 @@ def _calibrate(r: Any) -> dict[str, float]:
     from PIL import Image
 
     from t2ibench.models import load_base
+    from t2ibench.pipeline.generate import sampling_options
     from t2ibench.pipeline.run import create_encoders
 
     dev = r.options.device
-    pipe = load_base(r.base, device=dev, allow_pickle=r.options.allow_pickle)
     g = r.generation
+    pipe = load_base(r.base, device=dev, allow_pickle=r.options.allow_pickle, **g.load_kwargs())
     gen = torch.Generator(dev).manual_seed(0)
     pipe.set_progress_bar_config(disable=True)
-    pipe(
-        "calibration",
-        num_inference_steps=1,
-        guidance_scale=g.guidance_scale,
-        height=g.height,
-        width=g.width,
-        generator=gen,
-    )  # warm-up
-    t0 = time.perf_counter()
-    pipe(
-        "calibration",
-        num_inference_steps=g.steps,
-        guidance_scale=g.guidance_scale,
-        height=g.height,
-        width=g.width,
-        generator=gen,
-    )
-    t_image = time.perf_counter() - t0
+    call = {
+        "guidance_scale": g.guidance_scale,
+        "height": g.height,
+        "width": g.width,
+        "generator": gen,
+    }
+    with sampling_options(pipe, g):  # dtype, attention, channels-last, compile as generated
+        pipe("calibration", num_inference_steps=1, **call)  # warm-up
+        t0 = time.perf_counter()
+        pipe("calibration", num_inference_steps=g.steps, **call)
+        t_image = time.perf_counter() - t0
 
     from t2ibench.architectures import architecture_of_pipe
 
@@ -204,11 +198,20 @@ DEFAULT_THROUGHPUT: dict[str, Any] = {
 
 
 def table5_hours(algorithm: str, preset: str, capacity: int | None) -> float:
-    """The paper's training hours for the nearest Table 5 row (same algorithm and preset)."""
+    """The paper's training hours for the nearest Table 5 row (same algorithm and preset). A
+    trainer Table 5 does not have (DoRA, OFT, ...) takes LoRA's rows; ``lycoris-loha`` /
+    ``peft-lokr`` take their algorithm's."""
+    algorithm = table5_algorithm(algorithm)
     for key in ((algorithm, preset, capacity), (algorithm, preset, _default_capacity(algorithm))):
         if key in TABLE5_HOURS:
             return TABLE5_HOURS[key]
     return max(v for k, v in TABLE5_HOURS.items() if k[0] == algorithm)
+
+
+def table5_algorithm(trainer: str) -> str:
+    """The Table 5 algorithm whose training time stands for ``trainer``'s."""
+    name = trainer.removeprefix("lycoris-").removeprefix("peft-")
+    return name if any(k[0] == name for k in TABLE5_HOURS) else "lora"
 
 
 def _default_capacity(algorithm: str) -> int | None:
@@ -216,11 +219,23 @@ def _default_capacity(algorithm: str) -> int | None:
 
 
 def _capacity(cfg: Any) -> int | None:
-    if cfg.trainer == "lokr":
-        return cfg.factor
-    if cfg.trainer in ("lora", "loha"):
-        return cfg.dim
+    algorithm = table5_algorithm(cfg.trainer)
+    if algorithm == "lokr":
+        return getattr(cfg, "factor", None)
+    if algorithm in ("lora", "loha"):
+        return getattr(cfg, "dim", None)
     return None
+
+
+def base_figures(base: Any) -> tuple[str, Any]:
+    """(label, the base's :class:`~t2ibench.architectures.CostFigures` or None) for a run's
+    ``base``: a base architecture named by ``--base`` brings its own figures; any other base
+    (a hub id, a path, a named base) the projection's default rates."""
+    from t2ibench.architectures import get_architecture, is_architecture
+
+    if is_architecture(base):
+        return str(base), get_architecture(base).cost
+    return str(base), None
 
 
 def measured_throughput(results_dir: Any = None) -> dict[str, Any] | None:
@@ -280,6 +295,7 @@ def sweep_plan(
     base: Any = None,
     throughput: dict | None = None,
     gpus: int | None = None,
+    base_path: Any = None,
 ) -> dict[str, Any]:
     """Work per stage of a whole sweep, before and after sharing the base model's work, and its
     GPU-hours from per-GPU throughputs, next to the paper's own (Table 5) training hours; with
@@ -313,7 +329,11 @@ def sweep_plan(
         tcfg = get_trainer(cfg.trainer_name).config(layers.trainer_sources(), prefix="trainer.")
         return profile.name, cfg, tcfg
 
-    runs = list(grid.run_options(out=Path("."), device="cpu", dataset=dataset, base=base))
+    runs = list(
+        grid.run_options(
+            out=Path("."), device="cpu", dataset=dataset, base=base, base_path=base_path
+        )
+    )
     profile, first, _ = layered(runs[0])
     prompt_types = list(first.generate.prompt_types or list_prompt_types())
     n = first.generate.images_per_leaf
@@ -333,22 +353,33 @@ def sweep_plan(
 
     tp = throughput or measured_throughput() or DEFAULT_THROUGHPUT
     measured = tp.get("train_step_s") if isinstance(tp.get("train_step_s"), dict) else {}
+    image_s = tp.get("image_s", DEFAULT_THROUGHPUT["image_s"])
     per_run = []
+    bases: dict[str, Any] = {}  # label → its figures (None: the default rates), in grid order
     for opts in runs:
-        _, _, cfg = layered(opts)
+        _, run_cfg, cfg = layered(opts)
         saves = {e for e in cfg.save_epochs if e <= cfg.epochs} | {cfg.epochs}
         steps = cfg.epochs * math.ceil(shape["samples_per_epoch"] / cfg.batch_size)
         paper_h = table5_hours(cfg.trainer, cfg.preset, _capacity(cfg))
         step_s = measured.get(cfg.trainer, paper_h * 3600 / PAPER_STEPS_PER_RUN)
+        label, fig = base_figures(run_cfg.base)
+        bases.setdefault(label, fig)
+        if fig is not None and fig.train_sample_s is not None:
+            # the base's own rate, scaled by how the algorithm's Table 5 time compares with LoRA's
+            ratio = paper_h / table5_hours("lora", "attn-mlp", 8)
+            step_s = fig.train_sample_s * cfg.batch_size * ratio
         per_run.append(
             {
                 "name": opts.name,
+                "base": label,
+                "image_s": fig.image_s if fig is not None else image_s,
                 "steps": steps,
                 "checkpoints": len(saves),
                 "train_h": steps * step_s / 3600,
                 "paper_train_h": paper_h,
             }
         )
+    base_image_s = {b: f.image_s if f is not None else image_s for b, f in bases.items()}
 
     R = len(per_run)
     C = sum(r["checkpoints"] for r in per_run)
@@ -359,6 +390,7 @@ def sweep_plan(
     tuned = C * per_ck
     # before: every run makes and encodes its own base images and references, and every checkpoint
     # recomputes the base images' Gram matrices; after: once per sweep (shared folder + cache).
+    # (the base model's images: once per base after sharing)
     work = {
         "before": {
             "training steps": sum(r["steps"] for r in per_run),
@@ -368,7 +400,7 @@ def sweep_plan(
         },
         "after": {
             "training steps": sum(r["steps"] for r in per_run),
-            "images generated": tuned + per_ck,
+            "images generated": tuned + len(bases) * per_ck,
             "encoder passes": E * (tuned + refs),
             "Gram computations": G * (C * style + style),
         },
@@ -377,23 +409,33 @@ def sweep_plan(
     if isinstance(enc_rate, dict):  # measured per encoder: the harmonic mean over those used
         rates = [enc_rate[e] for e in encoders if e in enc_rate] or list(enc_rate.values())
         enc_rate = len(rates) / sum(1 / r for r in rates)
-    image_s = tp.get("image_s", DEFAULT_THROUGHPUT["image_s"])
     train_h = sum(r["train_h"] for r in per_run)
+    # each image at its base's rate: the runs' checkpoints, and the base models' (every run its
+    # own before sharing, once per base after)
+    tuned_s = sum(r["checkpoints"] * per_ck * r["image_s"] for r in per_run)
+    gen_s = {
+        "before": tuned_s + sum(per_ck * r["image_s"] for r in per_run),
+        "after": tuned_s + sum(per_ck * s for s in base_image_s.values()),
+    }
     hours = {}
     for when, w in work.items():
         hours[when] = {
             "training steps": train_h,
-            "images generated": w["images generated"] * image_s / 3600,
+            "images generated": gen_s[when] / 3600,
             "encoder passes": w["encoder passes"] / enc_rate / 3600,
             "Gram computations": w["Gram computations"] / enc_rate / 3600,
         }
     # Per run, after sharing: its checkpoints' images and their encoding (+ Gram matrices of their
     # style images); the base model's images, references and base Grams once for the sweep.
-    gen_s, enc_s = image_s / 3600, 1 / enc_rate / 3600
+    enc_s = 1 / enc_rate / 3600
     for r in per_run:
-        r["generate_h"] = r["checkpoints"] * per_ck * gen_s
+        r["generate_h"] = r["checkpoints"] * per_ck * r["image_s"] / 3600
         r["evaluate_h"] = (E * r["checkpoints"] * per_ck + G * r["checkpoints"] * style) * enc_s
-    shared = {"generate_h": per_ck * gen_s, "evaluate_h": (E * refs + G * style) * enc_s}
+    shared = {
+        "generate_h": sum(per_ck * s for s in base_image_s.values()) / 3600,
+        "evaluate_h": (E * refs + G * style) * enc_s,
+    }
+    per_base = _per_base(per_run, bases, base_image_s, per_ck, shared["evaluate_h"])
     # The paper's own images: 4 prompt types (no concept-agnostic), 14,900 per checkpoint, plus the
     # base model's once; at the same generation rate (its generation time is not reported).
     paper_gen_h = (C + 1) * PAPER_IMAGES_PER_CHECKPOINT * image_s / 3600
@@ -406,6 +448,7 @@ def sweep_plan(
         }
     return {
         "schedule": schedule,
+        "per_base": per_base,
         "paper_generation_h": paper_gen_h,
         "grid": grid.name,
         "profile": profile,
@@ -424,6 +467,76 @@ def sweep_plan(
             "train": tp.get("train", "measured s/step per algorithm"),
         },
     }
+
+
+def _per_base(
+    per_run: list[dict],
+    bases: Mapping[str, Any],
+    image_s: Mapping[str, float],
+    per_ck: int,
+    shared_evaluate_h: float,
+) -> list[dict[str, Any]]:
+    """GPU-hours (after sharing) per base: its runs' training, generation (with its base model's
+    images, once) and evaluation; then the references' encoding, shared by every base. The rows
+    add up to the "after" total."""
+    rows = []
+    for label, fig in bases.items():
+        mine = [r for r in per_run if r["base"] == label]
+        rows.append(
+            {
+                "base": label,
+                "gpu": fig.gpu if fig is not None else "",
+                "image_s": image_s[label],
+                "train_sample_s": fig.train_sample_s if fig is not None else None,
+                "source": fig.source if fig is not None else "",
+                "runs": len(mine),
+                "checkpoints": sum(r["checkpoints"] for r in mine),
+                "train_h": sum(r["train_h"] for r in mine),
+                "generate_h": sum(r["generate_h"] for r in mine) + per_ck * image_s[label] / 3600,
+                "evaluate_h": sum(r["evaluate_h"] for r in mine),
+            }
+        )
+    rows.append(
+        {"base": "references (shared)", "gpu": "", "image_s": None, "train_sample_s": None,
+         "source": "", "runs": 0, "checkpoints": 0, "train_h": 0.0, "generate_h": 0.0,
+         "evaluate_h": shared_evaluate_h}
+    )  # fmt: skip
+    for r in rows:
+        r["total_h"] = r["train_h"] + r["generate_h"] + r["evaluate_h"]
+    return rows
+
+
+def render_per_base(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The per-base table (after sharing) with each base's assumed figures and their source."""
+    lines = [
+        "per base (after sharing; each base at its own assumed figures — GPUs differ, see the "
+        "figures' sources):",
+        "",
+        "| base | figures (GPU) | s/image | s/training sample | runs | checkpoints | training "
+        "GPU-h | generation GPU-h | evaluation GPU-h | total GPU-h |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["base"] == "references (shared)":
+            figures, img, smp = "the dataset's images, once", "", ""
+        elif r["source"]:
+            figures = f"{r['gpu']}: {r['source']}"
+            img, smp = f"{r['image_s']:.2f}", f"{r['train_sample_s']:.3f}"
+        else:
+            figures = "no figures of its own: the default rates"
+            img, smp = f"{r['image_s']:.2f}", "Table 5"
+        lines.append(
+            f"| {r['base']} | {figures} | {img} | {smp} | {r['runs']} | {r['checkpoints']} | "
+            f"{r['train_h']:,.1f} | {r['generate_h']:,.1f} | {r['evaluate_h']:,.1f} | "
+            f"{r['total_h']:,.1f} |"
+        )
+    t = {k: sum(r[k] for r in rows) for k in ("runs", "checkpoints", "train_h", "generate_h",
+                                              "evaluate_h", "total_h")}  # fmt: skip
+    lines.append(
+        f"| **total** | | | | {t['runs']} | {t['checkpoints']} | {t['train_h']:,.1f} | "
+        f"{t['generate_h']:,.1f} | {t['evaluate_h']:,.1f} | **{t['total_h']:,.1f}** |"
+    )
+    return lines
 
 
 def makespan(
@@ -525,12 +638,20 @@ def render_sweep_plan(p: dict[str, Any]) -> str:
     before, after = p["gpu_hours"]["before"], p["gpu_hours"]["after"]
     tb, ta = sum(before.values()), sum(after.values())
     d, t = p["dataset"], p["throughput"]
+    own = any(r["source"] for r in p.get("per_base", []))  # a base with figures of its own
+    rates = (
+        f"throughput: each base's own assumed figures (per base, below; a base without: "
+        f"{t['gpu']}, {t['image_s']} s per image, training {t['train']}); "
+        f"{t['encoder_images_per_s']} encoder images/s — {t['source']}"
+        if own
+        else f"throughput: {t['gpu']}; {t['image_s']} s per image, {t['encoder_images_per_s']} "
+        f"encoder images/s, training {t['train']} — {t['source']}"
+    )
     lines = [
         f"sweep {p['grid']} (profile {p['profile']}): {p['runs']} runs, {p['checkpoints']} "
         f"checkpoints; dataset {d['images']} images, {d['images_per_checkpoint']} images per "
         f"checkpoint ({d['style_images_per_checkpoint']} style) — {d['source']}",
-        f"throughput: {t['gpu']}; {t['image_s']} s per image, {t['encoder_images_per_s']} encoder "
-        f"images/s, training {t['train']} — {t['source']}",
+        rates,
         "",
         "| stage | work before | work after | GPU-h before | GPU-h after |",
         "|---|---:|---:|---:|---:|",
@@ -543,15 +664,22 @@ def render_sweep_plan(p: dict[str, Any]) -> str:
     lines += [
         f"| **total** | | | **{tb:,.1f}** | **{ta:,.1f}** |",
         "",
-        f"paper's own cost (Table 5, one A6000, 3.9–6.4 h a run): {p['paper_train_h']:,.1f} GPU-h "
-        "of training for these runs; generation and evaluation times are not reported. Its "
-        f"{p['checkpoints'] + 1} × 14,900 images at the rate above: {p['paper_generation_h']:,.1f} "
-        f"GPU-h, so about {p['paper_train_h'] + p['paper_generation_h']:,.1f} GPU-h in all; "
-        f"half of that: {(p['paper_train_h'] + p['paper_generation_h']) / 2:,.1f}.",
+    ]
+    if not own:  # the paper's cost compares with SD1.5 runs only
+        lines.append(
+            f"paper's own cost (Table 5, one A6000, 3.9–6.4 h a run): {p['paper_train_h']:,.1f} GPU-h "
+            "of training for these runs; generation and evaluation times are not reported. Its "
+            f"{p['checkpoints'] + 1} × 14,900 images at the rate above: {p['paper_generation_h']:,.1f} "
+            f"GPU-h, so about {p['paper_train_h'] + p['paper_generation_h']:,.1f} GPU-h in all; "
+            f"half of that: {(p['paper_train_h'] + p['paper_generation_h']) / 2:,.1f}."
+        )
+    lines += [
         "before = every run makes and encodes its own base-model images and references and every "
         "checkpoint recomputes the base images' Gram matrices; after = once per sweep "
         "(<out>/runs/.base-images and the feature cache are shared by all runs).",
     ]
+    if own:
+        lines += ["", *render_per_base(p["per_base"])]
     if p.get("schedule"):
         lines += ["", *render_schedule(p["schedule"])]
     lines.append(

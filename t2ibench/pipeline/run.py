@@ -35,7 +35,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +318,7 @@ def _flow_scheduler(base: str) -> str | None:
 def _generation(cfg: Any, trainer_cfg: Any, dataset: Any, base: str) -> tuple[Any, list[str]]:
     """The sampling settings and prompt types; every generation job and its file name is built
     now, so what generation would refuse fails here, before training, not after it."""
-    from t2ibench.pipeline.generate import GenerationSettings, job_file
+    from t2ibench.pipeline.generate import SPEED_DEFAULTS, GenerationSettings, job_file
     from t2ibench.prompts import get_prompt_type, jobs_for, list_prompt_types
 
     gen = cfg.generate
@@ -336,6 +336,7 @@ def _generation(cfg: Any, trainer_cfg: Any, dataset: Any, base: str) -> tuple[An
         width=side,
         negative_prompt=gen.negative_prompt,
         batch_size=gen.batch_size,
+        **{name: getattr(gen, name) for name in SPEED_DEFAULTS},  # dtype, compile, ...
         **({"scheduler": scheduler} if scheduler else {}),
     )
     return generation, prompt_types
@@ -363,7 +364,7 @@ def _identity(r: ResolvedRun) -> dict[str, Any]:
         "trainer_config": r.source.identity(r),
         "dataset_sha256": r.dataset.sha256,
         "base": r.base_fingerprint,
-        "generation": asdict(r.generation),
+        "generation": r.generation.key(),
         "encoders": r.encoders,
         "resize": r.resize,
         "metrics": r.metrics,
@@ -433,6 +434,8 @@ def _record_fields(r: ResolvedRun) -> dict[str, Any]:
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": r.options.device,
+        # how the images were sampled (dtype, channels-last, compile, fused adapter, attention)
+        "generation_options": r.generation.speed_options(),
         "metric_profile": r.metric_profile,
         **r.source.record(),
     }

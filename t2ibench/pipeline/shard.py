@@ -202,27 +202,38 @@ class GenerationWorker:
         self.pipe = load_base(base, **self.load_kwargs)
         _eval_denoiser(self.pipe)
         self.pipe.set_progress_bar_config(disable=True)
-        self.current: tuple[str, str] | None = None
+        self.current: tuple | None = None
         self.stack = contextlib.ExitStack()
         self.tuned: Any = None
 
     def pid(self) -> int:
         return os.getpid()
 
-    def _switch(self, checkpoint: str | Path, scheduler: str) -> Any:
-        from t2ibench.pipeline.generate import _set_scheduler, checkpoint_on_base
+    def _switch(self, checkpoint: str | Path, settings: Any) -> Any:
+        from t2ibench.pipeline.generate import (
+            _set_scheduler,
+            checkpoint_on_base,
+            sampling_options,
+        )
 
-        if self.current != (str(checkpoint), scheduler):
+        scheduler = settings.scheduler
+        key = (str(checkpoint), scheduler, tuple(sorted(settings.speed_options().items())))
+        if self.current != key:
             self.stack.close()  # the previous adapter off, its scheduler back
             self.stack = contextlib.ExitStack()
             tuned = self.stack.enter_context(
                 checkpoint_on_base(
-                    self.pipe, checkpoint, multiplier=self.multiplier, **self.load_kwargs
+                    self.pipe,
+                    checkpoint,
+                    multiplier=self.multiplier,
+                    fuse=settings.fuse_adapter,
+                    **self.load_kwargs,
                 )
             )
             previous = _set_scheduler(tuned, scheduler)
             self.stack.callback(setattr, tuned, "scheduler", previous)
-            self.tuned, self.current = tuned, (str(checkpoint), scheduler)
+            self.stack.enter_context(sampling_options(tuned, settings))
+            self.tuned, self.current = tuned, key
         return self.tuned
 
     def generate(
@@ -230,7 +241,7 @@ class GenerationWorker:
     ) -> list[Any]:
         from t2ibench.pipeline.generate import _disk_full, write_batch
 
-        pipe = self._switch(target.checkpoint, settings.scheduler)
+        pipe = self._switch(target.checkpoint, settings)
         try:
             return write_batch(
                 pipe, batch, positions, target.folder, checkpoint=target.name, settings=settings
@@ -366,13 +377,14 @@ def generate_checkpoints_sharded(
 
     names = checkpoint_names(checkpoints)
     targets = [Target(c, n, Path(out_dir) / n) for c, n in zip(checkpoints, names, strict=True)]
+    settings = settings or GenerationSettings()
     return generate_sharded(
         base,
         targets,
         jobs,
-        settings or GenerationSettings(),
+        settings,
         workers=workers,
-        load_kwargs=load_kwargs,
+        load_kwargs={**settings.load_kwargs(), **load_kwargs},
         multiplier=multiplier,
         progress=progress,
         address=address,

@@ -23,7 +23,17 @@ other than ``[grid]`` holds run-config overrides, written exactly as ``--set`` k
     alpha = 4
 
 Each run is ``<config name>-<seed label>``; the order of precedence is profile < ``[common]`` <
-``[[config]]`` < the seed < ``t2ibench sweep --dataset/--base``.
+``[bases]`` < ``[[config]]`` < the seed < ``t2ibench sweep --dataset/--base/--base-path``.
+
+A grid may mix bases: each config names its ``base`` (or ``[common]`` does), and a ``[bases]``
+table gives the files of each base named (a base architecture such as ``sdxl`` needs them)::
+
+    [bases]
+    sdxl = "/models/sdxl-base-1.0"     # base name → its base_path (folder or single file)
+    flux = "/models/flux1-dev"
+
+``t2ibench sweep --base-path sdxl=DIR`` replaces one entry, ``--base-path DIR`` gives every run
+that DIR; a config's own ``base_path`` beats the table.
 
 Where the runs execute is an executor (:mod:`t2ibench.pipeline.executors`: ``local``, one after
 another here; ``ray``, in parallel on a Ray cluster). Whichever it is, a failed run is recorded
@@ -46,6 +56,7 @@ from t2ibench.fsutil import atomic_write
 from t2ibench.validation import read_toml
 
 _GRID_KEYS = {"name", "seeds", "seed_labels", "profile"}
+_TABLES = ("grid", "common", "bases", "config")
 
 
 @dataclass
@@ -57,23 +68,52 @@ class Grid:
     common: dict[str, Any] = field(default_factory=dict)
     profile: str | None = None
     source: str = ""
+    #: the ``[bases]`` table: base name → its files (``base_path``) for the configs naming it
+    base_paths: dict[str, str] = field(default_factory=dict)
+
+    def base_of(self, cfg: dict[str, Any], cli_base: Any = None) -> str | None:
+        """The base a config's runs use (``--base`` beats the config, the config ``[common]``)."""
+        base = cli_base if cli_base is not None else cfg.get("base", self.common.get("base"))
+        return None if base is None else str(base)
 
     def run_options(
-        self, *, out: Path, device: str, dataset=None, base=None, progress=True, budget=None
+        self,
+        *,
+        out: Path,
+        device: str,
+        dataset=None,
+        base=None,
+        base_path: str | dict[str, str] | None = None,
+        progress=True,
+        budget=None,
+        generate=None,
     ) -> Iterator[Any]:
+        """Every run's options. ``base_path``: a path for every run, or ``{base name: path}``
+        (``""``: every run whose base has no entry), as ``t2ibench sweep --base-path`` gives."""
         from t2ibench.pipeline.run import RunOptions
 
-        cli: dict[str, Any] = {
+        given = base_path if isinstance(base_path, dict) else {"": base_path}
+        given = {k: str(v) for k, v in given.items() if v is not None}
+        common: dict[str, Any] = {
             k: str(v) for k, v in (("dataset", dataset), ("base", base)) if v is not None
         }
         if budget:  # ``t2ibench sweep --budget adaptive`` (and its widths): budget.* keys
-            cli["budget"] = dict(budget)
+            common["budget"] = dict(budget)
+        if generate:  # ``t2ibench sweep --dtype bf16 --fuse-adapter ...``: generate.* keys
+            common["generate"] = dict(generate)
         for i, cfg in enumerate(self.configs):
             own = {k: v for k, v in cfg.items() if k != "name"}
+            name = self.base_of(cfg, base)
+            table = {"base_path": self.base_paths[name]} if name in self.base_paths else {}
+            cli = dict(common)
+            path = given.get(name or "", given.get(""))
+            if path is not None:
+                cli["base_path"] = path
             for seed, label in zip(self.seeds, self.seed_labels, strict=True):
                 yield RunOptions(
                     layers=[
                         (f"{self.source} [common]", self.common),
+                        (f"{self.source} [bases] {name}", table),
                         (f"{self.source} config[{i}] ({cfg['name']})", own),
                         (f"{self.source} grid.seeds", {"trainer.seed": seed}),
                         ("t2ibench sweep", cli),
@@ -112,9 +152,16 @@ def load_grid(spec: str | Path) -> Grid:
             raise ConfigError(f"--grid {spec}: no such file and no shipped grid of that name")
         path = shipped
     data = read_toml(path, "grid")
-    unknown = set(data) - {"grid", "common", "config"}
+    unknown = set(data) - set(_TABLES)
     if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)} (grid, common, config)")
+        raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)} ({', '.join(_TABLES)})")
+    bases = data.get("bases", {})
+    for key, value in bases.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"{path}: bases.{key}: expected the base's files (a folder or file path), "
+                f"got {value!r}"
+            )
     g = data.get("grid", {})
     if set(g) - _GRID_KEYS:
         key = sorted(set(g) - _GRID_KEYS)[0]
@@ -142,6 +189,7 @@ def load_grid(spec: str | Path) -> Grid:
         common=data.get("common", {}),
         profile=g.get("profile"),
         source=str(path),
+        base_paths=dict(bases),
     )
     _check(grid)
     return grid
@@ -154,11 +202,63 @@ def _check(grid: Grid) -> None:
 
     for opts in grid.run_options(out=Path("."), device="cpu"):  # cheap: no model is loaded
         layers = Layers()
-        for where, table in opts.layers[:2]:
+        for where, table in opts.layers[:3]:
             layers.add_table(where, table)
         cfg = layers.run_config()
         spec = get_trainer(cfg.trainer_name)
         spec.config(layers.trainer_sources(), prefix="trainer.")
+
+
+def check_base_paths(grid: Grid, runs: list[Any]) -> None:
+    """Every run whose base is an architecture (``sdxl``, ``flux``, ...) has its files, and they
+    are that architecture, before any run starts (else each run would fail alike, one by one)."""
+    from t2ibench.architectures import is_architecture
+    from t2ibench.models.loading import base_architecture, resolve_spec
+    from t2ibench.runconfig import Layers
+
+    checked: set[tuple[str, str]] = set()
+    for opts in runs:
+        layers = Layers()
+        for where, table in opts.layers:
+            layers.add_table(where, table)
+        base = layers.values.get("base")
+        if is_architecture(base) and not layers.values.get("base_path"):
+            raise ConfigError(
+                f"{grid.source}: config {opts.labels['config']!r}: base {base!r} is an "
+                f'architecture and needs its files: a [bases] entry {base} = "DIR", or '
+                f"t2ibench sweep --base-path {base}=DIR"
+            )
+        if is_architecture(base) and (base, layers.values["base_path"]) not in checked:
+            # one line naming the expected and the found architecture (reads no weights)
+            base_architecture(*resolve_spec(layers.values["base_path"]), expected=base)
+            checked.add((base, layers.values["base_path"]))
+
+
+def parse_base_paths(items: list[str] | None, grid: Grid | None = None) -> dict[str, str]:
+    """``--base-path`` values: ``NAME=DIR`` (the runs whose base is NAME) or ``DIR`` (every other
+    run), as ``{name or "": DIR}``; a NAME no config of ``grid`` uses is refused (a typo)."""
+    import re
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, where = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            name, where = "", item
+        if name in out:
+            which = f"{name}=" if name else "DIR (no NAME=)"
+            raise ConfigError(f"--base-path {which}: given twice")
+        if not where:
+            raise ConfigError(f"--base-path {item}: no path")
+        out[name] = where
+    if grid is not None:
+        used = {grid.base_of(c) for c in grid.configs}
+        for name in out:
+            if name and name not in used:
+                raise ConfigError(
+                    f"--base-path {name}=...: no config of grid {grid.name!r} has base {name!r} "
+                    f"(its bases: {', '.join(sorted(b for b in used if b)) or 'none'})"
+                )
+    return out
 
 
 SUMMARY_NAME = "sweep-summary.json"
@@ -188,6 +288,8 @@ def run_sweep(
     progress: bool = True,
     executor: str | Any = "local",
     budget: dict[str, Any] | None = None,
+    base_path: str | dict[str, str] | None = None,
+    generate: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Every run of the grid (resumable) on ``executor`` (a name from
     :mod:`t2ibench.pipeline.executors` or an executor object), then, once all are over, the summary
@@ -201,9 +303,17 @@ def run_sweep(
     out = Path(out).absolute()
     runs = list(
         grid.run_options(
-            out=out, device=device, dataset=dataset, base=base, progress=progress, budget=budget
+            out=out,
+            device=device,
+            dataset=dataset,
+            base=base,
+            base_path=base_path,
+            progress=progress,
+            budget=budget,
+            generate=generate,
         )
     )
+    check_base_paths(grid, runs)
     owned = isinstance(executor, str)
     ex = get_executor(executor) if owned else executor
     started = time.time()
@@ -321,6 +431,15 @@ def _race(ex: Any, runs: list[Any], view: Any) -> list[Any]:
     return [last[o.name] for o in runs]
 
 
+def base_label(run_dir: Path) -> str:
+    """The base a run used, as its config names it (``sdxl``, ``toy``, a hub id), else its
+    files' folder or file name: the results' ``base`` column."""
+    cfg = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["config"]
+    if cfg.get("base"):
+        return str(cfg["base"])
+    return Path(str(cfg.get("base_path") or "base")).name
+
+
 def _joint_analysis(grid: Grid, out: Path, run_dirs: list[Path]) -> Path:
     """The joint results table and report of ``run_dirs`` (grid order), on the driver."""
     import pandas as pd
@@ -334,9 +453,12 @@ def _joint_analysis(grid: Grid, out: Path, run_dirs: list[Path]) -> Path:
         # Checkpoint names repeat across runs (every LoRA run has a lora-e000010); in the joint
         # table a checkpoint is "<run>/<checkpoint>", or merging would keep one run per name.
         df = read_results(run_dir / "results")
-        # The base model ("base", shared by every run) stays one checkpoint.
+        # The base model ("base", shared by every run) stays one checkpoint per base: the
+        # ``base`` column (part of a row's key) keeps two bases' base-model rows apart, and the
+        # analysis ranks within it (a FLUX checkpoint is never ranked against an SDXL one).
         ck = df["checkpoint"].astype(str)
         df["checkpoint"] = ck.where(ck == "base", run_dir.name + "/" + ck)
+        df["base"] = base_label(run_dir)
         merged = merge_results(merged, df)
     write_results(merged, out / "results")
     report = out / "report"

@@ -211,3 +211,62 @@ def test_item12_compatibility_matrix(tiny_pipe, tmp_path: Path, row: str) -> Non
 
     assert loads_same(lambda p: _readme_lycoris_recipe(p, str(path))) == lycoris_ok
     assert loads_same(lambda p: p.load_lora_weights(str(path))) == diffusers_ok
+
+
+# -- peft-* checkpoints: PEFT's own config and tensors, written by PEFT's save_pretrained ------------
+@pytest.mark.parametrize(
+    ("trainer", "over"),
+    [  # three PEFT tuner families: LoRA (with DoRA's magnitude), orthogonal, scaling
+        ("peft-dora", {}),
+        ("peft-oft", {"block_size": 4}),
+        ("peft-ia3", {}),
+        ("dora", {}),  # lycoris' DoRA (LoCon + weight decomposition) as PEFT's use_dora
+    ],
+)
+def test_peft_trainer_checkpoint_exports_to_a_peft_folder(
+    tiny_pipe, tmp_path: Path, trainer: str, over: dict
+) -> None:
+    """PeftModel.from_pretrained of the exported folders gives t2ibench's outputs with the
+    checkpoint applied (1e-5), and t2ibench reads the folder back to the same outputs."""
+    from peft import PeftModel
+
+    from t2ibench.adapters.export import export_peft
+    from t2ibench.models import load_base
+
+    path = _random_adapter(
+        tiny_pipe, trainer, tmp_path / "a.safetensors", preset="attn-only", **over
+    )
+    with apply_adapter(tiny_pipe, path):
+        ours_unet, ours_te = unet_te_outputs(tiny_pipe)
+    assert not torch.allclose(ours_unet, unet_te_outputs(tiny_pipe)[0])
+
+    folders = export_peft(load_base("tiny"), path, tmp_path / "peft")
+    assert [f.name for f in folders] == ["unet", "text_encoder"]
+    with apply_adapter(tiny_pipe, tmp_path / "peft"):  # t2ibench reads the folders back
+        back_unet, back_te = unet_te_outputs(tiny_pipe)
+    torch.testing.assert_close(back_te, ours_te, rtol=0, atol=1e-5)
+    torch.testing.assert_close(back_unet, ours_unet, rtol=0, atol=1e-5)
+
+    pipe = tiny_pipe  # last: PEFT wraps its modules in place
+    pipe.unet = PeftModel.from_pretrained(pipe.unet, str(folders[0]))
+    pipe.text_encoder = PeftModel.from_pretrained(pipe.text_encoder, str(folders[1]))
+    peft_unet, peft_te = unet_te_outputs(pipe)
+    torch.testing.assert_close(peft_te, ours_te, rtol=0, atol=1e-5)
+    torch.testing.assert_close(peft_unet, ours_unet, rtol=0, atol=1e-5)
+
+
+def test_lycoris_algorithm_without_peft_twin_is_refused(tiny_pipe, tmp_path: Path) -> None:
+    from t2ibench.adapters.export import export_peft
+
+    path = _random_adapter(tiny_pipe, "lycoris-glora", tmp_path / "g.safetensors")
+    with pytest.raises(AdapterFileError, match="glora has no PEFT adapter"):
+        export_peft(tiny_pipe, path, tmp_path / "peft")  # refused before the pipe is touched
+
+
+def test_peft_vera_checkpoint_export_is_refused(tiny_pipe, tmp_path: Path) -> None:
+    from t2ibench.adapters.export import export_peft
+
+    path = _random_adapter(tiny_pipe, "peft-vera", tmp_path / "v.safetensors", dim=4)
+    with pytest.raises(AdapterFileError, match="shares one across the model"):
+        export_peft(tiny_pipe, path, tmp_path / "peft")  # refused before the pipe is touched
+    assert not (tmp_path / "peft" / "unet").exists()

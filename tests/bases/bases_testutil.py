@@ -388,3 +388,34 @@ def delta_w(pipe, path) -> dict:
                 if d.abs().max() > 0:
                     out[n] = d
     return out
+
+
+def bfl_lora_tensors(path: str, down, up, form: str, *, alpha: float) -> dict:
+    """One LoRA layer on the original model's module ``path`` (BFL's or SAI's, dotted:
+    ``double_blocks.0.img_attn.qkv``, ``joint_blocks.0.x_block.attn.qkv``) as each tool saves it: ``kohya`` (sd-scripts: ``lora_unet_double_blocks_0_img_attn_qkv.lora_down``
+    + ``alpha``), ``comfyui`` (``diffusion_model.<path>.lora_down`` + ``alpha``), ``ai-toolkit``
+    (``diffusion_model.<path>.lora_A``, alpha/r folded into B: read at scale 1, as diffusers'
+    ``_convert_non_diffusers_flux2_lora_to_diffusers`` does) or ``transformer`` (the same
+    under ``transformer.``)."""
+    import torch
+
+    rank = down.shape[0]
+    if form == "kohya":
+        stem = "lora_unet_" + path.replace(".", "_")
+        return {
+            f"{stem}.lora_down.weight": down,
+            f"{stem}.lora_up.weight": up,
+            f"{stem}.alpha": torch.tensor(alpha),
+        }
+    if form == "comfyui":
+        stem = f"diffusion_model.{path}"
+        return {
+            f"{stem}.lora_down.weight": down,
+            f"{stem}.lora_up.weight": up,
+            f"{stem}.alpha": torch.tensor(alpha),
+        }
+    prefix = {"ai-toolkit": "diffusion_model", "transformer": "transformer"}[form]
+    return {
+        f"{prefix}.{path}.lora_A.weight": down,
+        f"{prefix}.{path}.lora_B.weight": up * (alpha / rank),
+    }

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bases.bases_testutil import make_tiny_flux
+from tests.bases.bases_testutil import bfl_lora_tensors, delta_w, make_tiny_flux
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,44 @@ def test_kohya_bfl_named_file_applies_split_over_q_k_v(flux_pipe, tmp_path):
     for (_, stem, (a, b)), y0, y1 in zip(checks, before, after, strict=True):
         down, up = tensors[f"{stem}.lora_down.weight"], tensors[f"{stem}.lora_up.weight"][a:b]
         assert torch.allclose(y1 - y0, x @ down.T @ up.T * 0.5, atol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["kohya", "ai-toolkit", "comfyui", "transformer"])
+def test_bfl_named_file_gives_the_diffusers_files_delta_w(flux_pipe, tmp_path, form):
+    """A FLUX.1 LoRA on BFL's names, in kohya's form and the dotted forms of ai-toolkit /
+    ComfyUI (``diffusion_model.double_blocks.0.img_attn.qkv.lora_A``), gives the same ΔW, layer
+    by layer, as the LoRA on diffusers' names: fused q/k/v(/MLP) split, and the final layer's
+    (shift, scale) modulation swapped to ``norm_out.linear``'s (scale, shift)."""
+    from safetensors.torch import save_file
+
+    model = flux_pipe.transformer
+    d = 16
+    lin1 = model.single_transformer_blocks[0]
+    b0, s0 = "transformer_blocks.0", "single_transformer_blocks.0"
+    cases = {  # BFL's dotted path → (rows, cols, diffusers targets, swapped)
+        "double_blocks.0.img_attn.qkv": (3 * d, d, [f"{b0}.attn.to_q", f"{b0}.attn.to_k", f"{b0}.attn.to_v"], False),
+        "double_blocks.0.txt_mod.lin": (model.transformer_blocks[0].norm1_context.linear.out_features, d, [f"{b0}.norm1_context.linear"], False),
+        "single_blocks.0.linear1": (3 * d + lin1.proj_mlp.out_features, d, [f"{s0}.attn.to_q", f"{s0}.attn.to_k", f"{s0}.attn.to_v", f"{s0}.proj_mlp"], False),
+        "final_layer.adaLN_modulation.1": (2 * d, d, ["norm_out.linear"], True),
+        "final_layer.linear": (model.proj_out.out_features, d, ["proj_out"], False),
+    }  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    bfl, diff = {}, {}
+    for path, (rows, cols, targets, swapped) in cases.items():
+        down, up = torch.randn(2, cols, generator=gen), torch.randn(rows, 2, generator=gen)
+        bfl |= bfl_lora_tensors(path, down, up, form, alpha=1.0)  # scale 1/2
+        if swapped:
+            shift, scale = up.chunk(2)
+            up = torch.cat([scale, shift])
+        splits = [model.get_submodule(t).out_features for t in targets]
+        for target, part in zip(targets, up.split(splits), strict=True):
+            diff[f"transformer.{target}.lora_A.weight"] = down.clone()
+            diff[f"transformer.{target}.lora_B.weight"] = part * 0.5
+    save_file(bfl, str(tmp_path / "bfl.safetensors"))
+    (tmp_path / "diffusers").mkdir()
+    save_file(diff, str(tmp_path / "diffusers" / "pytorch_lora_weights.safetensors"))
+    ours = delta_w(flux_pipe, tmp_path / "bfl.safetensors")
+    theirs = delta_w(flux_pipe, tmp_path / "diffusers" / "pytorch_lora_weights.safetensors")
+    assert set(ours) == set(theirs) and len(ours) == 3 + 1 + 4 + 1 + 1
+    for name in ours:
+        assert torch.allclose(ours[name], theirs[name], atol=1e-5), name

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bases.bases_testutil import delta_w, make_tiny_flux2_klein
+from tests.bases.bases_testutil import bfl_lora_tensors, delta_w, make_tiny_flux2_klein
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +115,13 @@ def test_lora_epoch_reapplies_and_generates(trained, klein_pipe):
     assert np.array_equal(np.asarray(generate_batch(klein_pipe, [job], settings)[0]), base)
 
 
-def test_bfl_named_file_gives_the_diffusers_files_delta_w(klein_pipe, tmp_path):
+@pytest.mark.parametrize("form", ["kohya", "ai-toolkit", "comfyui", "transformer"])
+def test_bfl_named_file_gives_the_diffusers_files_delta_w(klein_pipe, tmp_path, form):
     """A LoRA saved on BFL's FLUX.2 names (double-block qkv fused, single-block ``linear1`` /
     ``linear2``, the final layer's (shift, scale) modulation) gives the same ΔW, layer by layer,
-    as the same LoRA saved on diffusers' names (qkv as three layers, scale/shift swapped)."""
+    as the same LoRA saved on diffusers' names (qkv as three layers, scale/shift swapped); in
+    kohya's form and in the dotted forms of ai-toolkit (``diffusion_model.<BFL path>.lora_A``),
+    ComfyUI (``diffusion_model.<BFL path>.lora_down`` + ``alpha``) and ``transformer.``."""
     from safetensors.torch import save_file
 
     gen = torch.Generator().manual_seed(0)
@@ -126,35 +129,34 @@ def test_bfl_named_file_gives_the_diffusers_files_delta_w(klein_pipe, tmp_path):
     model = klein_pipe.transformer
     lin1 = model.single_transformer_blocks[0].attn.to_qkv_mlp_proj.out_features
     mlp_in = model.transformer_blocks[0].ff.linear_in.out_features
-    bfl_shapes = {  # stem → (rows, cols)
-        "double_blocks_0_img_attn_qkv": (3 * d, d),
-        "double_blocks_0_txt_attn_qkv": (3 * d, d),
-        "double_blocks_0_img_mlp_0": (mlp_in, d),
-        "double_blocks_0_txt_attn_proj": (d, d),
-        "single_blocks_0_linear1": (lin1, d),
-        "single_blocks_0_linear2": (d, model.single_transformer_blocks[0].attn.to_out.in_features),
-        "final_layer_adaLN_modulation_1": (2 * d, d),
+    bfl_shapes = {  # BFL's dotted path → (rows, cols)
+        "double_blocks.0.img_attn.qkv": (3 * d, d),
+        "double_blocks.0.txt_attn.qkv": (3 * d, d),
+        "double_blocks.0.img_mlp.0": (mlp_in, d),
+        "double_blocks.0.txt_attn.proj": (d, d),
+        "single_blocks.0.linear1": (lin1, d),
+        "single_blocks.0.linear2": (d, model.single_transformer_blocks[0].attn.to_out.in_features),
+        "final_layer.adaLN_modulation.1": (2 * d, d),
         "txt_in": (d, model.context_embedder.in_features),
     }
+    targets_of = {
+        "double_blocks.0.img_attn.qkv": ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"],
+        "double_blocks.0.txt_attn.qkv": ["transformer_blocks.0.attn.add_q_proj", "transformer_blocks.0.attn.add_k_proj", "transformer_blocks.0.attn.add_v_proj"],
+        "double_blocks.0.img_mlp.0": ["transformer_blocks.0.ff.linear_in"],
+        "double_blocks.0.txt_attn.proj": ["transformer_blocks.0.attn.to_add_out"],
+        "single_blocks.0.linear1": ["single_transformer_blocks.0.attn.to_qkv_mlp_proj"],
+        "single_blocks.0.linear2": ["single_transformer_blocks.0.attn.to_out"],
+        "final_layer.adaLN_modulation.1": ["norm_out.linear"],
+        "txt_in": ["context_embedder"],
+    }  # fmt: skip
     bfl, diff = {}, {}
-    for stem, (rows, cols) in bfl_shapes.items():
+    for path, (rows, cols) in bfl_shapes.items():
         down = torch.randn(r, cols, generator=gen)
         up = torch.randn(rows, r, generator=gen)
-        bfl[f"lora_unet_{stem}.lora_down.weight"] = down
-        bfl[f"lora_unet_{stem}.lora_up.weight"] = up
-        bfl[f"lora_unet_{stem}.alpha"] = torch.tensor(1.0)
+        bfl |= bfl_lora_tensors(path, down, up, form, alpha=1.0)
         # the diffusers file as diffusers' converters lay it out (alpha/r folded into B)
-        targets = {
-            "double_blocks_0_img_attn_qkv": ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"],
-            "double_blocks_0_txt_attn_qkv": ["transformer_blocks.0.attn.add_q_proj", "transformer_blocks.0.attn.add_k_proj", "transformer_blocks.0.attn.add_v_proj"],
-            "double_blocks_0_img_mlp_0": ["transformer_blocks.0.ff.linear_in"],
-            "double_blocks_0_txt_attn_proj": ["transformer_blocks.0.attn.to_add_out"],
-            "single_blocks_0_linear1": ["single_transformer_blocks.0.attn.to_qkv_mlp_proj"],
-            "single_blocks_0_linear2": ["single_transformer_blocks.0.attn.to_out"],
-            "final_layer_adaLN_modulation_1": ["norm_out.linear"],
-            "txt_in": ["context_embedder"],
-        }[stem]  # fmt: skip
-        if stem.startswith("final_layer_adaLN"):
+        targets = targets_of[path]
+        if path.startswith("final_layer.adaLN"):
             shift, scale = up.chunk(2)
             up = torch.cat([scale, shift])
         for target, part in zip(targets, up.chunk(len(targets)), strict=True):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bases.bases_testutil import delta_w, make_tiny_sd3
+from tests.bases.bases_testutil import bfl_lora_tensors, delta_w, make_tiny_sd3
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +54,13 @@ def test_sd3_loads_trains_applies_and_generates(sd3_folder, sd3_pipe, tmp_path_f
     assert np.abs(tuned - base).max() > 0
 
 
-def test_kohya_sd3_file_gives_the_diffusers_files_delta_w(sd3_pipe, tmp_path):
+@pytest.mark.parametrize("form", ["kohya", "comfyui"])
+def test_kohya_sd3_file_gives_the_diffusers_files_delta_w(sd3_pipe, tmp_path, form):
     """sd-scripts' SD3 LoRAs name SAI's MMDiT modules (``joint_blocks_N_x_block_attn_qkv``
     fused, ``context_block``, ``adaLN_modulation_1`` in (shift, scale) order): the same ΔW, layer
     by layer, as the LoRA on diffusers' names (q/k/v apart, the last block's context modulation
-    and the final layer's in (scale, shift) order)."""
+    and the final layer's in (scale, shift) order). ComfyUI's dotted form of SAI's names
+    (``diffusion_model.joint_blocks.0.x_block.attn.qkv.lora_down.weight``) alike."""
     from safetensors.torch import save_file
 
     model = sd3_pipe.transformer
@@ -67,25 +69,21 @@ def test_kohya_sd3_file_gives_the_diffusers_files_delta_w(sd3_pipe, tmp_path):
     ff_in = model.transformer_blocks[0].ff.net[0].proj.out_features
     ada0 = model.transformer_blocks[0].norm1_context.linear.out_features
     b0, bl = "transformer_blocks.0", f"transformer_blocks.{last}"
-    cases = {  # kohya stem → (rows, cols, diffusers targets, swapped)
-        "joint_blocks_0_x_block_attn_qkv": (3 * d, d, [f"{b0}.attn.to_q", f"{b0}.attn.to_k", f"{b0}.attn.to_v"], False),
-        f"joint_blocks_{last}_context_block_attn_qkv": (3 * d, d, [f"{bl}.attn.add_q_proj", f"{bl}.attn.add_k_proj", f"{bl}.attn.add_v_proj"], False),
-        "joint_blocks_0_context_block_attn_proj": (d, d, [f"{b0}.attn.to_add_out"], False),
-        "joint_blocks_0_x_block_mlp_fc1": (ff_in, d, [f"{b0}.ff.net.0.proj"], False),
-        "joint_blocks_0_context_block_adaLN_modulation_1": (ada0, d, [f"{b0}.norm1_context.linear"], False),
-        f"joint_blocks_{last}_context_block_adaLN_modulation_1": (2 * d, d, [f"{bl}.norm1_context.linear"], True),
-        "final_layer_adaLN_modulation_1": (2 * d, d, ["norm_out.linear"], True),
+    cases = {  # SAI's dotted path → (rows, cols, diffusers targets, swapped)
+        "joint_blocks.0.x_block.attn.qkv": (3 * d, d, [f"{b0}.attn.to_q", f"{b0}.attn.to_k", f"{b0}.attn.to_v"], False),
+        f"joint_blocks.{last}.context_block.attn.qkv": (3 * d, d, [f"{bl}.attn.add_q_proj", f"{bl}.attn.add_k_proj", f"{bl}.attn.add_v_proj"], False),
+        "joint_blocks.0.context_block.attn.proj": (d, d, [f"{b0}.attn.to_add_out"], False),
+        "joint_blocks.0.x_block.mlp.fc1": (ff_in, d, [f"{b0}.ff.net.0.proj"], False),
+        "joint_blocks.0.context_block.adaLN_modulation.1": (ada0, d, [f"{b0}.norm1_context.linear"], False),
+        f"joint_blocks.{last}.context_block.adaLN_modulation.1": (2 * d, d, [f"{bl}.norm1_context.linear"], True),
+        "final_layer.adaLN_modulation.1": (2 * d, d, ["norm_out.linear"], True),
         "context_embedder": (d, model.context_embedder.in_features, ["context_embedder"], False),
     }  # fmt: skip
     gen = torch.Generator().manual_seed(0)
     kohya, diff = {}, {}
     for stem, (rows, cols, targets, swapped) in cases.items():
         down, up = torch.randn(2, cols, generator=gen), torch.randn(rows, 2, generator=gen)
-        kohya |= {
-            f"lora_unet_{stem}.lora_down.weight": down,
-            f"lora_unet_{stem}.lora_up.weight": up,
-            f"lora_unet_{stem}.alpha": torch.tensor(1.0),  # scale 1/2
-        }
+        kohya |= bfl_lora_tensors(stem, down, up, form, alpha=1.0)  # scale 1/2
         if swapped:
             shift, scale = up.chunk(2)
             up = torch.cat([scale, shift])

@@ -31,8 +31,21 @@ def test_gpu_benchmark_dry_run(tmp_path):
     assert methods[:2] == ["plain diffusers loop (base)", "generate_images (base)"]
     assert {"generate_images, lora applied", "generate_images, loha applied"} <= set(methods)
     assert "generate_images, lora merged" in methods
+    # each generation option against the plain loop (issue 20 item 5); compile only on a GPU
+    options = {
+        "option: attention=sdpa",
+        "option: channels_last",
+        "option: dtype=fp32 (reference)",
+        "option: fuse_adapter, lora",
+        "option: fuse_adapter, loha",
+        "options together (sdpa, channels_last, fuse_adapter), lora",
+    }
+    assert options <= set(methods), methods
+    assert {r["method"]: r.get("skipped") for r in data["generation"]}["option: compile"]
+    for method in options:
+        assert f"| {method} |" in text
     assert not any("error" in r for r in data["generation"]), data["generation"]
-    assert all(r["images_per_s"] > 0 for r in data["generation"])
+    assert all(r["images_per_s"] > 0 for r in data["generation"] if "skipped" not in r)
     assert [r["encoder"] for r in data["encoders"]] == [
         "dinov2-l",
         "clip-l14",

@@ -1,5 +1,7 @@
 """``t2ibench sweep``: grid files, every run resumable, one joint analysis."""
 
+from pathlib import Path
+
 import pytest
 
 from t2ibench.errors import ConfigError
@@ -263,3 +265,86 @@ def test_item27_read_only_out_says_nothing_was_done(tmp_path, monkeypatch, capsy
     assert code == 2 and len(errors) == 1, err
     assert "cannot write there" in errors[0] and "nothing was done" in errors[0]
     assert "kept" not in err + stdout
+
+
+# --- issue 19 item 6: a grid across bases, --base-path ---------------------------------------------
+
+MIXED = GRID.replace(
+    '[[config]]\nname = "mini-lora"\ntrainer = "lora"',
+    '[[config]]\nname = "mini-lora"\ntrainer = "lora"\nbase = "flux"',
+).replace(
+    'name = "mini-lora-lr2e-3"\ntrainer = "lora"',
+    'name = "mini-lora-lr2e-3"\ntrainer = "lora"\nbase = "tiny"',
+)
+
+
+@pytest.fixture(scope="module")
+def toy_folders():
+    """The shipped toy bases' folders: a FLUX-class one and a UNet (SD1.5-class) one."""
+    from t2ibench.profiles import resolve_named
+
+    return Path(resolve_named("base", "toy-flux")), Path(resolve_named("base", "toy"))
+
+
+def _base_of(opts):
+    """The base model a run of ``opts`` loads: its layers as ``resolve`` stacks them, then the
+    run's own ``base_spec`` (which checks the files' architecture; no model is loaded)."""
+    from t2ibench.pipeline.run import base_spec
+    from t2ibench.runconfig import Layers
+
+    layers = Layers()
+    for where, table in opts.layers:
+        layers.add_table(where, table)
+    return base_spec(layers.run_config())
+
+
+def test_grid_mixes_bases_with_a_bases_table_and_base_path(tmp_path, toy_folders):
+    from t2ibench.pipeline.sweep import parse_base_paths
+
+    flux, unet = toy_folders
+    path = tmp_path / "grid.toml"
+    path.write_text(MIXED + f'\n[bases]\nflux = "{flux}"\n')
+    g = load_grid(path)
+    first, tiny = g.run_options(out=tmp_path / "out", device="cpu")
+    # the FLUX config's run gets the table's files, checked to be FLUX by the run itself
+    assert _base_of(first) == str(flux)
+    assert _base_of(tiny) not in (str(flux), str(unet))  # the tiny base, as before
+    # --base-path NAME=DIR beats the table; a bare DIR is for the runs without an entry
+    other = tmp_path / "elsewhere"
+    paths = parse_base_paths([f"flux={other}"], g)
+    first, second = g.run_options(out=tmp_path, device="cpu", base_path=paths)
+    assert dict(first.layers)["t2ibench sweep"]["base_path"] == str(other)
+    assert "base_path" not in dict(second.layers)["t2ibench sweep"]
+    assert parse_base_paths([str(other)], g) == {"": str(other)}
+    with pytest.raises(ConfigError, match="no config of grid 'mini' has base 'sdxl'"):
+        parse_base_paths([f"sdxl={flux}"], g)
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_base_paths(["a", "b"], g)
+
+
+def test_sweep_base_path_cli_checks_files_before_any_run(
+    tmp_path, toy_folders, monkeypatch, capsys
+):
+    from t2ibench.errors import T2IBenchError
+    from t2ibench.pipeline.sweep import parse_base_paths
+
+    flux, unet = toy_folders
+    path = tmp_path / "grid.toml"
+    path.write_text(MIXED)
+    out = tmp_path / "out"
+    # no files for the flux config: one line naming it and how to give them, nothing run
+    code, _, err = _sweep_cli(monkeypatch, capsys, "--grid", str(path), "--out", str(out))
+    assert code == 2
+    assert "config 'mini-lora': base 'flux' is an architecture" in err
+    assert "--base-path flux=DIR" in err and not out.exists()
+    # the files of another architecture: refused before any run, naming both
+    code, _, err = _sweep_cli(monkeypatch, capsys, "--grid", str(path), "--out", str(out),
+                              "--base-path", f"flux={unet}")  # fmt: skip
+    assert code == 2 and "--base flux expects FLUX.1 but this is" in err
+    assert not out.exists()
+    # and a run resolved alone checks the same
+    g = load_grid(path)
+    opts = next(iter(g.run_options(out=out, device="cpu",
+                                   base_path=parse_base_paths([f"flux={unet}"], g))))  # fmt: skip
+    with pytest.raises(T2IBenchError, match="--base flux expects FLUX.1 but this is"):
+        _base_of(opts)

@@ -138,3 +138,57 @@ def test_cli_dry_run_with_gpus_prints_the_makespan(tmp_path):
     assert "benchmarks/gpu.sh" in res.output
     bad = CliRunner().invoke(app, [*args[:-4], "--gpus", "0"])
     assert bad.exit_code != 0
+
+
+# --- issue 19 item 6: the modern grid, each base at its own figures --------------------------------
+
+
+@pytest.fixture(scope="module")
+def modern():
+    return sweep_plan(load_grid("modern"), gpus=16)
+
+
+def test_modern_grid_is_methods_by_bases():
+    g = load_grid("modern")
+    bases = {c["base"] for c in g.configs}
+    assert bases == {"sdxl", "sd3", "flux"} and g.seed_labels == ["a", "b", "c"]
+    methods = {b: {c["trainer"] for c in g.configs if c["base"] == b} for b in bases}
+    assert methods["sdxl"] == methods["sd3"] == methods["flux"]
+    assert {"lora", "dora", "lycoris-loha", "lycoris-lokr", "lycoris-oft"} <= methods["flux"]
+
+
+def test_modern_dry_run_costs_each_base_at_its_own_figures(modern):
+    from t2ibench.architectures import get_architecture
+    from t2ibench.pipeline.plan import PAPER_DATASET
+
+    rows = {r["base"]: r for r in modern["per_base"]}
+    assert list(rows) == ["sdxl", "sd3", "flux", "references (shared)"]
+    per_ck = modern["dataset"]["images_per_checkpoint"]
+    for base in ("sdxl", "sd3", "flux"):
+        fig, r = get_architecture(base).cost, rows[base]
+        assert r["image_s"] == fig.image_s and r["runs"] == 21 and r["checkpoints"] == 63
+        # its checkpoints' images and its own base model's, at its own rate
+        assert r["generate_h"] == pytest.approx((63 + 1) * per_ck * fig.image_s / 3600)
+        # LoRA's 3 runs: 50 epochs of ceil(5,560 / 8) steps of 8 samples at its rate
+        steps = 50 * -(-PAPER_DATASET["samples_per_epoch"] // 8)
+        assert r["train_h"] > 21 * 0.9 * steps * 8 * fig.train_sample_s / 3600
+    # the bases differ, and the rows add up to the total after sharing
+    assert rows["sdxl"]["total_h"] < rows["flux"]["total_h"] < rows["sd3"]["total_h"]
+    after = sum(modern["gpu_hours"]["after"].values())
+    assert sum(r["total_h"] for r in rows.values()) == pytest.approx(after)
+    assert modern["schedule"]["sharded"]["gpu_hours"] == pytest.approx(after)
+
+
+def test_cli_modern_dry_run_prints_per_base_rows_and_totals(tmp_path):
+    args = ["sweep", "--grid", "modern", "--dry-run", "--gpus", "16", "--out", str(tmp_path)]
+    res = CliRunner().invoke(app, args, terminal_width=400)
+    assert res.exit_code == 0, res.output
+    out = res.output
+    plan = sweep_plan(load_grid("modern"), gpus=16)
+    for r in plan["per_base"][:3]:
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"| {r['base']} |"))
+        assert r["source"] in line and f"{r['total_h']:,.1f} |" in line
+    total = sum(plan["gpu_hours"]["after"].values())
+    assert f"**{total:,.1f}**" in out.split("per base")[1]  # the per-base table's total row
+    assert "makespan on 16 GPU(s)" in out
+    assert "paper's own cost" not in out  # Table 5 is SD1.5's: not compared here

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from t2ibench import csvsafe
+from t2ibench.analysis.anchors import is_base_model
 from t2ibench.analysis.answer import answer_lines, summary, summary_per_base, write_answer
 from t2ibench.analysis.checkpoints import (
     PARETO_CRITERIA,
@@ -260,9 +261,9 @@ def copy_section(copies: pd.DataFrame) -> Section:
             "max nearest cosine": g["similarity"].max(),
         }
     )
-    order = sorted(t.index, key=lambda c: (c != BASE_CHECKPOINT, c))
+    order = sorted(t.index, key=lambda c: (not is_base_model(c), c))
     sec.table(t.loc[order], "share of generated images above the real-image copy ceiling")
-    ck = copies[copies["checkpoint"] != BASE_CHECKPOINT]
+    ck = copies[~copies["checkpoint"].map(is_base_model)]
     worst = ck.assign(margin=ck["similarity"] - ck["copy_ceiling"].fillna(math.inf)).nlargest(
         COPY_OFFENDERS, "similarity"
     )
@@ -290,7 +291,8 @@ def images_section(grids) -> Section:
         "Per prompt type a few prompts, one row each: a training image of the leaf, then the base "
         "model and each checkpoint on the same prompt and seed (so differences come from the "
         "adapter, not the noise). In a sweep one column per config (its first seed's last "
-        f"checkpoint); at most {MAX_COLUMNS} checkpoint columns, evenly chosen."
+        f"checkpoint); at most {MAX_COLUMNS} checkpoint columns, evenly chosen. A sweep across "
+        "bases shows each base's own model (`base (<base>)`), same prompt and seed."
     )
     for pt, (header, rows) in grids.items():
         sec.grid(header, rows, f"<{pt}> prompts")

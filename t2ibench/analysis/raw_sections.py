@@ -292,7 +292,7 @@ def images_section(grids) -> Section:
         "model and each checkpoint on the same prompt and seed (so differences come from the "
         "adapter, not the noise). In a sweep one column per config (its first seed's last "
         f"checkpoint); at most {MAX_COLUMNS} checkpoint columns, evenly chosen. A sweep across "
-        "bases shows each base's own model (`base (<base>)`), same prompt and seed."
+        "bases shows each base's own model (column 'base (<base>)'), same prompt and seed."
     )
     for pt, (header, rows) in grids.items():
         sec.grid(header, rows, f"<{pt}> prompts")

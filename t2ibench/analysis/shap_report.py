@@ -107,7 +107,7 @@ def shap_section(
     )
     if "base" in results[0].features:
         sh.text(
-            "The results hold several bases: `base` is a categorical feature too. Scores are "
+            "The results hold several bases: base is a categorical feature too. Scores are "
             "ranked within base, so every base spans the same range and the base's own SHAP value "
             "stays near 0; it lets the other features' effects differ by base."
         )

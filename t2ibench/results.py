@@ -65,6 +65,29 @@ def key_columns(df: pd.DataFrame) -> list[str]:
     return list(KEY_COLUMNS) + [c for c in OPTIONAL_KEY_COLUMNS if c in df.columns]
 
 
+#: The column naming the base model a row's images came from (the architecture or base id the run
+#: used): ``run``, ``evaluate-checkpoints``, ``evaluate --base`` and ``sweep`` write it, so any
+#: results (or several concatenated) are grouped by base alike. A table without it is one base.
+BASE_COLUMN = "base"
+
+
+def base_name(config: Mapping) -> str:
+    """The results' ``base`` value for a run config: the base it names (``sdxl``, ``toy``, a hub
+    id), else its files' folder or file name (``base_path``), else ``base``."""
+    if config.get("base"):
+        return str(config["base"])
+    return Path(str(config.get("base_path") or "base")).name
+
+
+def run_base(run_dir: str | os.PathLike) -> str:
+    """:func:`base_name` of a run folder's ``run.json`` config (``base`` when it has none)."""
+    try:
+        record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+        return base_name(record.get("config") or {})
+    except (OSError, ValueError, AttributeError):
+        return "base"
+
+
 #: Hyperparameter columns the analysis understands (all optional).
 HYPERPARAMETER_COLUMNS: tuple[str, ...] = (
     "algorithm",

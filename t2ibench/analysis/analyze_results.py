@@ -38,7 +38,9 @@ from t2ibench.analysis.report import Section, render_html, render_markdown
 from t2ibench.analysis.scores import (
     RANK_GROUP,
     bases_of,
+    by_base,
     metric_directions,
+    name_bases,
     rank_group,
     rank_normalise,
 )
@@ -233,7 +235,7 @@ def analyze(
             f"{source}: no metric values left to analyse ({n_in} rows before filters)"
         )
     anchors = read_anchors(results)
-    df = normalise_base(df)
+    df = normalise_base(name_bases(df))  # an old table (no base column) is one base
     constants = constant_measures(df)
     df = drop_measures(df, constants)
     dirs = metric_directions(df, directions)
@@ -298,18 +300,18 @@ def analyze(
         aggs = aggregate(scores, bootstrap=bootstrap, seed=seed)
         for level, table in aggs.items():
             _write_csv(table, out / f"aggregate_{level}.csv", files, index=False)
-        trends = epoch_trends(
-            aggs["category"], scores, report_targets("epochs", scores["metric"].unique())
-        )
-        change = epoch_change(trends)
+        # Order statistics within base: several bases' scores are ranked within base, and a
+        # method's trend or Table-1 order on one base says nothing about another.
+        per_base = by_base(scores)
+        trends, change, t1s, means, ranks = _per_base_orders(per_base, aggs, criteria, seed)
         _write_csv(trends, out / "epoch_trends.csv", files, index=False)
         _write_csv(change, out / "epoch_change.csv", files, index=False)
         claims = check_epoch_claims(scores)
         _write_csv(claims, out / "epoch_claims.csv", files, index=False)
-        t1 = table1(scores, criteria, seed=seed)
-        means, ranks = rank_table(None, scores, criteria)
-        _write_csv(t1.table, out / "rank_table.csv", files, index=False)
-        _write_csv(t1.order, out / "table1_order.csv", files, index=False)
+        _write_csv(_with_base(t1s, "table"), out / "rank_table.csv", files, index=False)
+        _write_csv(_with_base(t1s, "order"), out / "table1_order.csv", files, index=False)
+        if len(per_base) > 1 and "base" not in shap_features:
+            shap_features = (*shap_features, "base")  # the base explains what it explains
         if shap:
             have = checkpoint_features(scores).columns
             missing = [f for f in shap_features if f not in have]
@@ -338,7 +340,7 @@ def analyze(
         _write_csv(shap_values, out / "shap_values.csv", files, index=False)
         _write_csv(shap_fit, out / "shap_fit.csv", files, index=False)
         sections += _sections(
-            scores, aggs, trends, change, claims, t1, shap_fit, shap_results, out,
+            scores, aggs, trends, change, claims, t1s, shap_fit, shap_results, out,
             plots, files, shap_note, bootstrap=bootstrap,
         )  # fmt: skip
     sections += caption_sections(configs_df, dirs)  # only when the results carry a caption study
@@ -357,6 +359,46 @@ def analyze(
         out, scores, aggs, trends, change, claims, means, ranks, shap_values, shap_fit, files,
         shap_note, raw, constants,
     )  # fmt: skip
+
+
+def _per_base_orders(per_base, aggs, criteria, seed):
+    """Epoch trends and changes, Table 1 and the rank table of each base (one ``(None, scores)``
+    entry: the table's only base): the frames get a ``base`` column first when there are several;
+    Table 1 is a list of ``(base, Table1)``."""
+    trends, changes, t1s, means, ranks = [], [], [], {}, {}
+    for base, sc in per_base:
+        cat = aggs["category"]
+        cat = cat[cat["config"].isin(sc["config"].unique())]
+        tr = epoch_trends(cat, sc, report_targets("epochs", sc["metric"].unique()))
+        ch = epoch_change(tr)
+        if base is not None:
+            tr, ch = tr.assign(base=base), ch.assign(base=base)
+        trends.append(tr)
+        changes.append(ch)
+        t1s.append((base, table1(sc, criteria, seed=seed)))
+        means[base], ranks[base] = rank_table(None, sc, criteria)
+    if per_base[0][0] is None:
+        return trends[0], changes[0], t1s, means[None], ranks[None]
+
+    def joined(frames):
+        frames = [f for f in frames if not f.empty] or frames[:1]
+        t = pd.concat(frames, ignore_index=True)
+        return t[["base", *(c for c in t.columns if c != "base")]] if "base" in t else t
+
+    def keyed(tables):
+        tables = {b: t for b, t in tables.items() if not t.empty}
+        return pd.concat(tables, names=["base"]) if tables else pd.DataFrame()
+
+    return joined(trends), joined(changes), t1s, keyed(means), keyed(ranks)
+
+
+def _with_base(t1s, attr: str) -> pd.DataFrame:
+    """Table 1's ``table`` or ``order`` of every base, a ``base`` column first when several."""
+    if len(t1s) == 1 and t1s[0][0] is None:
+        return getattr(t1s[0][1], attr)
+    frames = [getattr(t, attr).assign(base=b) for b, t in t1s]
+    t = pd.concat(frames, ignore_index=True)
+    return t[["base", *(c for c in t.columns if c != "base")]]
 
 
 def _checkpoint_configs(df: pd.DataFrame) -> dict[str, str]:
@@ -486,7 +528,7 @@ def _overview(source, df, dirs, n_configs, n_checkpoints, active, warnings=()) -
 
 
 def _sections(
-    scores, aggs, trends, change, claims, t1, shap_fit, shap_results,
+    scores, aggs, trends, change, claims, t1s, shap_fit, shap_results,
     out, plots, files, shap_note, bootstrap,
 ) -> list[Section]:  # fmt: skip
     import t2ibench.analysis.plots as P
@@ -515,24 +557,36 @@ def _sections(
     if change.empty:
         ep.text("Only one epoch in the results: no epoch trend to report.")
     else:
+        several = "base" in change.columns
         ep.text(
             "Mean category score at the first and last epoch (over configs; scores ranked across all "
-            "checkpoints of every epoch)."
+            "checkpoints of every epoch"
+            + (
+                " of the same base). Several bases: every trend and claim is computed within "
+                "each base, the base named first)."
+                if several
+                else ")."
+            )
         )
         findings = []
         for _, r in change.iterrows():
             verb = "rises" if r["change"] > 0 else "falls" if r["change"] < 0 else "stays"
             findings.append(
-                f"{_label(r['category'])}: {r['measure']} {verb} from {r['first']:.3f} "
+                (f"{r['base']} · " if several else "")
+                + f"{_label(r['category'])}: {r['measure']} {verb} from {r['first']:.3f} "
                 f"(epoch {r['first_epoch']}) to {r['last']:.3f} (epoch {r['last_epoch']})"
             )
         ep.bullets(findings)
-        wide = trends.pivot_table(index=["measure", "category"], columns="epoch", values="mean")
+        index = [*(["base"] if several else []), "measure", "category"]
+        wide = trends.pivot_table(index=index, columns="epoch", values="mean")
         wide.columns = [f"epoch {int(c)}" for c in wide.columns]
         ep.table(wide.reset_index(), "mean score per epoch", max_rows=200)
     sections.append(ep)
 
-    sections.append(table1_section(scores, result=t1, plots=plots, out=out, files=files))
+    for base, t1 in t1s:  # several bases: Table 1 of each (ranks and orders within base)
+        sections.append(
+            table1_section(scores, result=t1, plots=plots, out=out, files=files, base=base)
+        )
 
     if plots:
         sc = Section("Metric pairs")

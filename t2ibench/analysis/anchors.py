@@ -41,27 +41,48 @@ def read_anchors(results: Any) -> dict[str, Any]:
     return out
 
 
-def _prefixed(df: pd.DataFrame, run: str, column: str = "checkpoint") -> pd.DataFrame:
+def _prefixed(
+    df: pd.DataFrame, run: str, column: str = "checkpoint", base: str | None = None
+) -> pd.DataFrame:
+    """A run's checkpoints as ``<run>/<checkpoint>``; the base model stays ``base`` (shared by the
+    runs), or ``base (<base>)`` when the runs use several bases (each base model its own)."""
     if df.empty:
         return df
     ck = df[column].astype(str)
     shared = ck.isin(["base", "training"])
-    return df.assign(**{column: ck.where(shared, run + "/" + ck)})
+    out = ck.where(shared, run + "/" + ck)
+    if base is not None:
+        out = out.where(ck != "base", base_model_column(base))
+    return df.assign(**{column: out})
+
+
+def base_model_column(base: str) -> str:
+    """The name of one base's base-model images when a sweep's runs use several bases."""
+    return f"base ({base})"
+
+
+def is_base_model(name: str) -> bool:
+    """Whether an image column is a base model's: ``base``, or ``base (<base>)``."""
+    return name == "base" or (name.startswith("base (") and name.endswith(")"))
 
 
 def _runs_anchors(results: Any, out: dict[str, Any]) -> dict[str, Any]:
     """The anchors of a sweep's runs, joined (see the module docstring)."""
     from t2ibench.analysis.cost import find_runs
+    from t2ibench.results import run_base
 
     runs = {k: v for k, v in find_runs(results).items() if k}
+    bases = {run: run_base(run_dir) for run, run_dir in runs.items()}
+    several = len(set(bases.values())) > 1  # then each base model's images are its own column
     parts: dict[str, list[pd.DataFrame]] = {"ceiling": [], "copies": [], "images": []}
     for run, run_dir in runs.items():
         one = read_anchors(run_dir / "results")
         if one["sources"]:
             out["sources"][run] = one["sources"]
+        base = bases[run] if several else None
         parts["ceiling"].append(one["ceiling"])
-        parts["copies"].append(_prefixed(one["copies"], run))
-        parts["images"].append(_prefixed(one["images"], run))
+        parts["copies"].append(_prefixed(one["copies"], run, base=base))
+        parts["images"].append(_prefixed(one["images"], run, base=base))
     keys = {
         "ceiling": ["leaf", "metric", "encoder", "resize"],
         "copies": ["checkpoint", "image"],

@@ -32,13 +32,29 @@ def summary(table: pd.DataFrame, chosen: str | None, criteria: list[str], left_o
     return out
 
 
+def summary_per_base(parts: dict[str, dict], criteria: list[str], left_out: list[str],
+                     rule: str) -> dict:  # fmt: skip
+    """Several bases: one :func:`summary` per base (``bases``), ``recommended`` base → checkpoint.
+    Checkpoints are only compared with their own base's (raw values of two bases are not on one
+    scale: a FLUX checkpoint's worst can beat an SDXL one's best)."""
+    return {"recommended": {b: s["recommended"] for b, s in parts.items()},
+            "criteria": list(criteria), "left_out": list(left_out), "rule": rule,
+            "bases": parts}  # fmt: skip
+
+
 def write_answer(s: dict, out_dir: Path) -> Path:
     return atomic_write(Path(out_dir) / ANSWER_FILE, json.dumps(s, indent=1))
 
 
 def answer_lines(s: dict) -> list[str]:
     """A few lines: the recommended checkpoint and its criterion values, the Pareto set, what was
-    left out of the rule and why."""
+    left out of the rule and why; with several bases one recommendation per base."""
+    if isinstance(s.get("bases"), dict):
+        lines = [f"{len(s['bases'])} bases: one recommended checkpoint per base (each checkpoint "
+                 "compared only with its own base's model and checkpoints)"]  # fmt: skip
+        for base, part in s["bases"].items():
+            lines += [f"{base}: {line}" for line in answer_lines({**part, "left_out": []})]
+        return lines + [f"left out: {why}" for why in s.get("left_out", [])]
     if s.get("recommended") is None:
         lines = ["no recommended checkpoint: no fidelity, controllability or preservation "
                  "measurement with values in the results"]  # fmt: skip

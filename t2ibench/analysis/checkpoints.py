@@ -195,8 +195,13 @@ def checkpoint_line(raw: pd.DataFrame, ceilings: pd.DataFrame, path, title: str 
             ax.plot(cx, c["mean"], "o-", color=f"C{i % 10}", label=label, ms=3)
             ax.fill_between(cx, c["ci_low"], c["ci_high"], color=f"C{i % 10}", alpha=0.15, lw=0)
         b = g[g["checkpoint"] == BASE_CHECKPOINT]
-        if not b.empty:
-            ax.axhline(float(b["mean"].iloc[0]), color="0.4", ls="--", lw=1, label="base model")
+        several = "base" in b.columns and b["base"].nunique() > 1  # each base model its line
+        for j, (name, bb) in enumerate(b.groupby("base") if several else [(None, b)]):
+            if bb.empty:
+                continue
+            label = "base model" if name is None else f"base model ({name})"
+            ls = ("--", "-.", (0, (6, 2, 1, 2, 1, 2)))[j % 3]
+            ax.axhline(float(bb["mean"].iloc[0]), color="0.4", ls=ls, lw=1, label=label)
         if "ceiling" in ck and ck["ceiling"].notna().any():
             ax.axhline(float(ck["ceiling"].mean()), color="C2", ls=":", lw=1.5, label="real images")
         ax.set_title(f"{criterion}: {metric} <{pt}>\n{enc} {res}".strip(), fontsize=8)

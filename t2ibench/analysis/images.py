@@ -36,10 +36,14 @@ def thumbnail_uri(path: str | Path, px: int = THUMB_PX) -> str | None:
 
 
 def _pick_columns(names: list[str], configs: dict[str, str] | None = None) -> list[str]:
-    """Base first, then checkpoints; many checkpoints thinned evenly (first and last kept). In a
-    sweep (checkpoints ``<run>/<checkpoint>`` and ``configs`` given) one column per config: its
-    first run's last checkpoint."""
-    ck = [n for n in names if n != "base"]
+    """Base first (each base's own, ``base (<base>)``, when a sweep holds several bases), then
+    checkpoints; many checkpoints thinned evenly (first and last kept). In a sweep (checkpoints
+    ``<run>/<checkpoint>`` and ``configs`` given) one column per config: its first run's last
+    checkpoint."""
+    from t2ibench.analysis.anchors import is_base_model
+
+    bases = sorted(n for n in names if is_base_model(n))
+    ck = [n for n in names if not is_base_model(n)]
     if configs and any("/" in n for n in ck):
         chosen: dict[str, str] = {}
         for n in sorted(ck, key=lambda n: (n.split("/")[0], _epoch_key(n))):
@@ -51,7 +55,7 @@ def _pick_columns(names: list[str], configs: dict[str, str] | None = None) -> li
     if len(ck) > MAX_COLUMNS:
         step = (len(ck) - 1) / (MAX_COLUMNS - 1)
         ck = [ck[round(i * step)] for i in range(MAX_COLUMNS)]
-    return (["base"] if "base" in names else []) + ck
+    return bases + ck
 
 
 def column_label(name: str, configs: dict[str, str] | None = None) -> str:
@@ -82,7 +86,7 @@ def seed_paired_grids(index, configs: dict[str, str] | None = None):
     }
     if not manifests:
         return {}
-    cols = _pick_columns(sorted(manifests, key=lambda n: (n != "base", _epoch_key(n))), configs)
+    cols = _pick_columns(sorted(manifests, key=_epoch_key), configs)
     anchor = manifests[cols[0]]
     # Per prompt type the first image of each leaf, leaves taken round-robin over categories so
     # the few rows shown cover different kinds of concept.

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from t2ibench import csvsafe
-from t2ibench.analysis.answer import answer_lines, summary, write_answer
+from t2ibench.analysis.anchors import is_base_model
+from t2ibench.analysis.answer import answer_lines, summary, summary_per_base, write_answer
 from t2ibench.analysis.checkpoints import (
     PARETO_CRITERIA,
     checkpoint_line,
@@ -22,6 +23,7 @@ from t2ibench.analysis.checkpoints import (
 from t2ibench.analysis.images import MAX_COLUMNS, thumbnail_uri
 from t2ibench.analysis.raw import BASE_CHECKPOINT, INTERVAL, ceiling_rows
 from t2ibench.analysis.report import Section
+from t2ibench.analysis.scores import bases_of
 from t2ibench.fsutil import atomic_write_with
 
 COPY_OFFENDERS = 4
@@ -165,25 +167,29 @@ def recommendation_section(raw, ceilings, directions, out: Path, plots, files, r
     values and the checkpoint line. ``rows``: the results (NaN values kept), to name criteria
     whose values are all missing."""
     sec = Section("Checkpoints and recommendation")
-    table, chosen = recommend(raw, directions)
-    used = [c for c in PARETO_CRITERIA if c in table.columns]
     gone = left_out(rows) if rows is not None else []
-    answer = summary(table, chosen, used, gone, rule(used or PARETO_CRITERIA))
-    files.append(write_answer(answer, out))
-    if chosen is not None:
-        path = out / "recommendation.csv"
-        atomic_write_with(path, lambda tmp: csvsafe.to_csv(table, tmp))
-        files.append(path)
-    lines = answer_lines(answer)
-    sec.text(lines[0][0].upper() + lines[0][1:] + ".")
-    if len(lines) > 1:
-        sec.bullets(lines[1:])
-    if chosen is not None:
-        sec.text(f"Rule: {answer['rule']}")
-        shown = table[table["pareto"]] if len(table) > 40 else table
-        sec.table(shown, "criterion values (0 = worst, 1 = best of base and checkpoints)")
-    if chosen is not None and len(table) > 40:
-        sec.text("Many checkpoints: the table shows the Pareto set; all in the CSV.")
+    bases = bases_of(raw)
+    if len(bases) > 1:
+        _recommend_per_base(sec, raw, bases, directions, gone, out, files)
+    else:
+        table, chosen = recommend(raw, directions)
+        used = [c for c in PARETO_CRITERIA if c in table.columns]
+        answer = summary(table, chosen, used, gone, rule(used or PARETO_CRITERIA))
+        files.append(write_answer(answer, out))
+        if chosen is not None:
+            path = out / "recommendation.csv"
+            atomic_write_with(path, lambda tmp: csvsafe.to_csv(table, tmp))
+            files.append(path)
+        lines = answer_lines(answer)
+        sec.text(lines[0][0].upper() + lines[0][1:] + ".")
+        if len(lines) > 1:
+            sec.bullets(lines[1:])
+        if chosen is not None:
+            sec.text(f"Rule: {answer['rule']}")
+            shown = table[table["pareto"]] if len(table) > 40 else table
+            sec.table(shown, "criterion values (0 = worst, 1 = best of base and checkpoints)")
+        if chosen is not None and len(table) > 40:
+            sec.text("Many checkpoints: the table shows the Pareto set; all in the CSV.")
     if plots:
         p = checkpoint_line(raw, ceilings, out / "plots" / "checkpoint_line.png")
         if p is None and raw["config"].nunique() > 1:
@@ -193,6 +199,44 @@ def recommendation_section(raw, ceilings, directions, out: Path, plots, files, r
             sec.figure(p, "raw value per headline measurement against epoch (band: 95 % t "
                        "interval over leaves); dashed: base model; dotted: real images")  # fmt: skip
     return sec
+
+
+def _recommend_per_base(sec, raw, bases, directions, gone, out: Path, files) -> None:
+    """Several bases: the rule within each base (its checkpoints rescaled between the worst and
+    best of its own base model and checkpoints), one recommendation per base."""
+    parts, tables, used = {}, [], []
+    for base in bases:
+        table, chosen = recommend(raw[raw["base"] == base], directions)
+        crit = [c for c in PARETO_CRITERIA if c in table.columns]
+        used += [c for c in crit if c not in used]
+        parts[base] = summary(table, chosen, crit, [], rule(crit or PARETO_CRITERIA))
+        if chosen is not None:
+            tables.append((base, table))
+    answer = summary_per_base(parts, used, gone, WITHIN_BASE + rule(used or PARETO_CRITERIA))
+    files.append(write_answer(answer, out))
+    if tables:
+        joint = pd.concat([t.assign(base=b) for b, t in tables])
+        joint = joint[["base", *(c for c in joint.columns if c != "base")]]
+        path = out / "recommendation.csv"
+        atomic_write_with(path, lambda tmp: csvsafe.to_csv(joint, tmp))
+        files.append(path)
+    lines = answer_lines(answer)
+    sec.text(lines[0][0].upper() + lines[0][1:] + ".")
+    sec.bullets(lines[1:])
+    if tables:
+        sec.text(f"Rule: {answer['rule']}")
+    for base, table in tables:
+        shown = table[table["pareto"]] if len(table) > 40 else table
+        sec.table(shown, f"{base}: criterion values (0 = worst, 1 = best of {base}'s base model "
+                  "and checkpoints)")  # fmt: skip
+
+
+#: How the recommendation reads results of several bases (said in the report and the JSON).
+WITHIN_BASE = (
+    "Several bases: the rule runs within each base (a checkpoint is rescaled and compared only "
+    "against its own base model and the checkpoints of that base; raw values of two bases are "
+    "not on one scale), one recommendation per base. "
+)
 
 
 def copy_section(copies: pd.DataFrame) -> Section:
@@ -217,9 +261,9 @@ def copy_section(copies: pd.DataFrame) -> Section:
             "max nearest cosine": g["similarity"].max(),
         }
     )
-    order = sorted(t.index, key=lambda c: (c != BASE_CHECKPOINT, c))
+    order = sorted(t.index, key=lambda c: (not is_base_model(c), c))
     sec.table(t.loc[order], "share of generated images above the real-image copy ceiling")
-    ck = copies[copies["checkpoint"] != BASE_CHECKPOINT]
+    ck = copies[~copies["checkpoint"].map(is_base_model)]
     worst = ck.assign(margin=ck["similarity"] - ck["copy_ceiling"].fillna(math.inf)).nlargest(
         COPY_OFFENDERS, "similarity"
     )
@@ -247,7 +291,8 @@ def images_section(grids) -> Section:
         "Per prompt type a few prompts, one row each: a training image of the leaf, then the base "
         "model and each checkpoint on the same prompt and seed (so differences come from the "
         "adapter, not the noise). In a sweep one column per config (its first seed's last "
-        f"checkpoint); at most {MAX_COLUMNS} checkpoint columns, evenly chosen."
+        f"checkpoint); at most {MAX_COLUMNS} checkpoint columns, evenly chosen. A sweep across "
+        "bases shows each base's own model (column 'base (<base>)'), same prompt and seed."
     )
     for pt, (header, rows) in grids.items():
         sec.grid(header, rows, f"<{pt}> prompts")

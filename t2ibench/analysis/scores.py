@@ -38,6 +38,35 @@ def bases_of(df: pd.DataFrame) -> list[str]:
     return sorted(str(b) for b in df[BASE_COLUMN].dropna().unique() if str(b))
 
 
+#: The base of rows that have none in a table where other rows name theirs (a results table from
+#: before results named their base, concatenated with newer ones).
+UNNAMED_BASE = "unnamed base"
+
+
+def name_bases(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every row's base named: a table without a ``base`` column (written before
+    results named their base) is one base and stays as it is; in one with the column, rows without
+    a value (an old table concatenated with newer ones) are :data:`UNNAMED_BASE`."""
+    if BASE_COLUMN not in df.columns:
+        return df
+    col = df[BASE_COLUMN]
+    missing = col.isna() | (col.astype(str).str.strip() == "")
+    if missing.all():
+        return df.drop(columns=BASE_COLUMN)
+    if not missing.any():
+        return df
+    return df.assign(**{BASE_COLUMN: col.where(~missing, UNNAMED_BASE).astype(str)})
+
+
+def by_base(df: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    """``[(base, its rows), ...]`` when ``df`` holds several bases, else ``[(None, df)]``: the
+    order statistics (epoch trends and claims, Table 1) are computed within each base."""
+    bases = bases_of(df)
+    if len(bases) < 2:
+        return [(None, df)]
+    return [(b, df[df[BASE_COLUMN].astype(str) == b]) for b in bases]
+
+
 def metric_directions(
     df: pd.DataFrame, overrides: Mapping[str, bool] | None = None
 ) -> dict[str, bool]:

@@ -26,7 +26,7 @@ from t2ibench.analysis.aggregate import class_scores
 from t2ibench.analysis.targets import Target, encoder_preference, report_targets
 
 DEFAULT_FEATURES: tuple[str, ...] = ("algorithm", "preset", "epoch", "capacity", "lr_level")
-CATEGORICAL_FEATURES: frozenset[str] = frozenset({"algorithm", "preset", "caption"})
+CATEGORICAL_FEATURES: frozenset[str] = frozenset({"algorithm", "preset", "caption", "base"})
 #: Default sizes (PROTOCOL "Defaults"): LoRA dim 8 / alpha 4, LoHa 4 / 2, LoKr factor 8.
 DEFAULT_CAPACITY: dict[str, dict[str, float]] = {
     "lora": {"dim": 8, "alpha": 4},

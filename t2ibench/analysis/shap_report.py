@@ -105,6 +105,12 @@ def shap_section(
         "into algorithm; categorical features are coloured by level in the order their label "
         "lists (low colour first)."
     )
+    if "base" in results[0].features:
+        sh.text(
+            "The results hold several bases: base is a categorical feature too. Scores are "
+            "ranked within base, so every base spans the same range and the base's own SHAP value "
+            "stays near 0; it lets the other features' effects differ by base."
+        )
     cols = ["category", "target", "epochs", "n_checkpoints", "r2_train", "r2_leave_one_seed_out",
             "r2_leave_one_config_out", "finding"]  # fmt: skip
     sh.table(shap_fit[cols], "model fit: in-sample and out-of-sample R²", max_rows=200)

@@ -17,6 +17,7 @@ from t2ibench.analysis.configs import (  # noqa: F401  (re-exported)
     default_configs,
     varied_hyperparameter,
 )
+from t2ibench.analysis.scores import by_base
 from t2ibench.analysis.shap_analysis import NATIVE, lr_levels, resolve_measure
 from t2ibench.analysis.targets import Target, criteria_targets
 
@@ -448,10 +449,9 @@ def check_epoch_claims(
     classes) from ``first`` to ``last``; a one-sample t test of the mean change gives a two-sided
     p-value, Holm-adjusted over every claim row checked. ``outcome``: ``agrees`` (adjusted p <
     ``alpha`` and the change has the claimed sign), ``contradicts`` (adjusted p < ``alpha``, the
-    opposite sign) or ``inconclusive``.
+    opposite sign) or ``inconclusive``. Scores of several bases: one row per base and claim (a
+    ``base`` column first; runs compared within their base), Holm over all of them.
     """
-    from scipy import stats
-
     cols = ["category", "measure", "claim", "source", "first_epoch", "last_epoch", "first",
             "last", "change", "ci_low", "ci_high", "n_runs", "p", "p_holm", "outcome"]  # fmt: skip
     epochs = sorted(int(e) for e in scores["epoch"].dropna().unique())
@@ -459,6 +459,24 @@ def check_epoch_claims(
         return pd.DataFrame(columns=cols)
     first = epochs[0] if first is None else first
     last = epochs[-1] if last is None else last
+    rows = []
+    for base, sub in by_base(scores):  # several bases: each run is compared within its base
+        rows += _claim_rows(sub, first, last, claims, base)
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    t = pd.DataFrame(rows)
+    t["p_holm"] = holm(t["p"].to_numpy())
+    significant = t["p_holm"] < alpha
+    same = np.sign(t["change"]) == t["sign"]
+    t["outcome"] = np.where(
+        significant & same, "agrees", np.where(significant, "contradicts", "inconclusive")
+    )
+    return t[(["base"] if "base" in t.columns else []) + cols]
+
+
+def _claim_rows(scores, first, last, claims, base) -> list[dict]:
+    from scipy import stats
+
     rows = []
     for claim in claims:
         m = resolve_measure(scores, claim.target)
@@ -510,18 +528,10 @@ def check_epoch_claims(
                     "n_runs": n,
                     "p": p,
                     "sign": claim.sign,
+                    **({} if base is None else {"base": base}),
                 }
             )
-    if not rows:
-        return pd.DataFrame(columns=cols)
-    t = pd.DataFrame(rows)
-    t["p_holm"] = holm(t["p"].to_numpy())
-    significant = t["p_holm"] < alpha
-    same = np.sign(t["change"]) == t["sign"]
-    t["outcome"] = np.where(
-        significant & same, "agrees", np.where(significant, "contradicts", "inconclusive")
-    )
-    return t[cols]
+    return rows
 
 
 def add_epoch_claims(section, claims: pd.DataFrame) -> None:
@@ -555,12 +565,22 @@ def table1_section(
     plots: bool = False,
     out=None,
     files: list | None = None,
+    base: str | None = None,
 ):
     """The "Algorithms (Table 1)" report section: ranks per epoch side by side, the order among
-    the groups shared with the paper with its bootstrap probability, and the paper's table."""
+    the groups shared with the paper with its bootstrap probability, and the paper's table.
+    ``base``: the section is that base's (results of several bases: one section per base)."""
+    import re
+
     from t2ibench.analysis.report import Section
 
-    sec = Section("Algorithms (Table 1)")
+    sec = Section("Algorithms (Table 1)" + (f", base {base}" if base is not None else ""))
+    if base is not None:
+        sec.text(
+            f"The checkpoints of base {base} only: with several bases, ranks, orders and their "
+            "probabilities are computed within each base (a method's order on one base says "
+            "nothing about another)."
+        )
     t1 = result if result is not None else table1(
         scores, criteria, epochs=epochs, n_boot=n_boot, seed=seed
     )  # fmt: skip
@@ -604,7 +624,8 @@ def table1_section(
 
         for label in dict.fromkeys(t1.table["epoch"]):
             means, ranks = t1.block(label)
-            name = f"rank_table_epoch_{label}.png"
+            tag = "" if base is None else re.sub(r"[^A-Za-z0-9_.-]+", "-", base) + "_"
+            name = f"rank_table_{tag}epoch_{label}.png"
             p = P.rank_table_plot(means, ranks, out / "plots" / name)
             if p:
                 if files is not None:

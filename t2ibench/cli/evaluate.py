@@ -52,6 +52,14 @@ OPTIONS = [
         "customconcept101: <new1>).",
     ),
     Declared("base_images", "--base-images", Path, None, "Base-model images folder (style loss)."),
+    Declared(
+        "base",
+        "--base",
+        str,
+        None,
+        "The base model that made the images (the results' base column: analyze groups by it; "
+        "default: the run's base for a t2ibench run's images folder, else 'unknown').",
+    ),
     *shared(
         "evaluate.encoders",
         "evaluate.resize",
@@ -116,8 +124,21 @@ def evaluate_cmd(**kw: Any) -> None:
         records=scan.records,
         checkpoint_info=scan.checkpoint_info,
     )
-    merged = append_results(df, out)
+    merged = append_results(df.assign(base=kw["base"] or images_base(kw["images_dir"])), out)
     console().print(f"{len(df)} rows written; {len(merged)} rows in {out}")
+
+
+#: The ``base`` of images whose base model is neither given (``--base``) nor recorded.
+UNKNOWN_BASE = "unknown"
+
+
+def images_base(images_dir: Path) -> str:
+    """The base of a t2ibench run's images (``<run>/images/<checkpoint>``: its ``run.json``), else
+    :data:`UNKNOWN_BASE`."""
+    from t2ibench.results import run_base
+
+    run_dir = Path(images_dir).absolute().parent.parent
+    return run_base(run_dir) if (run_dir / "run.json").is_file() else UNKNOWN_BASE
 
 
 def register(app: typer.Typer) -> None:

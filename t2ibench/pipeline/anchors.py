@@ -187,10 +187,12 @@ def evaluate_anchors(
     cache,
     progress: bool = True,
     plans: Callable[[list], list] | None = None,
+    base: str | None = None,
 ) -> None:
     """Score the base model as checkpoint ``base`` and write the ceiling and copy-detection tables
     (each step skipped when its output exists: a resumed run redoes nothing). ``plans(encoders)``:
-    what the engine computes (a metric profile's measures), as for checkpoints."""
+    what the engine computes (a metric profile's measures), as for checkpoints. ``base``: the
+    results' ``base`` column of the base model's rows (the base the run used)."""
     from t2ibench.pipeline.evaluate import evaluate_images
     from t2ibench.results import append_results, read_results, write_results
 
@@ -239,4 +241,5 @@ def evaluate_anchors(
                 anchors / "images.parquet", lambda t: index.to_parquet(t, index=False)
             )
             atomic_write(src_path, json.dumps(sources, indent=2, sort_keys=True))
-    append_results(read_results(part), results_dir)
+    rows = read_results(part)
+    append_results(rows if base is None else rows.assign(base=base), results_dir)

@@ -33,9 +33,16 @@ class EvaluateStage:
 
     def run(self, run: Run) -> None:
         from t2ibench.pipeline.anchors import evaluate_anchors
-        from t2ibench.results import append_results, read_results
+        from t2ibench.results import BASE_COLUMN, append_results, read_results, write_results
 
         r = run.resolved
+        base = self._base(run)
+        if (run.results_dir / "results.parquet").is_file():
+            # a table merged before results named their base: name it, or its rows and the
+            # parts' (which do) would be two keys for one row
+            merged = read_results(run.results_dir)
+            if BASE_COLUMN not in merged.columns:
+                write_results(merged.assign(**{BASE_COLUMN: base}), run.results_dir)
         todo = self._todo(run)
         if todo:
             encoders = self._encoders(run)
@@ -44,7 +51,9 @@ class EvaluateStage:
             for ck in todo:
                 self._score(run, ck, encoders)
         for ck in run.checkpoints:
-            append_results(read_results(run.parts / run.names[ck]), run.results_dir)
+            # every row names the base its images came from (parts scored before parts did too)
+            part = read_results(run.parts / run.names[ck])
+            append_results(part.assign(**{BASE_COLUMN: base}), run.results_dir)
         # The report's anchors: the base model scored as checkpoint "base", the real-image
         # ceiling and copy detection (each skipped when already written).
         evaluate_anchors(
@@ -57,6 +66,7 @@ class EvaluateStage:
             self._cache(run),
             progress=r.options.progress,
             plans=lambda encoders: self._plans(run, encoders),
+            base=base,
         )
         run.state.mark("evaluate", inputs=self._inputs(run))
 
@@ -74,7 +84,7 @@ class EvaluateStage:
             metrics=r.metrics,
             base_images_dir=run.base_images,
             cache=self._cache(run),
-            checkpoint_info=run.once("columns", lambda: r.source.columns(run)),
+            checkpoint_info=run.once("columns", lambda: self._columns(run)),
             plans=self._plans(run, encoders),
             progress=r.options.progress,
         )
@@ -147,6 +157,19 @@ class EvaluateStage:
     def _inputs(self, run: Run) -> dict[str, dict[str, str]]:
         """What the merged table and the anchors were made from: each part's images."""
         return {run.names[ck]: self._part_inputs(run, ck) for ck in run.checkpoints}
+
+    @staticmethod
+    def _base(run: Run) -> str:
+        """The results' ``base`` column: the base the run's config names (as a sweep's joint
+        table names it), so results of several runs group by base alike."""
+        from t2ibench.results import base_name
+
+        cfg = run.resolved.config
+        return base_name({"base": cfg.base, "base_path": cfg.base_path})
+
+    def _columns(self, run: Run) -> dict[str, dict[str, Any]]:
+        base = self._base(run)
+        return {k: {**v, "base": base} for k, v in run.resolved.source.columns(run).items()}
 
     @staticmethod
     def _cache(run: Run) -> Any:

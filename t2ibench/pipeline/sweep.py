@@ -432,12 +432,10 @@ def _race(ex: Any, runs: list[Any], view: Any) -> list[Any]:
 
 
 def base_label(run_dir: Path) -> str:
-    """The base a run used, as its config names it (``sdxl``, ``toy``, a hub id), else its
-    files' folder or file name: the results' ``base`` column."""
-    cfg = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["config"]
-    if cfg.get("base"):
-        return str(cfg["base"])
-    return Path(str(cfg.get("base_path") or "base")).name
+    """The base a run used (:func:`t2ibench.results.run_base`): the results' ``base`` column."""
+    from t2ibench.results import run_base
+
+    return run_base(run_dir)
 
 
 def _joint_analysis(grid: Grid, out: Path, run_dirs: list[Path]) -> Path:

@@ -111,3 +111,92 @@ def test_few_checkpoints_show_one_column_per_base_model(tmp_path):
     raw = html[html.index("<h2>Raw values") :]
     assert "<th>base (flux)</th>" in raw and "<th>base (sdxl)</th>" in raw
     assert "Bases side by side" in html
+
+
+def test_recommendation_is_within_base(report):
+    """One recommendation per base: every FLUX value beats every SDXL one, so rescaled together
+    the SDXL checkpoints could never be chosen; within base each base has its own."""
+    import json
+
+    from t2ibench.analysis.checkpoints import recommend
+    from t2ibench.analysis.raw_sections import WITHIN_BASE
+
+    res, html = report
+    answer = json.loads((res.out_dir / "recommendation.json").read_text(encoding="utf-8"))
+    assert set(answer["bases"]) == {"sdxl", "flux"} == set(answer["recommended"])
+    for base, chosen in answer["recommended"].items():
+        assert chosen.startswith(base + "/")
+        assert answer["bases"][base]["pareto"]
+        assert all(p.startswith(base + "/") for p in answer["bases"][base]["pareto"])
+    assert answer["rule"].startswith(WITHIN_BASE)
+    table = pd.read_csv(res.out_dir / "recommendation.csv")
+    assert set(table["base"]) == {"sdxl", "flux"} and table["recommended"].sum() == 2
+    # pooled (what the rule did before), image similarity alone would pick a FLUX checkpoint
+    sim = res.raw[res.raw["metric"] == "image_similarity"]
+    pooled = recommend(sim, {"image_similarity": True})[0]
+    assert not pooled[pooled["pareto"]].index.str.startswith("sdxl").any()
+    section = html[html.index("Checkpoints and recommendation") : html.index("<h2>Overview")]
+    assert "one recommended checkpoint per base" in section
+    assert "sdxl: recommended checkpoint: sdxl/" in section
+    assert "flux: recommended checkpoint: flux/" in section
+
+
+def test_epochs_and_table1_are_within_base(report):
+    res, html = report
+    # the epoch claims compare each training run within its base: 5 configs × 2 seeds per base
+    claims = res.epoch_claims
+    assert list(claims.columns)[0] == "base" and set(claims["base"]) == {"sdxl", "flux"}
+    assert (claims["n_runs"] == 10).all()
+    assert set(res.epoch_trends["base"]) == {"sdxl", "flux"}
+    t1 = pd.read_csv(res.out_dir / "rank_table.csv")
+    assert set(t1["base"]) == {"sdxl", "flux"}
+    # FLUX is SDXL shifted on one metric: within base the two bases' orders are the same
+    key = ["criterion", "epoch", "group"]
+    a, b = (t1[t1["base"] == x].set_index(key)["mean_score"].sort_index() for x in ("sdxl", "flux"))
+    assert np.allclose(a, b)
+    assert set(res.rank_means.index.get_level_values("base")) == {"sdxl", "flux"}
+    for base in ("sdxl", "flux"):
+        assert f"Algorithms (Table 1), base {base}" in html
+    assert "computed within each base" in html
+
+
+def test_shap_has_a_base_feature(tmp_path):
+    """Several bases: SHAP explains each model with the base as a categorical feature too."""
+    from t2ibench.analysis.targets import Target
+
+    res = analyze(
+        two_bases(),
+        tmp_path,
+        plots=False,
+        categories=["anime"],
+        shap_targets=[Target("image_similarity", "train")],
+        shap_iterations=10,
+    )
+    assert "shap_base" in res.shap_values.columns and "mean_abs_shap_base" in res.shap_fit.columns
+    assert set(res.shap_values["base"]) == {"sdxl", "flux"}
+    # without it (one base's rows) the feature is not added
+    one = analyze(two_bases().query("base == 'sdxl'"), tmp_path / "one", plots=False,
+                  categories=["anime"], shap_targets=[Target("image_similarity", "train")],
+                  shap_iterations=10)  # fmt: skip
+    assert "shap_base" not in one.shap_values.columns and len(one.shap_fit) == 1
+
+
+def test_tables_without_a_base_column_still_analyse(tmp_path):
+    """A table from before results named their base is one base; concatenated with a newer
+    table, its rows are the 'unnamed base' beside the named one."""
+    import json
+
+    from t2ibench.analysis.scores import UNNAMED_BASE
+
+    df = two_bases()
+    old = df[df["base"] == "sdxl"].drop(columns="base")
+    res = analyze(old, tmp_path / "old", shap=False, plots=False)
+    html = (tmp_path / "old" / "report.html").read_text(encoding="utf-8")
+    assert "Bases side by side" not in html and "base" not in res.scores.columns
+    answer = json.loads((tmp_path / "old" / "recommendation.json").read_text(encoding="utf-8"))
+    assert isinstance(answer["recommended"], str) and "bases" not in answer
+    mixed = pd.concat([old, df[df["base"] == "flux"]], ignore_index=True)
+    res = analyze(mixed, tmp_path / "mixed", shap=False, plots=False)
+    assert set(res.scores["base"]) == {UNNAMED_BASE, "flux"}
+    answer = json.loads((tmp_path / "mixed" / "recommendation.json").read_text(encoding="utf-8"))
+    assert set(answer["recommended"]) == {UNNAMED_BASE, "flux"}

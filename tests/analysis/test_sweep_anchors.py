@@ -11,11 +11,11 @@ from t2ibench.analysis.anchors import read_anchors
 from t2ibench.analysis.images import seed_paired_grids
 
 
-def _run(root, run, images):
+def _run(root, run, images, base=None):
     d = root / "runs" / run
     a = d / "results" / "anchors"
     a.mkdir(parents=True)
-    (d / "run.json").write_text("{}")
+    (d / "run.json").write_text(json.dumps({"config": {"base": base}} if base else {}))
     ceiling = pd.DataFrame({"leaf": ["x/a"], "category": ["x"], "metric": ["image_similarity"],
                             "encoder": ["dinov2-l"], "resize": ["letterbox"], "value": [0.7],
                             "n_images": [3]})  # fmt: skip
@@ -24,7 +24,7 @@ def _run(root, run, images):
     rows.append(dict(checkpoint="training", leaf="x/a", prompt_type="", index=0, seed=-1,
                      prompt="", path=str(images["training"])))  # fmt: skip
     for ck in ("base", "lora-e000001", "lora-e000002"):
-        path = images["base"] if ck == "base" else images[f"{run}/{ck}"]
+        path = images.get(f"{run}/base", images["base"]) if ck == "base" else images[f"{run}/{ck}"]
         rows.append(dict(checkpoint=ck, leaf="x/a", prompt_type="train", index=0, seed=1000,
                          prompt="a [V]", path=str(path)))  # fmt: skip
         copies.append(dict(checkpoint=ck, leaf="x/a", prompt_type="train", prompt="a [V]",
@@ -62,3 +62,33 @@ def test_sweep_anchors_joined_from_runs(tmp_path):
     # Without the runs folder: no anchors, as before.
     (tmp_path / "elsewhere" / "results").mkdir(parents=True)
     assert read_anchors(tmp_path / "elsewhere" / "results")["images"].empty
+
+
+def test_sweep_across_bases_shows_each_base_model(tmp_path):
+    """Runs on two bases: each base's own model is its own image column (``base (<base>)``), the
+    same prompt and seed, and its own row in the copy table; runs of one base share one."""
+    images = {}
+    names = ["training", "base", "r1/base", "r2/base", "r3/base", "r1/lora-e000001",
+             "r1/lora-e000002", "r2/lora-e000001", "r2/lora-e000002", "r3/lora-e000001",
+             "r3/lora-e000002"]  # fmt: skip
+    for i, name in enumerate(names):
+        p = tmp_path / "img" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (16, 16), (20 * i, 0, 0)).save(p)
+        images[name] = p
+    images["r3/base"] = images["r1/base"]  # r1 and r3 share their base model's images
+    for run, base in (("r1", "sdxl"), ("r2", "flux"), ("r3", "sdxl")):
+        _run(tmp_path, run, images, base=base)
+    (tmp_path / "results").mkdir()
+    got = read_anchors(tmp_path / "results")
+    idx = got["images"]
+    bases = idx[idx["checkpoint"].str.startswith("base")]
+    assert sorted(bases["checkpoint"]) == ["base (flux)", "base (sdxl)"]
+    assert set(got["copies"]["checkpoint"]) >= {"base (flux)", "base (sdxl)"}
+    configs = {f"r{i}/lora-e00000{e}": f"c{i}" for i in (1, 2, 3) for e in (1, 2)}
+    ((header, rows),) = seed_paired_grids(idx, configs).values()
+    assert header == ["training image", "base (flux)", "base (sdxl)", "c1 · e2", "c2 · e2",
+                      "c3 · e2"]  # fmt: skip
+    # every cell drawn: each base model's image is its own (different pixels, different URIs)
+    ((_, cells),) = rows
+    assert all(cells) and cells[1] != cells[2]

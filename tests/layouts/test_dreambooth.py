@@ -50,6 +50,7 @@ def test_rows_and_values(tree):
     assert set(df["leaf"]) == {"live/dog", "object/backpack"}
     assert set(df["prompt_type"]) == {"alter"} and set(df["checkpoint"]) == {"gen"}
     assert set(df["measure"]) == {"DINO", "CLIP-I", "CLIP-T"} and len(df) == 6
+    assert set(df["base"]) == {"unknown"}  # outside images: no base given, none recorded
     got = df.set_index(["leaf", "measure"])["value"]
 
     # Row 1: DINO of the dog = mean cosine over all (generated, real) pairs, DINO's evaluation
@@ -210,8 +211,9 @@ def test_item12_report_rows_carry_the_papers_labels(tree):
     db, gen, tmp = tree
     df = evaluate_cli(str(gen), "--layout", "dreambooth", "--dataset", str(db),
                       "--out", str(tmp / "out"), "--metric-profile", "dreambooth",
-                      "--encoders", "dino-vits16@tiny,clip-b32@tiny")  # fmt: skip
+                      "--encoders", "dino-vits16@tiny,clip-b32@tiny", "--base", "sdxl")  # fmt: skip
     assert set(df["metric"]) == {"image_similarity", "text_alignment"}  # names unchanged
+    assert set(df["base"]) == {"sdxl"}  # --base names the results' base
     r = CliRunner().invoke(app, ["analyze", str(tmp / "out"), "--out", str(tmp / "rep"),
                                  "--no-plots"])  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -167,6 +167,8 @@ def finished(checkpoint_folder, tmp_path_factory):
 
 
 def test_generates_scores_and_recommends(finished, checkpoint_folder):
+    from t2ibench.results import run_base
+
     _, run_dir = finished
     df = read_results(run_dir / "results")
     per = df.drop_duplicates("checkpoint").set_index("checkpoint")
@@ -175,6 +177,9 @@ def test_generates_scores_and_recommends(finished, checkpoint_folder):
     assert [int(per.loc[n, "epoch"]) for n in names] == [1, 2, 3, 4, 5, 6]
     assert per.loc["lyco-000004", "source_format"] == "lycoris"
     assert set(df.loc[df.checkpoint != "base", "config"]) == {"my-run"}
+    # every row names the base the checkpoints were evaluated on, the base model's too
+    assert set(df["base"]) == {run_base(run_dir)} and df["base"].notna().all()
+    assert run_base(run_dir) != "base"
     # every checkpoint has its own images, seed-paired with the base model's
     for name in names:
         manifest = run_dir / "images" / name / "manifest.jsonl"

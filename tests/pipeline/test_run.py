@@ -69,6 +69,24 @@ def test_every_expected_value_is_finite(finished_run):
     assert (run_dir / "report" / "report.html").is_file()
 
 
+def test_results_name_their_base(finished_run, tmp_path):
+    """Every row of a run's results (checkpoints and the base model) names the base the run used,
+    as a sweep's joint table does, so results of several runs analyse by base alike; `evaluate`
+    of a run's images folder names that run's base, outside images 'unknown'."""
+    from t2ibench.cli.evaluate import UNKNOWN_BASE, images_base
+    from t2ibench.results import run_base
+
+    resolved, run_dir = finished_run
+    df = read_results(run_dir / "results")
+    assert set(df["base"]) == {resolved.config.base} == {run_base(run_dir)}
+    assert df["base"].notna().all() and resolved.config.base
+    # the parts too (what evaluate-checkpoints merges the same way)
+    part = read_results(run_dir / "results" / "parts" / "lora-e000002")
+    assert set(part["base"]) == {resolved.config.base}
+    assert images_base(run_dir / "images" / "lora-e000002") == resolved.config.base
+    assert images_base(tmp_path) == UNKNOWN_BASE
+
+
 def test_records(finished_run):
     resolved, run_dir = finished_run
     record = json.loads((run_dir / "run.json").read_text())

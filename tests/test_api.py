@@ -23,6 +23,7 @@ from t2ibench.metric_profiles import (
 )
 from t2ibench.metrics import drift, image_similarity
 from t2ibench.pipeline.manifest import ManifestRecord, write_manifest
+from t2ibench.testing import run_cli
 
 
 def noise(w, h, seed):
@@ -95,8 +96,7 @@ def test_no_diffusers_imported():
 
 # --- the CLI -----------------------------------------------------------------------------------
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "t2ibench", *args], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    return run_cli(*args)  # the entry point in this process (t2ibench/testing.py)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from t2ibench.data import load_dataset, make_demo_dataset
 from t2ibench.errors import ConfigError, DatasetError, T2IBenchError
 from t2ibench.pipeline.run import RunOptions, execute, resolve
 from t2ibench.results import HYPERPARAMETER_COLUMNS, read_results, write_results
+from t2ibench.testing import run_cli
 
 ENCODERS = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
 ONEX = "characters/kiro/onex outfit"
@@ -47,13 +48,7 @@ def tiny_options(out: Path, run: dict | None = None, **kw) -> RunOptions:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "t2ibench", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
+    return run_cli(*args, cwd=cwd)  # the entry point in this process (t2ibench/testing.py)
 
 
 def one_line_error(out: subprocess.CompletedProcess) -> str:

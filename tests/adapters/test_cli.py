@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from t2ibench.testing import run_cli
 
 
 def t2ibench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "t2ibench", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **(env or {})},
-    )
+    return run_cli(*args, env=env)  # the entry point in this process (t2ibench/testing.py)
 
 
 def test_size_json_and_text() -> None:

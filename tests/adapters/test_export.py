@@ -5,9 +5,6 @@ loads every module on transformers 5; diffusers' own LoRA loader reads plain LoR
 from __future__ import annotations
 
 import inspect
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from t2ibench.adapters import (
     load_trainer_config,
 )
 from t2ibench.adapters.files import build_metadata, save_adapter
+from t2ibench.testing import run_cli
 
 README = Path(__file__).resolve().parents[2] / "docs" / "trainers.md"
 
@@ -110,15 +108,15 @@ def test_item12_peft_export_refuses_a_lokr_split_peft_would_change(
 
 def test_item12_export_cli(tiny_pipe, tmp_path: Path, adapters_cache: Path) -> None:
     path = _random_adapter(tiny_pipe, "loha", tmp_path / "loha.safetensors", preset="attn-only")
-    env = {**os.environ, "T2IBENCH_CACHE": str(adapters_cache), "HF_HUB_OFFLINE": "1"}
-    run = [sys.executable, "-m", "t2ibench", "export", str(path), "--out", str(tmp_path / "x")]
-    out = subprocess.run([*run, "--format", "peft"], capture_output=True, text=True, env=env)
+    env = {"T2IBENCH_CACHE": str(adapters_cache)}
+    run = ["export", str(path), "--out", str(tmp_path / "x")]
+    out = run_cli(*run, "--format", "peft", env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [
         str(tmp_path / "x" / "unet"),
         str(tmp_path / "x" / "text_encoder"),
     ]
-    out = subprocess.run([*run, "--format", "comfy"], capture_output=True, text=True, env=env)
+    out = run_cli(*run, "--format", "comfy", env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "known formats" in out.stderr
 
 

@@ -3,15 +3,13 @@ answer, its refusals, and the check on a real run's results."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from t2ibench.analysis import budget
 from t2ibench.errors import ResultsError
+from t2ibench.testing import run_cli
 
 
 def _table(
@@ -125,8 +123,7 @@ def test_write_plan_files_are_neutralised(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "t2ibench", *args], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    return run_cli(*args)  # the entry point in this process (t2ibench/testing.py)
 
 
 def test_cli_refuses_in_one_line(tmp_path):

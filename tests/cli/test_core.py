@@ -1,15 +1,26 @@
-"""The listing commands and ``dataset check``, run as a user runs them."""
+"""The listing commands and ``dataset check``, run as a user runs them: the entry point in this
+process (:func:`t2ibench.testing.run_cli`), and once as ``python -m t2ibench`` in a fresh one."""
 
 import subprocess
 import sys
 
 from t2ibench.data import make_demo_dataset
+from t2ibench.testing import run_cli
 
 
 def t2ibench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "t2ibench", *args], capture_output=True, text=True, timeout=120
-    )
+    return run_cli(*args)
+
+
+def test_python_m_t2ibench_in_a_fresh_process(tmp_path):
+    """The console entry a user types: a user error is one line on stderr and exit status 2."""
+    out = subprocess.run([sys.executable, "-m", "t2ibench", "prompts", "list"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and "concept-agnostic" in out.stdout, out.stderr
+    out = subprocess.run([sys.executable, "-m", "t2ibench", "dataset", "check", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert [ln for ln in out.stderr.splitlines() if ln.strip()][0].startswith("error:")
 
 
 def test_metrics_and_prompts_list():

@@ -1,21 +1,15 @@
 """Bad input to ``t2ibench run``: one line naming what is wrong, exit 2, nothing created."""
 
 import subprocess
-import sys
 
 import pytest
 
 from t2ibench.data import make_demo_dataset
+from t2ibench.testing import run_cli
 
 
 def run(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "t2ibench", "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
+    return run_cli("run", *args, cwd=cwd)  # the entry point in this process (t2ibench/testing.py)
 
 
 def one_line_error(out: subprocess.CompletedProcess) -> str:

@@ -8,9 +8,6 @@ below::
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from layout_testing import evaluate_cli, mean_cos_all_pairs, mean_cos_rows, noise, open_images
 
@@ -19,6 +16,7 @@ from t2ibench.encoders import create_encoder
 from t2ibench.layouts import LayoutError, scan_layout
 from t2ibench.pipeline.manifest import ManifestRecord, write_manifest
 from t2ibench.prompts import clean_prompt
+from t2ibench.testing import run_cli
 
 
 @pytest.fixture
@@ -65,9 +63,7 @@ def test_the_default_layout_and_its_misfits(tree):
     with pytest.raises(LayoutError, match=r"manifest\.jsonl: missing"):
         scan_layout("t2ibench", gen, dataset=demo)
     # The CLI says it in one line, without a traceback.
-    out = subprocess.run([sys.executable, "-m", "t2ibench", "evaluate", str(gen), "--dataset",
-                          str(demo), "--out", str(tmp / "o")], capture_output=True, text=True,
-                         timeout=300)  # fmt: skip
+    out = run_cli("evaluate", gen, "--dataset", demo, "--out", tmp / "o")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "manifest.jsonl: missing" in lines[0]

@@ -10,6 +10,7 @@ from t2ibench.metrics import get_metric
 from t2ibench.pipeline.run import RunOptions, execute, resolve, set_layers
 from t2ibench.prompts import list_prompt_types
 from t2ibench.results import read_results
+from t2ibench.testing import run_cli
 
 ENCODERS = ["dinov2-l@tiny", "clip-l14@tiny", "vgg19@tiny"]
 
@@ -212,7 +213,7 @@ def test_kill_during_generation_and_resume(tmp_path):
     }
     mtimes = {f: (images / f).stat().st_mtime_ns for f in done_before}
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    rerun = run_cli(*cmd[3:])  # the same command again (in this process: t2ibench/testing.py)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     lines = manifest.read_text().splitlines()
     records = [json.loads(line) for line in lines]

@@ -7,6 +7,7 @@ import pytest
 from t2ibench.errors import ConfigError
 from t2ibench.pipeline.sweep import load_grid, run_sweep
 from t2ibench.results import read_results
+from t2ibench.testing import run_cli
 
 GRID = """
 [grid]
@@ -163,17 +164,12 @@ def test_cli_sweep_reports_a_failed_run_and_goes_on(tmp_path):
     """A run whose loss becomes NaN: the other run finishes and is analysed, the summary and the
     console name the failed one, and the command ends with one error line (exit 2)."""
     import json
-    import subprocess
-    import sys
 
     path = tmp_path / "grid.toml"
     grid = GRID.replace("epochs = 2\nsave_epochs = [1, 2]", "epochs = 1\nsave_epochs = [1]")
     diverges = 'trainer = "lokr"\nlr = 1e30\nmax_grad_norm = 0'
     path.write_text(grid.replace('trainer = "lora"\nlr = 2e-3', diverges))
-    cmd = [sys.executable, "-m", "t2ibench", "sweep", "--grid", str(path), "--no-progress"]
-    done = subprocess.run(
-        [*cmd, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600
-    )
+    done = run_cli("sweep", "--grid", path, "--no-progress", "--out", tmp_path / "out")
     assert done.returncode == 2, done.stderr[-3000:]
     assert "1 of 2 runs done" in done.stdout and "mini-lora-lr2e-3-a" in done.stdout
     error = [line for line in done.stderr.splitlines() if line.startswith("error:")]

@@ -102,6 +102,19 @@ def ray_cluster(t2ibench_cache):
     ray.shutdown()
 
 
+@pytest.fixture
+def full_size_folder(tmp_path):
+    """A folder for a full-size check's random models (several GiB), removed when the test ends,
+    passed or failed. The checks that take it are one unit of work (below): each holds 8–10 GiB
+    of memory, so they run one after the other on one worker, never side by side."""
+    import shutil
+
+    folder = tmp_path / "full-size"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # --- spreading the suite over xdist workers -------------------------------------------------------
 #
 # `--dist loadfile` (pyproject.toml's addopts; inert without -n) makes each test file one unit of
@@ -109,7 +122,7 @@ def ray_cluster(t2ibench_cache):
 # one of these session fixtures are one unit, so it is built once (and two Ray instances never
 # compete for the 2 cores); units are handed out slowest first, so no worker is left with a long
 # tail. A file "uses" a fixture when its source names it (the controller has no items to ask).
-SHARED_FIXTURES = ("tiny_run", "ray_cluster")
+SHARED_FIXTURES = ("tiny_run", "ray_cluster", "full_size_folder")
 
 # Seconds per file (the slowest tests' durations summed per file, pytest --durations; this table:
 # `pytest -n 2 --durations=80` on 2026-12-07 at ddecf2a, on a machine busy with other jobs, so only

@@ -48,10 +48,7 @@ def generate(
     ),
 ) -> None:
     """Generate images for every leaf × prompt type, seed-paired across checkpoints, resumable."""
-    from t2ibench.data import load_dataset
-    from t2ibench.errors import ConfigError
     from t2ibench.pipeline.generate import GenerationSettings
-    from t2ibench.prompts import jobs_for
 
     run = _runner(executor, workers, address)
     device, dtype = _device_and_dtype(device, dtype)
@@ -71,15 +68,10 @@ def generate(
         compile=compile,
         fuse_adapter=fuse_adapter,
     )
-    types = [t.strip() for t in prompt_types.split(",") if t.strip()] or None
-    try:
-        jobs = jobs_for(load_dataset(dataset), types, images_per_leaf)
-    except KeyError as exc:  # unknown prompt type: the registry's message lists the known ones
-        raise ConfigError(f"--prompt-types: {exc}") from None
     manifests = run(
         base,
         checkpoints,
-        jobs,
+        _jobs(dataset, prompt_types, images_per_leaf),
         out,
         settings=settings,
         multiplier=multiplier,
@@ -90,6 +82,19 @@ def generate(
     )
     for name, manifest in manifests.items():
         typer.echo(f"{name}: {manifest}")
+
+
+def _jobs(dataset: Path, prompt_types: str, images_per_leaf: int) -> list[Any]:
+    """The generation jobs of ``--prompt-types`` (all when empty) over ``dataset``."""
+    from t2ibench.data import load_dataset
+    from t2ibench.errors import ConfigError
+    from t2ibench.prompts import jobs_for
+
+    types = [t.strip() for t in prompt_types.split(",") if t.strip()] or None
+    try:
+        return jobs_for(load_dataset(dataset), types, images_per_leaf)
+    except KeyError as exc:  # unknown prompt type: the registry's message lists the known ones
+        raise ConfigError(f"--prompt-types: {exc}") from None
 
 
 def _runner(executor: str, workers: int | None, address: str | None) -> Callable[..., Any]:

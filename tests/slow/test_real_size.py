@@ -8,7 +8,6 @@ encoders feed. Time and peak memory: ``benchmarks/results/real_size_cpu_*.md``.
 
 import importlib.util
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,21 +25,19 @@ def _scenario():
 
 
 @pytest.mark.slow
-def test_paper_code_path_at_full_size(tmp_path):
+def test_paper_code_path_at_full_size(full_size_folder):
     import torch
 
     torch.set_num_threads(2)  # full-size models: threads pay here
-    try:
-        _check_full_size_path(tmp_path)
-    finally:  # 8 GiB of random models: never left behind, failed or not
-        shutil.rmtree(tmp_path / "models", ignore_errors=True)
+    # 8 GiB of random models and runs: full_size_folder is removed when the test ends
+    _check_full_size_path(full_size_folder)
 
 
-def _check_full_size_path(tmp_path):
+def _check_full_size_path(root):
     from t2ibench.encoders import get_encoder_spec
     from t2ibench.metrics import get_metric
 
-    out = _scenario().real_size_scenario(tmp_path)
+    out = _scenario().real_size_scenario(root)
 
     # The base really is SD1.5's size: the parameters of the files both runs loaded through
     # load_base, counted from their safetensors headers (a third 4 GiB load would add nothing).
@@ -72,7 +69,7 @@ def _check_full_size_path(tmp_path):
         # Weights ids are the random full-size folders' content hashes, not hub ids.
         assert all(w.startswith("sha256:") for w in df["encoder_weights"])
     # Both runs share one folder of base-model images.
-    (base_images,) = (tmp_path / "out" / ".base-images").iterdir()
+    (base_images,) = (root / "out" / ".base-images").iterdir()
     assert len(list(base_images.rglob("*.png"))) == len(prompt_types)
 
 

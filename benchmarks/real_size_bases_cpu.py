@@ -29,10 +29,9 @@ import time
 from pathlib import Path
 
 # trainer → its option changes. The second method is PEFT's IA3 (PEFT's own modules, through the
-# peft-* family): it scales a layer's input or output, so autograd keeps activations only. LyCORIS'
-# LoHa, LoKr, IA3 and DoRA build each layer's full weight or ΔW in fp32, which autograd keeps for
-# the backward pass: at SDXL's size lycoris-loha was killed at 11.8 GiB RSS (another process held
-# 9 GiB), with gradient checkpointing took 348 CPU s and 12.1 GiB; lycoris-ia3 49 CPU s, 15.6 GiB.
+# peft-* family): it scales a layer's input or output, so autograd keeps activations only.
+# LyCORIS' LoHa and IA3 form each layer's full-size ΔW or weight in fp32 and autograd keeps it: at
+# SDXL's size they cost 348 and 49 CPU s, 11.9 and 15.6 GiB (``--second lycoris-loha``).
 TRAINERS = {"lora": {}, "peft-ia3": {}}
 
 # SD3.5's T5-XXL (4.76 B parameters, 9.5 GB in bf16) would not fit beside the rest in 14 GiB:
@@ -70,6 +69,41 @@ BASES = {
         2_243_171_520,
     ),
 }
+
+
+# Qwen/Qwen3-4B config.json: FLUX.2 [klein] 4B's text encoder (it reads layers 9, 18 and 27).
+QWEN3_4B = dict(
+    hidden_size=2560,
+    intermediate_size=9728,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151936,
+    tie_word_embeddings=True,
+)
+
+
+def unbuilt_bases() -> list[tuple[str, str, int]]:
+    """(base, part, parameters) of the bases not built at full size, counted on the meta device."""
+    from accelerate import init_empty_weights
+    from transformers import Qwen3Config, Qwen3Model
+
+    from t2ibench.adapters.sizes import _flux2_meta
+    from t2ibench.models.fullsize import _meta_model, bundled_config_folder
+
+    def count(model) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    flux = bundled_config_folder("flux.1-dev")
+    with init_empty_weights():
+        qwen = Qwen3Model(Qwen3Config(**QWEN3_4B))
+    return [
+        ("flux.1-dev", "transformer", count(_meta_model("diffusers", "FluxTransformer2DModel",
+                                                        flux / "transformer"))),
+        ("flux2-klein 4B", "transformer", count(_flux2_meta())),
+        ("flux2-klein 4B", "Qwen3-4B text encoder", count(qwen)),
+    ]  # fmt: skip
 
 
 def cpu_seconds() -> float:
@@ -168,6 +202,10 @@ def _params(module) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES))
+    ap.add_argument(
+        "--second", default="peft-ia3", help="the second method (results file suffixed by it)"
+    )
+    ap.add_argument("--second-checkpointing", action="store_true", help="gradient checkpointing")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
@@ -177,7 +215,8 @@ def main() -> None:
     for base in args.bases:
         t0, c0 = time.perf_counter(), cpu_seconds()
         with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-            out = base_scenario(base, Path(tmp))
+            second = {"gradient_checkpointing": True} if args.second_checkpointing else {}
+            out = base_scenario(base, Path(tmp), {"lora": {}, args.second: second})
             disk = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 2**30
             arch = out["pipe"]
             den = getattr(arch, "unet", None) or arch.transformer
@@ -190,12 +229,17 @@ def main() -> None:
              cpu_seconds() - c0, peak_rss_mib())
         )  # fmt: skip
     today = datetime.date.today().isoformat()
-    dest = Path(args.results) / f"real_size_bases_cpu_{today}.md"
+    suffix_args = "" if args.second == "peft-ia3" else f" --second {args.second}"
+    suffix_args += " --second-checkpointing" if args.second_checkpointing else ""
+    suffix = "" if args.second == "peft-ia3" else f"_{args.second}"
+    suffix += "_checkpointing" if args.second_checkpointing else ""
+    dest = Path(args.results) / f"real_size_bases_cpu_{today}{suffix}.md"
     load = os.getloadavg()
     head = [
         "# Newer bases at full size on CPU (random bf16 weights)",
         "",
-        "Measured by `python benchmarks/real_size_bases_cpu.py --bases B` (one base per process: "
+        f"Measured by `python benchmarks/real_size_bases_cpu.py --bases B{suffix_args}`"
+        " (one base per process: "
         f"peak RSS is per process): {os.cpu_count()} CPUs, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, Python {platform.python_version()} — wall time is "
         "inflated on a shared machine, CPU time (user + sys) much less.",
@@ -204,13 +248,11 @@ def main() -> None:
         "|---|---:|---:|---:|",
     ]
     old = dest.read_text().splitlines() if dest.is_file() else []
-    keep = [
-        line
-        for line in old
-        if line.startswith("| ")
-        and not line.startswith(("| stage", "|---"))
-        and not any(re.match(rf"\| \**{re.escape(b)}[: ]", line) for b in args.bases)
-    ]
+
+    def row_of(line: str, bases) -> bool:  # a stage row of one of ``bases``
+        return any(re.match(rf"\| \**{re.escape(b)}[: ]", line) for b in bases)
+
+    keep = [line for line in old if row_of(line, BASES) and not row_of(line, args.bases)]
     new = [f"| {n} | {w:.1f} | {c:.1f} | {r:.0f} |" for n, w, c, r in rows]
     tail = [
         "",
@@ -218,7 +260,27 @@ def main() -> None:
         f"{load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min).",
         "",
     ]
-    text = "\n".join(head + keep + new + tail)
+    unbuilt = [
+        "",
+        "Not built at full size (parameters counted on the meta device; bf16 = 2 bytes each):",
+        "",
+        "| base | part | parameters | bf16 GiB |",
+        "|---|---|---:|---:|",
+        *(f"| {b} | {part} | {n:,} | {2 * n / 2**30:.1f} |" for b, part, n in unbuilt_bases()),
+        "",
+        "FLUX.1-dev: its transformer alone is 22.2 GiB in bf16, more than the 24 GiB machine can "
+        "hold beside anything else (and 14 GiB is the budget). FLUX.2 [klein] 4B: transformer and "
+        "Qwen3-4B together are 14.7 GiB in bf16 before training's own memory (SDXL's LoRA run "
+        "peaked at 1.2 × its bf16 weights).",
+        "",
+        "Second method: PEFT's IA3, which scales a layer's input or output. LyCORIS' LoHa and IA3 "
+        "form each layer's full-size ΔW or weight in fp32, which autograd keeps for the backward "
+        "pass; on SDXL `lycoris-loha` was killed by the kernel at 11.3 GiB RSS (another process "
+        "held 9 GiB); with gradient checkpointing its 2 steps took 348 CPU s and 11.9 GiB and the "
+        "re-applied file 15.0 GiB (`_lycoris-loha_checkpointing.md`); `lycoris-ia3` 49 CPU s, "
+        "15.6 GiB (`_lycoris-ia3.md`).",
+    ]
+    text = "\n".join(head + keep + new + (unbuilt if not suffix else []) + tail)
     print(text)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text)

@@ -135,6 +135,7 @@ MEASURED_SECONDS = {
     "tests/test_api.py": 224,
     "tests/pipeline/test_run.py": 205,
     "tests/pipeline/test_sweep.py": 189,
+    "tests/slow/test_real_size_bases.py": 72,  # added 2026-12-07 (one process, load ~2)
     "tests/pipeline/test_adaptive.py": 120,  # added 2026-12-07 (35 s at load 3: between these)
     "tests/pipeline/test_sweep_ray.py": 189,
     "tests/cli/test_run_errors.py": 117,

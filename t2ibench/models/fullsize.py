@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from t2ibench.fsutil import remove_inside
 
@@ -147,3 +148,143 @@ def make_random_encoder(name: str, folder: Path, *, seed: int = 0) -> str:
     """Build encoder ``name`` at full size with random weights; returns what ``weights=`` takes."""
     out = _build_once(Path(folder), name, ENCODER_BUILDERS[name], seed)
     return str(out / "vgg19.safetensors") if name == "vgg19" else str(out)
+
+
+# --- the newer bases: built from a bundled published config tree, weights streamed to disk ---
+
+#: A normal pool this long is drawn once per part; each tensor copies slices of it from seeded
+#: offsets. ``Tensor.normal_`` over SDXL's 2.6 B weights takes about 20 s on one core; copying
+#: slices takes about 1 s, and random weights only have to be finite and of a sane scale.
+POOL = 1 << 22
+
+
+def bundled_config_folder(name: str) -> Path:
+    """``t2ibench/bases/configs/<name>``: a published diffusers config tree (no weights)."""
+    return Path(__file__).resolve().parents[1] / "bases" / "configs" / name
+
+
+def _model_class(library: str, class_name: str) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(library), class_name)
+
+
+def _meta_model(library: str, class_name: str, config_dir: Path) -> Any:
+    """The part built on the meta device: no memory, no initialisation; buffers stay real (SD3's
+    sin-cos position table is a saved buffer)."""
+    from accelerate import init_empty_weights
+
+    cls = _model_class(library, class_name)
+    with init_empty_weights(include_buffers=False):
+        if library == "diffusers":
+            return cls.from_config(cls.load_config(config_dir))
+        from transformers import AutoConfig
+
+        return cls(AutoConfig.from_pretrained(config_dir))
+
+
+def _safetensors_dtype(dtype: Any) -> str:
+    import torch
+
+    return {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}[dtype]
+
+
+def write_random_safetensors(model: Any, path: Path, *, dtype: Any, seed: int) -> int:
+    """Stream ``model``'s state dict to a ``.safetensors`` file, one tensor in memory at a time:
+    meta parameters become seeded normals (std 1/sqrt(fan in) for matrices and kernels; 1-D
+    weights are norm scales, set to 1; biases 0) in ``dtype``; real buffers are written as they
+    are. Returns the number of parameters written."""
+    import math
+    import struct
+
+    import torch
+
+    state = model.state_dict()  # tied weights appear under each name, as save_pretrained writes
+    entries, offset = {}, 0
+    for key, t in state.items():
+        dt = dtype if t.is_meta else t.dtype
+        n = t.numel() * torch.empty((), dtype=dt).element_size()
+        entries[key] = {
+            "dtype": _safetensors_dtype(dt),
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + n],
+        }
+        offset += n
+    header = json.dumps({"__metadata__": {"format": "pt"}, **entries}).encode()
+    header += b" " * (-len(header) % 8)
+    gen = torch.Generator().manual_seed(seed)
+    pool = torch.randn(POOL, generator=gen)
+    count = 0
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)))
+        f.write(header)
+        for key, t in state.items():
+            if not t.is_meta:
+                out = t.detach().contiguous()
+            else:
+                count += t.numel()
+                out = torch.empty(t.shape, dtype=dtype)
+                if t.ndim >= 2:
+                    flat, std = out.view(-1), 1.0 / math.sqrt(t[0].numel())
+                    for start in range(0, flat.numel(), POOL // 2):
+                        chunk = flat[start : start + POOL // 2]
+                        at = int(torch.randint(0, POOL - chunk.numel() + 1, (), generator=gen))
+                        torch.mul(pool[at : at + chunk.numel()], std, out=chunk)
+                else:
+                    out.fill_(0.0 if key.endswith("bias") else 1.0)
+            if out.numel():
+                f.write(out.view(-1).view(torch.uint8).numpy().tobytes())
+            del out
+    return count
+
+
+def make_random_from_config_tree(
+    folder: Path,
+    configs: Path,
+    *,
+    dtype: Any,
+    seed: int = 0,
+    replace: dict[str, tuple[str, str, dict]] | None = None,
+) -> Path:
+    """A diffusers pipeline folder with random weights from the published config tree
+    ``configs`` (``model_index.json`` and each part's config): each model part built on the meta
+    device and streamed to disk (:func:`write_random_safetensors`), so the peak memory is one
+    tensor, not the model; CLIP tokenizers written from the bundled BPE. ``replace``: part →
+    (library, class, config dict) for a part built from another config (a small T5 where the
+    published one would not fit in memory), with a CLIP tokenizer for its tokenizer."""
+    from t2ibench.models.tokenizer import write_clip_tokenizer
+
+    replace = dict(replace or {})
+
+    def build(tmp: Path) -> None:
+        index = json.loads((configs / "model_index.json").read_text())
+        for k, (part, entry) in enumerate(sorted(index.items())):
+            if not isinstance(entry, list) or entry[0] is None:
+                continue
+            library, class_name = entry
+            src = configs / part
+            if part.startswith("tokenizer"):
+                write_clip_tokenizer(tmp / part)
+                index[part] = ["transformers", "CLIPTokenizer"]
+                continue
+            if part == "scheduler":
+                shutil.copytree(src, tmp / part)
+                continue
+            (tmp / part).mkdir(parents=True)
+            if part in replace:
+                library, class_name, cfg = replace[part]
+                index[part] = [library, class_name]
+                (tmp / part / "config.json").write_text(json.dumps(cfg, indent=2))
+            else:
+                shutil.copy(src / "config.json", tmp / part / "config.json")
+            model = _meta_model(library, class_name, tmp / part)
+            name = (
+                "diffusion_pytorch_model.safetensors"
+                if library == "diffusers"
+                else "model.safetensors"
+            )
+            write_random_safetensors(model, tmp / part / name, dtype=dtype, seed=seed + k)
+            del model
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+
+    return _build_once(folder, configs.name, build, seed)

@@ -7,7 +7,6 @@ the bases left out and why: ``benchmarks/results/real_size_bases_cpu_*.md``, doc
 """
 
 import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +26,12 @@ def _scenario():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("base", ["sdxl"])
-def test_base_code_path_at_full_size(base, tmp_path):
+def test_base_code_path_at_full_size(base, full_size_folder):
     import torch
 
     torch.set_num_threads(2)  # full-size models: threads pay here
-    try:
-        _check(base, tmp_path)
-    finally:  # 7 GiB of random weights: never left behind, failed or not
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    # 7 GiB of random weights: full_size_folder is removed when the test ends
+    _check(base, full_size_folder)
 
 
 def _check(base, tmp_path):

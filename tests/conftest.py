@@ -119,37 +119,41 @@ def full_size_folder(tmp_path):
 #
 # `--dist loadfile` (pyproject.toml's addopts; inert without -n) makes each test file one unit of
 # work, so a file's module-scoped fixtures are built once. Two additions here: the files that use
-# one of these session fixtures are one unit, so it is built once (and two Ray instances never
-# compete for the 2 cores); units are handed out slowest first, so no worker is left with a long
+# one of these fixtures are one unit, so it is built once (and two Ray instances never compete for
+# the 2 cores, two full-size checks never hold their 8-10 GiB side by side); units are handed out slowest first, so no worker is left with a long
 # tail. A file "uses" a fixture when its source names it (the controller has no items to ask).
 SHARED_FIXTURES = ("tiny_run", "ray_cluster", "full_size_folder")
 
-# Seconds per file (the slowest tests' durations summed per file, pytest --durations; this table:
-# `pytest -n 2 --durations=80` on 2026-12-07 at ddecf2a, on a machine busy with other jobs, so only
-# the ranking means something). Only the order of the units depends on it; a file not listed
-# counts as 0 s and keeps its collection order. benchmarks/suite_time.sh prints fresh numbers.
+# Seconds per file (the tests' durations summed per file, pytest --durations=0): this table is
+# benchmarks/suite_time.sh's run of f0135b5 on 2026-12-07, an idle machine, `-n 2` (1,331 tests,
+# 12 min 23 s). Only the order of the units depends on it; a file not listed counts as 0 s and
+# keeps its collection order. benchmarks/suite_time.sh prints fresh numbers.
 MEASURED_SECONDS = {
-    "tests/slow/test_real_size.py": 1141,
-    "tests/test_reliability.py": 1035,
-    "tests/pipeline/test_shard_ray.py": 329,
-    "tests/test_api.py": 224,
-    "tests/pipeline/test_run.py": 205,
-    "tests/pipeline/test_sweep.py": 189,
-    "tests/slow/test_real_size_bases.py": 72,  # added 2026-12-07 (one process, load ~2)
-    "tests/pipeline/test_adaptive.py": 120,  # added 2026-12-07 (35 s at load 3: between these)
-    "tests/pipeline/test_sweep_ray.py": 189,
-    "tests/cli/test_run_errors.py": 117,
-    "tests/plugins/test_example_plugin.py": 106,
-    "tests/plugins/test_example_trainer.py": 55,
-    "tests/adapters/test_cli.py": 47,
-    "tests/toy/test_weights.py": 45,
-    "tests/test_layout.py": 42,
-    "tests/analysis/test_report_browser.py": 37,
-    "tests/adapters/test_training.py": 35,
-    "tests/encoders/test_iqa_probes.py": 32,
-    "tests/metric_profiles/test_run_profile.py": 27,
-    "tests/pipeline/test_generate.py": 24,
-    "tests/benchmarks/test_gpu_dry.py": 20,
+    "tests/slow/test_real_size.py": 220,
+    "tests/pipeline/test_sweep_ray.py": 168,
+    "tests/pipeline/test_shard_ray.py": 87,
+    "tests/adapters/test_methods_sizes.py": 71,
+    "tests/test_reliability.py": 69,
+    "tests/slow/test_real_size_bases.py": 61,
+    "tests/analysis/test_report_browser.py": 59,
+    "tests/adapters/test_training.py": 55,
+    "tests/adapters/test_export.py": 50,
+    "tests/plugins/test_example_plugin.py": 46,
+    "tests/analysis/test_answer.py": 45,
+    "tests/pipeline/test_run.py": 37,
+    "tests/pipeline/test_adaptive.py": 36,
+    "tests/encoders/test_iqa_probes.py": 31,
+    "tests/pipeline/test_evaluate_checkpoints.py": 28,
+    "tests/pipeline/test_generate.py": 27,
+    "tests/analysis/test_reference_results.py": 22,
+    "tests/benchmarks/test_gpu_dry.py": 22,
+    "tests/adapters/test_methods_training.py": 21,
+    "tests/pipeline/test_sweep.py": 21,
+    "tests/adapters/test_methods_parity.py": 20,
+    "tests/pipeline/test_outside_output.py": 19,
+    "tests/adapters/test_files.py": 17,
+    "tests/plugins/test_example_trainer.py": 15,
+    "tests/test_api.py": 13,
 }
 
 

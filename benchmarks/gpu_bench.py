@@ -593,7 +593,9 @@ def bench_other_base(base: str, args, device: str, s: dict, work: Path, only: se
     train_dtype = "fp32" if dry else f"{gen_dtype} weights, autocast {gen_dtype}, fp32 adapters"
     out = {"model": what, "dtype": gen_dtype, "train_dtype": train_dtype, "settings": bs}
     if "generation" in only:
-        out["generation"] = bench_base_generation(folder, device, gen_dtype, bs, work)
+        images = work / f"{base}-images"  # the plain and generate_images folders of this base
+        images.mkdir()
+        out["generation"] = bench_base_generation(folder, device, gen_dtype, bs, images)
     if "training" in only:
         out["training"] = bench_base_training(folder, device, weights, bs)
     return out

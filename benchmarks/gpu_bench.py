@@ -407,7 +407,7 @@ def other_base_folder(base: str, work: Path, dry: bool, dtype: torch.dtype, t5_l
     if base == "flux":
         replace = {"text_encoder_2": ("transformers", "T5EncoderModel", reduced_t5(t5_layers))}
         depth = "all 24" if t5_layers == 24 else f"{t5_layers} of T5-XXL's 24"
-        what += f"; T5: {depth} layers, same width, CLIP's tokenizer and vocabulary"
+        what += f"; T5: {depth} layers, same width, CLIP's tokenizer and vocabulary (77 tokens)"
     folder = make_random_from_config_tree(
         work / base, bundled_config_folder(configs), dtype=dtype, replace=replace
     )
@@ -445,12 +445,12 @@ def _measure(rows: list, name: str, fn, device: str, bs: dict, count: int, key: 
     rows.append({"method": name, key: count / statistics.median(times), "peak_gib": peak})
 
 
-def bench_base_generation(folder: Path, device: str, dtype_name: str, bs: dict, work: Path):
+def bench_base_generation(pipe, device: str, dtype_name: str, bs: dict, work: Path) -> list:
     """Images/s of ``generate_images`` against a plain call of the diffusers pipeline with the
     same prompts, seeds (CPU generators), sampler, steps, guidance, size and T5 length."""
     import inspect
 
-    from t2ibench.pipeline.generate import GenerationSettings, generate_images, torch_dtype
+    from t2ibench.pipeline.generate import GenerationSettings, generate_images
     from t2ibench.prompts import GenerationJob
 
     jobs = [
@@ -467,7 +467,6 @@ def bench_base_generation(folder: Path, device: str, dtype_name: str, bs: dict, 
         dtype=dtype_name,
         attention="sdpa" if device.startswith("cuda") else "plain",
     )
-    pipe = load_pipe(str(folder), device, torch_dtype(dtype_name))
     counter = iter(range(10**6))
     extra = {}
     if "max_sequence_length" in inspect.signature(type(pipe).__call__).parameters:
@@ -503,10 +502,12 @@ def bench_base_generation(folder: Path, device: str, dtype_name: str, bs: dict, 
     return rows
 
 
-def bench_base_training(folder: Path, device: str, dtype: torch.dtype, bs: dict) -> list:
+def bench_base_training(pipe, device: str, dtype: torch.dtype, bs: dict) -> list:
     """Seconds per step of t2ibench's LoRA and PEFT-DoRA trainers against plain PEFT (LoraConfig,
     ``use_dora`` for DoRA, the same rank, alpha and layers) on the denoiser alone: the base's
-    ``attn-mlp`` preset, its own objective (epsilon on SDXL, flow matching on FLUX.1), AdamW."""
+    ``attn-mlp`` preset, its own objective (epsilon on SDXL, flow matching on FLUX.1), AdamW.
+    One pipeline for all: t2ibench's adapters are detached and PEFT's layers unwrapped after each
+    (loading FLUX.1 four times would cost more than the steps)."""
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
 
@@ -516,15 +517,14 @@ def bench_base_training(folder: Path, device: str, dtype: torch.dtype, bs: dict)
 
     cuda = device.startswith("cuda")
     rows = []
+    arch = architecture_of_pipe(pipe)
+    for part in arch.frozen_modules(pipe).values():
+        part.requires_grad_(False)
+    den = arch.denoiser_of(pipe)
+    preset = Preset("attn-mlp", arch.preset_patterns("attn-mlp", "unet"), (), arch.name)
+    layers = len(select_modules(den, "unet", preset))
     for method, trainer, peft_extra in TRAIN_METHODS:
         for kind in ("t2ibench", "peft"):
-            pipe = load_pipe(str(folder), device, dtype if cuda else torch.float32)
-            arch = architecture_of_pipe(pipe)
-            for part in arch.frozen_modules(pipe).values():
-                part.requires_grad_(False)
-            den = arch.denoiser_of(pipe)
-            preset = Preset("attn-mlp", arch.preset_patterns("attn-mlp", "unet"), (), arch.name)
-            layers = len(select_modules(den, "unet", preset))
             cfg = load_trainer_config(trainer, overrides=["preset=attn-mlp"])
             torch.manual_seed(0)
             if kind == "t2ibench":
@@ -574,30 +574,51 @@ def bench_base_training(folder: Path, device: str, dtype: torch.dtype, bs: dict)
                     "peak_gib": m.peak_gib,
                 }
             )
-            del pipe, arch, den, opt, params, args
+            if kind == "t2ibench":
+                net.detach_()
+            else:
+                _unwrap_peft(den, LoraLayer)
+            den.eval()
+            del opt, params, args
             if cuda:
                 torch.cuda.empty_cache()
     return rows
 
 
+def _unwrap_peft(model: torch.nn.Module, layer_class: type) -> None:
+    """Put back the base layer of every PEFT layer ``inject_adapter_in_model`` put in ``model``."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, layer_class):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.get_base_layer())
+    if any(isinstance(m, layer_class) for m in model.modules()):
+        raise RuntimeError("a PEFT layer is left in the denoiser")
+    if hasattr(model, "peft_config"):  # the adapter's config, set on the model by PEFT
+        del model.peft_config
+
+
 def bench_other_base(base: str, args, device: str, s: dict, work: Path, only: set) -> dict:
-    """Generation and training rows of SDXL or FLUX.1 (FLUX.1 in bf16, as published; SDXL in
-    the benchmark dtype; ``--dry``: generation in bf16, training in fp32 on CPU)."""
+    """Generation and training rows of SDXL or FLUX.1 on one loaded pipeline (FLUX.1 in bf16, as
+    published; SDXL in the benchmark dtype; ``--dry``: fp32, the SD1.5 rows try bf16 on CPU)."""
     from t2ibench.architectures import architecture_of_folder
 
     dry = device == "cpu"
-    gen_dtype = "bf16" if dry or base == "flux" else args.dtype
-    weights = {"fp16": torch.float16, "bf16": torch.bfloat16}[gen_dtype]
+    gen_dtype = "fp32" if dry else "bf16" if base == "flux" else args.dtype
+    weights = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[gen_dtype]
     folder, what = other_base_folder(base, work, dry, weights, args.flux_t5_layers)
+    pipe = load_pipe(str(folder), device, weights)
     bs = base_settings(architecture_of_folder(Path(folder)), base, s, dry)
     train_dtype = "fp32" if dry else f"{gen_dtype} weights, autocast {gen_dtype}, fp32 adapters"
     out = {"model": what, "dtype": gen_dtype, "train_dtype": train_dtype, "settings": bs}
     if "generation" in only:
         images = work / f"{base}-images"  # the plain and generate_images folders of this base
         images.mkdir()
-        out["generation"] = bench_base_generation(folder, device, gen_dtype, bs, images)
+        out["generation"] = bench_base_generation(pipe, device, gen_dtype, bs, images)
     if "training" in only:
-        out["training"] = bench_base_training(folder, device, weights, bs)
+        out["training"] = bench_base_training(pipe, device, weights, bs)
+    del pipe
+    if not dry:
+        torch.cuda.empty_cache()
     return out
 
 
@@ -662,6 +683,12 @@ def render(meta: dict, gen: list, enc: list, train: list, others: dict | None = 
             )
     for base, out in (others or {}).items():
         lines += render_other_base(base, out)
+    if meta["dry"]:
+        lines += [
+            "",
+            "Dry run: one short run each on a shared CPU, and peak GiB is the process's peak RSS "
+            "so far: the numbers only show that every row runs end to end.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""GPU benchmark: generation, encoders and training steps on SD1.5-size models with random weights.
+"""GPU benchmark: generation, encoders and training steps on full-size models with random weights.
 
 On CUDA (``benchmarks/gpu.sh``): SD1.5's architecture with random weights (bundled configs, no
 download) at 512 px, DDIM 30 steps, CFG 7, in fp16 or bf16, measures
@@ -12,12 +12,19 @@ download) at 512 px, DDIM 30 steps, CFG 7, in fp16 or bf16, measures
    weights) through the feature cache, cold (encoding) and warm (reading the cache);
 3. training steps/s of t2ibench's LoRA / LoHa / LoKr against peft's on the same modules
    (``attn-mlp``, UNet + text encoder, batch 8, 512 px, autocast);
+4. SDXL 1.0 and FLUX.1 [dev] at full size (bundled configs, random weights; FLUX.1 in bf16 with
+   a T5 of T5-XXL's width, ``--flux-t5-layers`` deep, CLIP's tokenizer): images/s of
+   ``generate_images`` against a plain call of the diffusers pipeline (the base's own resolution,
+   sampler, steps and guidance), and s/step of t2ibench's LoRA and PEFT-DoRA trainers against
+   plain PEFT LoRA / DoRA on the same denoiser layers (SDXL 1024 px, FLUX.1 512 px, batch 1);
 
 with the peak GPU memory of each, and writes ``results/gpu_<date>.md`` and ``gpu_<date>.json`` (the
 JSON is what ``t2ibench sweep --dry-run`` reads for its GPU-hours). ``--dry`` runs every part on
-CPU at tiny size (tiny base, tiny encoders, 64 px, 2 steps; generation in bf16, compile not run) so
+CPU at tiny size (tiny base, tiny encoders, 64 px, 2 steps; generation in bf16, compile not run;
+SDXL and FLUX.1: the tiny test-class models of tests/bases, 1 step, 1 training step) so
 the script is known to work before a GPU is at hand; its files are marked ``"dry": true`` and never
-used for projections.
+used for projections. ``--bases sd15,sdxl,flux`` (the default) picks the bases; the encoders run
+whatever the bases.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ PROMPTS = [
     "blbo stuffed toy in the style of Claude Monet",
 ]
 ENCODERS = ("dinov2-l", "clip-l14", "convnextv2-l", "vgg19")
+BASES = ("sd15", "sdxl", "flux")  # --bases: SDXL and FLUX.1 get generation and training rows
 
 
 class Meter:
@@ -338,7 +346,7 @@ def bench_training(base: str, device: str, dtype: torch.dtype, s: dict) -> list:
     return rows
 
 
-def _train_step(pipe, params, opt, latents, captions, gen, sched, autocast) -> None:
+def _train_step(pipe, params, opt, latents, captions, gen, sched, autocast) -> torch.Tensor:
     from t2ibench.adapters.training import diffusion_loss
 
     loss = diffusion_loss(pipe, latents, captions, gen, sched, autocast=autocast)
@@ -346,6 +354,7 @@ def _train_step(pipe, params, opt, latents, captions, gen, sched, autocast) -> N
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     opt.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 def _peft_config(algo: str, targets: list[str]):
@@ -358,22 +367,281 @@ def _peft_config(algo: str, targets: list[str]):
     return LoKrConfig(r=10000, alpha=1, decompose_factor=8, target_modules=targets)
 
 
+# --- 4. SDXL and FLUX.1: generation and training steps -----------------------------------------
+
+#: base → (bundled config tree, its pipeline's published name) of the bases beside SD1.5
+OTHER_BASES = {"sdxl": ("sdxl-base-1.0", "SDXL 1.0"), "flux": ("flux.1-dev", "FLUX.1 [dev]")}
+#: training resolution on the GPU: SDXL at its own 1024 px; FLUX.1 at 512 px (1024 px without
+#: gradient checkpointing would hold about 4× the activations beside 32 GiB of bf16 weights)
+TRAIN_SIZE = {"sdxl": 1024, "flux": 512}
+#: the training comparisons: (row name, t2ibench trainer, PEFT LoraConfig extra keys)
+TRAIN_METHODS = (("lora", "lora", {}), ("dora", "peft-dora", {"use_dora": True}))
+
+
+def reduced_t5(layers: int) -> dict:
+    """FLUX.1's T5-XXL config (width 4096, d_ff 10240, 64 heads) with ``layers`` encoder layers
+    (24 is the published depth) and CLIP's vocabulary: the random folder's tokenizer is CLIP's
+    (T5's SentencePiece file cannot be built offline), whose ids reach 49,407."""
+    from t2ibench.models.fullsize import bundled_config_folder
+
+    path = bundled_config_folder("flux.1-dev") / "text_encoder_2" / "config.json"
+    cfg = json.loads(path.read_text())
+    return {**cfg, "num_layers": layers, "num_decoder_layers": layers, "vocab_size": 49408}
+
+
+def other_base_folder(base: str, work: Path, dry: bool, dtype: torch.dtype, t5_layers: int):
+    """(folder, description) of ``base``: on the GPU the published architecture at full size with
+    random weights (bundled configs, streamed to disk); in ``--dry`` the tiny test-class model."""
+    if dry:
+        root = str(Path(__file__).resolve().parents[1])
+        if root not in sys.path:  # ``python benchmarks/gpu_bench.py`` puts benchmarks/ first
+            sys.path.insert(0, root)
+        from tests.bases.bases_testutil import make_tiny_flux, make_tiny_sdxl
+
+        build = {"sdxl": make_tiny_sdxl, "flux": make_tiny_flux}[base]
+        return build(work / f"tiny-{base}"), f"tiny {OTHER_BASES[base][1]}-class test model"
+    from t2ibench.models.fullsize import bundled_config_folder, make_random_from_config_tree
+
+    configs, title = OTHER_BASES[base]
+    replace, what = {}, f"{title} at full size"
+    if base == "flux":
+        replace = {"text_encoder_2": ("transformers", "T5EncoderModel", reduced_t5(t5_layers))}
+        depth = "all 24" if t5_layers == 24 else f"{t5_layers} of T5-XXL's 24"
+        what += f"; T5: {depth} layers, same width, CLIP's tokenizer and vocabulary (77 tokens)"
+    folder = make_random_from_config_tree(
+        work / base, bundled_config_folder(configs), dtype=dtype, replace=replace
+    )
+    return folder, what + ", random weights"
+
+
+def base_settings(arch, base: str, s: dict, dry: bool) -> dict:
+    """Generation and training settings of a base: its own defaults on the GPU (resolution,
+    steps, guidance, sampler), 1 step at 64 px in ``--dry``."""
+    g = arch.generation
+    return {
+        "size": 64 if dry else g.resolution,
+        "steps": 1 if dry else g.steps,
+        "cfg": g.guidance_scale,
+        "scheduler": g.scheduler,
+        "images": 2 if dry else 4,
+        "batch": 2,
+        "train_size": 64 if dry else TRAIN_SIZE[base],
+        "train_batch": 1,
+        "train_steps": 1 if dry else 5,
+        "repeats": 1,
+        "warmup": s["warmup"],
+    }
+
+
+def _measure(rows: list, name: str, fn, device: str, bs: dict, count: int, key: str) -> None:
+    if bs["warmup"]:
+        fn()
+    times, peak = [], 0.0
+    for _ in range(bs["repeats"]):
+        with Meter(device) as m:
+            fn()
+        times.append(m.seconds)
+        peak = max(peak, m.peak_gib)
+    rows.append({"method": name, key: count / statistics.median(times), "peak_gib": peak})
+
+
+def bench_base_generation(pipe, device: str, dtype_name: str, bs: dict, work: Path) -> list:
+    """Images/s of ``generate_images`` against a plain call of the diffusers pipeline with the
+    same prompts, seeds (CPU generators), sampler, steps, guidance, size and T5 length."""
+    import inspect
+
+    from t2ibench.pipeline.generate import GenerationSettings, generate_images
+    from t2ibench.prompts import GenerationJob
+
+    jobs = [
+        GenerationJob("bench/leaf", "train", PROMPTS[k % len(PROMPTS)], 1000 + k, k)
+        for k in range(bs["images"])
+    ]
+    gs = GenerationSettings(
+        steps=bs["steps"],
+        guidance_scale=bs["cfg"],
+        height=bs["size"],
+        width=bs["size"],
+        scheduler=bs["scheduler"],
+        batch_size=bs["batch"],
+        dtype=dtype_name,
+        attention="sdpa" if device.startswith("cuda") else "plain",
+    )
+    counter = iter(range(10**6))
+    extra = {}
+    if "max_sequence_length" in inspect.signature(type(pipe).__call__).parameters:
+        # FLUX: generate_images reads T5 prompts at the tokenizer's length (at most 512)
+        extra["max_sequence_length"] = int(min(512, pipe.tokenizer_2.model_max_length))
+
+    def plain() -> None:
+        out = work / f"plain-{next(counter)}"
+        out.mkdir()
+        for first in range(0, len(jobs), gs.batch_size):
+            batch = jobs[first : first + gs.batch_size]
+            images = pipe(
+                prompt=[j.prompt for j in batch],
+                num_inference_steps=gs.steps,
+                guidance_scale=gs.guidance_scale,
+                height=gs.height,
+                width=gs.width,
+                generator=[torch.Generator("cpu").manual_seed(j.seed) for j in batch],
+                **extra,
+            ).images
+            for j, im in zip(batch, images, strict=True):
+                im.save(out / f"{j.index:04d}-s{j.seed}.png")
+
+    def ours() -> None:
+        folder = work / f"ours-{next(counter)}"
+        generate_images(pipe, jobs, folder, checkpoint="b", settings=gs, progress=False)
+
+    rows: list = []
+    _measure(rows, "plain diffusers pipeline call", plain, device, bs, len(jobs), "images_per_s")
+    _measure(rows, "generate_images", ours, device, bs, len(jobs), "images_per_s")
+    for r in rows:
+        r["vs_plain"] = rows[0]["images_per_s"] / r["images_per_s"]  # time ratio: > 1 slower
+    return rows
+
+
+def bench_base_training(pipe, device: str, dtype: torch.dtype, bs: dict) -> list:
+    """Seconds per step of t2ibench's LoRA and PEFT-DoRA trainers against plain PEFT (LoraConfig,
+    ``use_dora`` for DoRA, the same rank, alpha and layers) on the denoiser alone: the base's
+    ``attn-mlp`` preset, its own objective (epsilon on SDXL, flow matching on FLUX.1), AdamW.
+    One pipeline for all: t2ibench's adapters are detached and PEFT's layers unwrapped after each
+    (loading FLUX.1 four times would cost more than the steps)."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
+
+    from t2ibench.adapters import get_trainer, load_trainer_config
+    from t2ibench.adapters.presets import Preset, select_modules
+    from t2ibench.architectures import architecture_of_pipe
+
+    cuda = device.startswith("cuda")
+    rows = []
+    arch = architecture_of_pipe(pipe)
+    for part in arch.frozen_modules(pipe).values():
+        part.requires_grad_(False)
+    den = arch.denoiser_of(pipe)
+    preset = Preset("attn-mlp", arch.preset_patterns("attn-mlp", "unet"), (), arch.name)
+    layers = len(select_modules(den, "unet", preset))
+    for method, trainer, peft_extra in TRAIN_METHODS:
+        for kind in ("t2ibench", "peft"):
+            cfg = load_trainer_config(trainer, overrides=["preset=attn-mlp"])
+            torch.manual_seed(0)
+            if kind == "t2ibench":
+                net = get_trainer(trainer).build_network({"unet": den}, cfg, {"unet": preset})
+                net.to(device)
+                net.attach()
+                params = net.trainable("unet")  # what training optimises
+            else:
+                targets = [n for n, _ in select_modules(den, "unet", preset)]  # same layers
+                lora = LoraConfig(
+                    r=cfg.dim, lora_alpha=cfg.alpha, target_modules=targets, **peft_extra
+                )
+                inject_adapter_in_model(lora, den)
+                wrapped = sum(isinstance(m, LoraLayer) for m in den.modules())
+                if wrapped != layers:  # PEFT matches names by suffix: it must be the same layers
+                    raise RuntimeError(
+                        f"PEFT wrapped {wrapped} layers, the preset selects {layers}"
+                    )
+                params = [p for p in den.parameters() if p.requires_grad]
+            for p in params:
+                p.data = p.data.float()
+                p.requires_grad_(True)
+            den.train()
+            opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+            sched = arch.training_scheduler(pipe)
+            gen = torch.Generator().manual_seed(0)
+            side = bs["train_size"] // pipe.vae_scale_factor
+            shape = (bs["train_batch"], pipe.vae.config.latent_channels, side, side)
+            latents = torch.randn(shape, generator=gen)
+            captions = [f"kiro robot number {i}" for i in range(bs["train_batch"])]
+            autocast = torch.autocast("cuda", dtype=dtype) if cuda else None
+
+            args = (pipe, params, opt, latents, captions, gen, sched, autocast)
+            _train_step(*args)  # warm-up: kernels, the allocator, the optimizer's state
+            with Meter(device) as m:
+                for _ in range(bs["train_steps"]):
+                    loss = _train_step(*args)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"{arch.name} {method} ({kind}): non-finite loss {float(loss)}")
+            rows.append(
+                {
+                    "algorithm": method,
+                    "implementation": kind,
+                    "trainer": trainer if kind == "t2ibench" else "peft LoraConfig",
+                    "layers": layers,
+                    "s_per_step": m.seconds / bs["train_steps"],
+                    "peak_gib": m.peak_gib,
+                }
+            )
+            if kind == "t2ibench":
+                net.detach_()
+            else:
+                _unwrap_peft(den, LoraLayer)
+            den.eval()
+            del opt, params, args
+            if cuda:
+                torch.cuda.empty_cache()
+    return rows
+
+
+def _unwrap_peft(model: torch.nn.Module, layer_class: type) -> None:
+    """Put back the base layer of every PEFT layer ``inject_adapter_in_model`` put in ``model``."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, layer_class):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.get_base_layer())
+    if any(isinstance(m, layer_class) for m in model.modules()):
+        raise RuntimeError("a PEFT layer is left in the denoiser")
+    if hasattr(model, "peft_config"):  # the adapter's config, set on the model by PEFT
+        del model.peft_config
+
+
+def bench_other_base(base: str, args, device: str, s: dict, work: Path, only: set) -> dict:
+    """Generation and training rows of SDXL or FLUX.1 on one loaded pipeline (FLUX.1 in bf16, as
+    published; SDXL in the benchmark dtype; ``--dry``: fp32, the SD1.5 rows try bf16 on CPU)."""
+    from t2ibench.architectures import architecture_of_folder
+
+    dry = device == "cpu"
+    gen_dtype = "fp32" if dry else "bf16" if base == "flux" else args.dtype
+    weights = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[gen_dtype]
+    folder, what = other_base_folder(base, work, dry, weights, args.flux_t5_layers)
+    pipe = load_pipe(str(folder), device, weights)
+    bs = base_settings(architecture_of_folder(Path(folder)), base, s, dry)
+    train_dtype = "fp32" if dry else f"{gen_dtype} weights, autocast {gen_dtype}, fp32 adapters"
+    out = {"model": what, "dtype": gen_dtype, "train_dtype": train_dtype, "settings": bs}
+    if "generation" in only:
+        images = work / f"{base}-images"  # the plain and generate_images folders of this base
+        images.mkdir()
+        out["generation"] = bench_base_generation(pipe, device, gen_dtype, bs, images)
+    if "training" in only:
+        out["training"] = bench_base_training(pipe, device, weights, bs)
+    del pipe
+    if not dry:
+        torch.cuda.empty_cache()
+    return out
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
-def render(meta: dict, gen: list, enc: list, train: list) -> str:
+def render(meta: dict, gen: list, enc: list, train: list, others: dict | None = None) -> str:
     lines = [
         f"# GPU benchmark{' (dry run: CPU, tiny models — not GPU figures)' if meta['dry'] else ''}",
         "",
         f"{meta['date']}, {meta['gpu']}, torch {meta['torch']}, {meta['dtype']}; "
-        f"{meta['size']} px, DDIM {meta['steps']} steps, CFG {meta['cfg']}; "
-        f"`python benchmarks/gpu_bench.py{' --dry' if meta['dry'] else ''}`.",
-        "",
-        "## Generation (SD1.5 architecture, random weights)",
-        "",
-        "| method | images/s | time vs plain | peak GiB |",
-        "|---|---:|---:|---:|",
+        f"SD1.5: {meta['size']} px, DDIM {meta['steps']} steps, CFG {meta['cfg']}; "
+        f"`python benchmarks/gpu_bench.py{' --dry' if meta['dry'] else ''}"
+        f"{' --bases ' + ','.join(meta['bases']) if meta['bases'] != list(BASES) else ''}`.",
     ]
+    if gen:
+        lines += [
+            "",
+            "## Generation (SD1.5 architecture, random weights)",
+            "",
+            "| method | images/s | time vs plain | peak GiB |",
+            "|---|---:|---:|---:|",
+        ]
     for r in gen:
         if "error" in r:
             lines.append(f"| {r['method']} | failed: {r['error'][:120]} | | |")
@@ -384,33 +652,86 @@ def render(meta: dict, gen: list, enc: list, train: list) -> str:
                 f"| {r['method']} | {r['images_per_s']:.3f} | {r['vs_plain']:.3f}× | "
                 f"{r['peak_gib']:.2f} |"
             )
-    lines += [
-        "",
-        "## Encoders through the feature cache",
-        "",
-        "| encoder | cold images/s | warm (cached) images/s | peak GiB |",
-        "|---|---:|---:|---:|",
-    ]
+    if enc:
+        lines += [
+            "",
+            "## Encoders through the feature cache",
+            "",
+            "| encoder | cold images/s | warm (cached) images/s | peak GiB |",
+            "|---|---:|---:|---:|",
+        ]
     for r in enc:
         lines.append(
             f"| {r['encoder']} | {r['cold_images_per_s']:.1f} | {r['warm_images_per_s']:.1f} | "
             f"{r['peak_gib']:.2f} |"
         )
-    lines += [
-        "",
-        f"## Training steps (attn-mlp, UNet + text encoder, batch {meta['train_batch']})",
-        "",
-        "| algorithm | t2ibench steps/s | peft steps/s | ratio (time) | peak GiB t2ibench / peft |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    by = {(r["algorithm"], r["implementation"]): r for r in train}
-    for algo in ("lora", "loha", "lokr"):
-        a, b = by[(algo, "t2ibench")], by[(algo, "peft")]
-        lines.append(
-            f"| {algo} | {a['steps_per_s']:.3f} | {b['steps_per_s']:.3f} | "
-            f"{b['steps_per_s'] / a['steps_per_s']:.3f}× | {a['peak_gib']:.2f} / {b['peak_gib']:.2f} |"
-        )
+    if train:
+        lines += [
+            "",
+            f"## Training steps (SD1.5, attn-mlp, UNet + text encoder, batch {meta['train_batch']})",
+            "",
+            "| algorithm | t2ibench steps/s | peft steps/s | ratio (time) | peak GiB t2ibench / peft |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        by = {(r["algorithm"], r["implementation"]): r for r in train}
+        for algo in ("lora", "loha", "lokr"):
+            a, b = by[(algo, "t2ibench")], by[(algo, "peft")]
+            lines.append(
+                f"| {algo} | {a['steps_per_s']:.3f} | {b['steps_per_s']:.3f} | "
+                f"{b['steps_per_s'] / a['steps_per_s']:.3f}× | "
+                f"{a['peak_gib']:.2f} / {b['peak_gib']:.2f} |"
+            )
+    for base, out in (others or {}).items():
+        lines += render_other_base(base, out)
+    if meta["dry"]:
+        lines += [
+            "",
+            "Dry run: one short run each on a shared CPU, and peak GiB is the process's peak RSS "
+            "so far: the numbers only show that every row runs end to end.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def render_other_base(base: str, out: dict) -> list[str]:
+    title, bs = OTHER_BASES[base][1], out["settings"]
+    lines = ["", f"## {title}: {out['model']}"]
+    if "error" in out:
+        return [*lines, "", f"failed: {out['error'][:300]}"]
+    if out.get("generation"):
+        lines += [
+            "",
+            f"Generation: {out['dtype']}, {bs['size']} px, {bs['scheduler']} {bs['steps']} steps, "
+            f"guidance {bs['cfg']}, {bs['images']} images in batches of {bs['batch']}.",
+            "",
+            "| method | images/s | time vs plain | peak GiB |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {r['method']} | {r['images_per_s']:.3f} | {r['vs_plain']:.3f}× | "
+                f"{r['peak_gib']:.2f} |"
+                for r in out["generation"]
+            ),
+        ]
+    if out.get("training"):
+        layers = out["training"][0]["layers"]
+        lines += [
+            "",
+            f"Training step: denoiser only, attn-mlp ({layers} layers), rank 8, alpha 4, "
+            f"{bs['train_size']} px, batch {bs['train_batch']}, AdamW, {out['train_dtype']}; "
+            "t2ibench's trainer against plain PEFT (LoraConfig) on the same layers.",
+            "",
+            "| method | t2ibench trainer | t2ibench s/step | plain PEFT s/step | ratio (time) "
+            "| peak GiB t2ibench / PEFT |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        by = {(r["algorithm"], r["implementation"]): r for r in out["training"]}
+        for method, trainer, _ in TRAIN_METHODS:
+            a, b = by[(method, "t2ibench")], by[(method, "peft")]
+            lines.append(
+                f"| {method} | {trainer} | {a['s_per_step']:.3f} | {b['s_per_step']:.3f} | "
+                f"{a['s_per_step'] / b['s_per_step']:.3f}× | "
+                f"{a['peak_gib']:.2f} / {b['peak_gib']:.2f} |"
+            )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -420,7 +741,22 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--only", default="generation,encoders,training")
+    ap.add_argument(
+        "--bases", default=",".join(BASES), help=f"comma-separated, of {', '.join(BASES)}"
+    )
+    ap.add_argument(
+        "--flux-t5-layers",
+        type=int,
+        default=24,
+        help="T5 encoder layers of the FLUX.1 model (24: T5-XXL's depth; fewer on a small GPU)",
+    )
     args = ap.parse_args(argv)
+    bases = [b.strip() for b in args.bases.split(",") if b.strip()]
+    unknown = [b for b in bases if b not in BASES]
+    if unknown or not bases:
+        ap.error(
+            f"--bases: unknown {', '.join(unknown) or '(none given)'}; known: {','.join(BASES)}"
+        )
     dry = args.dry
     if not dry and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --dry to check the script on CPU")
@@ -428,19 +764,31 @@ def main(argv: list[str] | None = None) -> Path:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     s = settings(dry)
     only = set(args.only.split(","))
+    sd15 = "sd15" in bases
     t0 = time.perf_counter()
+    others = {}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
         if dry:
             # bf16 runs on CPU: the dry run goes through the dtype path (load, check, fp32 row)
             base, gen_dtype = "tiny", "bf16"
-        else:
+        elif sd15 and only & {"generation", "training"}:
             from t2ibench.models.fullsize import make_random_sd15
 
             base, gen_dtype = str(make_random_sd15(work / "sd15")), args.dtype
-        gen = bench_generation(base, device, gen_dtype, s, work) if "generation" in only else []
+        run_gen, run_train = sd15 and "generation" in only, sd15 and "training" in only
+        gen = bench_generation(base, device, gen_dtype, s, work) if run_gen else []
         enc = bench_encoders(device, dtype, s, work, dry) if "encoders" in only else []
-        train = bench_training(base, device, dtype, s) if "training" in only else []
+        train = bench_training(base, device, dtype, s) if run_train else []
+        for name in (b for b in bases if b != "sd15"):
+            try:
+                others[name] = bench_other_base(name, args, device, s, work, only)
+            except Exception as exc:  # out of memory on a smaller GPU: say so, keep the rest
+                if dry:
+                    raise
+                others[name] = {"error": f"{type(exc).__name__}: {exc}", "settings": {}}
+                others[name]["model"] = OTHER_BASES[name][1]
+                torch.cuda.empty_cache()
     today = datetime.date.today().isoformat()
     meta = {
         "dry": dry,
@@ -448,6 +796,7 @@ def main(argv: list[str] | None = None) -> Path:
         "gpu": torch.cuda.get_device_name() if not dry else f"CPU ({platform.processor()})",
         "torch": torch.__version__,
         "dtype": args.dtype if not dry else "bf16 (generation), fp32 (the rest)",
+        "bases": bases,
         "size": s["size"],
         "steps": s["steps"],
         "cfg": s["cfg"],
@@ -469,12 +818,14 @@ def main(argv: list[str] | None = None) -> Path:
         "generation": gen,
         "encoders": enc,
         "training": train,
+        # SDXL / FLUX.1 rows (not read by the projection: the bases' own cost figures are)
+        "bases": others,
     }
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"gpu_{today}" + ("_dry" if dry else "")
     (out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
-    text = render(meta, gen, enc, train) if gen and enc and train else json.dumps(summary)
+    text = render(meta, gen, enc, train, others)
     (out / f"{stem}.md").write_text(text)
     print(text)
     print(f"written: {out / stem}.md/.json in {meta['seconds']} s", file=sys.stderr)

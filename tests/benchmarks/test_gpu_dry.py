@@ -1,10 +1,14 @@
 """``benchmarks/gpu.sh --dry``: the GPU benchmark end to end on CPU at tiny size (issue 14)."""
 
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from t2ibench.pipeline.plan import measured_throughput
 
@@ -58,3 +62,29 @@ def test_gpu_benchmark_dry_run(tmp_path):
     assert impl == {(a, k) for a in ("lora", "loha", "lokr") for k in ("t2ibench", "peft")}
     # A dry table never feeds the GPU-hour projection.
     assert measured_throughput(out) is None
+    # SDXL and FLUX.1 rows (issue 19 item 5): generation against the plain pipeline call, and
+    # t2ibench's LoRA / PEFT-DoRA training steps against plain PEFT, with finite numbers
+    assert list(data["bases"]) == ["sdxl", "flux"]
+    for base, title in (("sdxl", "SDXL 1.0"), ("flux", "FLUX.1 [dev]")):
+        rows = data["bases"][base]
+        assert f"## {title}: tiny" in text
+        gen = {r["method"]: r for r in rows["generation"]}
+        assert list(gen) == ["plain diffusers pipeline call", "generate_images"]
+        train = {(r["algorithm"], r["implementation"]): r for r in rows["training"]}
+        assert set(train) == {(a, k) for a in ("lora", "dora") for k in ("t2ibench", "peft")}
+        assert {r["layers"] for r in rows["training"]} == {rows["training"][0]["layers"]} != {0}
+        for r in rows["generation"] + rows["training"]:
+            value = r.get("images_per_s", r.get("s_per_step"))
+            assert math.isfinite(value) and value > 0, (base, r)
+            assert math.isfinite(r["peak_gib"]) and r["peak_gib"] > 0, (base, r)
+        assert f"| dora | peft-dora | {train[('dora', 't2ibench')]['s_per_step']:.3f} |" in text
+
+
+def test_gpu_benchmark_refuses_an_unknown_base(capsys):
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--dry", "--bases", "sd15,sd2"])
+    assert exc.value.code == 2
+    assert "--bases: unknown sd2; known: sd15,sdxl,flux" in capsys.readouterr().err

@@ -113,8 +113,10 @@ SD35_LARGE_TRANSFORMER = dict(
     pos_embed_max_size=192,
     qk_norm="rms_norm",
 )
-#: black-forest-labs/FLUX.2-klein-4B transformer/config.json (5 double-stream, 20 single-stream
-#: blocks, 24 heads of 128, Qwen3-4B's layers 9/18/27 side by side: 3 × 2560 text width)
+#: FLUX.2 [klein] 4B's transformer (5 double-stream, 20 single-stream blocks, 24 heads of 128,
+#: Qwen3-4B's layers 9/18/27 side by side: 3 × 2560 text width), as independent implementations
+#: state it (flux2.c's README: 5 double + 20 single blocks; mflux: 128 latent channels; mlx-flux2:
+#: text layers 9, 18, 27); BFL's own transformer/config.json could not be read offline.
 FLUX2_KLEIN_4B_TRANSFORMER = dict(
     patch_size=1,
     in_channels=128,

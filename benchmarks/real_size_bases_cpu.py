@@ -22,11 +22,14 @@ import datetime
 import os
 import platform
 import re
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# the SD1.5 full-size benchmark's meters and its smallest valid dataset, shared (same folder)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_size_cpu import cpu_seconds, peak_rss_mib, write_one_class_dataset  # noqa: E402
 
 # trainer → its option changes. The second method is PEFT's IA3 (PEFT's own modules, through the
 # peft-* family): it scales a layer's input or output, so autograd keeps activations only.
@@ -106,32 +109,6 @@ def unbuilt_bases() -> list[tuple[str, str, int]]:
     ]  # fmt: skip
 
 
-def cpu_seconds() -> float:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    return me.ru_utime + me.ru_stime
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def write_two_images(root: Path) -> Path:
-    """One class, two 64 px drawn images with captions: the smallest valid dataset."""
-    from PIL import Image, ImageDraw
-
-    (root / "characters" / "kiro").mkdir(parents=True, exist_ok=True)
-    (root / "dataset.toml").write_text(
-        '[classes."characters/kiro"]\ntrigger = "kiro"\nclass_word = "robot"\n'
-        'kind = "character"\nalter_templates = "person"\n'
-    )
-    for k, (fg, bg) in enumerate([((220, 40, 40), (245, 245, 245)), ((40, 70, 220), (15, 15, 15))]):
-        im = Image.new("RGB", (64, 64), bg)
-        ImageDraw.Draw(im).rectangle([16 + 4 * k, 12, 48, 56], fill=fg)
-        im.save(root / "characters" / "kiro" / f"{k}.png")
-        (root / "characters" / "kiro" / f"{k}.txt").write_text("kiro robot, simple background")
-    return root
-
-
 def base_scenario(base: str, root: Path, trainers=TRAINERS) -> dict:
     """Build ``base`` at full size, load, train each trainer 2 steps, re-apply, generate."""
     import numpy as np
@@ -165,7 +142,7 @@ def base_scenario(base: str, root: Path, trainers=TRAINERS) -> dict:
     )
     pipe = timed("load_base (bf16)", lambda: load_base(folder, dtype=torch.bfloat16))
     arch = architecture_of_pipe(pipe)
-    dataset = write_two_images(root / "dataset")
+    dataset = write_one_class_dataset(root / "dataset")
     job = GenerationJob(leaf="x", prompt_type="t", prompt="kiro robot", seed=3, index=0)
     settings = GenerationSettings(
         steps=1, height=64, width=64, guidance_scale=2.0, scheduler=arch.generation.scheduler

@@ -18,7 +18,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 CONFIGS = Path(__file__).parent / "configs"
 T5_TOKENIZER_ENV = "T2IBENCH_T5_TOKENIZER"
@@ -117,3 +119,33 @@ def single_file_config(
             "bundled configs have none); pass its diffusers folder as config=DIR"
         )
     return bundled_config_folder(variant_of(keys), path)  # type: ignore[operator]
+
+
+def load_single_file(
+    cls: Any,
+    where: Any,
+    config: Any,
+    title: str,
+    variant: Callable[[list[str]], str],
+    parts: dict[str, tuple[str, ...]],
+    dtype_kwargs: dict[str, Any],
+) -> Any:
+    """``cls.from_single_file`` on a local ``.safetensors``: with the user's diffusers folder as
+    ``config``, else the bundled config :func:`single_file_config` picks from the file's keys."""
+    from t2ibench.architectures import BaseModelError, wrap_load
+
+    path = Path(where)
+    if path.suffix.lower() != ".safetensors":
+        raise BaseModelError(f"{path}: a {title} single file must be .safetensors")
+    if config is None:
+        config = single_file_config(path, title, variant, parts)
+    elif not (Path(config) / "model_index.json").is_file():
+        raise BaseModelError(
+            f"{config}: config must be a local diffusers folder with model_index.json"
+        )
+    return wrap_load(
+        lambda: cls.from_single_file(
+            str(path), config=str(config), local_files_only=True, **dtype_kwargs
+        ),
+        path,
+    )

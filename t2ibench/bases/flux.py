@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from t2ibench.architectures import (
@@ -79,7 +78,7 @@ class MMDiTBase(BaseArchitecture):
     def load(self, kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
         import diffusers
 
-        from t2ibench.architectures import BaseModelError, dtype_kwarg, hub_pipeline, wrap_load
+        from t2ibench.architectures import dtype_kwarg, hub_pipeline
 
         cls = getattr(diffusers, self.pipeline_classes[0])
         common = {dtype_kwarg(): dtype}
@@ -87,24 +86,10 @@ class MMDiTBase(BaseArchitecture):
             return self.load_folder(where, dtype)
         if kind == "hub":
             return hub_pipeline(cls, where, common)
-        path = Path(where)
-        if path.suffix.lower() != ".safetensors":
-            raise BaseModelError(f"{path}: a {self.title} single file must be .safetensors")
-        if config is None:
-            from t2ibench.bases.bundled import single_file_config
+        from t2ibench.bases.bundled import load_single_file
 
-            config = single_file_config(
-                path, self.title, self.bundled_variant, self.single_file_parts
-            )
-        elif not (Path(config) / "model_index.json").is_file():
-            raise BaseModelError(
-                f"{config}: config must be a local diffusers folder with model_index.json"
-            )
-        return wrap_load(
-            lambda: cls.from_single_file(
-                str(path), config=str(config), local_files_only=True, **common
-            ),
-            path,
+        return load_single_file(
+            cls, where, config, self.title, self.bundled_variant, self.single_file_parts, common
         )
 
     def training_loss(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from t2ibench.architectures import (
@@ -104,7 +103,7 @@ class SDXL(UNetBase):
     def load(self, kind: str, where: Any, *, dtype: Any, allow_pickle: bool, config: Any) -> Any:
         from diffusers import StableDiffusionXLPipeline
 
-        from t2ibench.architectures import BaseModelError, dtype_kwarg, hub_pipeline, wrap_load
+        from t2ibench.architectures import dtype_kwarg, hub_pipeline, wrap_load
 
         common = {dtype_kwarg(): dtype}
         if kind == "folder":
@@ -116,27 +115,16 @@ class SDXL(UNetBase):
             )
         if kind == "hub":
             return hub_pipeline(StableDiffusionXLPipeline, where, common)
-        path = Path(where)
-        if path.suffix.lower() != ".safetensors":
-            raise BaseModelError(f"{path}: an SDXL single file must be .safetensors")
-        if config is None:
-            from t2ibench.bases.bundled import single_file_config
+        from t2ibench.bases.bundled import load_single_file
 
-            config = single_file_config(
-                path,
-                self.title,
-                lambda keys: "sdxl-base-1.0",
-                {"CLIP-L": ("conditioner.embedders.0.",), "CLIP-G": ("conditioner.embedders.1.",)},
-            )
-        elif not (Path(config) / "model_index.json").is_file():
-            raise BaseModelError(
-                f"{config}: config must be a local diffusers folder with model_index.json"
-            )
-        return wrap_load(
-            lambda: StableDiffusionXLPipeline.from_single_file(
-                str(path), config=str(config), local_files_only=True, **common
-            ),
-            path,
+        return load_single_file(
+            StableDiffusionXLPipeline,
+            where,
+            config,
+            self.title,
+            lambda keys: "sdxl-base-1.0",
+            {"CLIP-L": ("conditioner.embedders.0.",), "CLIP-G": ("conditioner.embedders.1.",)},
+            common,
         )
 
     def condition(self, pipe: Any, captions: Sequence[str], device: Any) -> dict[str, Any]:

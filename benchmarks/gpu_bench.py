@@ -122,6 +122,25 @@ def make_adapter(base: str, algo: str, folder: Path) -> Path:
 # --- 1. generation ------------------------------------------------------------------------------
 
 
+def plain_generation(pipe, jobs, gs, out: Path, **extra) -> None:
+    """The plain diffusers loop the rows compare against: batches of ``gs.batch_size`` jobs, one
+    CPU generator per image seeded as generate_images seeds it, PNGs written."""
+    out.mkdir()
+    for first in range(0, len(jobs), gs.batch_size):
+        batch = jobs[first : first + gs.batch_size]
+        images = pipe(
+            prompt=[j.prompt for j in batch],
+            num_inference_steps=gs.steps,
+            guidance_scale=gs.guidance_scale,
+            height=gs.height,
+            width=gs.width,
+            generator=[torch.Generator("cpu").manual_seed(j.seed) for j in batch],
+            **extra,
+        ).images
+        for j, im in zip(batch, images, strict=True):
+            im.save(out / f"{j.index:04d}-s{j.seed}.png")
+
+
 def bench_generation(base: str, device: str, dtype_name: str, s: dict, work: Path) -> list:
     """Images/s of a plain diffusers loop and of ``generate_images`` with each generation option
     (docs/performance.md#generation-speed), all on this device, each against the plain loop."""
@@ -158,20 +177,7 @@ def bench_generation(base: str, device: str, dtype_name: str, s: dict, work: Pat
     counter = iter(range(10**6))
 
     def plain(p):
-        out = work / f"plain-{next(counter)}"
-        out.mkdir()
-        for first in range(0, len(jobs), gs.batch_size):
-            batch = jobs[first : first + gs.batch_size]
-            images = p(
-                prompt=[j.prompt for j in batch],
-                num_inference_steps=gs.steps,
-                guidance_scale=gs.guidance_scale,
-                height=gs.height,
-                width=gs.width,
-                generator=[torch.Generator("cpu").manual_seed(j.seed) for j in batch],
-            ).images
-            for j, im in zip(batch, images, strict=True):
-                im.save(out / f"{j.index:04d}-s{j.seed}.png")
+        plain_generation(p, jobs, gs, work / f"plain-{next(counter)}")
 
     def ours(settings=gs, checkpoint=None):
         def call(p):
@@ -474,21 +480,7 @@ def bench_base_generation(pipe, device: str, dtype_name: str, bs: dict, work: Pa
         extra["max_sequence_length"] = int(min(512, pipe.tokenizer_2.model_max_length))
 
     def plain() -> None:
-        out = work / f"plain-{next(counter)}"
-        out.mkdir()
-        for first in range(0, len(jobs), gs.batch_size):
-            batch = jobs[first : first + gs.batch_size]
-            images = pipe(
-                prompt=[j.prompt for j in batch],
-                num_inference_steps=gs.steps,
-                guidance_scale=gs.guidance_scale,
-                height=gs.height,
-                width=gs.width,
-                generator=[torch.Generator("cpu").manual_seed(j.seed) for j in batch],
-                **extra,
-            ).images
-            for j, im in zip(batch, images, strict=True):
-                im.save(out / f"{j.index:04d}-s{j.seed}.png")
+        plain_generation(pipe, jobs, gs, work / f"plain-{next(counter)}", **extra)
 
     def ours() -> None:
         folder = work / f"ours-{next(counter)}"

@@ -57,47 +57,56 @@ def _build_once(folder: Path, what: str, build: Callable[[Path], None], seed: in
 
 
 def make_random_sd15(folder: Path, *, seed: int = 0) -> Path:
-    """A diffusers ``StableDiffusionPipeline`` folder: SD1.5's bundled configs, random weights."""
+    """A diffusers ``StableDiffusionPipeline`` folder: SD1.5's bundled configs, random fp32
+    weights streamed to disk part by part (:func:`write_random_safetensors`)."""
 
     def build(tmp: Path) -> None:
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel
+        import torch
 
         from t2ibench.models.sd15 import MODEL_INDEX, sd15_config_folder
 
         configs = sd15_config_folder()
         for name in ("tokenizer", "scheduler"):
             shutil.copytree(configs / name, tmp / name)
-        # One part at a time, so only one is in memory while it is written.
-        UNet2DConditionModel.from_config(
-            UNet2DConditionModel.load_config(configs / "unet")
-        ).save_pretrained(tmp / "unet", safe_serialization=True)
-        AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")).save_pretrained(
-            tmp / "vae", safe_serialization=True
-        )
-        CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "text_encoder")).save_pretrained(
-            tmp / "text_encoder", safe_serialization=True
-        )
+        for k, (part, library, class_name, file) in enumerate(
+            [
+                ("unet", "diffusers", "UNet2DConditionModel", "diffusion_pytorch_model"),
+                ("vae", "diffusers", "AutoencoderKL", "diffusion_pytorch_model"),
+                ("text_encoder", "transformers", "CLIPTextModel", "model"),
+            ]
+        ):
+            (tmp / part).mkdir()
+            shutil.copy(configs / part / "config.json", tmp / part / "config.json")
+            model = _meta_model(library, class_name, tmp / part)
+            path = tmp / part / f"{file}.safetensors"
+            write_random_safetensors(model, path, dtype=torch.float32, seed=seed + k)
         (tmp / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2, sort_keys=True))
 
     return _build_once(folder, "sd15", build, seed)
 
 
 def _dinov2(tmp: Path) -> None:
-    from transformers import Dinov2Config, Dinov2Model
+    import torch
+    from transformers import Dinov2Config
 
-    Dinov2Model(Dinov2Config(**DINOV2_L)).save_pretrained(tmp, safe_serialization=True)
+    Dinov2Config(**DINOV2_L).save_pretrained(tmp)
+    model = _meta_model("transformers", "Dinov2Model", tmp)
+    write_random_safetensors(
+        model, tmp / "model.safetensors", dtype=torch.float32, seed=torch.initial_seed()
+    )
 
 
 def _clip(tmp: Path) -> None:
     import open_clip
-    from safetensors.torch import save_file
+    import torch
+    from accelerate import init_empty_weights
 
     from t2ibench.encoders.base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from t2ibench.encoders.clip import ARCH
 
     cfg = open_clip.get_model_config(ARCH)
-    model = open_clip.CLIP(**cfg)
+    with init_empty_weights(include_buffers=False):
+        model = open_clip.CLIP(**cfg)
     (tmp / "open_clip_config.json").write_text(
         json.dumps(
             {
@@ -110,30 +119,38 @@ def _clip(tmp: Path) -> None:
             }
         )
     )
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
-        str(tmp / "open_clip_model.safetensors"),
-    )
+    path = tmp / "open_clip_model.safetensors"
+    write_random_safetensors(model, path, dtype=torch.float32, seed=torch.initial_seed())
 
 
 def _convnext(tmp: Path) -> None:
     import timm
-    from timm.models import save_for_hf
+    import torch
+    from accelerate import init_empty_weights
+    from timm.models._hub import save_config_for_hf
 
     from t2ibench.encoders.convnext import DEFAULT_WEIGHTS
 
-    save_for_hf(
-        timm.create_model(DEFAULT_WEIGHTS, pretrained=False), str(tmp), safe_serialization=True
+    # timm's hub layout, as save_for_hf writes it: config.json beside model.safetensors
+    with init_empty_weights(include_buffers=False):
+        model = timm.create_model(DEFAULT_WEIGHTS, pretrained=False)
+    save_config_for_hf(model, tmp / "config.json")
+    write_random_safetensors(
+        model, tmp / "model.safetensors", dtype=torch.float32, seed=torch.initial_seed()
     )
 
 
 def _vgg(tmp: Path) -> None:
-    from safetensors.torch import save_file
+    import torch
+    from accelerate import init_empty_weights
     from torchvision.models import vgg19
 
     # torchvision's own state-dict layout, as a single file (what a converted checkpoint looks like).
-    state = {k: v.contiguous() for k, v in vgg19(weights=None).state_dict().items()}
-    save_file(state, str(tmp / "vgg19.safetensors"))
+    with init_empty_weights(include_buffers=False):
+        model = vgg19(weights=None)
+    write_random_safetensors(
+        model, tmp / "vgg19.safetensors", dtype=torch.float32, seed=torch.initial_seed()
+    )
 
 
 ENCODER_BUILDERS: dict[str, Callable[[Path], None]] = {

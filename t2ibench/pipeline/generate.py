@@ -23,7 +23,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -129,6 +129,12 @@ class GenerationSettings:
             if data[name] == default:
                 data.pop(name)
         return data
+
+    def of_checkpoint(self, checkpoint: str | Path) -> GenerationSettings:
+        """The settings ``checkpoint``'s images are made and recorded with: the base model has no
+        adapter to fuse, so its images are made with ``fuse_adapter`` off and shared by runs with
+        and without it (the other options change the base model's pixels too)."""
+        return replace(self, fuse_adapter=False) if str(checkpoint) == BASE else self
 
     def speed_options(self) -> dict[str, Any]:
         """The speed options with their values, defaults included (for results metadata)."""
@@ -609,7 +615,12 @@ def generate_checkpoints(
         )
         with tuned as p:
             manifests[name] = generate_images(
-                p, jobs, Path(out_dir) / name, checkpoint=name, settings=settings, progress=progress
+                p,
+                jobs,
+                Path(out_dir) / name,
+                checkpoint=name,
+                settings=settings.of_checkpoint(checkpoint),
+                progress=progress,
             )
     return manifests
 
@@ -620,7 +631,7 @@ def shared_base_images(r: Any, jobs: Sequence[Job]) -> Path:
     (``r``: a ResolvedRun)."""
     key = {
         "base": r.base_fingerprint,
-        "generation": r.generation.key(),
+        "generation": r.generation.of_checkpoint(BASE).key(),
         "jobs": [asdict(j) for j in jobs],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -99,7 +99,7 @@ class GenerateStage:
                     run.jobs,
                     folder,
                     checkpoint=name,
-                    settings=r.generation,
+                    settings=r.generation.of_checkpoint(ck),
                     progress=r.options.progress,
                     wanted=None if run.admitted is None else run.jobs_of(name),
                 )
@@ -111,7 +111,9 @@ class GenerateStage:
 
         def check() -> tuple[bool, list[Path]]:
             settings = run.resolved.generation
-            base_todo = not images_done(run.jobs_of("base"), run.base_images, "base", settings)
+            base_todo = not images_done(
+                run.jobs_of("base"), run.base_images, "base", settings.of_checkpoint("base")
+            )
             todo = [
                 ck
                 for ck in run.checkpoints

@@ -295,7 +295,10 @@ def generate_sharded(
             folder = make_folder(target.folder)
             locks.enter_context(_folder_lock(folder))
             manifest, todo, _ = prepare_folder(
-                jobs, folder, checkpoint=target.name, settings=settings
+                jobs,
+                folder,
+                checkpoint=target.name,
+                settings=settings.of_checkpoint(target.checkpoint),
             )
             manifests[target.name] = manifest
             for b, (batch, wanted) in enumerate(aligned_batches(jobs, todo, settings.batch_size)):
@@ -330,7 +333,10 @@ def generate_sharded(
 
         def call(actor: Any, unit: tuple) -> Any:
             t, _, batch, positions = unit
-            return actor.generate.remote(targets[t], batch, positions, settings)
+            target = targets[t]
+            return actor.generate.remote(
+                target, batch, positions, settings.of_checkpoint(target.checkpoint)
+            )
 
         def on_result(unit: tuple, records: list) -> None:
             t, b, _, positions = unit

@@ -233,6 +233,16 @@ def test_a_changed_dtype_is_another_run_and_is_recorded(tmp_path):
     assert (bf16.generation.dtype, bf16.generation.fuse_adapter) == ("bf16", True)
     options = _record_fields(bf16)["generation_options"]
     assert options == {**SPEED_DEFAULTS, "dtype": "bf16", "fuse_adapter": True}
+    # the base model has no adapter to fuse: its shared images are the default run's, made and
+    # recorded with fuse_adapter off; a dtype changes its pixels, so it gets its own folder
+    from t2ibench.pipeline.generate import shared_base_images
+
+    fused = resolved("generate.fuse_adapter=true")
+    assert fused.run_dir != default.run_dir
+    assert shared_base_images(fused, []) == shared_base_images(default, [])
+    assert shared_base_images(bf16, []) != shared_base_images(default, [])
+    assert fused.generation.of_checkpoint("base") == default.generation
+    assert fused.generation.of_checkpoint(tmp_path / "lora-e1.safetensors") == fused.generation
     # the same run name (a sweep's fixed names): refused in one line, never mixed
     RunRecord(default.run_dir / "run.json", default.run_hash).update({"run_hash": default.run_hash})
     same_name = resolved("generate.dtype=bf16", name=default.run_dir.name)

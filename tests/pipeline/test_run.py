@@ -155,8 +155,9 @@ def test_changed_config_is_a_new_run(finished_run, tmp_path):
         execute(same_name)
 
 
-def test_kill_during_generation_and_resume(tmp_path):
-    """A real SIGKILL to ``t2ibench run`` mid-generation, then the same command again."""
+def test_kill_during_generation_and_resume(tmp_path, monkeypatch):
+    """A real SIGKILL to ``t2ibench run`` mid-generation, then the same command again (which
+    loads the encoders once: the checkpoints' scoring and the anchors share them)."""
     import os
     import signal
     import subprocess
@@ -213,8 +214,16 @@ def test_kill_during_generation_and_resume(tmp_path):
     }
     mtimes = {f: (images / f).stat().st_mtime_ns for f in done_before}
 
+    import t2ibench.pipeline.load_encoders as load_encoders
+
+    loads = []
+    plain = load_encoders.create_encoders
+    monkeypatch.setattr(
+        load_encoders, "create_encoders", lambda *a, **k: loads.append(a) or plain(*a, **k)
+    )
     rerun = run_cli(*cmd[3:])  # the same command again (in this process: t2ibench/testing.py)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len(loads) == 1, loads
     lines = manifest.read_text().splitlines()
     records = [json.loads(line) for line in lines]
     files = [r["file"] for r in records]

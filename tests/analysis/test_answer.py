@@ -1,7 +1,6 @@
 """The answer (which checkpoint to keep) printed last by `run`, `evaluate-checkpoints` and
 `analyze`, from the report's recommendation.json (issue 22 item 11)."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -30,13 +29,12 @@ def test_answer_lines_name_the_checkpoint_its_values_and_what_was_left_out():
 
 
 def _t2ibench(*args, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH",
-                                                                                  "")])}  # fmt: skip
-    return subprocess.run([sys.executable, "-m", "t2ibench", *args], capture_output=True,
-                          text=True, timeout=900, env=env)  # fmt: skip
+    from t2ibench.testing import run_cli  # the entry point in this process (stdout, stderr, status)
+
+    return run_cli(*args, cwd=cwd)
 
 
-@pytest.mark.slow  # a tiny run and the evaluation of its checkpoints: ~3 min on 2 cores
+@pytest.mark.slow  # a tiny run and the evaluation of its checkpoints: ~30 s on 2 cores
 def test_issue22_item11_run_and_evaluate_checkpoints_print_the_answer_last(tmp_path):
     from pathlib import Path
 

@@ -597,6 +597,11 @@ def _sections(
             "algorithm, marker shape = the hyperparameter varied from the algorithm's default, "
             "marker size = its value: small below the default, large above it (capacity: dim, "
             "or a smaller LoKr factor), medium for the default or a preset change."
+            + (
+                " One figure per base: scores are ranked within base."
+                if len(bases_of(scores)) > 1
+                else ""
+            )
         )
         for label, p in written:
             files.append(p)

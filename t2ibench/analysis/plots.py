@@ -94,7 +94,13 @@ def scatter_pairs(
 ) -> list[tuple[str, Path]]:
     """One figure per metric pair: a grid of categories (rows) × epochs (columns), each point a
     config (mean score ± SE on both axes), colour = algorithm, marker = varied hyperparameter.
-    ``pairs`` None = the pairs the metrics in ``scores`` declare (``MetricSpec.report.pairs``)."""
+    ``pairs`` None = the pairs the metrics in ``scores`` declare (``MetricSpec.report.pairs``).
+    Several bases: one figure per pair and base (scores are ranked within base, so points of two
+    bases on one axis would compare what cannot be compared), the base in its label and name."""
+    import re
+
+    from t2ibench.analysis.scores import by_base
+
     if pairs is None:
         pairs = pair_targets(scores["metric"].unique())
     plt = _pyplot()
@@ -109,13 +115,13 @@ def scatter_pairs(
     kinds = sorted(set(varied), key=lambda v: (v != "default", v))
     marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(kinds)}
     levels = value_levels(scores, varied)
-    for x_t, y_t in pairs:
+    for (base, agg), (x_t, y_t) in ((b, pair) for b in by_base(agg_category) for pair in pairs):
         mx, my = resolve_measure(scores, x_t), resolve_measure(scores, y_t)
         if mx is None or my is None:
             continue
         keys = ["config", "epoch", "category"]
-        xs = _measure_rows(agg_category, mx).set_index(keys)
-        ys = _measure_rows(agg_category, my).set_index(keys)
+        xs = _measure_rows(agg, mx).set_index(keys)
+        ys = _measure_rows(agg, my).set_index(keys)
         xcols = ["mean", "se"] + (["algorithm"] if "algorithm" in xs.columns else [])
         both = xs[xcols].join(ys[["mean", "se"]], how="inner", suffixes=("_x", "_y"))
         if both.empty:
@@ -192,8 +198,13 @@ def scatter_pairs(
             ]
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0, 0.9, 1))
-        name = f"scatter_{mx[0]}-{mx[3]}_vs_{my[0]}-{my[3]}.png"
-        written.append((f"{x_t.label} vs {y_t.label}", _save(fig, out_dir / name)))
+        name = f"scatter_{mx[0]}-{mx[3]}_vs_{my[0]}-{my[3]}"
+        label = f"{x_t.label} vs {y_t.label}"
+        if base is not None:
+            fig.suptitle(_plain(f"base {base}"), fontsize=10)
+            name += "_" + re.sub(r"[^A-Za-z0-9._+-]+", "_", base)
+            label += f" (base {base})"
+        written.append((label, _save(fig, out_dir / f"{name}.png")))
         plt.close(fig)
     return written
 

@@ -200,3 +200,31 @@ def test_tables_without_a_base_column_still_analyse(tmp_path):
     assert set(res.scores["base"]) == {UNNAMED_BASE, "flux"}
     answer = json.loads((tmp_path / "mixed" / "recommendation.json").read_text(encoding="utf-8"))
     assert set(answer["recommended"]) == {UNNAMED_BASE, "flux"}
+
+
+def test_scatter_plots_one_figure_per_base(tmp_path, monkeypatch):
+    """Scores are ranked within base: a scatter panel never mixes two bases' points."""
+    import t2ibench.analysis.plots as plots
+    from t2ibench.analysis.aggregate import aggregate
+    from t2ibench.analysis.configs import config_table, varied_hyperparameter
+
+    ck = two_bases()
+    scores = rank_normalise(ck[ck["checkpoint"] != "base"])
+    varied = varied_hyperparameter(config_table(scores))
+    drawn: list[set] = []
+    real = plots._measure_rows
+    monkeypatch.setattr(
+        plots, "_measure_rows", lambda agg, m: drawn.append(set(agg["base"])) or real(agg, m)
+    )
+    pairs = plots.pair_targets(scores["metric"].unique())[:1]  # one pair: a figure per base
+    cat = aggregate(scores)["category"]
+    written = plots.scatter_pairs(cat, scores, varied, tmp_path, pairs)
+    labels = [label for label, _ in written]
+    assert len(labels) == 2 and labels[0].startswith(pairs[0][0].label)
+    assert {label.split(" (base ")[1] for label in labels} == {"flux)", "sdxl)"}
+    assert all(p.is_file() and p.stem.endswith(("_flux", "_sdxl")) for _, p in written)
+    assert drawn and all(len(b) == 1 for b in drawn)  # each figure's rows: one base
+    # one base: the figures as before, no base in their names
+    one = scores[scores["base"] == "sdxl"]
+    single = plots.scatter_pairs(aggregate(one)["category"], one, varied, tmp_path / "1", pairs)
+    assert len(single) == 1 and "base" not in single[0][0]

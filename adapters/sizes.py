@@ -183,35 +183,68 @@ def _flux2_meta() -> Any:
         return Flux2Transformer2DModel(**FLUX2_KLEIN_4B_TRANSFORMER)
 
 
-def _base_shapes(base: str, trainer: str, values: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+def _geometry(part: str, layer: Any) -> tuple:
+    """What an adapter module's saved shapes can depend on: the part (its own preset and rank
+    options) and the layer's class and geometry, never its place in the model."""
+    conv = tuple(
+        getattr(layer, k, None) for k in ("kernel_size", "stride", "padding", "dilation", "groups")
+    )
+    return (part, type(layer), tuple(layer.weight.shape), layer.bias is not None, conv)
+
+
+def layer_shapes(
+    spec: Any, cfg: Any, layers: Sequence[tuple[str, Any]], *, memo: bool = True
+) -> dict[str, tuple[int, ...]]:
+    """Saved-tensor shapes of ``spec``'s module on each ``(kohya stem, layer)``. ``memo``: one
+    module built per layer geometry (FLUX.1's 57 blocks are a handful of shapes; a DoRA module
+    copies its full-size weight when built, 20 s for FLUX's layers on the meta device's CPU
+    stand-in, 1 s this way), the shapes reused under every stem of that geometry."""
+    built: dict[tuple, dict[str, tuple[int, ...]] | None] = {}
+    out: dict[str, tuple[int, ...]] = {}
+    for stem, layer in layers:
+        key = _geometry(stem.split("_")[1], layer) if memo else (stem,)
+        if key not in built:
+            m = spec.create_module(stem, layer, cfg)
+            built[key] = (
+                None if m is None else {k: tuple(t.shape) for k, t in m.state_items().items()}
+            )
+        for suffix, shape in (built[key] or {}).items():
+            out[f"{stem}.{suffix}"] = shape
+    return out
+
+
+def _base_shapes(
+    base: str, trainer: str, values: dict[str, Any], *, memo: bool = True
+) -> dict[str, tuple[int, ...]]:
     """Saved-tensor shapes on SDXL (UNet + both text encoders: kohya's ``lora_te1_`` /
     ``lora_te2_``), SD3.5 Large (transformer + CLIP-L and bigG as ``lora_te1_`` / ``lora_te2_``;
     T5 never), FLUX.1-dev and FLUX.2 [klein] 4B (the transformer alone, as their LoRAs train it;
-    Qwen3 and T5 never)."""
+    Qwen3 and T5 never). ``memo``: see :func:`layer_shapes`."""
     import re
 
     import torch
 
     from t2ibench.errors import ConfigError
 
-    from .network import AdapterNetwork
-    from .presets import kohya_name
+    from .presets import kohya_name, select_modules
     from .registry import get_trainer
 
     spec = get_trainer(trainer)
     cfg = spec.config([("adapter size", values)])
 
-    def shapes(net: AdapterNetwork, rename: tuple[str, str] | None = None) -> dict:
-        out = {}
-        for m in net:
-            stem = m.lora_name if rename is None else m.lora_name.replace(*rename, 1)
-            for suffix, t in m.state_items().items():
-                out[f"{stem}.{suffix}"] = tuple(t.shape)
-        return out
+    def renamed(shapes: dict, prefix: str) -> dict:  # lora_te_ → kohya's lora_te1_ / lora_te2_
+        return {k.replace("lora_te_", prefix, 1): v for k, v in shapes.items()}
 
-    def preset_shapes(arch_name: str, model: Any, part: str = "unet", prefix: str = "") -> dict:
+    def preset_layers(part: str, model: Any) -> list[tuple[str, Any]]:
+        """The SD1.5 / UNet rules' layers of ``model`` for ``part`` (SDXL's UNet and CLIPs)."""
+        return [
+            (kohya_name(part, name), layer)
+            for name, layer in select_modules(model, part, cfg.presets()[part])
+        ]
+
+    def arch_layers(arch_name: str, model: Any, part: str = "unet") -> list[tuple[str, Any]]:
         """The layers of ``model`` the base plug-in's preset names for ``part``
-        (``t2ibench/bases/<base>.py``), keyed with kohya ``prefix`` (``lora_te1_``)."""
+        (``t2ibench/bases/<base>.py``)."""
         from t2ibench.architectures import get_architecture
 
         arch = get_architecture(arch_name)
@@ -220,37 +253,34 @@ def _base_shapes(base: str, trainer: str, values: dict[str, Any]) -> dict[str, t
             raise ConfigError(f"preset {preset!r} has no {arch.title} layers")
         patterns = arch.preset_patterns(preset, part)
         if not patterns:
-            return {}
+            return []
         rx = re.compile("|".join(f"(?:{p})" for p in patterns))
-        modules = []
-        for name, layer in model.named_modules():
-            if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d) and rx.fullmatch(name):
-                m = spec.create_module(
-                    kohya_name("unet" if part == "unet" else "te", name), layer, cfg
-                )
-                if m is not None:
-                    modules.append(m)
-        return shapes(AdapterNetwork(modules), ("lora_te_", prefix) if prefix else None)
+        return [
+            (kohya_name("unet" if part == "unet" else "te", name), layer)
+            for name, layer in model.named_modules()
+            if isinstance(layer, torch.nn.Linear | torch.nn.Conv2d) and rx.fullmatch(name)
+        ]
+
+    def shapes(layers: list[tuple[str, Any]]) -> dict:
+        return layer_shapes(spec, cfg, layers, memo=memo)
 
     with torch.device("meta"):  # adapters a library builds with its own factory calls, too
         if base == "sdxl":
             unet, te1, te2 = _sdxl_meta()
-            te = cfg.train_text_encoder
-            out = shapes(spec.build_network({"unet": unet, "te": te1 if te else None}, cfg))
-            out = {k.replace("lora_te_", "lora_te1_", 1): v for k, v in out.items()}
-            if te:
-                net2 = spec.build_network({"unet": None, "te": te2}, cfg)
-                out.update(shapes(net2, ("lora_te_", "lora_te2_")))
+            out = shapes(preset_layers("unet", unet))
+            if cfg.train_text_encoder:
+                out.update(renamed(shapes(preset_layers("te", te1)), "lora_te1_"))
+                out.update(renamed(shapes(preset_layers("te", te2)), "lora_te2_"))
             return out
         if base == "sd3":
             transformer, te1, te2 = _sd3_meta()
-            out = preset_shapes("sd3", transformer)
+            out = shapes(arch_layers("sd3", transformer))
             if cfg.train_text_encoder:  # CLIP-L and bigG (T5 is never adapted)
-                out.update(preset_shapes("sd3", te1, "te1", "lora_te1_"))
-                out.update(preset_shapes("sd3", te2, "te2", "lora_te2_"))
+                out.update(renamed(shapes(arch_layers("sd3", te1, "te1")), "lora_te1_"))
+                out.update(renamed(shapes(arch_layers("sd3", te2, "te2")), "lora_te2_"))
             return out
         if base in ("flux", "flux2-klein"):  # the transformer alone, as their LoRAs train it
-            return preset_shapes(base, _flux_meta() if base == "flux" else _flux2_meta())
+            return shapes(arch_layers(base, _flux_meta() if base == "flux" else _flux2_meta()))
     raise ConfigError(f"base {base!r}: sizes are known for {', '.join(SIZE_BASES)}")
 
 

@@ -29,7 +29,7 @@ def test_sd15_lora_table_unchanged_and_families_agree() -> None:
 @pytest.mark.parametrize("base", ["sdxl", "flux"])
 @pytest.mark.parametrize(
     "trainer",
-    # DoRA builds each layer on a CPU stand-in (lycoris copies the weight): seconds on FLUX
+    # DoRA builds a layer on a CPU stand-in (lycoris copies the weight): one per layer geometry
     ["lora", pytest.param("dora", marks=pytest.mark.slow), "lycoris-oft", "peft-lora", "peft-oft"],
 )
 def test_other_bases(base: str, trainer: str) -> None:
@@ -37,6 +37,18 @@ def test_other_bases(base: str, trainer: str) -> None:
     big = adapter_size(trainer, preset="attn-mlp", base=base)
     assert 0 < small["params"] < big["params"] and small["modules"] < big["modules"]
     assert big["bytes"] > 2 * big["params"]  # fp16 data plus the header
+
+
+@pytest.mark.parametrize("base", ["sdxl", "flux"])  # the SD1.5-rule and the base-preset paths
+def test_one_module_per_layer_geometry_gives_each_layers_own_shapes(base: str) -> None:
+    """Sizes build one module per layer geometry and reuse its shapes: the same table as a
+    module built on every layer (LoKr's factorisation and OFT's blocks follow each shape)."""
+    from t2ibench.adapters.sizes import _base_shapes
+
+    for trainer in ("lycoris-lokr", "peft-oft"):
+        values = {"preset": "attn-mlp"}
+        memo = _base_shapes(base, trainer, values)
+        assert memo and memo == _base_shapes(base, trainer, values, memo=False), trainer
 
 
 def test_sdxl_keys_name_both_text_encoders_and_flux_counts_the_transformer() -> None:

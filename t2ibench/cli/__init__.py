@@ -60,6 +60,10 @@ def main() -> None:
     from t2ibench.errors import T2IBenchError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # diffusers imports bitsandbytes when it is installed (pyiqa requires it), and its 4-bit CPU
+    # kernel lookup logs two warnings at every start about a kernel t2ibench never uses
+    for name in ("bitsandbytes", "kernels"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     summarise_warnings()
     try:
         app()

@@ -1,14 +1,14 @@
 """The newer bases at full model size on CPU, random weights: time, CPU time and peak memory.
 
-For each base: the published diffusers config tree (``t2ibench/bases/configs``) built on the meta
-device and streamed to a diffusers folder with seeded random bf16 weights
+For each base: the published diffusers config tree (``t2ibench/bases/configs``; FLUX.2 [klein]
+4B's written by :func:`flux2_klein_config_tree`) built on the meta device and streamed to a diffusers folder with seeded random bf16 weights
 (``t2ibench.models.fullsize.make_random_from_config_tree``: one tensor in memory at a time),
 loaded back in bf16 through ``load_base`` (the base plug-in's loader), a LoRA and PEFT's IA3
 trained 2 steps each at 64 px (one 2-image batch per epoch, 2 epochs; the base's default preset
 and text-encoder training), each saved file re-applied and one 64 px image generated with 1 step
 of the base's sampler. No evaluation encoders (the SD1.5 real-size test covers them).
 
-    OMP_NUM_THREADS=1 python benchmarks/real_size_bases_cpu.py --bases sdxl sd3.5-medium
+    OMP_NUM_THREADS=1 python benchmarks/real_size_bases_cpu.py --bases sdxl sd3.5-medium flux2-klein
     python -m pytest -m slow tests/slow/test_real_size_bases.py   # the same scenario as a test
 
 Wall time on a shared machine is inflated by other processes; CPU time (user + sys) is not.
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
+import json
 import os
 import platform
 import re
@@ -62,18 +64,6 @@ SMALL_T5 = {
     "is_encoder_decoder": True,
 }
 
-#: base → (bundled config tree, parts replaced by smaller ones, the denoiser's published
-#: parameter count, which the test checks)
-BASES = {
-    "sdxl": ("sdxl-base-1.0", {}, 2_567_463_684),
-    "sd3.5-medium": (
-        "sd3.5-medium",
-        {"text_encoder_3": ("transformers", "T5EncoderModel", SMALL_T5)},
-        2_243_171_520,
-    ),
-}
-
-
 # Qwen/Qwen3-4B config.json: FLUX.2 [klein] 4B's text encoder (it reads layers 9, 18 and 27).
 QWEN3_4B = dict(
     hidden_size=2560,
@@ -83,30 +73,106 @@ QWEN3_4B = dict(
     num_key_value_heads=8,
     head_dim=128,
     vocab_size=151936,
+    max_position_embeddings=40960,
+    rms_norm_eps=1e-6,
     tie_word_embeddings=True,
 )
+# Qwen3-4B (4.02 B parameters, 7.5 GiB in bf16) beside klein's 7.2 GiB transformer would not fit
+# in 13 GiB with training's own memory. ``Flux2KleinPipeline._get_qwen3_prompt_embeds`` stacks only
+# ``hidden_states[9, 18, 27]``: 28 layers keep those three (27 would not: transformers returns the
+# last hidden state after the final norm, so index 27 of a 27-layer model is normed, unlike the
+# real one's). Qwen3-4B's width (hidden 2560, 32 query / 8 key-value heads of 128, its 151,936-token
+# embedding, tied to the output), but 16-wide MLPs, not 9,728, as SMALL_T5's d_ff (28 full MLPs
+# are 2.09 B parameters, 3.9 GiB). Its tokenizer: the tiny Qwen2 BPE of ``write_qwen_tokenizer``
+# (Qwen's own BPE cannot be built offline; its ids are < 300).
+SMALL_QWEN3 = {
+    **QWEN3_4B,
+    "architectures": ["Qwen3ForCausalLM"],
+    "model_type": "qwen3",
+    "num_hidden_layers": 28,
+    "intermediate_size": 16,
+}
+# Qwen/Qwen3-4B tokenizer_config.json's length (the pipeline takes 512 tokens of it)
+QWEN3_MAX_LENGTH = 131072
+
+
+def flux2_klein_config_tree(folder: Path) -> Path:
+    """black-forest-labs/FLUX.2-klein-4B's pipeline tree (no bundled copy): ``model_index.json``
+    and each part's config — the transformer of ``t2ibench.adapters.sizes``
+    (``FLUX2_KLEIN_4B_TRANSFORMER``, 3.88 B), the FLUX.2 VAE (``AutoencoderKLFlux2``'s own
+    defaults: 32 latent channels, blocks 128/256/512/512), Qwen3-4B, FLUX.1's flow-Euler scheduler
+    with the ``exponential`` time shift the klein pipeline's ``mu`` is for."""
+    from diffusers import AutoencoderKLFlux2
+    from transformers import Qwen3Config
+
+    from t2ibench.adapters.sizes import FLUX2_KLEIN_4B_TRANSFORMER
+    from t2ibench.models.fullsize import bundled_config_folder
+
+    folder = Path(folder)
+    flux1 = bundled_config_folder("flux.1-dev")
+    scheduler = json.loads((flux1 / "scheduler" / "scheduler_config.json").read_text())
+    vae = {
+        k: p.default
+        for k, p in inspect.signature(AutoencoderKLFlux2.__init__).parameters.items()
+        if k != "self"
+    }
+    files = {
+        "model_index.json": {
+            "_class_name": "Flux2KleinPipeline",
+            "is_distilled": True,
+            "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+            "tokenizer": ["transformers", "Qwen2TokenizerFast"],
+            "transformer": ["diffusers", "Flux2Transformer2DModel"],
+            "vae": ["diffusers", "AutoencoderKLFlux2"],
+        },
+        "scheduler/scheduler_config.json": {**scheduler, "time_shift_type": "exponential"},
+        "text_encoder/config.json": Qwen3Config(**QWEN3_4B).to_dict(),
+        "tokenizer/tokenizer_config.json": {
+            "tokenizer_class": "Qwen2Tokenizer",
+            "model_max_length": QWEN3_MAX_LENGTH,
+        },
+        "transformer/config.json": {
+            "_class_name": "Flux2Transformer2DModel",
+            **FLUX2_KLEIN_4B_TRANSFORMER,
+        },
+        "vae/config.json": {"_class_name": "AutoencoderKLFlux2", **vae},
+    }
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(content, indent=2, sort_keys=True))
+    return folder
+
+
+#: base → (config tree: a bundled one's name or a function writing one into a folder, parts
+#: replaced by smaller ones, the denoiser's published parameter count (the test checks it),
+#: trainer option changes for this base)
+BASES = {
+    "sdxl": ("sdxl-base-1.0", {}, 2_567_463_684, {}),
+    "sd3.5-medium": (
+        "sd3.5-medium",
+        {"text_encoder_3": ("transformers", "T5EncoderModel", SMALL_T5)},
+        2_243_171_520,
+        {},
+    ),
+    # klein: 512 Qwen3 tokens through 3072-wide blocks; autograd's activations beside 9.5 GiB of
+    # weights would pass the 13 GiB budget, so the blocks recompute them (gradient checkpointing)
+    "flux2-klein": (
+        flux2_klein_config_tree,
+        {"text_encoder": ("transformers", "Qwen3ForCausalLM", SMALL_QWEN3)},
+        3_875_544_576,
+        {"gradient_checkpointing": True},
+    ),
+}
 
 
 def unbuilt_bases() -> list[tuple[str, str, int]]:
     """(base, part, parameters) of the bases not built at full size, counted on the meta device."""
-    from accelerate import init_empty_weights
-    from transformers import Qwen3Config, Qwen3Model
-
-    from t2ibench.adapters.sizes import _flux2_meta
     from t2ibench.models.fullsize import _meta_model, bundled_config_folder
 
-    def count(model) -> int:
-        return sum(p.numel() for p in model.parameters())
-
-    flux = bundled_config_folder("flux.1-dev")
-    with init_empty_weights():
-        qwen = Qwen3Model(Qwen3Config(**QWEN3_4B))
-    return [
-        ("flux.1-dev", "transformer", count(_meta_model("diffusers", "FluxTransformer2DModel",
-                                                        flux / "transformer"))),
-        ("flux2-klein 4B", "transformer", count(_flux2_meta())),
-        ("flux2-klein 4B", "Qwen3-4B text encoder", count(qwen)),
-    ]  # fmt: skip
+    flux = bundled_config_folder("flux.1-dev") / "transformer"
+    model = _meta_model("diffusers", "FluxTransformer2DModel", flux)
+    return [("flux.1-dev", "transformer", sum(p.numel() for p in model.parameters()))]
 
 
 def base_scenario(base: str, root: Path, trainers=TRAINERS) -> dict:
@@ -133,13 +199,15 @@ def base_scenario(base: str, root: Path, trainers=TRAINERS) -> dict:
         stages.append(row)
         return out
 
-    configs, replace, _ = BASES[base]
-    folder = timed(
-        "build (meta) and stream random bf16 weights to a folder",
-        lambda: make_random_from_config_tree(
-            root / base, bundled_config_folder(configs), dtype=torch.bfloat16, replace=replace
-        ),
-    )
+    configs, replace, _, base_options = BASES[base]
+
+    def build():
+        tree = configs(root / "configs") if callable(configs) else bundled_config_folder(configs)
+        return make_random_from_config_tree(
+            root / base, tree, dtype=torch.bfloat16, replace=replace
+        )
+
+    folder = timed("build (meta) and stream random bf16 weights to a folder", build)
     pipe = timed("load_base (bf16)", lambda: load_base(folder, dtype=torch.bfloat16))
     arch = architecture_of_pipe(pipe)
     dataset = write_one_class_dataset(root / "dataset")
@@ -149,12 +217,14 @@ def base_scenario(base: str, root: Path, trainers=TRAINERS) -> dict:
     )
     images, trained = {}, {}
     for trainer in trainers:
+        options = {**base_options, **trainers[trainer]}
         cfg = load_trainer_config(trainer).replace(
             resolution=64, min_bucket_reso=64, max_bucket_reso=64, bucket_step=64,
-            batch_size=2, warmup_steps=0, **trainers[trainer],
+            batch_size=2, warmup_steps=0, **options,
         )  # fmt: skip
+        how = ", gradient checkpointing" if options.get("gradient_checkpointing") else ""
         trained[trainer] = timed(
-            f"train {trainer} 2 steps at 64 px",
+            f"train {trainer} 2 steps at 64 px{how}",
             lambda t=trainer, c=cfg: train_run(
                 t, dataset, str(folder), root / f"train-{t}", c, epochs=2, progress=False,
                 pipe=pipe,
@@ -246,9 +316,16 @@ def main() -> None:
         *(f"| {b} | {part} | {n:,} | {2 * n / 2**30:.1f} |" for b, part, n in unbuilt_bases()),
         "",
         "FLUX.1-dev: its transformer alone is 22.2 GiB in bf16, more than the 24 GiB machine can "
-        "hold beside anything else (and 14 GiB is the budget). FLUX.2 [klein] 4B: transformer and "
-        "Qwen3-4B together are 14.7 GiB in bf16 before training's own memory (SDXL's LoRA run "
-        "peaked at 1.2 × its bf16 weights).",
+        "hold beside anything else (and 13 GiB is the budget).",
+        "",
+        "Replaced parts (`SMALL_T5`, `SMALL_QWEN3` in the script): SD3.5's T5-XXL (4.76 B, "
+        "9.5 GiB) by a one-layer T5 of its width (d_model 4096) over CLIP's vocabulary. FLUX.2 "
+        "[klein] 4B's Qwen3-4B (4.02 B, 7.5 GiB; with the 7.2 GiB transformer 14.7 GiB before "
+        "training) by 28 layers of its width (hidden 2560, 32 / 8 heads of 128, the 151,936-token "
+        "embedding) with 16-wide MLPs: the pipeline stacks hidden states 9, 18 and 27, and the "
+        "28th layer keeps index 27 before the final norm (1.13 B parameters); its tokenizer is a "
+        "tiny Qwen2 BPE, 512 tokens as the pipeline's default. klein's transformer (3.88 B) and "
+        "FLUX.2 VAE are full size; its 2 training steps use gradient checkpointing.",
         "",
         "Second method: PEFT's IA3, which scales a layer's input or output. LyCORIS' LoHa and IA3 "
         "form each layer's full-size ΔW or weight in fp32, which autograd keeps for the backward "

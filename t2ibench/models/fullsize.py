@@ -203,7 +203,15 @@ def _meta_model(library: str, class_name: str, config_dir: Path) -> Any:
 def _safetensors_dtype(dtype: Any) -> str:
     import torch
 
-    return {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}[dtype]
+    # integer buffers are written as they are (BatchNorm's ``num_batches_tracked``: FLUX.2's VAE)
+    return {
+        torch.float32: "F32",
+        torch.bfloat16: "BF16",
+        torch.float16: "F16",
+        torch.int64: "I64",
+        torch.int32: "I32",
+        torch.bool: "BOOL",
+    }[dtype]
 
 
 def write_random_safetensors(model: Any, path: Path, *, dtype: Any, seed: int) -> int:
@@ -216,7 +224,11 @@ def write_random_safetensors(model: Any, path: Path, *, dtype: Any, seed: int) -
 
     import torch
 
-    state = model.state_dict()  # tied weights appear under each name, as save_pretrained writes
+    state = model.state_dict()
+    # a transformers model's tied copies (Qwen3's ``lm_head`` of ``embed_tokens``) are left out,
+    # as save_pretrained leaves them: the loader ties them to their source
+    for target in getattr(model, "all_tied_weights_keys", None) or {}:
+        state.pop(target, None)
     entries, offset = {}, 0
     for key, t in state.items():
         dt = dtype if t.is_meta else t.dtype
@@ -266,10 +278,12 @@ def make_random_from_config_tree(
     """A diffusers pipeline folder with random weights from the published config tree
     ``configs`` (``model_index.json`` and each part's config): each model part built on the meta
     device and streamed to disk (:func:`write_random_safetensors`), so the peak memory is one
-    tensor, not the model; CLIP tokenizers written from the bundled BPE. ``replace``: part →
+    tensor, not the model; CLIP tokenizers written from the bundled BPE, a Qwen2 tokenizer as the
+    tiny one of :func:`~t2ibench.models.tokenizer.write_qwen_tokenizer` (its ``model_max_length``
+    from the tree's ``tokenizer_config.json``: the sequence length). ``replace``: part →
     (library, class, config dict) for a part built from another config (a small T5 where the
     published one would not fit in memory), with a CLIP tokenizer for its tokenizer."""
-    from t2ibench.models.tokenizer import write_clip_tokenizer
+    from t2ibench.models.tokenizer import write_clip_tokenizer, write_qwen_tokenizer
 
     replace = dict(replace or {})
 
@@ -280,6 +294,10 @@ def make_random_from_config_tree(
                 continue
             library, class_name = entry
             src = configs / part
+            if part.startswith("tokenizer") and class_name.startswith("Qwen2Tokenizer"):
+                declared = json.loads((src / "tokenizer_config.json").read_text())
+                write_qwen_tokenizer(tmp / part, max_length=declared["model_max_length"])
+                continue
             if part.startswith("tokenizer"):
                 write_clip_tokenizer(tmp / part)
                 index[part] = ["transformers", "CLIPTokenizer"]

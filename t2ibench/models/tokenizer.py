@@ -4,6 +4,7 @@ SD1.5's tokenizer is OpenAI CLIP's: 49,408 tokens = 256 byte symbols, the same 2
 48,894 merges, ``<|startoftext|>`` and ``<|endoftext|>``. open_clip ships exactly those merges
 (``bpe_simple_vocab_16e6.txt.gz``), so ``vocab.json`` + ``merges.txt`` for transformers'
 ``CLIPTokenizer`` can be written without the hub. Only the file is read: open_clip is not imported.
+Qwen's BPE is not bundled anywhere: :func:`write_qwen_tokenizer` writes a tiny one of the same class.
 """
 
 from __future__ import annotations
@@ -99,3 +100,46 @@ def write_clip_tokenizer(folder: Path) -> Path:
     for name, text in files.items():
         atomic_write(folder / name, text)
     return folder
+
+
+# --- a tiny Qwen2 tokenizer (FLUX.2 [klein]'s Qwen3 reads one); Qwen's real BPE is not bundled ---
+
+# a few sentences to train the tiny byte-level BPE on (the tests' prompts and captions)
+_QWEN_TOKENIZER_TEXT = (
+    "a photo of sks dog",
+    "a dog on the beach, a cat holding a sign",
+    "a red cube and a blue sphere in the snow",
+    "user assistant system",
+)
+# Qwen's chat markup, the smallest template ``apply_chat_template`` fills in as Qwen3's does
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def write_qwen_tokenizer(folder: Path, *, max_length: int = 32) -> Path:
+    """A tiny Qwen2 tokenizer (byte-level BPE trained on a few sentences with the ``tokenizers``
+    library, Qwen's special tokens and chat markup: about 300 tokens), saved as
+    ``Qwen2TokenizerFast`` saves it; ``max_length`` is its ``model_max_length``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(
+        _QWEN_TOKENIZER_TEXT,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            special_tokens=specials,
+        ),
+    )
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    tok = Qwen2TokenizerFast(vocab=model["vocab"], merges=merges, model_max_length=max_length)
+    tok.add_special_tokens({"additional_special_tokens": specials[1:]})
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    tok.save_pretrained(folder)
+    return Path(folder)

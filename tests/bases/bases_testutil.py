@@ -6,6 +6,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from t2ibench.models.tokenizer import write_qwen_tokenizer
+
 # SDXL's scaled-linear schedule (stabilityai/stable-diffusion-xl-base-1.0 scheduler_config.json).
 SDXL_SCHEDULER = {
     "beta_end": 0.012,
@@ -258,46 +260,6 @@ def _t5_encoder():
 
 # FLUX.2 [klein]'s scheduler_config.json: dynamic shifting (the pipeline passes its own ``mu``)
 FLUX2_SCHEDULER = {**FLUX_SCHEDULER, "time_shift_type": "exponential"}
-# a few sentences to train the tiny byte-level BPE on (the tests' prompts and captions)
-_TOKENIZER_TEXT = (
-    "a photo of sks dog",
-    "a dog on the beach, a cat holding a sign",
-    "a red cube and a blue sphere in the snow",
-    "user assistant system",
-)
-# Qwen's chat markup, the smallest template ``apply_chat_template`` fills in as Qwen3's does
-QWEN_CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def write_qwen_tokenizer(folder: Path, *, max_length: int = 32) -> Path:
-    """A tiny Qwen2 tokenizer (byte-level BPE trained on a few sentences with the ``tokenizers``
-    library, Qwen's special tokens and chat markup), saved as ``Qwen2TokenizerFast`` saves it."""
-    import json
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.train_from_iterator(
-        _TOKENIZER_TEXT,
-        trainers.BpeTrainer(
-            vocab_size=300,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            special_tokens=specials,
-        ),
-    )
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tok = Qwen2TokenizerFast(vocab=model["vocab"], merges=merges, model_max_length=max_length)
-    tok.add_special_tokens({"additional_special_tokens": specials[1:]})
-    tok.chat_template = QWEN_CHAT_TEMPLATE
-    tok.save_pretrained(folder)
-    return Path(folder)
 
 
 def make_tiny_flux2_klein(folder: Path, *, seed: int = 0) -> Path:

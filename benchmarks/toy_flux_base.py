@@ -12,7 +12,8 @@
 ``--follow-only``: step 1 alone for ``toy-flux`` (under a minute), written beside the earlier
 measurement to ``results/toy_flux_base_2026-12-07_plugin.md`` — the check that main's FLUX base
 plug-in (``t2ibench.bases.flux``, ``pipeline_call_kwargs``) samples the shipped weights as well as
-the toyflux branch's driver did (its 84.4 % all at CFG 4 is the ``_toy-flux.json`` file).
+the full run did (the file on record: the toyflux branch's driver vs the plug-in, both 84.4 % all
+at CFG 4, on the weights before the style-weighted resumes).
 
 Each base's numbers go to ``results/toy_flux_base_2026-12-07_<base>.json`` (the bases can run
 one at a time); the table ``results/toy_flux_base_2026-12-07.md`` is written from every base's
@@ -125,7 +126,7 @@ def follow_only(guidance: float) -> None:
     seconds = time.time() - t0
     before = json.loads(result_path("toy-flux").read_text())
     rows = [
-        ("toyflux branch, models/drivers.py", before["prompt_following"], before["when"]),
+        ("full run (_toy-flux.json)", before["prompt_following"], before["when"]),
         ("main, bases/flux.py plug-in", now, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
     ]
     lines = [

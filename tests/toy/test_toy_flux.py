@@ -211,3 +211,21 @@ def test_the_protocol_runs_on_toy_flux(trainer, tmp_path):
     assert record["base"]["id"].endswith("flux")
     assert (run_dir / "checkpoints" / f"{trainer}-e000001.safetensors").is_file()
     assert (run_dir / "report" / "report.html").is_file()
+
+
+def test_style_weight_oversamples_a_style_and_refuses_bad_input():
+    """``train_flux_base --style-weight outline=3``: outline scenes drawn 3× as often (3/4 of the
+    draws on an even pool); no weights keep the uniform draws; a non-base style is one line."""
+    from tools.toy.train_flux_base import _style_weights, scene_draw_weights
+
+    scenes = [world.sample_base_scene(0, i) for i in range(400)]
+    assert scene_draw_weights(scenes, _style_weights([])) is None
+    w = scene_draw_weights(scenes, _style_weights(["outline=3"]))
+    outline = torch.tensor([s.style == "outline" for s in scenes])
+    assert set(w[outline].tolist()) == {3.0} and set(w[~outline].tolist()) == {1.0}
+    idx = torch.multinomial(w, 4000, replacement=True, generator=torch.Generator().manual_seed(0))
+    expected = 3 * outline.sum() / (3 * outline.sum() + (~outline).sum())
+    assert abs(outline[idx].float().mean() - expected) < 0.03
+    for bad in (["hatched=2"], ["outline"], ["outline=0"]):
+        with pytest.raises(SystemExit, match="--style-weight"):
+            _style_weights(bad)

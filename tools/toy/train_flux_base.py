@@ -6,7 +6,9 @@ vae``; run ``train_vae`` first), with its measured latent mean and scale written
 shift (the FLUX plug-in's objective, ``t2ibench.bases.flux``), batch 32, AdamW 7e-4 cosine-decaying to 1e-4 after a
 100-step warm-up, 10 % empty captions (so classifier-free guidance works), EMA weights. Writes the
 complete fp16 diffusers ``FluxPipeline`` folder ``weights/flux``; ``--resume`` continues from it
-(the shipped weights: see ``t2ibench/toy/README.md``).
+(the shipped weights: see ``t2ibench/toy/README.md``). ``--style-weight outline=3`` draws the pool's
+outline scenes 3× as often (seeded; the default draws uniformly, as the first three runs did);
+the report goes to ``reports/`` beside ``--out`` under ``--report`` (a name per resume).
 """
 
 from __future__ import annotations
@@ -44,6 +46,34 @@ class _Captions:
         self.empty = index[""]
 
 
+def _style_weights(pairs: list[str]) -> dict[str, float]:
+    """``["outline=2"]`` → ``{"outline": 2.0}``; a style outside the base vocabulary is refused."""
+    out: dict[str, float] = {}
+    for pair in pairs:
+        style, sep, weight = pair.partition("=")
+        if not sep or style not in world.BASE_STYLES:
+            raise SystemExit(
+                f"--style-weight wants STYLE=W with STYLE in {world.BASE_STYLES}: {pair!r}"
+            )
+        out[style] = float(weight)
+        if out[style] <= 0:
+            raise SystemExit(f"--style-weight needs a positive weight: {pair!r}")
+    return out
+
+
+def scene_draw_weights(
+    scenes: list[world.Scene], style_weights: dict[str, float]
+) -> torch.Tensor | None:
+    """Per-scene draw weights from per-style ones (unlisted styles 1); None = uniform draws.
+
+    The outline style is the one the base learns last (outlined crosses come out filled), so a
+    resume can show it more often; None keeps the uniform ``randint`` draws of the earlier runs.
+    """
+    if not style_weights:
+        return None
+    return torch.tensor([style_weights.get(s.style, 1.0) for s in scenes], dtype=torch.float64)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2400)
@@ -56,6 +86,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vae", type=Path, default=BASE_DIR / "vae")
     ap.add_argument("--resume", action="store_true", help="continue from the weights in --out")
     ap.add_argument("--save-every", type=int, default=0, help="also save the EMA every N steps")
+    ap.add_argument(
+        "--style-weight",
+        action="append",
+        default=[],
+        metavar="STYLE=W",
+        help="draw pool scenes of STYLE W times as often (repeatable; default: uniform draws)",
+    )
+    ap.add_argument(
+        "--report",
+        default=None,
+        help="report file name in the reports folder beside --out "
+        "(default flux_train.json, with --resume flux_train_resume.json)",
+    )
     args = ap.parse_args(argv)
     setup(args.threads, args.seed)
     log = Log("flux-base")
@@ -77,6 +120,14 @@ def main(argv: list[str] | None = None) -> None:
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     log(f"encoded {len(mean)} base images; latent shift {shift} scale {scale}")
     caps = _Captions(scenes)
+    style_weights = _style_weights(args.style_weight)
+    draw = scene_draw_weights(scenes, style_weights)
+    if draw is not None:
+        share = {
+            k: round(float(draw[[s.style == k for s in scenes]].sum() / draw.sum()), 3)
+            for k in sorted({s.style for s in scenes})
+        }
+        log(f"style weights {style_weights}: draw shares {share}")
     n_t = caps.table.shape[1]
     log(f"{len(caps.texts)} distinct captions")
 
@@ -117,7 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         warm = min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = lr * warm
-        idx = torch.randint(len(mean), (args.batch,), generator=gen)
+        if draw is None:
+            idx = torch.randint(len(mean), (args.batch,), generator=gen)
+        else:
+            idx = torch.multinomial(draw, args.batch, replacement=True, generator=gen)
         z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)
         x0 = (z - shift) * scale
         cap = caps.table[idx, torch.randint(n_t, (args.batch,), generator=gen)]
@@ -146,14 +200,17 @@ def main(argv: list[str] | None = None) -> None:
         "lr": args.lr,
         "steps": args.steps,
         "batch": args.batch,
+        "pool": args.pool,
+        "seed": args.seed,
+        "style_weights": style_weights,
         "latent_shift": shift,
         "latent_scale": scale,
         "train_seconds": round(log.elapsed(), 1),
         "loss_first_50": round(sum(losses[:50]) / min(50, len(losses)), 4),
         "loss_last_50": round(sum(losses[-50:]) / min(50, len(losses)), 4),
     }
-    name = "flux_train_resume.json" if args.resume else "flux_train.json"
-    write_json(WEIGHTS / "reports" / name, report)
+    name = args.report or ("flux_train_resume.json" if args.resume else "flux_train.json")
+    write_json(args.out.parent / "reports" / name, report)
     log(f"saved {args.out}: {report}")
 
 

@@ -7,7 +7,7 @@ run`` twice under one ``--out`` — a LoRA and a LoHa, 2 training steps at 64 px
 saved and re-applied, one image per prompt type with 2 DDIM steps (CFG 7), every metric the four
 encoders feed. The second run reuses the first's base-model images and reference features.
 
-    OMP_NUM_THREADS=1 python benchmarks/real_size_cpu.py   # writes results/real_size_cpu_<date>.md
+    python benchmarks/real_size_cpu.py --threads 1   # writes results/real_size_cpu_<date>_threads1.md
     python -m pytest -m slow tests/slow                # the same scenario as a test
 
 Wall time on a shared machine is inflated by other processes; CPU time (user + sys) is not.
@@ -120,8 +120,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
     args = ap.parse_args()
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
@@ -154,7 +160,7 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    dest = Path(args.results) / f"real_size_cpu_{today}.md"
+    dest = Path(args.results) / f"real_size_cpu_{today}_threads{torch.get_num_threads()}.md"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text)
     print(f"written: {dest}", file=sys.stderr)

@@ -29,9 +29,22 @@ section="$work/section.md"
   echo
   echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
   echo
-  echo "| mode | result | tests (wall) | .ci/run (wall) | .ci/run (CPU, user + sys) | cores | load average before → after |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| mode | result | tests (wall) | .ci/run (wall) | .ci/run (CPU, user + sys) | cores | load average before → after | stolen by the host, memory stalls |"
+  echo "|---|---|---|---|---|---|---|---|"
 } > "$section"
+# Time the hypervisor gave this VM's cores to others (/proc/stat's steal, all cores) and time some
+# task waited for memory (PSI "some"): neither shows in the load average, both lengthen the run
+host_waits() {
+  python3 - <<'PY'
+steal = int(open("/proc/stat").readline().split()[8]) / 100
+try:
+    some = next(l for l in open("/proc/pressure/memory") if l.startswith("some"))
+    stall = int(some.split("total=")[1]) / 1e6
+except (OSError, StopIteration):
+    stall = float("nan")
+print(steal, stall)
+PY
+}
 for mode in "${modes[@]}"; do
   log="$work/ci-$mode.log"
   # PYTEST_ADDOPTS reaches the README's command inside .ci/run unchanged; its own -n 2 comes
@@ -39,6 +52,7 @@ for mode in "${modes[@]}"; do
   opts="--durations=0 -p no:cacheprovider"
   [ "$mode" = "serial" ] && opts="$opts --maxprocesses=1"
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  read -r steal0 stall0 < <(host_waits)
   s=$(date +%s)
   set +e
   # CPU seconds (user + sys) of .ci/run and its children, from bash's `times` (children's line;
@@ -48,12 +62,14 @@ for mode in "${modes[@]}"; do
   set -e
   total=$(($(date +%s) - s))
   load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+  read -r steal1 stall1 < <(host_waits)
+  waits=$(python3 -c "print(f'{$steal1 - $steal0:.0f} s, {$stall1 - $stall0:.0f} s')")
   tests=$(grep -o 'the test command took [0-9]* s' "$log" | grep -o '[0-9]*' || echo "?")
   result=$(grep -E '(passed|failed|error).* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ in [0-9.]+s.*//')
   fmt() { [ "$1" = "?" ] && echo "?" || printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
   times > "$work/times-$mode.txt"
   cpu=$(tail -1 "$work/times-$mode.txt" | python3 -c 'import re, sys; print(round(sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", sys.stdin.read()))))')
-  echo "| $mode | ${result:-see log} (exit $rc) | $(fmt "$tests") | $(fmt "$total") | $cpu s | $(nproc) | $load_before → $load_after |" >> "$section"
+  echo "| $mode | ${result:-see log} (exit $rc) | $(fmt "$tests") | $(fmt "$total") | $cpu s | $(nproc) | $load_before → $load_after | $waits |" >> "$section"
   python3 - "$log" "$mode" >> "$work/slowest.md" <<'EOF'
 import collections, re, sys
 log, mode = sys.argv[1], sys.argv[2]

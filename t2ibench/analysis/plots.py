@@ -97,9 +97,7 @@ def scatter_pairs(
     ``pairs`` None = the pairs the metrics in ``scores`` declare (``MetricSpec.report.pairs``).
     Several bases: one figure per pair and base (scores are ranked within base, so points of two
     bases on one axis would compare what cannot be compared), the base in its label and name."""
-    import re
-
-    from t2ibench.analysis.scores import by_base
+    from t2ibench.analysis.scores import base_tag, by_base
 
     if pairs is None:
         pairs = pair_targets(scores["metric"].unique())
@@ -197,12 +195,14 @@ def scatter_pairs(
                 if lv in used_levels
             ]
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0, 0.9, 1))
+        if base is not None:
+            fig.suptitle(_plain(f"base {base}"), fontsize=10)
+        # room on the right for the legend, at the top for the base's title
+        fig.tight_layout(rect=(0, 0, 0.9, 1 if base is None else 1 - 0.35 / fig.get_figheight()))
         name = f"scatter_{mx[0]}-{mx[3]}_vs_{my[0]}-{my[3]}"
         label = f"{x_t.label} vs {y_t.label}"
         if base is not None:
-            fig.suptitle(_plain(f"base {base}"), fontsize=10)
-            name += "_" + re.sub(r"[^A-Za-z0-9._+-]+", "_", base)
+            name += "_" + base_tag(base)
             label += f" (base {base})"
         written.append((label, _save(fig, out_dir / f"{name}.png")))
         plt.close(fig)

@@ -58,6 +58,13 @@ def name_bases(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{BASE_COLUMN: col.where(~missing, UNNAMED_BASE).astype(str)})
 
 
+def base_tag(base: str) -> str:
+    """``base`` as a file-name part (a figure per base): safe characters only."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", base)
+
+
 def by_base(df: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
     """``[(base, its rows), ...]`` when ``df`` holds several bases, else ``[(None, df)]``: the
     order statistics (epoch trends and claims, Table 1) are computed within each base."""

@@ -17,7 +17,7 @@ from t2ibench.analysis.configs import (  # noqa: F401  (re-exported)
     default_configs,
     varied_hyperparameter,
 )
-from t2ibench.analysis.scores import by_base
+from t2ibench.analysis.scores import base_tag, by_base
 from t2ibench.analysis.shap_analysis import NATIVE, lr_levels, resolve_measure
 from t2ibench.analysis.targets import Target, criteria_targets
 
@@ -570,7 +570,6 @@ def table1_section(
     """The "Algorithms (Table 1)" report section: ranks per epoch side by side, the order among
     the groups shared with the paper with its bootstrap probability, and the paper's table.
     ``base``: the section is that base's (results of several bases: one section per base)."""
-    import re
 
     from t2ibench.analysis.report import Section
 
@@ -624,7 +623,7 @@ def table1_section(
 
         for label in dict.fromkeys(t1.table["epoch"]):
             means, ranks = t1.block(label)
-            tag = "" if base is None else re.sub(r"[^A-Za-z0-9_.-]+", "-", base) + "_"
+            tag = "" if base is None else base_tag(base) + "_"
             name = f"rank_table_{tag}epoch_{label}.png"
             p = P.rank_table_plot(means, ranks, out / "plots" / name)
             if p:

@@ -57,56 +57,46 @@ def _build_once(folder: Path, what: str, build: Callable[[Path], None], seed: in
 
 
 def make_random_sd15(folder: Path, *, seed: int = 0) -> Path:
-    """A diffusers ``StableDiffusionPipeline`` folder: SD1.5's bundled configs, random fp32
-    weights streamed to disk part by part (:func:`write_random_safetensors`)."""
+    """A diffusers ``StableDiffusionPipeline`` folder: SD1.5's bundled config tree, random fp32
+    weights streamed to disk part by part (:func:`make_random_from_config_tree`)."""
+    import torch
 
-    def build(tmp: Path) -> None:
-        import torch
+    from t2ibench.models.sd15 import sd15_config_folder
 
-        from t2ibench.models.sd15 import MODEL_INDEX, sd15_config_folder
+    return make_random_from_config_tree(
+        folder, sd15_config_folder(), dtype=torch.float32, seed=seed
+    )
 
-        configs = sd15_config_folder()
-        for name in ("tokenizer", "scheduler"):
-            shutil.copytree(configs / name, tmp / name)
-        for k, (part, library, class_name, file) in enumerate(
-            [
-                ("unet", "diffusers", "UNet2DConditionModel", "diffusion_pytorch_model"),
-                ("vae", "diffusers", "AutoencoderKL", "diffusion_pytorch_model"),
-                ("text_encoder", "transformers", "CLIPTextModel", "model"),
-            ]
-        ):
-            (tmp / part).mkdir()
-            shutil.copy(configs / part / "config.json", tmp / part / "config.json")
-            model = _meta_model(library, class_name, tmp / part)
-            path = tmp / part / f"{file}.safetensors"
-            write_random_safetensors(model, path, dtype=torch.float32, seed=seed + k)
-        (tmp / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2, sort_keys=True))
 
-    return _build_once(folder, "sd15", build, seed)
+def _write_random(model: Any, path: Path) -> None:
+    """``model`` (built on the meta device) as random fp32 weights, seeded by ``_build_once``."""
+    import torch
+
+    write_random_safetensors(model, path, dtype=torch.float32, seed=torch.initial_seed())
+
+
+def _empty(build: Callable[[], Any]) -> Any:
+    """``build()`` with its parameters on the meta device (no memory, no initialisation)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        return build()
 
 
 def _dinov2(tmp: Path) -> None:
-    import torch
     from transformers import Dinov2Config
 
     Dinov2Config(**DINOV2_L).save_pretrained(tmp)
-    model = _meta_model("transformers", "Dinov2Model", tmp)
-    write_random_safetensors(
-        model, tmp / "model.safetensors", dtype=torch.float32, seed=torch.initial_seed()
-    )
+    _write_random(_meta_model("transformers", "Dinov2Model", tmp), tmp / "model.safetensors")
 
 
 def _clip(tmp: Path) -> None:
     import open_clip
-    import torch
-    from accelerate import init_empty_weights
 
     from t2ibench.encoders.base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from t2ibench.encoders.clip import ARCH
 
     cfg = open_clip.get_model_config(ARCH)
-    with init_empty_weights(include_buffers=False):
-        model = open_clip.CLIP(**cfg)
     (tmp / "open_clip_config.json").write_text(
         json.dumps(
             {
@@ -119,38 +109,26 @@ def _clip(tmp: Path) -> None:
             }
         )
     )
-    path = tmp / "open_clip_model.safetensors"
-    write_random_safetensors(model, path, dtype=torch.float32, seed=torch.initial_seed())
+    _write_random(_empty(lambda: open_clip.CLIP(**cfg)), tmp / "open_clip_model.safetensors")
 
 
 def _convnext(tmp: Path) -> None:
     import timm
-    import torch
-    from accelerate import init_empty_weights
     from timm.models._hub import save_config_for_hf
 
     from t2ibench.encoders.convnext import DEFAULT_WEIGHTS
 
     # timm's hub layout, as save_for_hf writes it: config.json beside model.safetensors
-    with init_empty_weights(include_buffers=False):
-        model = timm.create_model(DEFAULT_WEIGHTS, pretrained=False)
+    model = _empty(lambda: timm.create_model(DEFAULT_WEIGHTS, pretrained=False))
     save_config_for_hf(model, tmp / "config.json")
-    write_random_safetensors(
-        model, tmp / "model.safetensors", dtype=torch.float32, seed=torch.initial_seed()
-    )
+    _write_random(model, tmp / "model.safetensors")
 
 
 def _vgg(tmp: Path) -> None:
-    import torch
-    from accelerate import init_empty_weights
     from torchvision.models import vgg19
 
     # torchvision's own state-dict layout, as a single file (what a converted checkpoint looks like).
-    with init_empty_weights(include_buffers=False):
-        model = vgg19(weights=None)
-    write_random_safetensors(
-        model, tmp / "vgg19.safetensors", dtype=torch.float32, seed=torch.initial_seed()
-    )
+    _write_random(_empty(lambda: vgg19(weights=None)), tmp / "vgg19.safetensors")
 
 
 ENCODER_BUILDERS: dict[str, Callable[[Path], None]] = {
@@ -189,15 +167,13 @@ def _model_class(library: str, class_name: str) -> Any:
 def _meta_model(library: str, class_name: str, config_dir: Path) -> Any:
     """The part built on the meta device: no memory, no initialisation; buffers stay real (SD3's
     sin-cos position table is a saved buffer)."""
-    from accelerate import init_empty_weights
-
     cls = _model_class(library, class_name)
-    with init_empty_weights(include_buffers=False):
-        if library == "diffusers":
-            return cls.from_config(cls.load_config(config_dir))
-        from transformers import AutoConfig
+    if library == "diffusers":
+        return _empty(lambda: cls.from_config(cls.load_config(config_dir)))
+    from transformers import AutoConfig
 
-        return cls(AutoConfig.from_pretrained(config_dir))
+    config = AutoConfig.from_pretrained(config_dir)
+    return _empty(lambda: cls(config))
 
 
 def _safetensors_dtype(dtype: Any) -> str:

@@ -181,19 +181,18 @@ class EvaluateStage:
     def _encoders(run: Run) -> list:
         """Loaded once per invocation: the checkpoints' scoring and the anchors share them
         (four full-size encoders take seconds to load and GiBs to hold twice)."""
-        r = run.resolved
-        if r.loaded_metric_profile.defaults:
-            from t2ibench.pipeline.load_encoders import create_encoders
 
-            return run.once(
-                "encoders", lambda: create_encoders(r.encoders, r.resize, r.options.device)
-            )
-        from t2ibench.metric_profiles.compile import run_encoders
+        def load() -> list:
+            r = run.resolved
+            if r.loaded_metric_profile.defaults:
+                from t2ibench.pipeline.load_encoders import create_encoders
 
-        return run.once(
-            "encoders",
-            lambda: run_encoders(r.loaded_metric_profile, r.encoders, r.options.device),
-        )
+                return create_encoders(r.encoders, r.resize, r.options.device)
+            from t2ibench.metric_profiles.compile import run_encoders
+
+            return run_encoders(r.loaded_metric_profile, r.encoders, r.options.device)
+
+        return run.once("encoders", load)
 
     @staticmethod
     def _plans(run: Run, encoders: list) -> Any:

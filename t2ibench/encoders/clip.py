@@ -28,6 +28,7 @@ from t2ibench.encoders.base import (
     missing_weights_error,
     weights_source,
 )
+from t2ibench.encoders.init_skip import skipped_random_init
 
 ARCH = "ViT-L-14"
 TAG = "datacomp_xl_s13b_b90k"
@@ -75,31 +76,34 @@ def load_model(
     check_local_path(name, source)
     path = Path(source).expanduser()
     try:
-        if source == f"{arch}/{tag}":
-            model = open_clip.create_model(arch, pretrained=tag)
-            tokenizer = open_clip.get_tokenizer(arch)
-            wid = hub_weights_id(
-                hub_repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-            )
-        elif path.is_dir():
-            if not any(p.suffix in WEIGHT_SUFFIXES for p in path.iterdir()):
-                # open_clip would only warn and hand back random weights.
-                raise FileNotFoundError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) in {path}")
-            local = f"local-dir:{path}"
-            model = open_clip.create_model(local)
-            tokenizer = open_clip.get_tokenizer(local)
-            wid = local_weights_id(path)
-        elif path.is_file():
-            model = open_clip.create_model(arch, pretrained=str(path))
-            tokenizer = open_clip.get_tokenizer(arch)
-            wid = local_weights_id(path)
-        else:
-            repo = source.removeprefix("hf-hub:")
-            model = open_clip.create_model(f"hf-hub:{repo}")
-            tokenizer = open_clip.get_tokenizer(f"hf-hub:{repo}")
-            wid = hub_weights_id(
-                repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-            )
+        with skipped_random_init():  # weights loaded over the draws (strict)
+            if source == f"{arch}/{tag}":
+                model = open_clip.create_model(arch, pretrained=tag)
+                tokenizer = open_clip.get_tokenizer(arch)
+                wid = hub_weights_id(
+                    hub_repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+                )
+            elif path.is_dir():
+                if not any(p.suffix in WEIGHT_SUFFIXES for p in path.iterdir()):
+                    # open_clip would only warn and hand back random weights.
+                    raise FileNotFoundError(
+                        f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) in {path}"
+                    )
+                local = f"local-dir:{path}"
+                model = open_clip.create_model(local)
+                tokenizer = open_clip.get_tokenizer(local)
+                wid = local_weights_id(path)
+            elif path.is_file():
+                model = open_clip.create_model(arch, pretrained=str(path))
+                tokenizer = open_clip.get_tokenizer(arch)
+                wid = local_weights_id(path)
+            else:
+                repo = source.removeprefix("hf-hub:")
+                model = open_clip.create_model(f"hf-hub:{repo}")
+                tokenizer = open_clip.get_tokenizer(f"hf-hub:{repo}")
+                wid = hub_weights_id(
+                    repo, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+                )
     except (OSError, RuntimeError, ValueError) as exc:
         raise missing_weights_error(name, source, exc) from exc
     return model, tokenizer, wid

@@ -31,6 +31,7 @@ from t2ibench.encoders.base import (
     missing_weights_error,
     weights_source,
 )
+from t2ibench.encoders.init_skip import skipped_random_init
 
 DEFAULT_WEIGHTS = "convnextv2_large.fcmae_ft_in22k_in1k"  # timm's default tag
 TINY_ARGS: dict[str, Any] = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], "num_classes": 10}
@@ -50,21 +51,22 @@ def load_model(source: str) -> tuple[torch.nn.Module, str]:
     check_local_path("convnextv2-l", source)
     path = Path(source).expanduser()
     try:
-        if source == DEFAULT_WEIGHTS:
-            model = timm.create_model(source, pretrained=True)
-            wid = hub_weights_id(f"timm/{source}", ["model.safetensors", "pytorch_model.bin"])
-        elif path.is_dir():
-            model = timm.create_model(f"local-dir:{path}", pretrained=True)
-            wid = local_weights_id(path)
-        elif path.is_file():
-            model = timm.create_model(
-                DEFAULT_WEIGHTS, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))
-            )
-            wid = local_weights_id(path)
-        else:
-            repo = source.removeprefix("hf-hub:")
-            model = timm.create_model(f"hf-hub:{repo}", pretrained=True)
-            wid = hub_weights_id(repo, ["model.safetensors", "pytorch_model.bin"])
+        with skipped_random_init():  # weights loaded over the draws
+            if source == DEFAULT_WEIGHTS:
+                model = timm.create_model(source, pretrained=True)
+                wid = hub_weights_id(f"timm/{source}", ["model.safetensors", "pytorch_model.bin"])
+            elif path.is_dir():
+                model = timm.create_model(f"local-dir:{path}", pretrained=True)
+                wid = local_weights_id(path)
+            elif path.is_file():
+                model = timm.create_model(
+                    DEFAULT_WEIGHTS, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))
+                )
+                wid = local_weights_id(path)
+            else:
+                repo = source.removeprefix("hf-hub:")
+                model = timm.create_model(f"hf-hub:{repo}", pretrained=True)
+                wid = hub_weights_id(repo, ["model.safetensors", "pytorch_model.bin"])
     except (OSError, RuntimeError, ValueError) as exc:
         raise missing_weights_error("convnextv2-l", source, exc) from exc
     return model, wid

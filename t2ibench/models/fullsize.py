@@ -238,7 +238,7 @@ def write_random_safetensors(model: Any, path: Path, *, dtype: Any, seed: int) -
                 else:
                     out.fill_(0.0 if key.endswith("bias") else 1.0)
             if out.numel():
-                f.write(out.view(-1).view(torch.uint8).numpy().tobytes())
+                f.write(out.view(-1).view(torch.uint8).numpy())  # its buffer: no copy
             del out
     return count
 

@@ -85,21 +85,50 @@ class RayCluster:
     cache: Path  # T2IBENCH_CACHE of its workers: a test's driver sets the same to share models
 
 
-@pytest.fixture(scope="session")
-def ray_cluster(t2ibench_cache):
-    """One local Ray instance (2 CPUs, no dashboard) for the session. Its workers inherit the
-    environment at start: one OpenMP thread and the session's T2IBENCH_CACHE."""
-    ray = pytest.importorskip("ray")
+def _start_ray(ray, cache: Path) -> None:
     mp = pytest.MonkeyPatch()
-    mp.setenv("T2IBENCH_CACHE", str(t2ibench_cache))
+    mp.setenv("T2IBENCH_CACHE", str(cache))
     mp.setenv("OMP_NUM_THREADS", "1")
     try:
         # "local": a new instance even if another one runs on this machine
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     finally:
         mp.undo()  # only the workers keep it; each test module sets what its driver needs
-    yield RayCluster(ray, t2ibench_cache)
+
+
+_RAY_STARTED: list[RayCluster] = []  # the session's instance, once a test has asked for it
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(t2ibench_cache):
+    """One local Ray instance (2 CPUs, no dashboard) for the session. Its workers inherit the
+    environment at start: one OpenMP thread and the session's T2IBENCH_CACHE. It is shut down
+    after the last test of the files that use it (its daemons and idle workers would otherwise
+    take CPU from the other tests until the session ends), and started again if a later file
+    needs it (without -n, files keep their collection order)."""
+    ray = pytest.importorskip("ray")
+    _start_ray(ray, t2ibench_cache)
+    _RAY_STARTED.append(RayCluster(ray, t2ibench_cache))
+    yield _RAY_STARTED[-1]
     ray.shutdown()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    if _RAY_STARTED and "ray_cluster" in item.fixturenames:
+        cluster = _RAY_STARTED[-1]
+        if not cluster.ray.is_initialized():
+            _start_ray(cluster.ray, cluster.cache)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if not _RAY_STARTED or "ray_cluster" not in item.fixturenames:
+        return
+    if nextitem is None or not _names_fixture(Path(nextitem.path), "ray_cluster"):
+        _RAY_STARTED[-1].ray.shutdown()  # no-op when already down
 
 
 @pytest.fixture
@@ -162,11 +191,24 @@ def _file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+_SOURCES: dict[Path, str] = {}
+
+
+def _names_fixture(path: Path, name: str) -> bool:
+    """Whether the test file at ``path`` names fixture ``name`` in its source."""
+    import re
+
+    if path not in _SOURCES:
+        try:
+            _SOURCES[path] = path.read_text(encoding="utf-8")
+        except OSError:
+            _SOURCES[path] = ""
+    return re.search(rf"\b{name}\b", _SOURCES[path]) is not None
+
+
 def work_units(rootpath: Path, files) -> dict[str, str]:
     """Each test file's unit: the file itself, or for files sharing a fixture of
     ``SHARED_FIXTURES``, the first of them in ``files``' order."""
-    import re
-
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -175,12 +217,8 @@ def work_units(rootpath: Path, files) -> dict[str, str]:
         return x
 
     for file in files:
-        try:
-            text = (rootpath / file).read_text(encoding="utf-8")
-        except OSError:
-            continue
         for name in SHARED_FIXTURES:
-            if re.search(rf"\b{name}\b", text):
+            if _names_fixture(rootpath / file, name):
                 parent[find("fixture:" + name)] = find(file)
     first: dict[str, str] = {}
     for file in files:

@@ -69,3 +69,54 @@ def test_test_file_names_are_unique():
     mismatch"), as tests/bases/test_flux.py and tests/toy/test_flux.py once did."""
     names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_ray_is_shut_down_after_the_files_that_use_it_and_started_again_if_needed(
+    tmp_path, monkeypatch
+):
+    """The session's Ray instance stops when the next test's file does not use it (its daemons
+    and idle workers took CPU from the rest of the suite), and starts again for a later user."""
+    from types import SimpleNamespace
+
+    for name, text in {"r1.py": "def test(ray_cluster): ...\n", "r2.py": "# ray_cluster\n",
+                       "o.py": "def test(): ...\n"}.items():  # fmt: skip
+        (tmp_path / name).write_text(text)
+
+    class FakeRay:
+        up, starts = True, 0
+
+        def is_initialized(self):
+            return self.up
+
+        def init(self, **kwargs):
+            self.up, self.starts = True, self.starts + 1
+
+        def shutdown(self):
+            self.up = False
+
+    ray = FakeRay()
+    monkeypatch.setattr(conftest, "_RAY_STARTED", [conftest.RayCluster(ray, tmp_path)])
+
+    def item(file, uses):
+        return SimpleNamespace(path=tmp_path / file, fixturenames=["ray_cluster"] if uses else [])
+
+    def hook(fn, *args):
+        gen = fn(*args)
+        next(gen)
+        try:
+            gen.send(None)
+        except StopIteration:
+            pass
+
+    r1, r1b, r2, other = item("r1.py", True), item("r1.py", False), item("r2.py", True), item("o.py", False)  # fmt: skip
+    hook(conftest.pytest_runtest_teardown, r1, r1b)  # same file: stays up
+    hook(conftest.pytest_runtest_teardown, r1, r2)  # next file names it: stays up
+    assert ray.up
+    hook(conftest.pytest_runtest_teardown, r2, other)
+    assert not ray.up
+    hook(conftest.pytest_runtest_setup, other)
+    assert not ray.up and ray.starts == 0
+    hook(conftest.pytest_runtest_setup, r1)
+    assert ray.up and ray.starts == 1
+    hook(conftest.pytest_runtest_teardown, r1, None)  # the session's last test
+    assert not ray.up

@@ -94,11 +94,25 @@ def settings(dry: bool):
     return s
 
 
+#: dtype → the tiny base loaded once on CPU (``--dry``); see load_pipe
+_TINY_LOADED: dict = {}
+
+
 def load_pipe(base: str, device: str, dtype: torch.dtype):
+    """A fresh pipeline of ``base``. The tiny base on CPU (``--dry``) is read through
+    ``load_base`` once per dtype and every caller gets a deep copy: the dry run asks for it twelve
+    times, and a load (its tokenizer's 49,408-token vocabulary, diffusers' lazy imports) costs
+    more CPU than the rows it feeds. Full-size bases load anew for every row."""
+    import copy
+
     from t2ibench.models import load_base
 
     attention = "sdpa" if device.startswith("cuda") else "plain"
-    return load_base(base, device=device, dtype=dtype, attention=attention)
+    if base != "tiny" or device != "cpu":
+        return load_base(base, device=device, dtype=dtype, attention=attention)
+    if dtype not in _TINY_LOADED:
+        _TINY_LOADED[dtype] = load_base(base, device=device, dtype=dtype, attention=attention)
+    return copy.deepcopy(_TINY_LOADED[dtype])
 
 
 def make_adapter(base: str, algo: str, folder: Path) -> Path:

@@ -129,13 +129,11 @@ def recommend(raw: pd.DataFrame, directions: dict[str, bool]) -> tuple[pd.DataFr
     xcol = progress_column(raw)
     places = raw.drop_duplicates("checkpoint").set_index("checkpoint")
     epochs = places[xcol]
-    x = ckpts[crit].fillna(-math.inf)
-    pareto = []
-    for a in x.index:
-        dominated = any(
-            (x.loc[b] >= x.loc[a]).all() and (x.loc[b] > x.loc[a]).any() for b in x.index if b != a
-        )
-        pareto.append(not dominated)
+    x = ckpts[crit].fillna(-math.inf).to_numpy(dtype="float64")
+    # b dominates a: at least as good on every criterion and better on one ([a, b] below)
+    as_good = (x[None, :, :] >= x[:, None, :]).all(axis=2)
+    better = (x[None, :, :] > x[:, None, :]).any(axis=2)
+    pareto = [not row.any() for row in as_good & better]
     out = ckpts.assign(pareto=pareto, total=ckpts[crit].sum(axis=1, min_count=1))
     out["epoch"] = places["epoch"].reindex(out.index)
     out[xcol] = epochs.reindex(out.index)

@@ -165,6 +165,8 @@ class _TimmArchitectureOnly:
         self._timm = timm
 
     def create_model(self, model_name: str, pretrained: bool = False, **kwargs: Any) -> Any:
+        if _SKIP_INIT:  # the ViT's own init (timm's trunc_normal_): a checkpoint overwrites it
+            kwargs.setdefault("weight_init", "skip")
         return self._timm.create_model(model_name, pretrained=False, **kwargs)
 
     def __getattr__(self, item: str) -> Any:
@@ -199,8 +201,32 @@ def _without_downloads(module: types.ModuleType, scratch: str) -> Iterator[None]
             setattr(module, k, v)
 
 
-def build_network(name: str, seed: int = 0) -> torch.nn.Module:
-    """pyiqa's network for probe ``name`` with seeded random weights, built without any download."""
+#: True while a network is built for a checkpoint (see :func:`_without_random_init`)
+_SKIP_INIT = False
+
+
+@contextlib.contextmanager
+def _without_random_init() -> Iterator[None]:
+    """Parameters left as allocated while a network is built whose every weight a strict
+    ``load_state_dict`` then overwrites (as transformers' ``no_init_weights`` does): the random
+    fills of ViT-B/32 and ViT-B/8 cost more CPU than reading the checkpoint."""
+    global _SKIP_INIT
+    names = [n for n in vars(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    _SKIP_INIT = True
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        _SKIP_INIT = False
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
+
+
+def build_network(name: str, seed: int = 0, *, random_init: bool = True) -> torch.nn.Module:
+    """pyiqa's network for probe ``name`` with seeded random weights, built without any download;
+    ``random_init=False``: its weights left unset, for a checkpoint to fill every one of them."""
     cls, opts = architecture(name)
     module = sys.modules[cls.__module__]
     with tempfile.TemporaryDirectory(prefix="t2ibench-iqa-") as scratch:
@@ -208,6 +234,7 @@ def build_network(name: str, seed: int = 0) -> torch.nn.Module:
             torch.random.fork_rng(devices=[]),
             _without_downloads(module, scratch),
             contextlib.redirect_stdout(io.StringIO()),  # LIQE prints where it caches text features
+            contextlib.nullcontext() if random_init else _without_random_init(),
         ):
             torch.manual_seed(seed)
             net = cls(**opts)
@@ -266,7 +293,7 @@ def load_network(name: str, source: str | None) -> tuple[torch.nn.Module, str]:
             f"({plain_reason(exc)}); give a .safetensors file, or a .pt/.pth file that holds "
             "only tensors"
         ) from None
-    net = build_network(name)
+    net = build_network(name, random_init=False)  # the strict load below sets every weight
     missing, unexpected = _key_mismatch(net, state)
     if missing or unexpected:
         first = (missing or unexpected)[0]

@@ -49,9 +49,11 @@ def test_issue22_item11_run_and_evaluate_checkpoints_print_the_answer_last(tmp_p
     folder.mkdir()
     for f in (run_dir / "checkpoints").glob("lora-e*.safetensors"):
         shutil.copy(f, folder / f.name)
+    # under the run's --out: the base model's images are the run's (docs: shared by every run
+    # under one --out), so only the checkpoints' images are generated again
     runs.append(_t2ibench("evaluate-checkpoints", str(folder), "--profile", "tiny",
                           "--no-progress", "--set", "generate.images_per_leaf=2", "--set",
-                          "generate.steps=2", "--out", str(tmp_path / "ec"), cwd=root))  # fmt: skip
+                          "generate.steps=2", "--out", str(tmp_path / "run"), cwd=root))  # fmt: skip
     for got in runs:
         assert got.returncode == 0, got.stderr[-3000:]
         lines = got.stdout.strip().splitlines()

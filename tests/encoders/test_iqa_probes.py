@@ -112,6 +112,21 @@ def test_item18_iqa_weight_errors_are_one_plain_line(name: str, tmp_path: Path) 
         assert "create_encoder(" not in text, text
 
 
+def test_a_network_for_a_checkpoint_skips_only_its_own_random_init() -> None:
+    """``load_network`` builds without random fills (its strict load sets every weight); the
+    fills are back afterwards, also after an error, and ``build_network``'s stay seeded."""
+    fills = dict(vars(torch.nn.init))
+    with pytest.raises(RuntimeError, match="inside"):
+        with iqa._without_random_init():
+            assert torch.nn.init.kaiming_uniform_ is not fills["kaiming_uniform_"]
+            raise RuntimeError("inside")
+    assert all(getattr(torch.nn.init, k) is v for k, v in fills.items()) and not iqa._SKIP_INIT
+    torch.manual_seed(3)
+    seeded = torch.nn.Linear(4, 4).weight.detach().clone()
+    torch.manual_seed(3)
+    assert torch.equal(torch.nn.Linear(4, 4).weight, seeded)
+
+
 def test_probes_have_no_tiny_variant() -> None:
     with pytest.raises(ConfigError, match="tiny"):
         create_encoder("liqe", tiny=True)

@@ -48,31 +48,70 @@ def run_python(code: str, env: dict[str, str]) -> str:
     return out.stdout
 
 
-def test_entry_points_register_every_door(tmp_path):
-    code = (
-        "import json; from t2ibench.metrics import list_metrics, get_metric, INPUT_PROVIDERS; "
-        "from t2ibench.prompts import list_prompt_types; "
-        "from t2ibench.encoders import list_encoders; "
-        "m = list_metrics(); "
-        "print(json.dumps({'metrics': m, 'criterion': get_metric('brightness').criterion, "
-        "'inputs': INPUT_PROVIDERS.names(), 'prompt_types': list_prompt_types(), "
-        "'encoders': list_encoders()}))"
+def run_pythons(codes: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """What each of ``codes`` printed, each run in its own namespace of one fresh interpreter
+    (a fresh Python with torch and transformers costs ~4 s of CPU: one per environment here)."""
+    driver = (
+        "import contextlib, io, json\n"
+        f"out = {{}}\nfor name, code in {codes!r}.items():\n"
+        "    buf = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buf):\n"
+        "        exec(code, {'__name__': '__main__'})\n"
+        "    out[name] = buf.getvalue()\n"
+        "print(json.dumps(out))"
     )
-    got = json.loads(run_python(code, plugin_env(tmp_path)).splitlines()[-1])
-    assert "brightness" in got["metrics"] and got["criterion"] == "exposure"
-    assert "pixels" in got["inputs"]
-    assert "closeup" in got["prompt_types"] and "mean-colour" in got["encoders"]
-    # Without the plug-in on the path none of it exists (the test is not vacuous).
-    bare = json.loads(run_python(code.replace("get_metric('brightness').criterion", "''"), {
-        **os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}).splitlines()[-1])  # fmt: skip
-    assert "brightness" not in bare["metrics"] and "closeup" not in bare["prompt_types"]
+    return json.loads(run_python(driver, env).splitlines()[-1])
 
 
-def test_tiny_run_with_the_plugin(tmp_path):
-    """``t2ibench run --profile tiny`` with both example plug-ins installed: the third-party
-    trainer trains with its own key and its checkpoints are re-applied for generation, the prompt
-    type is generated, the encoder feeds the built-in metrics, the metric reads its own input kind,
-    and all of them reach the results table and the report."""
+# What a fresh interpreter sees of the plug-in (below: with it installed and without it).
+DOORS = (
+    "import json; from t2ibench.metrics import list_metrics, get_metric, INPUT_PROVIDERS; "
+    "from t2ibench.prompts import list_prompt_types; "
+    "from t2ibench.encoders import list_encoders; "
+    "m = list_metrics(); "
+    "print(json.dumps({'metrics': m, 'criterion': get_metric('brightness').criterion, "
+    "'inputs': INPUT_PROVIDERS.names(), 'prompt_types': list_prompt_types(), "
+    "'encoders': list_encoders()}))"
+)
+COLOURS = [(255, 255, 255), (200, 100, 50), (0, 0, 0)]
+
+
+def api_code(folder: Path) -> str:
+    """``t2ibench.evaluate()`` on the three images of ``folder`` against its two references, from
+    files and from in-memory images."""
+    return (
+        "import json, t2ibench; from PIL import Image; "
+        f"ims = sorted(p for p in __import__('pathlib').Path({str(folder)!r}).glob('[0-9].png')); "
+        f"ref = sorted(__import__('pathlib').Path({str(folder)!r}).glob('ref*.png')); "
+        "a = t2ibench.evaluate(ims, ref, tiny=True); "
+        "b = t2ibench.evaluate([Image.open(p) for p in ims], ref, tiny=True); "
+        "print(json.dumps([a.to_dict('records'), b.to_dict('records')]))"
+    )
+
+
+@pytest.fixture(scope="module")
+def api_images(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("api")
+    for i, c in enumerate(COLOURS):
+        Image.new("RGB", (40, 30), c).save(folder / f"{i}.png")
+    for i, c in enumerate([(10, 200, 30), (90, 20, 160)]):
+        Image.new("RGB", (40, 30), c).save(folder / f"ref{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def with_plugin(tmp_path_factory, api_images) -> dict[str, str]:
+    """The entry points and the in-process API, in one fresh interpreter with the plug-in."""
+    env = plugin_env(tmp_path_factory.mktemp("plugin-env"))
+    return run_pythons({"doors": DOORS, "api": api_code(api_images)}, env)
+
+
+@pytest.fixture(scope="module")
+def plugin_run(tmp_path_factory) -> Path:
+    """The run folder of ``python -m t2ibench run --profile tiny`` with both example plug-ins."""
+    tmp_path = tmp_path_factory.mktemp("plugin-run")
     out = tmp_path / "results"
     cmd = [
         sys.executable, "-m", "t2ibench", "run", "--trainer", "scaled-lora", "--set", "scale=2.5",
@@ -90,6 +129,41 @@ def test_tiny_run_with_the_plugin(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def bare(plugin_run, api_images) -> dict[str, str]:
+    """The same codes in one fresh interpreter without the plug-in (the tests are not vacuous),
+    and what ``absent_plugins`` says there of the plug-in run's table."""
+    absent = (
+        "from t2ibench.results import read_results, absent_plugins; "
+        f"print(absent_plugins(read_results({str(plugin_run / 'results')!r})))"
+    )
+    codes = {
+        "doors": DOORS.replace("get_metric('brightness').criterion", "''"),
+        "api": api_code(api_images),
+        "absent": absent,
+    }
+    return run_pythons(codes, {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+
+
+def test_entry_points_register_every_door(with_plugin, bare):
+    got = json.loads(with_plugin["doors"].splitlines()[-1])
+    assert "brightness" in got["metrics"] and got["criterion"] == "exposure"
+    assert "pixels" in got["inputs"]
+    assert "closeup" in got["prompt_types"] and "mean-colour" in got["encoders"]
+    # Without the plug-in on the path none of it exists (the test is not vacuous).
+    nothing = json.loads(bare["doors"].splitlines()[-1])
+    assert "brightness" not in nothing["metrics"] and "closeup" not in nothing["prompt_types"]
+
+
+def test_tiny_run_with_the_plugin(plugin_run, bare):
+    """``t2ibench run --profile tiny`` with both example plug-ins installed: the third-party
+    trainer trains with its own key and its checkpoints are re-applied for generation, the prompt
+    type is generated, the encoder feeds the built-in metrics, the metric reads its own input kind,
+    and all of them reach the results table and the report."""
+    run_dir = plugin_run
     # Read the table as plain parquet: this process has no plug-in, so its registries would not
     # accept the new names (the schema checks them against the registries).
     df = pd.read_parquet(run_dir / "results" / "results.parquet")
@@ -120,42 +194,22 @@ def test_tiny_run_with_the_plugin(tmp_path):
     assert {"mean-colour", ""} <= set(raw["encoder"].fillna(""))
     assert ((raw["metric"] == "brightness") & (raw["prompt_type"] == "closeup")).any()
     # Without the plug-in the table is still read: it records what its names mean (issue 18.4).
-    absent = run_python(
-        "from t2ibench.results import read_results, absent_plugins; "
-        f"print(absent_plugins(read_results({str(run_dir / 'results')!r})))",
-        {**os.environ},
-    )
+    absent = bare["absent"]
     assert "brightness" in absent and "closeup" in absent and "mean-colour" in absent
 
 
-def test_the_in_process_api_computes_the_plugin_metric(tmp_path):
+def test_the_in_process_api_computes_the_plugin_metric(with_plugin, bare):
     """Issue 18: ``t2ibench.evaluate()`` picked metrics by name and dropped plug-in metrics; it now
     computes through the engine, so the example plug-in's ``brightness`` (a metric on its own
     input kind, ``pixels``) is a row, with the built-in metrics (Vendi included) beside it — from
     files and from in-memory images alike."""
-    from PIL import Image
-
-    colours = [(255, 255, 255), (200, 100, 50), (0, 0, 0)]
-    for i, c in enumerate(colours):
-        Image.new("RGB", (40, 30), c).save(tmp_path / f"{i}.png")
-    for i, c in enumerate([(10, 200, 30), (90, 20, 160)]):
-        Image.new("RGB", (40, 30), c).save(tmp_path / f"ref{i}.png")
-    code = (
-        "import json, t2ibench; from PIL import Image; "
-        f"ims = sorted(p for p in __import__('pathlib').Path({str(tmp_path)!r}).glob('[0-9].png')); "
-        f"ref = sorted(__import__('pathlib').Path({str(tmp_path)!r}).glob('ref*.png')); "
-        "a = t2ibench.evaluate(ims, ref, tiny=True); "
-        "b = t2ibench.evaluate([Image.open(p) for p in ims], ref, tiny=True); "
-        "print(json.dumps([a.to_dict('records'), b.to_dict('records')]))"
-    )
-    a, b = json.loads(run_python(code, plugin_env(tmp_path)).splitlines()[-1])
+    a, b = json.loads(with_plugin["api"].splitlines()[-1])
     assert a == b  # paths and in-memory images give the same rows
     rows = pd.DataFrame(a)
     bright = rows[rows["metric"] == "brightness"]
-    luma = [0.299 * r + 0.587 * g + 0.114 * b_ for r, g, b_ in colours]
+    luma = [0.299 * r + 0.587 * g + 0.114 * b_ for r, g, b_ in COLOURS]
     assert len(bright) == 1 and bright["encoder"].item() == ""
     assert bright["value"].item() == pytest.approx(sum(luma) / 255 / 3, abs=1e-6)
     assert {"vendi", "image_similarity"} <= set(rows["metric"])
     # Without the plug-in installed there is no such row (the test is not vacuous).
-    bare = run_python(code, {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
-    assert "brightness" not in bare.splitlines()[-1]
+    assert "brightness" not in bare["api"].splitlines()[-1]

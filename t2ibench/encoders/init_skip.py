@@ -41,13 +41,14 @@ _users = 0
 _patched: list[tuple[Any, str, Callable]] = []
 
 
-def _skipping() -> bool:
+def skipping() -> bool:
+    """Whether this thread is inside :func:`skipped_random_init`."""
     return getattr(_local, "depth", 0) > 0
 
 
 def _zeros_in_this_thread(original: Callable) -> Callable:
     def init(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if not _skipping():
+        if not skipping():
             return original(tensor, *args, **kwargs)
         with torch.no_grad():
             return tensor.zero_()

@@ -50,6 +50,7 @@ from t2ibench.encoders.base import (
     plain_reason,
     stack_rows,
 )
+from t2ibench.encoders.init_skip import skipped_random_init, skipping
 from t2ibench.errors import ConfigError, MissingExtraError, T2IBenchError
 
 PATCH_SEED = 0
@@ -165,7 +166,7 @@ class _TimmArchitectureOnly:
         self._timm = timm
 
     def create_model(self, model_name: str, pretrained: bool = False, **kwargs: Any) -> Any:
-        if _SKIP_INIT:  # the ViT's own init (timm's trunc_normal_): a checkpoint overwrites it
+        if skipping():  # the ViT's own init (timm's trunc_normal_): a checkpoint overwrites it
             kwargs.setdefault("weight_init", "skip")
         return self._timm.create_model(model_name, pretrained=False, **kwargs)
 
@@ -201,32 +202,9 @@ def _without_downloads(module: types.ModuleType, scratch: str) -> Iterator[None]
             setattr(module, k, v)
 
 
-#: True while a network is built for a checkpoint (see :func:`_without_random_init`)
-_SKIP_INIT = False
-
-
-@contextlib.contextmanager
-def _without_random_init() -> Iterator[None]:
-    """Parameters left as allocated while a network is built whose every weight a strict
-    ``load_state_dict`` then overwrites (as transformers' ``no_init_weights`` does): the random
-    fills of ViT-B/32 and ViT-B/8 cost more CPU than reading the checkpoint."""
-    global _SKIP_INIT
-    names = [n for n in vars(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
-    saved = {n: getattr(torch.nn.init, n) for n in names}
-    _SKIP_INIT = True
-    try:
-        for n in names:
-            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        _SKIP_INIT = False
-        for n, fn in saved.items():
-            setattr(torch.nn.init, n, fn)
-
-
 def build_network(name: str, seed: int = 0, *, random_init: bool = True) -> torch.nn.Module:
     """pyiqa's network for probe ``name`` with seeded random weights, built without any download;
-    ``random_init=False``: its weights left unset, for a checkpoint to fill every one of them."""
+    ``random_init=False``: zeros instead of random draws, for a checkpoint to fill every weight."""
     cls, opts = architecture(name)
     module = sys.modules[cls.__module__]
     with tempfile.TemporaryDirectory(prefix="t2ibench-iqa-") as scratch:
@@ -234,7 +212,7 @@ def build_network(name: str, seed: int = 0, *, random_init: bool = True) -> torc
             torch.random.fork_rng(devices=[]),
             _without_downloads(module, scratch),
             contextlib.redirect_stdout(io.StringIO()),  # LIQE prints where it caches text features
-            contextlib.nullcontext() if random_init else _without_random_init(),
+            contextlib.nullcontext() if random_init else skipped_random_init(),
         ):
             torch.manual_seed(seed)
             net = cls(**opts)

@@ -22,6 +22,7 @@ pyiqa = pytest.importorskip(
     "pyiqa", reason='the IQA tests need the iqa extra: pip install ".[iqa]"'
 )
 from t2ibench.encoders import iqa  # noqa: E402
+from t2ibench.encoders.init_skip import skipped_random_init, skipping  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,10 +118,10 @@ def test_a_network_for_a_checkpoint_skips_only_its_own_random_init() -> None:
     fills are back afterwards, also after an error, and ``build_network``'s stay seeded."""
     fills = dict(vars(torch.nn.init))
     with pytest.raises(RuntimeError, match="inside"):
-        with iqa._without_random_init():
+        with skipped_random_init():
             assert torch.nn.init.kaiming_uniform_ is not fills["kaiming_uniform_"]
             raise RuntimeError("inside")
-    assert all(getattr(torch.nn.init, k) is v for k, v in fills.items()) and not iqa._SKIP_INIT
+    assert all(getattr(torch.nn.init, k) is v for k, v in fills.items()) and not skipping()
     torch.manual_seed(3)
     seeded = torch.nn.Linear(4, 4).weight.detach().clone()
     torch.manual_seed(3)

@@ -445,23 +445,21 @@ def test_item23_rerun_keeps_an_unchanged_analysis(finished, caplog):
 
 
 def test_item23_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
+    """A real SIGINT to ``t2ibench run`` once a checkpoint is saved. The process is a fork of this
+    one (tests/forked.py: a real process, without a fresh Python's imports)."""
     import signal
     import time
 
+    from tests.forked import forked_cli
+
     out = tmp_path / "results"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "t2ibench", "run", *RUN_ARGS, "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = forked_cli("run", *RUN_ARGS, "--out", str(out), folder=tmp_path, cwd=tmp_path)
     deadline = time.time() + 240
     while not list(out.glob("*/checkpoints/*-e000001.safetensors")) and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    err = proc.stderr
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if "interrupted" in ln]

@@ -89,13 +89,13 @@ def test_item16_folder_names_checked_before_training(demo, tmp_path):
     manifest and results keep the key); what generation refuses is refused before training."""
     ds_dir = hostile_dataset(demo, tmp_path / "ds")
     assert CliRunner().invoke(app, ["dataset", "check", str(ds_dir)]).exit_code == 0
-    opts = tiny_options(
-        tmp_path / "out", {"dataset": str(ds_dir), "generate.prompt_types": ["trigger", "alter"]}
-    )
-    run_dir = execute(resolve(opts))
+    # one checkpoint is enough: the names are what is checked, the same in every checkpoint
+    run = {"dataset": str(ds_dir), "generate.prompt_types": ["trigger", "alter"]}
+    run |= {"trainer.epochs": 1, "trainer.save_epochs": [1]}
+    run_dir = execute(resolve(tiny_options(tmp_path / "out", run)))
     df = read_results(run_dir / "results")
     assert {ONEX, BLOB, TOWER} <= set(df["leaf"])
-    manifest = run_dir / "images" / "lora-e000002" / "manifest.jsonl"
+    manifest = run_dir / "images" / "lora-e000001" / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     onex = [r for r in rows if r["leaf"] == ONEX]
     assert onex and all(r["file"].startswith("characters/kiro/onex_outfit-") for r in onex)
@@ -445,23 +445,21 @@ def test_item23_rerun_keeps_an_unchanged_analysis(finished, caplog):
 
 
 def test_item23_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path):
+    """A real SIGINT to ``t2ibench run`` once a checkpoint is saved. The process is a fork of this
+    one (tests/forked.py: a real process, without a fresh Python's imports)."""
     import signal
     import time
 
+    from tests.forked import forked_cli
+
     out = tmp_path / "results"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "t2ibench", "run", *RUN_ARGS, "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = forked_cli("run", *RUN_ARGS, "--out", str(out), folder=tmp_path, cwd=tmp_path)
     deadline = time.time() + 240
     while not list(out.glob("*/checkpoints/*-e000001.safetensors")) and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    err = proc.stderr
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     (line,) = [ln for ln in err.splitlines() if "interrupted" in ln]

@@ -506,17 +506,23 @@ def _peft_with_pattern(checkpoint_folder: Path, folder: Path, key: str) -> Path:
 def test_item31_pathological_rank_pattern_is_bounded(checkpoint_folder, tmp_path):
     """``(.+)+b`` backtracks for hours under ``re`` on a module name; under the bounded matcher
     the dry run takes seconds and reads the same adapter; a key that is slow even so is refused
-    in one line."""
+    in one line. Each command runs in a process (a fork of this one, tests/forked.py) that a hang
+    would not outlive."""
     import subprocess
     import time
 
     from t2ibench.adapters.files import read_adapter
+    from tests.forked import forked_cli
+
+    def dry_run(folder):
+        proc = forked_cli("evaluate-checkpoints", str(folder), "--dry-run", folder=tmp_path)
+        proc.wait(timeout=120)
+        return proc
 
     folder = _peft_with_pattern(checkpoint_folder, tmp_path / "nested", "(.+)+b")
-    cmd = [sys.executable, "-m", "t2ibench", "evaluate-checkpoints", str(folder), "--dry-run"]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = dry_run(folder)
     except subprocess.TimeoutExpired:
         pytest.fail("evaluate-checkpoints --dry-run hangs on rank_pattern (.+)+b")
     assert proc.returncode == 0, proc.stderr
@@ -528,9 +534,8 @@ def test_item31_pathological_rank_pattern_is_bounded(checkpoint_folder, tmp_path
         torch.testing.assert_close(got[k], want[k])
 
     slow = _peft_with_pattern(checkpoint_folder, tmp_path / "slow", r"(?:\w|\w\w|.)*\W")
-    cmd[4] = str(slow)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = dry_run(slow)
     lines = [x for x in proc.stderr.splitlines() if x.startswith("error")]  # not kernels' warnings
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "rank_pattern key" in lines[0] and "too long" in lines[0] and "peft-epoch5" in lines[0]

@@ -157,18 +157,17 @@ def test_changed_config_is_a_new_run(finished_run, tmp_path):
 
 def test_kill_during_generation_and_resume(tmp_path, monkeypatch):
     """A real SIGKILL to ``t2ibench run`` mid-generation, then the same command again (which
-    loads the encoders once: the checkpoints' scoring and the anchors share them)."""
+    loads the encoders once: the checkpoints' scoring and the anchors share them). The killed
+    process is a fork of this one (tests/forked.py: a real process, without a fresh Python's
+    imports)."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
+    from tests.forked import forked_cli
+
     out = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "t2ibench",
+    args = [
         "run",
         "--trainer",
         "lora",
@@ -190,7 +189,7 @@ def test_kill_during_generation_and_resume(tmp_path, monkeypatch):
         "--out",
         str(out),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = forked_cli(*args, folder=tmp_path)
     manifest = None
     deadline = time.time() + 600
     while time.time() < deadline:
@@ -199,13 +198,11 @@ def test_kill_during_generation_and_resume(tmp_path, monkeypatch):
             manifest = found[0]
             break
         if proc.poll() is not None:
-            pytest.fail(
-                f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-            )
+            pytest.fail(f"run ended before it could be killed: {proc.stderr[-2000:]}")
         time.sleep(0.05)
     assert manifest is not None, "generation never started"
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     images = manifest.parent
     done_before = {
         json.loads(line)["file"]: None
@@ -221,7 +218,7 @@ def test_kill_during_generation_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(
         load_encoders, "create_encoders", lambda *a, **k: loads.append(a) or plain(*a, **k)
     )
-    rerun = run_cli(*cmd[3:])  # the same command again (in this process: t2ibench/testing.py)
+    rerun = run_cli(*args)  # the same command again (in this process: t2ibench/testing.py)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert len(loads) == 1, loads
     lines = manifest.read_text().splitlines()

@@ -89,13 +89,13 @@ def test_item16_folder_names_checked_before_training(demo, tmp_path):
     manifest and results keep the key); what generation refuses is refused before training."""
     ds_dir = hostile_dataset(demo, tmp_path / "ds")
     assert CliRunner().invoke(app, ["dataset", "check", str(ds_dir)]).exit_code == 0
-    # one checkpoint is enough: the names are what is checked, the same in every checkpoint
-    run = {"dataset": str(ds_dir), "generate.prompt_types": ["trigger", "alter"]}
-    run |= {"trainer.epochs": 1, "trainer.save_epochs": [1]}
-    run_dir = execute(resolve(tiny_options(tmp_path / "out", run)))
+    opts = tiny_options(
+        tmp_path / "out", {"dataset": str(ds_dir), "generate.prompt_types": ["trigger", "alter"]}
+    )
+    run_dir = execute(resolve(opts))
     df = read_results(run_dir / "results")
     assert {ONEX, BLOB, TOWER} <= set(df["leaf"])
-    manifest = run_dir / "images" / "lora-e000001" / "manifest.jsonl"
+    manifest = run_dir / "images" / "lora-e000002" / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     onex = [r for r in rows if r["leaf"] == ONEX]
     assert onex and all(r["file"].startswith("characters/kiro/onex_outfit-") for r in onex)

@@ -147,6 +147,12 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
         return plain(encoder, paths, cache)
 
     monkeypatch.setattr(providers, "encode_images_cached", counting)
+    import t2ibench.pipeline.shard as sharding
+
+    started, new_actor = [], sharding._new_actor
+    monkeypatch.setattr(
+        sharding, "_new_actor", lambda *a: started.append(new_actor(*a)) or started[-1]
+    )
     runs = {}
     for how, layers in {"local": [], "ray": [("shard", shard)]}.items():
         opts = RunOptions(
@@ -176,6 +182,8 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
     assert df_r["value"].equals(df_l["value"])  # value for value (NaN where one image has none)
     # the workers did the encoding: the sharded driver found every cached feature there
     assert encoded_here["local"] > 20 and encoded_here["ray"] == 0, encoded_here
+    # one pool for the run: the 2 workers that generated its images encoded them too
+    assert len(started) == 2
 
 
 def _jobs(n: int) -> list[GenerationJob]:
@@ -194,7 +202,7 @@ def _worker_pids() -> list[int]:
     pids = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if cmd.startswith("ray::GenerationWorker"):
+        if cmd.startswith("ray::ShardWorker"):
             pids.append(proc.pid)
     return pids
 

@@ -298,3 +298,40 @@ def test_sharding_inside_a_ray_task_is_refused(cluster):
 
     message = ray.get(nested.remote())
     assert message.startswith("ConfigError") and "set workers = 1" in message
+
+
+def test_worker_pool_reuses_workers_of_the_same_kind(monkeypatch):
+    """No Ray (a stand-in that records kills): inside ``worker_pool`` a call of the same kind gets
+    the workers the last one started, more are added when it asks for more, another kind (here
+    another thread count) ends them first; a failure ends them all; leaving the pool ends the
+    rest. Outside a pool each call's workers are ended when it returns."""
+    import t2ibench.pipeline.shard as sharding
+
+    class FakeRay:
+        def __init__(self) -> None:
+            self.killed: list[int] = []
+
+        def kill(self, actor: int) -> None:
+            self.killed.append(actor)
+
+    ray, started = FakeRay(), []
+    monkeypatch.setattr(
+        sharding, "_new_actor", lambda *a: started.append(len(started)) or started[-1]
+    )
+
+    def workers(n: int, threads: int = 1) -> list:
+        with sharding._shard_workers(ray, n, "cpu", 2, threads) as actors:
+            return list(actors)
+
+    assert workers(2) == [0, 1] and ray.killed == [0, 1]  # no pool: started and ended
+    with sharding.worker_pool():
+        assert workers(2) == [2, 3] and workers(1) == [2] and workers(3) == [2, 3, 4]
+        with sharding.worker_pool():  # nested: the outer pool serves
+            assert workers(2) == [2, 3]
+        assert ray.killed == [0, 1]
+        assert workers(2, threads=2) == [5, 6] and ray.killed == [0, 1, 2, 3, 4]
+        with pytest.raises(RuntimeError), sharding._shard_workers(ray, 2, "cpu", 2, 2):
+            raise RuntimeError("a worker failed")
+        assert ray.killed == [0, 1, 2, 3, 4, 5, 6]
+        assert workers(1, threads=2) == [7]
+    assert ray.killed == [0, 1, 2, 3, 4, 5, 6, 7]

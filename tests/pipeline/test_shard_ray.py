@@ -69,7 +69,6 @@ def test_recorded_batches_encoded_in_any_order_give_the_local_values(tmp_path, m
     from t2ibench.pipeline.run import create_encoders
 
     torch.set_num_threads(1)
-    monkeypatch.setenv("T2IBENCH_CACHE", str(tmp_path / "models"))
     ds = load_dataset(make_demo_dataset(tmp_path / "data"))
     _image_folder(tmp_path / "ck", ds, "ck", 1)
     _image_folder(tmp_path / "base", ds, "base", 2)

@@ -70,12 +70,13 @@ def main() -> None:
     }
 
     def start_workers() -> float:
-        from t2ibench.pipeline.shard import GenerationWorker, _env
+        from t2ibench.pipeline.shard import ShardWorker, _env
 
-        cls = ray.remote(GenerationWorker).options(num_cpus=1)
+        cls = ray.remote(ShardWorker).options(num_cpus=1)
         t0 = time.perf_counter()
-        actors = [cls.remote("tiny", {"device": "cpu"}, 1.0, 1, _env()) for _ in range(2)]
-        ray.get([a.pid.remote() for a in actors])
+        actors = [cls.remote("cpu", 1, _env()) for _ in range(2)]
+        # a worker loads the base at its first batch: here, at once
+        ray.get([a.use_base.remote("tiny", {"device": "cpu"}, 1.0) for a in actors])
         took = time.perf_counter() - t0
         for a in actors:
             ray.kill(a)

@@ -404,6 +404,7 @@ def execute(r: ResolvedRun) -> Path:
 
 
 def _execute(r: ResolvedRun) -> Path:
+    from t2ibench.pipeline.shard import worker_pool
     from t2ibench.pipeline.stage import Run, run_stages
 
     record = RunRecord(r.run_dir / "run.json", r.run_hash)
@@ -411,7 +412,8 @@ def _execute(r: ResolvedRun) -> Path:
     log.info("run %s (profile %s) in %s", r.run_dir.name, r.profile, r.run_dir)
     run = Run(r, RunState(r.run_dir / "state.json"), record)
     record.update({"base_images": str(run.base_images)})
-    run_stages(run, r.stages)
+    with worker_pool():  # sharded stages share their Ray workers (generation, then encoding)
+        run_stages(run, r.stages)
     log.info("done: %s", r.run_dir)
     return r.run_dir
 

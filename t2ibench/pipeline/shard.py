@@ -19,15 +19,22 @@ the encoders once and store each feature row in the shared feature cache; the re
 runs locally and finds every row there, so metric values equal the local run's. The only features
 left to the driver are those never cached (a checkpoint's own Gram matrices) and text features.
 
+**One pool per run.** Inside :func:`worker_pool` (``t2ibench run`` opens one around its stages) the
+actors a stage starts are kept for the next: the workers that generated a run's images then encode
+them (dropping the base model first), so a run starts its workers, and pays their imports, once.
+Outside it each call starts its own actors and ends them when it returns.
+
 ``ray`` is imported only here and only when a run asks for more than one worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import re
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -187,27 +194,51 @@ class Target:
     folder: Path
 
 
-class GenerationWorker:
-    """A Ray actor: the base model loaded once; a checkpoint's adapter put on when needed."""
+class ShardWorker:
+    """A Ray actor that generates and encodes: the base model is loaded at its first batch (a
+    checkpoint's adapter put on when needed), the run's encoders at its first encoder batch; one
+    is dropped when the other is needed, so a worker holds one set of models at a time. What it
+    loads comes with each call, so a worker Ray restarts loads it again."""
 
-    def __init__(
-        self, base: str, load_kwargs: dict, multiplier: float, threads: int, env: dict[str, str]
-    ) -> None:
+    def __init__(self, device: str, threads: int, env: dict[str, str]) -> None:
         _setup_worker(env, threads)
-        from t2ibench.models import load_base
-
-        device = _worker_device(load_kwargs.get("device", "cpu"))
-        self.load_kwargs = {**load_kwargs, "device": device}
-        self.multiplier = multiplier
-        self.pipe = load_base(base, **self.load_kwargs)
-        _eval_denoiser(self.pipe)
-        self.pipe.set_progress_bar_config(disable=True)
+        self.device = _worker_device(device)
+        self.base_key: tuple | None = None
+        self.pipe: Any = None
         self.current: tuple | None = None
         self.stack = contextlib.ExitStack()
         self.tuned: Any = None
+        self.encoders_key: str | None = None
+        self.encoders: list | None = None
 
     def pid(self) -> int:
         return os.getpid()
+
+    def _drop_models(self) -> None:
+        import gc
+
+        import torch
+
+        self.stack.close()  # the adapter off before the pipeline goes
+        self.stack, self.current, self.tuned = contextlib.ExitStack(), None, None
+        self.pipe = self.base_key = self.encoders = self.encoders_key = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def use_base(self, base: str, load_kwargs: dict, multiplier: float) -> None:
+        """The base model loaded (once while the same is asked for)."""
+        key = (base, tuple(sorted(load_kwargs.items())), multiplier)
+        if self.base_key != key:
+            from t2ibench.models import load_base
+
+            self._drop_models()
+            self.load_kwargs = {**load_kwargs, "device": self.device}
+            self.multiplier = multiplier
+            self.pipe = load_base(base, **self.load_kwargs)
+            _eval_denoiser(self.pipe)
+            self.pipe.set_progress_bar_config(disable=True)
+            self.base_key = key
 
     def _switch(self, checkpoint: str | Path, settings: Any) -> Any:
         from t2ibench.pipeline.generate import (
@@ -237,10 +268,12 @@ class GenerationWorker:
         return self.tuned
 
     def generate(
-        self, target: Target, batch: list, positions: list[int], settings: Any
+        self, model: tuple, target: Target, batch: list, positions: list[int], settings: Any
     ) -> list[Any]:
+        """``model``: (base, load kwargs, adapter multiplier)."""
         from t2ibench.pipeline.generate import _disk_full, write_batch
 
+        self.use_base(*model)
         pipe = self._switch(target.checkpoint, settings)
         try:
             return write_batch(
@@ -253,6 +286,97 @@ class GenerationWorker:
                     "— free space and rerun to resume"
                 ) from None
             raise
+
+    def encode(self, encoders: tuple[str, Callable], batch: Any) -> int:
+        """``encoders``: (a name for the list, the picklable function that makes it for a
+        device); stores the batch's rows in the feature cache."""
+        from t2ibench.encoders import FeatureCache
+        from t2ibench.pipeline.evaluate import encode_batch
+
+        key, make_encoders = encoders
+        if self.encoders_key != key:
+            self._drop_models()
+            self.encoders, self.encoders_key = make_encoders(self.device), key
+        encode_batch(self.encoders[batch.encoder], batch, FeatureCache(batch.cache_root))
+        return len(batch.items)
+
+
+def _new_actor(ray: Any, device: str, retries: int, threads: int) -> Any:
+    """One :class:`ShardWorker` on the cluster."""
+    actor_cls = ray.remote(ShardWorker).options(
+        **_resources(device), max_restarts=retries, max_task_retries=retries
+    )
+    return actor_cls.remote(device, threads, _env())
+
+
+class _Pool:
+    """The actors of :func:`worker_pool`: reused while the next call asks for workers of the same
+    kind (device, retries, threads, environment), ended when it asks for another or on exit."""
+
+    def __init__(self) -> None:
+        self.ray: Any = None
+        self.key: tuple | None = None
+        self.actors: list[Any] = []
+
+    def take(self, ray: Any, n: int, device: str, retries: int, threads: int) -> list[Any]:
+        key = (str(device), retries, threads, tuple(sorted(_env().items())))
+        if key != self.key:
+            self.close()
+            self.ray, self.key = ray, key
+        while len(self.actors) < n:
+            self.actors.append(_new_actor(ray, device, retries, threads))
+        return self.actors[:n]
+
+    def close(self) -> None:
+        _kill(self.ray, self.actors)
+        self.ray, self.key, self.actors = None, None, []
+
+
+#: The open :func:`worker_pool` of this thread (a context variable: a new thread has none).
+_POOL: contextvars.ContextVar[_Pool | None] = contextvars.ContextVar("shard_pool", default=None)
+
+
+@contextlib.contextmanager
+def worker_pool() -> Any:
+    """Within: the shard workers a call starts stay up for the next call (a run's generation
+    workers encode its images too), their restarts (``retries``) counted over both; on exit they
+    are ended. Nested: the outer pool serves."""
+    if _POOL.get() is not None:
+        yield
+        return
+    pool = _Pool()
+    token = _POOL.set(pool)
+    try:
+        yield
+    finally:
+        _POOL.reset(token)
+        pool.close()
+
+
+def _kill(ray: Any, actors: Sequence[Any]) -> None:
+    for actor in actors:
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
+
+
+@contextlib.contextmanager
+def _shard_workers(ray: Any, n: int, device: str, retries: int, threads: int) -> Any:
+    """``n`` workers: the open :func:`worker_pool`'s (left up; all ended if one failed), else
+    new ones, ended on return."""
+    pool = _POOL.get()
+    if pool is None:
+        actors = [_new_actor(ray, device, retries, threads) for _ in range(n)]
+        try:
+            yield actors
+        finally:
+            _kill(ray, actors)
+        return
+    actors = pool.take(ray, n, device, retries, threads)
+    try:
+        yield actors
+    except BaseException:
+        pool.close()  # a worker may be lost or busy with a cancelled batch: none is reused
+        raise
 
 
 def generate_sharded(
@@ -308,15 +432,10 @@ def generate_sharded(
             return manifests
         ray = ensure_ray(address)
         device = load_kwargs.get("device", "cpu")
-        actor_cls = ray.remote(GenerationWorker).options(
-            **_resources(device), max_restarts=retries, max_task_retries=retries
-        )
         threads = threads or torch.get_num_threads()
         kwargs = {k: (str(v) if isinstance(v, Path) else v) for k, v in load_kwargs.items()}
-        actors = [
-            actor_cls.remote(str(base), kwargs, multiplier, threads, _env())
-            for _ in range(_workers(ray, workers, device, len(units)))
-        ]
+        model = (str(base), kwargs, multiplier)
+        n = _workers(ray, workers, device, len(units))
         total = sum(len(u[3]) for u in units)
         bar = tqdm(total=total, unit="img", desc="generate (sharded)", disable=not progress)
         done: list[dict[int, list]] = [{} for _ in targets]  # finished, not yet appended
@@ -335,7 +454,7 @@ def generate_sharded(
             t, _, batch, positions = unit
             target = targets[t]
             return actor.generate.remote(
-                target, batch, positions, settings.of_checkpoint(target.checkpoint)
+                model, target, batch, positions, settings.of_checkpoint(target.checkpoint)
             )
 
         def on_result(unit: tuple, records: list) -> None:
@@ -345,7 +464,8 @@ def generate_sharded(
             bar.update(len(positions))
 
         try:
-            _run_pool(ray, actors, units, call, on_result)
+            with _shard_workers(ray, n, device, retries, threads) as actors:
+                _run_pool(ray, actors, units, call, on_result)
         except _WorkerFailed as failed:
             for t in range(len(targets)):
                 flush(t, everything=True)
@@ -358,9 +478,6 @@ def generate_sharded(
             ) from None
         finally:
             bar.close()
-            for actor in actors:
-                with contextlib.suppress(Exception):
-                    ray.kill(actor)
     return manifests
 
 
@@ -402,24 +519,6 @@ def generate_checkpoints_sharded(
 # --------------------------------------------------------------------------------------------------
 
 
-class EncodingWorker:
-    """A Ray actor: the run's encoders loaded once; stores each batch's rows in the feature cache."""
-
-    def __init__(self, make_encoders: Callable, device: str, threads: int, env: dict) -> None:
-        _setup_worker(env, threads)
-        self.encoders = make_encoders(_worker_device(device))
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def encode(self, batch: Any) -> int:
-        from t2ibench.encoders import FeatureCache
-        from t2ibench.pipeline.evaluate import encode_batch
-
-        encode_batch(self.encoders[batch.encoder], batch, FeatureCache(batch.cache_root))
-        return len(batch.items)
-
-
 def encode_sharded(
     record: Callable[[], Any],
     encoders: Sequence[Any],
@@ -447,14 +546,10 @@ def encode_sharded(
     if not batches:
         return 0
     ray = ensure_ray(address)
-    actor_cls = ray.remote(EncodingWorker).options(
-        **_resources(device), max_restarts=retries, max_task_retries=retries
-    )
     threads = threads or torch.get_num_threads()
-    actors = [
-        actor_cls.remote(make_encoders, device, threads, _env())
-        for _ in range(_workers(ray, workers, device, len(batches)))
-    ]
+    n = _workers(ray, workers, device, len(batches))
+    # the name workers know this list by: one per call, so a reused worker makes it once
+    encoders_spec = (uuid.uuid4().hex, make_encoders)
     bar = tqdm(
         total=sum(len(b.items) for b in batches),
         unit="img",
@@ -469,7 +564,10 @@ def encode_sharded(
         bar.update(n)
 
     try:
-        _run_pool(ray, actors, batches, lambda a, b: a.encode.remote(b), on_result)
+        with _shard_workers(ray, n, device, retries, threads) as actors:
+            _run_pool(
+                ray, actors, batches, lambda a, b: a.encode.remote(encoders_spec, b), on_result
+            )
     except _WorkerFailed as failed:
         if isinstance(failed.cause, T2IBenchError):
             raise T2IBenchError(str(failed.cause)) from None
@@ -479,9 +577,6 @@ def encode_sharded(
         ) from None
     finally:
         bar.close()
-        for actor in actors:
-            with contextlib.suppress(Exception):
-                ray.kill(actor)
     return encoded
 
 

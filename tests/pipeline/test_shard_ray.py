@@ -69,7 +69,6 @@ def test_recorded_batches_encoded_in_any_order_give_the_local_values(tmp_path, m
     from t2ibench.pipeline.run import create_encoders
 
     torch.set_num_threads(1)
-    monkeypatch.setenv("T2IBENCH_CACHE", str(tmp_path / "models"))
     ds = load_dataset(make_demo_dataset(tmp_path / "data"))
     _image_folder(tmp_path / "ck", ds, "ck", 1)
     _image_folder(tmp_path / "base", ds, "base", 2)
@@ -147,6 +146,12 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
         return plain(encoder, paths, cache)
 
     monkeypatch.setattr(providers, "encode_images_cached", counting)
+    import t2ibench.pipeline.shard as sharding
+
+    started, new_actor = [], sharding._new_actor
+    monkeypatch.setattr(
+        sharding, "_new_actor", lambda *a: started.append(new_actor(*a)) or started[-1]
+    )
     runs = {}
     for how, layers in {"local": [], "ray": [("shard", shard)]}.items():
         opts = RunOptions(
@@ -176,6 +181,8 @@ def test_sharded_run_equals_local_run(cluster, tmp_path, monkeypatch):
     assert df_r["value"].equals(df_l["value"])  # value for value (NaN where one image has none)
     # the workers did the encoding: the sharded driver found every cached feature there
     assert encoded_here["local"] > 20 and encoded_here["ray"] == 0, encoded_here
+    # one pool for the run: the 2 workers that generated its images encoded them too
+    assert len(started) == 2
 
 
 def _jobs(n: int) -> list[GenerationJob]:
@@ -194,7 +201,7 @@ def _worker_pids() -> list[int]:
     pids = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if cmd.startswith("ray::GenerationWorker"):
+        if cmd.startswith("ray::ShardWorker"):
             pids.append(proc.pid)
     return pids
 
@@ -290,3 +297,40 @@ def test_sharding_inside_a_ray_task_is_refused(cluster):
 
     message = ray.get(nested.remote())
     assert message.startswith("ConfigError") and "set workers = 1" in message
+
+
+def test_worker_pool_reuses_workers_of_the_same_kind(monkeypatch):
+    """No Ray (a stand-in that records kills): inside ``worker_pool`` a call of the same kind gets
+    the workers the last one started, more are added when it asks for more, another kind (here
+    another thread count) ends them first; a failure ends them all; leaving the pool ends the
+    rest. Outside a pool each call's workers are ended when it returns."""
+    import t2ibench.pipeline.shard as sharding
+
+    class FakeRay:
+        def __init__(self) -> None:
+            self.killed: list[int] = []
+
+        def kill(self, actor: int) -> None:
+            self.killed.append(actor)
+
+    ray, started = FakeRay(), []
+    monkeypatch.setattr(
+        sharding, "_new_actor", lambda *a: started.append(len(started)) or started[-1]
+    )
+
+    def workers(n: int, threads: int = 1) -> list:
+        with sharding._shard_workers(ray, n, "cpu", 2, threads) as actors:
+            return list(actors)
+
+    assert workers(2) == [0, 1] and ray.killed == [0, 1]  # no pool: started and ended
+    with sharding.worker_pool():
+        assert workers(2) == [2, 3] and workers(1) == [2] and workers(3) == [2, 3, 4]
+        with sharding.worker_pool():  # nested: the outer pool serves
+            assert workers(2) == [2, 3]
+        assert ray.killed == [0, 1]
+        assert workers(2, threads=2) == [5, 6] and ray.killed == [0, 1, 2, 3, 4]
+        with pytest.raises(RuntimeError), sharding._shard_workers(ray, 2, "cpu", 2, 2):
+            raise RuntimeError("a worker failed")
+        assert ray.killed == [0, 1, 2, 3, 4, 5, 6]
+        assert workers(1, threads=2) == [7]
+    assert ray.killed == [0, 1, 2, 3, 4, 5, 6, 7]

@@ -96,34 +96,53 @@ def _base_images_lock(grid, out):
     return folder / LOCK_NAME
 
 
-def test_ray_equals_local_and_a_failed_run_does_not_stop_the_others(tmp_path, ray_instance):
+@pytest.fixture(scope="module")
+def grid_sweeps(tmp_path_factory, ray_instance):
+    """GRID swept once with each executor, this process on 2 torch threads as a user's would be
+    on a 2-core machine (not the 1-thread pin of tests/conftest.py, under which the executors'
+    difference cannot show): the outcomes, tables and images two tests check. Also the number of
+    threads the local sweep left this process."""
+    import torch
     from filelock import FileLock
 
-    grid = _grid(tmp_path, GRID)
-    results = {"local": run_sweep(grid, out=tmp_path / "local", progress=False)}
-
-    # The runs share one folder of base-model images; while another process writes it (the
-    # lock held here until both good runs have trained), runs wait for it instead of failing.
-    lock = FileLock(str(_base_images_lock(grid, tmp_path / "ray")))
-    lock.acquire()
-    thread = threading.Thread(
-        target=lambda: results.__setitem__(
-            "ray", run_sweep(grid, out=tmp_path / "ray", progress=False, executor=RayExecutor())
-        )
-    )
-    thread.start()
+    tmp_path = tmp_path_factory.mktemp("grid_sweeps")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     try:
-        trained = [tmp_path / "ray" / "runs" / f"{n}-a" / "checkpoints" / "lora-e000001.safetensors"
-                   for n in ("mini-lora", "mini-lora-lr2e-3")]  # fmt: skip
-        deadline = time.time() + 300
-        while not all(p.is_file() for p in trained):
-            assert thread.is_alive() and time.time() < deadline, "the runs never trained"
-            time.sleep(0.2)
-        time.sleep(2)  # both now wait on the lock
-    finally:
-        lock.release()
-    thread.join(timeout=300)
+        grid = _grid(tmp_path, GRID)
+        results = {"local": run_sweep(grid, out=tmp_path / "local", progress=False)}
+        threads_after_local = torch.get_num_threads()
 
+        # The runs share one folder of base-model images; while another process writes it (the
+        # lock held here until both good runs have trained), runs wait for it instead of failing.
+        lock = FileLock(str(_base_images_lock(grid, tmp_path / "ray")))
+        lock.acquire()
+        thread = threading.Thread(
+            target=lambda: results.__setitem__(
+                "ray",
+                run_sweep(grid, out=tmp_path / "ray", progress=False, executor=RayExecutor()),
+            )
+        )
+        thread.start()
+        try:
+            trained = [tmp_path / "ray" / "runs" / f"{n}-a" / "checkpoints" / "lora-e000001.safetensors"
+                       for n in ("mini-lora", "mini-lora-lr2e-3")]  # fmt: skip
+            deadline = time.time() + 300
+            while not all(p.is_file() for p in trained):
+                assert thread.is_alive() and time.time() < deadline, "the runs never trained"
+                time.sleep(0.2)
+            time.sleep(2)  # both now wait on the lock
+        finally:
+            lock.release()
+        thread.join(timeout=300)
+    finally:
+        torch.set_num_threads(before)
+    return tmp_path, results, threads_after_local
+
+
+def test_ray_equals_local_and_a_failed_run_does_not_stop_the_others(grid_sweeps):
+    tmp_path, results, _ = grid_sweeps
+    assert set(results) == {"local", "ray"}
     for name, got in results.items():
         out = tmp_path / name
         assert [(o.name, o.status) for o in got.outcomes] == [
@@ -318,18 +337,6 @@ trainer = "lora"
 )
 
 
-@pytest.fixture
-def two_threads():
-    """This process as a user's would be on a 2-core machine: torch on 2 threads, not the
-    1-thread pin of tests/conftest.py (under which the executors' difference cannot show)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pngs(out: Path) -> dict[str, str]:
     import hashlib
 
@@ -339,16 +346,13 @@ def _pngs(out: Path) -> dict[str, str]:
     }
 
 
-def test_item23_ray_sweep_equals_local_image_for_image_without_thread_pin(
-    tmp_path, ray_instance, two_threads
-):
+def test_item23_ray_sweep_equals_local_image_for_image_without_thread_pin(grid_sweeps):
+    """Swept with this process on 2 threads (``grid_sweeps``): every image of the Ray sweep equal
+    to the local sweep's, byte for byte, and both sweeps ran each run on its 1 CPU's thread."""
     import pandas as pd
-    import torch
 
-    grid = _grid(tmp_path, EQUAL_GRID)
-    run_sweep(grid, out=tmp_path / "local", progress=False)
-    assert torch.get_num_threads() == 2  # the local executor gave the process its threads back
-    run_sweep(grid, out=tmp_path / "ray", progress=False, executor=RayExecutor())
+    tmp_path, _, threads_after_local = grid_sweeps
+    assert threads_after_local == 2  # the local executor gave the process its threads back
     local, remote = _pngs(tmp_path / "local"), _pngs(tmp_path / "ray")
     assert len(local) >= 8 and local.keys() == remote.keys()
     differ = [k for k in local if local[k] != remote[k]]

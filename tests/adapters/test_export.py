@@ -51,12 +51,11 @@ def _random_adapter(pipe, trainer: str, path: Path, preset: str = "full", **over
     ],
 )
 def test_item12_peft_export_gives_the_same_outputs(
-    tiny_pipe, tmp_path: Path, trainer: str, over: dict
+    tiny_pipe, tiny_base, tmp_path: Path, trainer: str, over: dict
 ) -> None:
     from peft import PeftModel
 
     from t2ibench.adapters.export import export_peft
-    from t2ibench.models import load_base
 
     path = _random_adapter(tiny_pipe, trainer, tmp_path / f"{trainer}.safetensors", **over)
     base_unet, _ = unet_te_outputs(tiny_pipe)
@@ -64,13 +63,13 @@ def test_item12_peft_export_gives_the_same_outputs(
         ours_unet, ours_te = unet_te_outputs(tiny_pipe)
     assert not torch.allclose(ours_unet, base_unet)
 
-    folders = export_peft(load_base("tiny"), path, tmp_path / "peft")
+    folders = export_peft(tiny_base(), path, tmp_path / "peft")
     assert [f.name for f in folders] == ["unet", "text_encoder"]
     assert all((f / "adapter_config.json").is_file() for f in folders)
     assert all((f / "adapter_model.safetensors").is_file() for f in folders)
 
     # as a diffusers + peft user loads it
-    pipe = load_base("tiny")
+    pipe = tiny_base()
     pipe.unet = PeftModel.from_pretrained(pipe.unet, str(tmp_path / "peft" / "unet"))
     pipe.text_encoder = PeftModel.from_pretrained(
         pipe.text_encoder, str(tmp_path / "peft" / "text_encoder")
@@ -82,28 +81,26 @@ def test_item12_peft_export_gives_the_same_outputs(
 
 @pytest.mark.parametrize(("trainer", "over"), [("native", {}), ("lora", {"use_tucker": True})])
 def test_item12_peft_export_refuses_what_peft_cannot_hold(
-    tiny_pipe, tmp_path: Path, trainer: str, over: dict
+    tiny_pipe, tiny_base, tmp_path: Path, trainer: str, over: dict
 ) -> None:
     from t2ibench.adapters.export import export_peft
-    from t2ibench.models import load_base
 
     path = _random_adapter(tiny_pipe, trainer, tmp_path / "a.safetensors", **over)
     with pytest.raises(AdapterFileError, match="no peft|merge"):
-        export_peft(load_base("tiny"), path, tmp_path / "peft")
+        export_peft(tiny_base(), path, tmp_path / "peft")
     assert not (tmp_path / "peft" / "unet").exists()
 
 
 def test_item12_peft_export_refuses_a_lokr_split_peft_would_change(
-    tiny_pipe, tmp_path: Path
+    tiny_pipe, tiny_base, tmp_path: Path
 ) -> None:
     """peft's LoKr factorization lacks LyCORIS's ``dimension >= factor²`` rule: on layers that
     small (not on SD1.5 with factor 8) the blocks differ and the export says so."""
     from t2ibench.adapters.export import export_peft
-    from t2ibench.models import load_base
 
     path = _random_adapter(tiny_pipe, "lokr", tmp_path / "a.safetensors", factor=8)
     with pytest.raises(AdapterFileError, match=r"factor².*peft expects"):
-        export_peft(load_base("tiny"), path, tmp_path / "peft")
+        export_peft(tiny_base(), path, tmp_path / "peft")
 
 
 def test_item12_export_cli(tiny_pipe, tmp_path: Path, adapters_cache: Path) -> None:
@@ -142,10 +139,11 @@ def _readme_lycoris_recipe(pipe, checkpoint):
     return network
 
 
-def test_item12_readme_lycoris_recipe_loads_every_module(tiny_pipe, tmp_path: Path) -> None:
+def test_item12_readme_lycoris_recipe_loads_every_module(
+    tiny_pipe, tiny_base, tmp_path: Path
+) -> None:
     """The README shows this code verbatim; run as shown it loads all 12 text-encoder modules
     (the recipe without the text_model view loads 0 on transformers 5) and matches apply."""
-    from t2ibench.models import load_base
 
     body = inspect.getsource(_readme_lycoris_recipe).split("\n", 1)[1].rsplit("return", 1)[0]
     shown = textwrap.dedent(body).strip()
@@ -158,7 +156,7 @@ def test_item12_readme_lycoris_recipe_loads_every_module(tiny_pipe, tmp_path: Pa
     te_stems = {s for s in stems if s.startswith("lora_te_")}
     assert len(te_stems) == 12  # 2 layers × (q, k, v, out, fc1, fc2) on the tiny text encoder
 
-    pipe = load_base("tiny")
+    pipe = tiny_base()
     network = _readme_lycoris_recipe(pipe, str(path))
     assert len(network.text_encoder_loras) == len(te_stems)
     assert len(network.unet_loras) + len(network.text_encoder_loras) == len(stems)
@@ -186,10 +184,9 @@ MATRIX = {  # README "Loading the files elsewhere": (trainer, options) -> (lycor
 
 
 @pytest.mark.parametrize("row", sorted(MATRIX))
-def test_item12_compatibility_matrix(tiny_pipe, tmp_path: Path, row: str) -> None:
+def test_item12_compatibility_matrix(tiny_pipe, tiny_base, tmp_path: Path, row: str) -> None:
     """Each lycoris-lora / diffusers cell of the README's matrix: loads with t2ibench's outputs, or
     fails (raises, or loads something else)."""
-    from t2ibench.models import load_base
 
     (trainer, over), (lycoris_ok, diffusers_ok) = MATRIX[row]
     path = _random_adapter(tiny_pipe, trainer, tmp_path / f"{row}.safetensors", **over)
@@ -197,7 +194,7 @@ def test_item12_compatibility_matrix(tiny_pipe, tmp_path: Path, row: str) -> Non
         ours = unet_te_outputs(tiny_pipe)
 
     def loads_same(load) -> bool:
-        pipe = load_base("tiny")
+        pipe = tiny_base()
         try:
             load(pipe)
         except Exception:  # any failure of the other library is a "no"
@@ -222,14 +219,13 @@ def test_item12_compatibility_matrix(tiny_pipe, tmp_path: Path, row: str) -> Non
     ],
 )
 def test_peft_trainer_checkpoint_exports_to_a_peft_folder(
-    tiny_pipe, tmp_path: Path, trainer: str, over: dict
+    tiny_pipe, tiny_base, tmp_path: Path, trainer: str, over: dict
 ) -> None:
     """PeftModel.from_pretrained of the exported folders gives t2ibench's outputs with the
     checkpoint applied (1e-5), and t2ibench reads the folder back to the same outputs."""
     from peft import PeftModel
 
     from t2ibench.adapters.export import export_peft
-    from t2ibench.models import load_base
 
     path = _random_adapter(
         tiny_pipe, trainer, tmp_path / "a.safetensors", preset="attn-only", **over
@@ -238,7 +234,7 @@ def test_peft_trainer_checkpoint_exports_to_a_peft_folder(
         ours_unet, ours_te = unet_te_outputs(tiny_pipe)
     assert not torch.allclose(ours_unet, unet_te_outputs(tiny_pipe)[0])
 
-    folders = export_peft(load_base("tiny"), path, tmp_path / "peft")
+    folders = export_peft(tiny_base(), path, tmp_path / "peft")
     assert [f.name for f in folders] == ["unet", "text_encoder"]
     with apply_adapter(tiny_pipe, tmp_path / "peft"):  # t2ibench reads the folders back
         back_unet, back_te = unet_te_outputs(tiny_pipe)

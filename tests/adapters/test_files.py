@@ -39,7 +39,7 @@ def _random_adapter(pipe, trainer: str, path: Path, preset: str = "full", **over
     [("lora", {}), ("loha", {}), ("lokr", {}), ("lokr", {"dim": 2, "factor": 4}), ("native", {})],
 )
 def test_lycoris_loader_reads_our_files(
-    tiny_pipe, tmp_path: Path, trainer: str, over: dict, monkeypatch: pytest.MonkeyPatch
+    tiny_pipe, tiny_base, tmp_path: Path, trainer: str, over: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """lycoris.kohya.create_network_from_weights (what sd-scripts / A1111 extensions use) loads
     the file onto the same base and produces the same outputs as apply_adapter."""
@@ -51,8 +51,6 @@ def test_lycoris_loader_reads_our_files(
     monkeypatch.setattr(LycorisNetworkKohya, "UNET_TARGET_REPLACE_MODULE", ["Transformer2DModel"])
     monkeypatch.setattr(LycorisNetworkKohya, "UNET_TARGET_REPLACE_NAME", [])
 
-    from t2ibench.models import load_base
-
     path = _random_adapter(tiny_pipe, trainer, tmp_path / f"{trainer}.safetensors", **over)
     tensors, meta = read_adapter(path)
     assert all(v.dtype == torch.float16 for v in tensors.values())
@@ -63,7 +61,7 @@ def test_lycoris_loader_reads_our_files(
     ours_unet, ours_te = unet_te_outputs(tiny_pipe)
     handle.remove()
 
-    ref = load_base("tiny")
+    ref = tiny_base()
     # Kohya keys use the transformers-4 path ``text_model.encoder...``; transformers 5 dropped that
     # level, so lycoris-lora sees the text encoder through a module that has it.
     te_view = nn.Module()
@@ -77,9 +75,7 @@ def test_lycoris_loader_reads_our_files(
 
 
 @pytest.mark.parametrize("trainer", ["lora", "loha", "lokr", "native"])
-def test_apply_remove_merge(tiny_pipe, tmp_path: Path, trainer: str) -> None:
-    from t2ibench.models import load_base
-
+def test_apply_remove_merge(tiny_pipe, tiny_base, tmp_path: Path, trainer: str) -> None:
     path = _random_adapter(tiny_pipe, trainer, tmp_path / "a.safetensors", preset="full")
     base_unet, base_te = unet_te_outputs(tiny_pipe)
     before = {k: v.clone() for k, v in tiny_pipe.unet.state_dict().items()}
@@ -96,7 +92,7 @@ def test_apply_remove_merge(tiny_pipe, tmp_path: Path, trainer: str) -> None:
 
     # merging applies the scale once: merged == applied (lycoris-lora 4.1.3's merge_to scales
     # LoHa and LoKr twice)
-    merged = load_base("tiny")
+    merged = tiny_base()
     meta = merge_adapter(merged, path, multiplier=0.6)
     assert meta["t2ibench_trainer"] == trainer
     merged_unet, merged_te = unet_te_outputs(merged)

@@ -23,10 +23,8 @@ NAMES = ["lyco-dora-000001", "lyco-oft-000002", "peft-dora-epoch3", "peft-oft-ep
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    from t2ibench.models import load_base
-
-    return load_base("tiny")
+def pipe(tiny_base):
+    return tiny_base()
 
 
 def _lycoris_file(unet, algo: str, path: Path, **kw) -> None:

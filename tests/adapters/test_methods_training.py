@@ -4,6 +4,8 @@ equals a straight 2-epoch run bit for bit (optimizer and adapter state restored)
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torch
 from adapters_testutil import unet_te_outputs
 
 from t2ibench.adapters import apply_adapter, load_trainer_config, read_adapter, train_run
+from t2ibench.adapters import training as training_mod
 
 FAST = ["resolution=64", "batch_size=8", "warmup_steps=0", "lr=2e-3", "preset=attn-only"]
 
@@ -25,22 +28,38 @@ FAST = ["resolution=64", "batch_size=8", "warmup_steps=0", "lr=2e-3", "preset=at
     ],
 )
 def test_trains_resumes_and_applies(
-    adapters_cache, demo_dataset, tmp_path: Path, trainer: str, extra: list[str], key: str
+    tiny_base,
+    demo_dataset,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    trainer: str,
+    extra: list[str],
+    key: str,
 ) -> None:
-    from t2ibench.models import load_base
-
-    pipe = load_base("tiny")
+    pipe = tiny_base()
     before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     cfg = load_trainer_config(trainer, overrides=[*FAST, *extra])
+
+    # The straight run's folder as it stood once epoch 1 was committed (checkpoint, resume state)
+    # is copied aside: the resume point, without training epoch 1 a second time.
+    real_save_state = training_mod.save_resume_state
+
+    def save_state_and_copy_after_epoch_1(out_dir, name, record, *args, **kwargs):
+        saved = real_save_state(out_dir, name, record, *args, **kwargs)
+        if record["epoch"] == 1:
+            shutil.copytree(out_dir, tmp_path / "b")
+        return saved
+
+    monkeypatch.setattr(training_mod, "save_resume_state", save_state_and_copy_after_epoch_1)
     straight = train_run(
-        trainer, demo_dataset, "tiny", tmp_path / "a", cfg, epochs=2, progress=False, pipe=pipe
-    )
-    assert all(torch.equal(before[k], v) for k, v in pipe.unet.state_dict().items())
-    first = train_run(
-        trainer, demo_dataset, "tiny", tmp_path / "b", cfg, epochs=1, save_epochs=(1, 2),
+        trainer, demo_dataset, "tiny", tmp_path / "a", cfg, epochs=2, save_epochs=(1, 2),
         progress=False, pipe=pipe,
     )  # fmt: skip
-    assert first.epochs_trained == 1
+    monkeypatch.undo()
+    assert straight.epochs_trained == 2
+    assert all(torch.equal(before[k], v) for k, v in pipe.unet.state_dict().items())
+    state = json.loads((tmp_path / "b" / f"{cfg.output_name}-state.json").read_text())
+    assert state["epoch"] == 1  # the copy is the run stopped after epoch 1
     resumed = train_run(
         trainer, demo_dataset, "tiny", tmp_path / "b", cfg, epochs=2, save_epochs=(1, 2),
         progress=False, pipe=pipe,

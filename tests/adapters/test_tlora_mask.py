@@ -96,12 +96,9 @@ def test_flow_objective_calls_the_hook_with_sigma() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, t2ibench_cache):
+def trained(tmp_path_factory, tiny_base, demo_dataset):
     """One epoch of lycoris-tlora on the tiny SD1.5 base, every mask the loop set recorded."""
     import lycoris.modules.tlora as tlora
-
-    from t2ibench.data import load_dataset, make_demo_dataset
-    from t2ibench.models import load_base
 
     gc_was = tlora.gc
     tlora.gc = types.SimpleNamespace(collect=lambda *a: 0)
@@ -109,8 +106,8 @@ def trained(tmp_path_factory, t2ibench_cache):
     real = tlora.set_timestep_mask
     tlora.set_timestep_mask = lambda mask, group_id=0: (masks.append(mask), real(mask, group_id))
     try:
-        data = load_dataset(make_demo_dataset(tmp_path_factory.mktemp("ds") / "ds", size=64))
-        pipe = load_base("tiny")
+        data = demo_dataset  # make_demo_dataset(size=64, seed=0)
+        pipe = tiny_base()
         spec = get_trainer("lycoris-tlora")
         cfg = spec.config(
             [("test", {"resolution": 64, "batch_size": 4, "warmup_steps": 0, "lr": 2e-2,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -26,20 +27,22 @@ from t2ibench.adapters import training as training_mod
 from t2ibench.adapters.files import build_metadata, save_adapter
 
 FAST = ["resolution=64", "batch_size=8", "warmup_steps=0", "lr=2e-3"]
+# The LoRA runs the module shares: 6 steps per epoch; a one-step warm-up (step 0 at lr 0), which
+# the clamp (a quarter of the run) leaves alone at 1 and at 3 epochs, so a resumed or extended run
+# that restarted its schedule would take a second zero-lr step and differ.
+LORA = [*FAST, "warmup_steps=1"]
 
 
 @pytest.fixture(scope="module")
-def lora_run(adapters_cache, demo_dataset, tmp_path_factory):
+def lora_run(tiny_base, demo_dataset, tmp_path_factory):
     """One LoRA run of 3 epochs (checkpoints 1 and 3) on the tiny base, base snapshot around it."""
-    from t2ibench.models import load_base
-
-    pipe = load_base("tiny")
+    pipe = tiny_base()
     before = {
         part: {k: v.clone() for k, v in getattr(pipe, part).state_dict().items()}
         for part in ("unet", "text_encoder", "vae")
     }
     out = tmp_path_factory.mktemp("lora-run")
-    cfg = load_trainer_config("lora", overrides=FAST)
+    cfg = load_trainer_config("lora", overrides=LORA)
     result = train_run(
         "lora",
         demo_dataset,
@@ -52,6 +55,42 @@ def lora_run(adapters_cache, demo_dataset, tmp_path_factory):
         pipe=pipe,
     )
     return {"pipe": pipe, "before": before, "out": out, "cfg": cfg, "result": result}
+
+
+@pytest.fixture(scope="module")
+def first_epoch(adapters_cache, lora_run, demo_dataset, tmp_path_factory):
+    """The same LoRA run stopped after 1 epoch (``epochs=1``, checkpoints 1 and 3 asked for),
+    through ``train`` (which loads the base itself), written under umask 022. Tests that change
+    its folder work on a copy."""
+    out = tmp_path_factory.mktemp("first-epoch")
+    old = os.umask(0o022)
+    try:
+        ckpts = train(
+            "lora",
+            demo_dataset,
+            "tiny",
+            out,
+            lora_run["cfg"],
+            epochs=1,
+            save_epochs=(1, 3),
+            progress=False,
+        )
+    finally:
+        os.umask(old)
+    return {"out": out, "checkpoints": ckpts}
+
+
+@pytest.fixture(scope="module")
+def extended_run(first_epoch, lora_run, demo_dataset, tmp_path_factory):
+    """A copy of ``first_epoch``'s folder continued to 3 epochs (``--epochs 3`` on a finished
+    1-epoch run): (folder, TrainResult)."""
+    out = tmp_path_factory.mktemp("extended") / "run"
+    shutil.copytree(first_epoch["out"], out)
+    res = train_run(
+        "lora", demo_dataset, "tiny", out, lora_run["cfg"], epochs=3, save_epochs=(1, 3),
+        progress=False,
+    )  # fmt: skip
+    return out, res
 
 
 def test_checkpoints_and_metadata(lora_run) -> None:
@@ -106,16 +145,14 @@ def test_training_lowers_the_loss(lora_run, demo_dataset) -> None:
     assert sum(losses[-k:]) / k < sum(losses[:k]) / k
 
 
-def test_save_load_identical_outputs(lora_run, tmp_path: Path) -> None:
-    from t2ibench.models import load_base
-
+def test_save_load_identical_outputs(lora_run, tiny_base, tmp_path: Path) -> None:
     pipe = lora_run["pipe"]
     ckpt = lora_run["result"].checkpoints[-1]
     with apply_adapter(pipe, ckpt) as handle:
         first = unet_te_outputs(pipe)
         again = tmp_path / "again.safetensors"
         save_adapter(handle.network, again, build_metadata(lora_run["cfg"], None))
-    other = load_base("tiny")
+    other = tiny_base()
     with apply_adapter(other, again):
         second = unet_te_outputs(other)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
@@ -124,12 +161,12 @@ def test_save_load_identical_outputs(lora_run, tmp_path: Path) -> None:
     assert t1.keys() == t2.keys() and all(torch.equal(t1[k], t2[k]) for k in t1)
 
 
-def test_resume_equals_uninterrupted(lora_run, demo_dataset, tmp_path: Path) -> None:
+def test_resume_equals_uninterrupted(
+    lora_run, first_epoch, extended_run, demo_dataset, tmp_path: Path
+) -> None:
     """1 epoch, stop, then resume to 3: the same tensors as the 3-epoch run, bit for bit."""
     cfg = lora_run["cfg"]
-    first = train(
-        "lora", demo_dataset, "tiny", tmp_path, cfg, epochs=1, save_epochs=(1, 3), progress=False
-    )
+    first = first_epoch["checkpoints"]
     assert [p.name for p in first] == ["lora-e000001.safetensors"]
     # gradient checkpointing changes memory, not results
     gc = train(
@@ -145,9 +182,7 @@ def test_resume_equals_uninterrupted(lora_run, demo_dataset, tmp_path: Path) -> 
     a, _ = read_adapter(first[0])
     b, _ = read_adapter(gc[0])
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a)
-    res = train_run(
-        "lora", demo_dataset, "tiny", tmp_path, cfg, epochs=3, save_epochs=(1, 3), progress=False
-    )
+    folder, res = extended_run
     assert res.epochs_trained == 2  # epoch 1 was not redone
     a, _ = read_adapter(res.checkpoints[-1])
     b, _ = read_adapter(lora_run["result"].checkpoints[-1])
@@ -155,21 +190,25 @@ def test_resume_equals_uninterrupted(lora_run, demo_dataset, tmp_path: Path) -> 
     # a finished run resumes to nothing; another config in the same folder is refused
     assert (
         train_run(
-            "lora", demo_dataset, "tiny", tmp_path, cfg, epochs=3, progress=False
+            "lora", demo_dataset, "tiny", folder, cfg, epochs=3, progress=False
         ).epochs_trained
         == 0
     )
     from t2ibench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="different config.*dim"):
-        train("lora", demo_dataset, "tiny", tmp_path, cfg.replace(dim=4), epochs=4, progress=False)
+        train("lora", demo_dataset, "tiny", folder, cfg.replace(dim=4), epochs=4, progress=False)
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(
-    adapters_cache, demo_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_base, demo_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = load_trainer_config("loha", overrides=FAST)
-    train("loha", demo_dataset, "tiny", tmp_path, cfg, epochs=1, save_epochs=(1, 2), progress=False)
+    pipe = tiny_base()
+    train_run(
+        "loha", demo_dataset, "tiny", tmp_path, cfg, epochs=1, save_epochs=(1, 2), progress=False,
+        pipe=pipe,
+    )  # fmt: skip
     good = tmp_path / "loha-e000001.safetensors"
     saved = good.read_bytes()
     state = (tmp_path / "loha-state.json").read_bytes()
@@ -187,7 +226,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
         TrainingDivergedError,
         match=r"loss became nan at epoch 2.*loha-e000001\.safetensors \(kept\)",
     ):
-        train(
+        train_run(
             "loha",
             demo_dataset,
             "tiny",
@@ -196,27 +235,28 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
             epochs=2,
             save_epochs=(1, 2),
             progress=False,
+            pipe=pipe,
         )
     assert good.read_bytes() == saved  # the last good checkpoint is untouched
     assert (tmp_path / "loha-state.json").read_bytes() == state  # resume point too
     assert not (tmp_path / "loha-e000002.safetensors").exists()
 
 
-def test_real_divergence_is_caught(adapters_cache, demo_dataset, tmp_path: Path) -> None:
+def test_real_divergence_is_caught(tiny_base, demo_dataset, tmp_path: Path) -> None:
     """An absurd learning rate really blows the loss up (no mocking)."""
     cfg = load_trainer_config("lokr", overrides=[*FAST, "lr=1e30", "max_grad_norm=0"])
     with pytest.raises(TrainingDivergedError, match="training stopped. Last good checkpoint: none"):
-        train("lokr", demo_dataset, "tiny", tmp_path, cfg, epochs=2, progress=False)
+        train_run(
+            "lokr", demo_dataset, "tiny", tmp_path, cfg, epochs=2, progress=False, pipe=tiny_base()
+        )
     assert not list(tmp_path.glob("*.safetensors"))
 
 
 @pytest.mark.parametrize("trainer", ["loha", "lokr", "native"])
 def test_other_trainers_train_and_save(
-    adapters_cache, demo_dataset, tmp_path: Path, trainer: str
+    tiny_base, demo_dataset, tmp_path: Path, trainer: str
 ) -> None:
-    from t2ibench.models import load_base
-
-    pipe = load_base("tiny")
+    pipe = tiny_base()
     before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     over = [*FAST, "lr=1e-4"] if trainer == "native" else FAST
     cfg = load_trainer_config(trainer, overrides=[*over, "preset=full", "te_preset=attn-only"])
@@ -259,10 +299,10 @@ def test_v_prediction_target(tiny_pipe) -> None:
         torch.testing.assert_close(got, torch.nn.functional.mse_loss(out, target))
 
 
-def test_native_full_diffusers_checkpoint(adapters_cache, demo_dataset, tmp_path: Path) -> None:
+def test_native_full_diffusers_checkpoint(tiny_base, demo_dataset, tmp_path: Path) -> None:
     from t2ibench.models import load_base
 
-    pipe = load_base("tiny")
+    pipe = tiny_base()
     base_out, _ = unet_te_outputs(pipe)
     cfg = load_trainer_config("native", overrides=[*FAST, "lr=1e-4", "native_save=diffusers"])
     res = train_run(
@@ -301,44 +341,15 @@ def _same_tensors(a: Path, b: Path) -> bool:
 
 
 def test_item10_extending_a_run_equals_a_straight_run(
-    adapters_cache, demo_dataset, tmp_path: Path
+    lora_run, extended_run, tiny_base, demo_dataset, tmp_path: Path
 ) -> None:
-    """2 epochs, then the same folder with --epochs 4 == a straight 4-epoch run, bit for bit; when
-    the warm-up clamp would change with the length, extending is refused with a clear message."""
+    """1 epoch, then the same folder with --epochs 3 == a straight 3-epoch run, bit for bit, every
+    checkpoint (a one-step warm-up the clamp leaves alone at both lengths: ``LORA``); when the
+    warm-up clamp would change with the length, extending is refused with a clear message."""
     from t2ibench.errors import ConfigError
 
-    # a warm-up the clamp (a quarter of the run) leaves alone at both lengths
-    cfg = load_trainer_config("lora", overrides=[*FAST, "warmup_steps=2"])
-    straight = train(
-        "lora",
-        demo_dataset,
-        "tiny",
-        tmp_path / "a",
-        cfg,
-        epochs=4,
-        save_epochs=(2, 4),
-        progress=False,
-    )
-    train(
-        "lora",
-        demo_dataset,
-        "tiny",
-        tmp_path / "b",
-        cfg,
-        epochs=2,
-        save_epochs=(2, 4),
-        progress=False,
-    )
-    res = train_run(
-        "lora",
-        demo_dataset,
-        "tiny",
-        tmp_path / "b",
-        cfg,
-        epochs=4,
-        save_epochs=(2, 4),
-        progress=False,
-    )
+    straight = lora_run["result"].checkpoints
+    _, res = extended_run
     assert res.epochs_trained == 2
     assert [p.name for p in res.checkpoints] == [p.name for p in straight]
     for a, b in zip(straight, res.checkpoints, strict=True):
@@ -347,40 +358,39 @@ def test_item10_extending_a_run_equals_a_straight_run(
     # the default warm-up (3500 steps) is clamped to a quarter of the run: 1 epoch and 2 epochs
     # give different warm-ups, so continuing to 2 would not be the 2-epoch run
     clamped = load_trainer_config("lora", overrides=[*FAST, "warmup_steps=3500"])
-    train("lora", demo_dataset, "tiny", tmp_path / "c", clamped, epochs=1, progress=False)
+    train_run(
+        "lora", demo_dataset, "tiny", tmp_path / "c", clamped, epochs=1, progress=False,
+        pipe=tiny_base(),
+    )  # fmt: skip
     with pytest.raises(ConfigError, match=r"warm-up.*would not give a 2-epoch run"):
         train("lora", demo_dataset, "tiny", tmp_path / "c", clamped, epochs=2, progress=False)
 
 
-def test_item11_checkpoints_follow_the_umask(adapters_cache, demo_dataset, tmp_path: Path) -> None:
+def test_item11_checkpoints_follow_the_umask(first_epoch, tiny_base, tmp_path: Path) -> None:
     """Checkpoints, resume state and native diffusers folders get the modes of any file the user
     writes (umask), not mkstemp's owner-only 0600 / 0700."""
     from t2ibench.adapters import get_trainer
     from t2ibench.adapters.training import _save_native_diffusers
-    from t2ibench.models import load_base
 
     def mode(p: Path) -> int:
         return stat.S_IMODE(p.stat().st_mode)
 
-    old = os.umask(0o022)
-    try:
-        cfg = load_trainer_config("lora", overrides=FAST)
-        ckpt = train("lora", demo_dataset, "tiny", tmp_path / "run", cfg, epochs=1, progress=False)[
-            0
-        ]
-        written = [p for p in (tmp_path / "run").iterdir() if p.is_file()]
-        assert ckpt in written and len(written) >= 3  # checkpoint + state JSON + state tensors
-        assert {p.name: mode(p) for p in written} == {p.name: 0o644 for p in written}
+    # first_epoch's run was written under umask 022
+    ckpt = first_epoch["checkpoints"][0]
+    written = [p for p in first_epoch["out"].iterdir() if p.is_file()]
+    assert ckpt in written and len(written) >= 3  # checkpoint + state JSON + state tensors
+    assert {p.name: mode(p) for p in written} == {p.name: 0o644 for p in written}
 
-        pipe = load_base("tiny")
-        ncfg = load_trainer_config("native", overrides=["preset=attn-only"])
-        net = get_trainer("native").build_network({"unet": pipe.unet, "te": None}, ncfg)
-        os.umask(0o027)
+    pipe = tiny_base()
+    ncfg = load_trainer_config("native", overrides=["preset=attn-only"])
+    net = get_trainer("native").build_network({"unet": pipe.unet, "te": None}, ncfg)
+    old = os.umask(0o027)
+    try:
         folder = _save_native_diffusers(pipe, net, tmp_path / "native-e000001", {"x": "1"})
-        assert mode(folder) == 0o750
-        assert all(mode(p) == (0o750 if p.is_dir() else 0o640) for p in folder.rglob("*"))
     finally:
         os.umask(old)
+    assert mode(folder) == 0o750
+    assert all(mode(p) == (0o750 if p.is_dir() else 0o640) for p in folder.rglob("*"))
 
 
 def test_item13_buckets_match_kohya_on_a_size_grid() -> None:
@@ -426,23 +436,15 @@ class _Killed(BaseException):
 
 
 def test_item15_resume_after_kill_between_checkpoint_and_state(
-    adapters_cache, demo_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lora_run, tiny_base, demo_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Killed right after checkpoint 1 is written, before its resume state: the rerun must not
     continue from the fp16 checkpoint with a fresh optimizer; both checkpoints equal an
-    uninterrupted run's, bit for bit (tensors and metadata; safetensors orders the metadata
-    keys differently from one write to the next, so the file bytes are not compared)."""
-    cfg = load_trainer_config("lora", overrides=FAST)
-    clean = train(
-        "lora",
-        demo_dataset,
-        "tiny",
-        tmp_path / "clean",
-        cfg,
-        epochs=2,
-        save_epochs=(1, 2),
-        progress=False,
-    )
+    uninterrupted run's (``lora_run``), bit for bit (tensors and metadata; safetensors orders the
+    metadata keys differently from one write to the next, so the file bytes are not compared)."""
+    cfg = lora_run["cfg"]
+    clean = lora_run["result"].checkpoints
+    pipe = tiny_base()
 
     real_save = training_mod.save_adapter
 
@@ -452,15 +454,16 @@ def test_item15_resume_after_kill_between_checkpoint_and_state(
 
     monkeypatch.setattr(training_mod, "save_adapter", save_then_die)
     with pytest.raises(_Killed):
-        train(
+        train_run(
             "lora",
             demo_dataset,
             "tiny",
             tmp_path / "killed",
             cfg,
-            epochs=2,
-            save_epochs=(1, 2),
+            epochs=3,
+            save_epochs=(1, 3),
             progress=False,
+            pipe=pipe,
         )
     assert (tmp_path / "killed" / "lora-e000001.safetensors").is_file()
     monkeypatch.undo()
@@ -470,8 +473,8 @@ def test_item15_resume_after_kill_between_checkpoint_and_state(
         "tiny",
         tmp_path / "killed",
         cfg,
-        epochs=2,
-        save_epochs=(1, 2),
+        epochs=3,
+        save_epochs=(1, 3),
         progress=False,
     )
     assert [p.name for p in again] == [p.name for p in clean]
@@ -482,43 +485,44 @@ def test_item15_resume_after_kill_between_checkpoint_and_state(
     names = sorted(p.name for p in (tmp_path / "killed").iterdir())
     assert names == [
         "lora-e000001.safetensors",
-        "lora-e000002.safetensors",
-        "lora-state-e000002.safetensors",
+        "lora-e000003.safetensors",
+        "lora-state-e000003.safetensors",
         "lora-state.json",
     ]
 
 
 @pytest.mark.parametrize("which", ["record", "tensors"])
 def test_item15_damaged_resume_state_is_one_clear_error(
-    adapters_cache, demo_dataset, tmp_path: Path, which: str
+    lora_run, first_epoch, tiny_base, demo_dataset, tmp_path: Path, which: str
 ) -> None:
     """A truncated resume state ends in one clear line (a T2IBenchError naming the file and what to
     do), not a raw reader traceback."""
     from t2ibench.errors import T2IBenchError
 
-    cfg = load_trainer_config("lora", overrides=FAST)
-    train("lora", demo_dataset, "tiny", tmp_path, cfg, epochs=1, save_epochs=(1, 2), progress=False)
-    states = [p for p in tmp_path.iterdir() if p.name.startswith("lora-state")]
+    folder = tmp_path / "run"
+    shutil.copytree(first_epoch["out"], folder)  # 1 epoch of LoRA, with its resume state
+    states = [p for p in folder.iterdir() if p.name.startswith("lora-state")]
     assert states
     for p in states:
         if which == "record" or p.suffix != ".json":
             data = p.read_bytes()
             p.write_bytes(data[: len(data) // 2])
     with pytest.raises(T2IBenchError, match=r"lora-state.*(damaged|truncated).*retrain"):
-        train(
+        train_run(
             "lora",
             demo_dataset,
             "tiny",
-            tmp_path,
-            cfg,
+            folder,
+            lora_run["cfg"],
             epochs=2,
             save_epochs=(1, 2),
             progress=False,
+            pipe=tiny_base(),
         )
 
 
 def test_item18_divergence_never_keeps_an_inf_checkpoint(
-    adapters_cache, demo_dataset, tmp_path: Path
+    tiny_base, demo_dataset, tmp_path: Path
 ) -> None:
     """lr=1e9: the weights stay finite in fp32 but overflow fp16; the run must stop before writing
     such a checkpoint, and whatever it keeps is finite."""
@@ -526,7 +530,7 @@ def test_item18_divergence_never_keeps_an_inf_checkpoint(
     # still finite) whose fp16 checkpoint would be inf; epoch 2's loss is NaN
     cfg = load_trainer_config("lora", overrides=[*FAST, "batch_size=64", "lr=1e9"])
     with pytest.raises(TrainingDivergedError, match="training stopped"):
-        train(
+        train_run(
             "lora",
             demo_dataset,
             "tiny",
@@ -535,6 +539,7 @@ def test_item18_divergence_never_keeps_an_inf_checkpoint(
             epochs=2,
             save_epochs=(1, 2),
             progress=False,
+            pipe=tiny_base(),
         )
     for p in tmp_path.glob("lora-e*.safetensors"):
         bad = [k for k, v in _tensors(p).items() if not torch.isfinite(v).all()]
@@ -542,12 +547,11 @@ def test_item18_divergence_never_keeps_an_inf_checkpoint(
 
 
 def test_item18_nan_base_is_refused_before_training(
-    adapters_cache, demo_dataset, tmp_path: Path
+    tiny_base, demo_dataset, tmp_path: Path
 ) -> None:
     from t2ibench.adapters import AdapterFileError
-    from t2ibench.models import load_base
 
-    pipe = load_base("tiny")
+    pipe = tiny_base()
     with torch.no_grad():
         pipe.unet.conv_in.weight[0, 0, 0, 0] = float("nan")
     cfg = load_trainer_config("lora", overrides=FAST)

@@ -16,6 +16,7 @@ plug-in trainer) ranks the rates the whole results table holds for it.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -253,7 +254,20 @@ def out_of_sample_r2(fit_predict, X: pd.DataFrame, y: np.ndarray, groups: np.nda
     return r2_score(y, pred)
 
 
-def _model(cat: list[str], iterations: int, learning_rate: float, seed: int, thread_count: int):
+def catboost_threads(thread_count: int | None = None) -> int:
+    """CatBoost's ``thread_count``: ``thread_count`` when given, else ``OMP_NUM_THREADS`` when it
+    is set to a positive integer (a shared machine's or a scheduler's limit, which CatBoost itself
+    ignores), else -1 (every core). Same fits either way; on 2 cores a second thread shortened the
+    reference fits 13 % for 60 % more CPU time (``benchmarks/results/shap_threads_*.md``)."""
+    if thread_count is not None:
+        return thread_count
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(limit) if limit.isdigit() and int(limit) > 0 else -1
+
+
+def _model(
+    cat: list[str], iterations: int, learning_rate: float, seed: int, thread_count: int | None
+):
     from catboost import CatBoostRegressor
 
     return CatBoostRegressor(
@@ -262,7 +276,7 @@ def _model(cat: list[str], iterations: int, learning_rate: float, seed: int, thr
         random_seed=seed,
         verbose=False,
         allow_writing_files=False,
-        thread_count=thread_count,
+        thread_count=catboost_threads(thread_count),
         cat_features=cat,
     )
 
@@ -277,7 +291,7 @@ def fit_shap(
     iterations: int = 300,
     learning_rate: float = 0.1,
     seed: int = 0,
-    thread_count: int = -1,
+    thread_count: int | None = None,
     capacity_defaults: Mapping[str, Mapping[str, float]] = DEFAULT_CAPACITY,
     lr_level_table: Mapping[str, Sequence[float]] = LR_LEVELS,
     cv: Sequence[str] = tuple(CV_GROUPS),
@@ -288,7 +302,7 @@ def fit_shap(
 
     Returns None when the data cannot support a model (target absent, < 4 checkpoints, or a
     constant target). ``checkpoint_table`` is :func:`checkpoint_features` of ``scores`` (computed
-    when None).
+    when None). ``thread_count``: CatBoost's, None for :func:`catboost_threads`' choice.
     """
     import shap
 
@@ -387,7 +401,7 @@ def run_shap(
     iterations: int = 300,
     learning_rate: float = 0.1,
     seed: int = 0,
-    thread_count: int = -1,
+    thread_count: int | None = None,
     cv: Sequence[str] = tuple(CV_GROUPS),
 ) -> list[ShapResult]:
     """:func:`fit_shap` for every category × target that has data; ``targets`` None = the SHAP

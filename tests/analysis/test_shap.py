@@ -152,3 +152,37 @@ def test_issue22_item22_a_negative_leave_one_config_out_r2_is_no_finding():
         and "leave-one-seed-out R² 0.02" in result(0.02, 0.30).warning
     )
     assert not result(0.5, math.nan).is_finding  # a scheme not computed is no evidence
+
+
+def test_catboost_threads_follow_omp_num_threads_unless_given(monkeypatch, scores):
+    """CatBoost ignores OMP_NUM_THREADS (its -1 is every core): the fits honour the limit, an
+    explicit thread_count wins, and the fit does not depend on the thread count."""
+    from catboost import CatBoostRegressor
+
+    from t2ibench.analysis.shap_analysis import catboost_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert catboost_threads() == 3 and catboost_threads(2) == 2 and catboost_threads(-1) == -1
+    for unset in ("", "0", "auto", "-2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert catboost_threads() == -1, unset
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert catboost_threads() == -1
+
+    seen = []
+    real_init = CatBoostRegressor.__init__
+
+    def init(self, *args, **kwargs):
+        seen.append(kwargs["thread_count"])
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(CatBoostRegressor, "__init__", init)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    target = Target("image_similarity", "train")
+    one = fit_shap(scores, "people", target, iterations=50, cv=())
+    assert set(seen) == {1}
+    seen.clear()
+    two = fit_shap(scores, "people", target, iterations=50, cv=(), thread_count=2)
+    assert set(seen) == {2}
+    assert one.r2 == two.r2
+    np.testing.assert_array_equal(one.shap_values, two.shap_values)

@@ -6,6 +6,7 @@ each test file is one unit of work, so its module-scoped fixtures are built once
 use one shared session fixture are one unit, so it is built once; units are handed out slowest
 first. Without ``-n`` nothing is regrouped or reordered."""
 
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# A full garbage collection walks every tracked object: ~0.3 s each in a test process that has
+# imported torch, diffusers and transformers; at CPython's thresholds (700, 10, 10) full
+# collections took 9.5 of 96 CPU s over three test files. At most one per 100 second-generation
+# collections instead of 10: 4.6 s there, and the full-size checks' peak memory within 2 %
+# (benchmarks/gc_threshold.py, benchmarks/results/gc_threshold_2026-12-08*.md).
+gc.set_threshold(*map(int, os.environ.get("T2I_TEST_GC_THRESHOLD", "700,10,100").split(",")))
 
 # --- shared session fixtures ----------------------------------------------------------------------
 
